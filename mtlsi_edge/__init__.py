@@ -1,0 +1,3 @@
+"""mtlsi-edge: MTLSI-Net from training to real-time edge deployment."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Dataset readers (NYUD, PASCAL-MT) and paired image/label augmentation."""

@@ -1,0 +1,423 @@
+"""Pooled evaluation metrics, one accumulator per task kind (numpy only).
+
+Every accumulator is built as ``METRICS[task.kind](task)`` (or ``task.metric()``), fed with
+``update(pred, gt)`` once per image or per batch, and read with ``compute() -> dict[str, float]``.
+Counts and sums are pooled over the whole split (not averaged per image), as in the reference
+implementations listed in ``shared/design/multitask-conventions.md``. ``pred`` and ``gt`` may be
+numpy arrays or anything ``np.asarray`` accepts (e.g. CPU tensors). 255 marks invalid ground truth.
+
+Input shapes (``N`` = images in the batch; the batch axis may be omitted for one image):
+
+========================  =====================================  ================================
+metric                    pred                                   gt
+========================  =====================================  ================================
+SegmentationMetric        labels ``N×H×W`` / ``H×W`` int         labels, 255 = ignore
+DepthMetric               metres ``N×1×H×W`` / ``N×H×W`` / ``H×W``  metres, 0 = invalid
+NormalsMetric             ``N×3×H×W`` / ``3×H×W`` (any scale)     unit normals; 0-norm/255 invalid
+BoundaryMetric            probability ``N×1×H×W`` / ... in [0,1]  {0, 1}, 255 = ignore
+SaliencyMetric            probability ``N×1×H×W`` / ... in [0,1]  {0, 1}, 255 = ignore
+========================  =====================================  ================================
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mtlsi_edge.tasks import IGNORE_INDEX, Task
+
+try:  # opencv-python is a declared dependency; the numpy fallback keeps the metric importable.
+    import cv2
+
+    _HAVE_CV2 = True
+except ImportError:  # pragma: no cover - exercised only where OpenCV is missing
+    cv2 = None
+    _HAVE_CV2 = False
+
+__all__ = [
+    "METRICS",
+    "BoundaryMetric",
+    "DepthMetric",
+    "NormalsMetric",
+    "SaliencyMetric",
+    "SegmentationMetric",
+    "delta_m",
+]
+
+
+def _as_single_channel(x: np.ndarray, name: str) -> np.ndarray:
+    """``N×1×H×W`` / ``N×H×W`` / ``1×H×W`` / ``H×W`` → ``N×H×W``."""
+    x = np.asarray(x)
+    if x.ndim == 4:
+        if x.shape[1] != 1:
+            raise ValueError(f"{name}: expected N×1×H×W, got shape {x.shape}")
+        x = x[:, 0]
+    elif x.ndim == 2:
+        x = x[None]
+    elif x.ndim != 3:
+        raise ValueError(f"{name}: expected 2-D, 3-D or 4-D array, got shape {x.shape}")
+    return x
+
+
+def _check_same(pred: np.ndarray, gt: np.ndarray) -> None:
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred shape {pred.shape} does not match gt shape {gt.shape}")
+
+
+def _count_at_or_above(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """``out[k] = #{v in values : v >= thresholds[k]}`` for ascending ``thresholds``."""
+    # searchsorted(side="right") = number of thresholds <= v, so v counts for k < that index.
+    idx = np.searchsorted(thresholds, values.ravel().astype(np.float64), side="right")
+    hist = np.bincount(idx, minlength=len(thresholds) + 1)
+    return np.cumsum(hist[::-1])[::-1][1:].astype(np.int64)
+
+
+class SegmentationMetric:
+    """Pooled mIoU and pixel accuracy over ``task.out_channels`` classes.
+
+    A per-class confusion matrix (rows gt, columns prediction) is accumulated over pixels with
+    ``gt != 255``. IoU = TP / max(TP + FP + FN, 1e-8); classes absent from both prediction and
+    ground truth have IoU 0 and are still averaged. ``compute()`` → ``{"miou", "pixel_acc"}`` in %.
+    """
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.num_classes = int(task.out_channels)
+        self.reset()
+
+    def reset(self) -> None:
+        self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """pred: labels ``N×H×W`` or ``H×W`` (ints in ``0..K-1``); gt: same shape, 255 = ignore."""
+        pred = np.asarray(pred)
+        gt = np.asarray(gt)
+        if gt.ndim == 4 and gt.shape[1] == 1:
+            gt = gt[:, 0]
+        if pred.ndim == 4 and pred.shape[1] == 1:
+            pred = pred[:, 0]
+        _check_same(pred, gt)
+        k = self.num_classes
+        valid = gt != IGNORE_INDEX
+        g = gt[valid].astype(np.int64)
+        p = pred[valid].astype(np.int64)
+        if g.size and (g.min() < 0 or g.max() >= k):
+            raise ValueError(f"gt labels must be in 0..{k - 1} or {IGNORE_INDEX}")
+        if p.size and (p.min() < 0 or p.max() >= k):
+            raise ValueError(f"predicted labels must be in 0..{k - 1}")
+        self.confusion += np.bincount(g * k + p, minlength=k * k).reshape(k, k)
+
+    def per_class_iou(self) -> np.ndarray:
+        """IoU of each class as a fraction (length K)."""
+        tp = np.diag(self.confusion).astype(np.float64)
+        fp = self.confusion.sum(0) - tp
+        fn = self.confusion.sum(1) - tp
+        return tp / np.maximum(tp + fp + fn, 1e-8)
+
+    def compute(self) -> dict[str, float]:
+        total = self.confusion.sum()
+        acc = float(np.trace(self.confusion) / total) if total else 0.0
+        return {"miou": float(self.per_class_iou().mean() * 100.0), "pixel_acc": acc * 100.0}
+
+
+class DepthMetric:
+    """Pooled depth errors over valid pixels (``gt > 0``, finite).
+
+    ``rmse = sqrt(Σ(gt-pred)² / N)``, ``abs_rel = Σ|gt-pred|/gt / N``,
+    ``log_rmse = sqrt(Σ(log gt - log pred)² / N)``, ``delta1`` = % with max(gt/pred, pred/gt) <
+    1.25, all over the pooled ``N`` valid pixels of the split. Predictions <= 0 are clamped to
+    1e-9 first (as in the MTL reference). Units of rmse: those of the inputs (metres).
+    """
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.reset()
+
+    def reset(self) -> None:
+        self.n = 0
+        self.sq = 0.0
+        self.abs_rel = 0.0
+        self.log_sq = 0.0
+        self.delta1 = 0
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """pred, gt: metres, ``N×1×H×W``, ``N×H×W`` or ``H×W`` (same shape); gt 0 = invalid."""
+        pred = _as_single_channel(pred, "pred")
+        gt = _as_single_channel(gt, "gt")
+        _check_same(pred, gt)
+        valid = np.isfinite(gt) & (gt > 0)
+        g = gt[valid].astype(np.float64)
+        p = pred[valid].astype(np.float64)
+        p = np.where(p > 0, p, 1e-9)
+        self.n += int(g.size)
+        self.sq += float(np.sum((g - p) ** 2))
+        self.abs_rel += float(np.sum(np.abs(g - p) / g))
+        self.log_sq += float(np.sum((np.log(g) - np.log(p)) ** 2))
+        self.delta1 += int(np.count_nonzero(np.maximum(g / p, p / g) < 1.25))
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.n, 1)
+        return {
+            "rmse": math.sqrt(self.sq / n),
+            "abs_rel": self.abs_rel / n,
+            "log_rmse": math.sqrt(self.log_sq / n),
+            "delta1": self.delta1 / n * 100.0,
+        }
+
+
+class NormalsMetric:
+    """Pooled angular error of surface normals, in degrees.
+
+    Both vectors are L2-normalised; ``angle = degrees(2·atan2(‖p−g‖, ‖p+g‖))``. Valid pixels:
+    gt norm > 0 and no gt channel equal to 255. ``compute()`` → ``{"mean", "median", "rmse",
+    "11.25", "22.5", "30"}`` (thresholds: % of pixels with angle strictly below them).
+
+    The median comes from a histogram with ``median_bin`` (default 0.001°) wide bins (each
+    order statistic read as its bin's centre, even counts averaged like ``np.median``), so memory
+    stays constant over large splits; it is exact to within half a bin. All other values are
+    exact.
+    """
+
+    THRESHOLDS = (11.25, 22.5, 30.0)
+
+    def __init__(self, task: Task, median_bin: float = 1e-3) -> None:
+        self.task = task
+        self.median_bin = float(median_bin)
+        self.n_bins = int(math.ceil(180.0 / self.median_bin)) + 1
+        self.reset()
+
+    def reset(self) -> None:
+        self.n = 0
+        self.sum = 0.0
+        self.sq = 0.0
+        self.below = np.zeros(len(self.THRESHOLDS), np.int64)
+        self.hist = np.zeros(self.n_bins, np.int64)
+
+    @staticmethod
+    def angles(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        """Angles (degrees, float64) at the valid pixels of ``N×3×H×W`` (or ``3×H×W``) inputs."""
+        pred = np.asarray(pred, dtype=np.float64)
+        gt = np.asarray(gt, dtype=np.float64)
+        if pred.ndim == 3:
+            pred = pred[None]
+        if gt.ndim == 3:
+            gt = gt[None]
+        _check_same(pred, gt)
+        if pred.ndim != 4 or pred.shape[1] != 3:
+            raise ValueError(f"normals must be N×3×H×W or 3×H×W, got shape {pred.shape}")
+        g_norm = np.linalg.norm(gt, axis=1)
+        valid = (g_norm > 0) & np.all(gt != IGNORE_INDEX, axis=1)
+        p = np.moveaxis(pred, 1, -1)[valid]  # M×3
+        g = np.moveaxis(gt, 1, -1)[valid]
+        p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+        g = g / g_norm[valid][:, None]
+        diff = np.linalg.norm(p - g, axis=1)
+        summ = np.linalg.norm(p + g, axis=1)
+        return np.degrees(2.0 * np.arctan2(diff, summ))
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """pred: ``N×3×H×W`` or ``3×H×W`` (any scale); gt: same shape, unit normals."""
+        a = self.angles(pred, gt)
+        self.n += int(a.size)
+        self.sum += float(a.sum())
+        self.sq += float(np.sum(a**2))
+        for i, t in enumerate(self.THRESHOLDS):
+            self.below[i] += int(np.count_nonzero(a < t))
+        bins = np.minimum((a / self.median_bin).astype(np.int64), self.n_bins - 1)
+        self.hist += np.bincount(bins, minlength=self.n_bins)
+
+    def _order_statistic(self, k: int) -> float:
+        """Centre of the histogram bin holding the ``k``-th smallest angle (1-based)."""
+        b = int(np.searchsorted(np.cumsum(self.hist), k, side="left"))
+        return min((b + 0.5) * self.median_bin, 180.0)
+
+    def _median(self) -> float:
+        if self.n == 0:
+            return 0.0
+        if self.n % 2:
+            return self._order_statistic((self.n + 1) // 2)
+        return 0.5 * (self._order_statistic(self.n // 2) + self._order_statistic(self.n // 2 + 1))
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.n, 1)
+        out = {
+            "mean": self.sum / n,
+            "median": self._median(),
+            "rmse": math.sqrt(self.sq / n),
+        }
+        for t, c in zip(self.THRESHOLDS, self.below, strict=True):
+            out[f"{t:g}"] = float(c) / n * 100.0
+        return out
+
+
+def disk_kernel(radius: float) -> np.ndarray:
+    """Binary disk ``(2⌊r⌋+1)²`` uint8 kernel of the offsets with ``dx² + dy² <= r²``."""
+    r = int(math.floor(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return (xx * xx + yy * yy <= radius * radius).astype(np.uint8)
+
+
+def _dilate_max(img: np.ndarray, kernel: np.ndarray, use_cv2: bool | None = None) -> np.ndarray:
+    """Grey-level dilation (max over ``kernel``'s support) of a 2-D float32 image.
+
+    Pixels outside the image never contribute (border = -inf). ``use_cv2=None``: OpenCV when
+    importable, else a numpy loop over the kernel's offsets (same result, slower).
+    """
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    if _HAVE_CV2 if use_cv2 is None else use_cv2:
+        return cv2.dilate(
+            img, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=float(np.finfo(np.float32).min)
+        )
+    r = kernel.shape[0] // 2
+    h, w = img.shape
+    padded = np.full((h + 2 * r, w + 2 * r), -np.inf, np.float32)
+    padded[r : r + h, r : r + w] = img
+    out = np.full_like(img, -np.inf)
+    for dy, dx in zip(*np.nonzero(kernel), strict=True):
+        np.maximum(out, padded[dy : dy + h, dx : dx + w], out=out)
+    return out
+
+
+class BoundaryMetric:
+    """Optimal-dataset-scale F-measure (ODS-F) of boundary probability maps, in %.
+
+    For each threshold ``t`` (``n_thresholds`` values evenly spaced over 0.01..0.99; 99 = step
+    0.01) a prediction pixel with ``p >= t`` is a true positive when a gt boundary pixel lies
+    within ``max_dist × image diagonal`` pixels (Euclidean), and a gt boundary pixel is recalled
+    when a prediction pixel with ``p >= t`` lies within the same distance. Counts are pooled over
+    the split per threshold; ODS-F = max_t 2PR/(P+R). Pixels with gt 255 are left out entirely.
+
+    Both matching tests are done for all thresholds at once with two disk dilations per image
+    (of the gt map, and a grey-level max filter of the probability map), which is equivalent to
+    thresholding and distance-transforming per threshold.
+
+    This only approximates the MATLAB SEISM / BSDS numbers of the papers: there is no
+    non-maximum suppression / thinning of the prediction and no one-to-one (bipartite)
+    correspondence between prediction and gt pixels, so thick predictions score a higher
+    precision here. Expect values to differ slightly; say so wherever they are reported.
+    Use ``max_dist=0.011`` for NYUD and ``0.0075`` for PASCAL.
+    """
+
+    def __init__(self, task: Task, n_thresholds: int = 99, max_dist: float = 0.011) -> None:
+        self.task = task
+        self.thresholds = np.linspace(0.01, 0.99, int(n_thresholds)).round(10)
+        self.max_dist = float(max_dist)
+        self._kernels: dict[tuple[int, int], np.ndarray] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        k = len(self.thresholds)
+        self.cnt_p = np.zeros(k, np.int64)  # matched predicted pixels
+        self.sum_p = np.zeros(k, np.int64)  # predicted pixels
+        self.cnt_r = np.zeros(k, np.int64)  # recalled gt pixels
+        self.sum_r = 0  # gt boundary pixels
+
+    def _kernel(self, h: int, w: int) -> np.ndarray:
+        if (h, w) not in self._kernels:
+            self._kernels[(h, w)] = disk_kernel(self.max_dist * math.hypot(h, w))
+        return self._kernels[(h, w)]
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """pred: probabilities ``N×1×H×W``, ``N×H×W`` or ``H×W``; gt: same shape, {0,1}, 255."""
+        pred = _as_single_channel(pred, "pred")
+        gt = _as_single_channel(gt, "gt")
+        _check_same(pred, gt)
+        kernel = self._kernel(*gt.shape[1:])
+        for p, g in zip(pred, gt, strict=True):
+            valid = g != IGNORE_INDEX
+            edge = valid & (g >= 0.5)
+            p = np.where(valid, p.astype(np.float32), np.float32(-1.0))
+            near_gt = _dilate_max(edge.astype(np.float32), kernel) > 0.5
+            near_pred = _dilate_max(p, kernel)
+            self.sum_p += _count_at_or_above(p[valid], self.thresholds)
+            self.cnt_p += _count_at_or_above(p[valid & near_gt], self.thresholds)
+            self.cnt_r += _count_at_or_above(near_pred[edge], self.thresholds)
+            self.sum_r += int(np.count_nonzero(edge))
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(thresholds, precision, recall, f)`` as fractions, one entry per threshold."""
+        precision = self.cnt_p / np.maximum(self.sum_p, 1)
+        recall = self.cnt_r / max(self.sum_r, 1)
+        denom = precision + recall
+        f = np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0)
+        return self.thresholds, precision, recall, f
+
+    def compute(self) -> dict[str, float]:
+        return {"odsF": float(self.curve()[3].max() * 100.0)}
+
+
+class SaliencyMetric:
+    """Max F-measure (β² = 0.3) of saliency probability maps, in %.
+
+    Thresholds 0.05..0.95 step 0.05 (a pixel is predicted salient when ``p >= t``); true,
+    predicted and actual positive counts are pooled over the split per threshold, then
+    ``F = (1+β²)PR / (β²P + R)`` and maxF = max over thresholds. gt is binarised at 0.5;
+    pixels with gt 255 are ignored.
+    """
+
+    BETA_SQUARED = 0.3
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.thresholds = (np.arange(1, 20) * 0.05).round(10)
+        self.reset()
+
+    def reset(self) -> None:
+        k = len(self.thresholds)
+        self.tp = np.zeros(k, np.int64)
+        self.pp = np.zeros(k, np.int64)
+        self.ap = 0
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """pred: probabilities ``N×1×H×W``, ``N×H×W`` or ``H×W``; gt: same shape, {0,1}, 255."""
+        pred = _as_single_channel(pred, "pred")
+        gt = _as_single_channel(gt, "gt")
+        _check_same(pred, gt)
+        valid = gt != IGNORE_INDEX
+        pos = valid & (gt >= 0.5)
+        self.pp += _count_at_or_above(pred[valid], self.thresholds)
+        self.tp += _count_at_or_above(pred[pos], self.thresholds)
+        self.ap += int(np.count_nonzero(pos))
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(thresholds, precision, recall, f)`` as fractions, one entry per threshold."""
+        b2 = self.BETA_SQUARED
+        precision = self.tp / np.maximum(self.pp, 1)
+        recall = self.tp / max(self.ap, 1)
+        denom = b2 * precision + recall
+        f = np.where(denom > 0, (1 + b2) * precision * recall / np.where(denom > 0, denom, 1), 0.0)
+        return self.thresholds, precision, recall, f
+
+    def compute(self) -> dict[str, float]:
+        return {"maxF": float(self.curve()[3].max() * 100.0)}
+
+
+METRICS: dict[str, type] = {
+    "segmentation": SegmentationMetric,
+    "depth": DepthMetric,
+    "normals": NormalsMetric,
+    "boundary": BoundaryMetric,
+    "saliency": SaliencyMetric,
+}
+
+
+def delta_m(mt: dict[str, float], st: dict[str, float], lower_is_better: set[str]) -> float:
+    """Multi-task gain Δm in % over the single-task baselines.
+
+    ``Δm = (1/T) Σ_t (−1)^{l_t} (M_mt,t − M_st,t) / M_st,t × 100`` with ``l_t = 1`` for keys in
+    ``lower_is_better`` (e.g. RMSE, mean angle). The ``T`` entries are the keys of ``st``; every
+    one must be in ``mt``. Positive Δm = the multi-task model is better on average.
+    """
+    if not st:
+        raise ValueError("delta_m needs at least one single-task baseline")
+    missing = set(st) - set(mt)
+    if missing:
+        raise KeyError(f"multi-task results lack {sorted(missing)}")
+    total = 0.0
+    for key, base in st.items():
+        if base == 0:
+            raise ValueError(f"single-task baseline {key!r} is 0; relative change undefined")
+        sign = -1.0 if key in lower_is_better else 1.0
+        total += sign * (mt[key] - base) / base
+    return total / len(st) * 100.0

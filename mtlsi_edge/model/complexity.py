@@ -1,0 +1,77 @@
+"""Parameter and MAC counts per part of MTLSI-Net, and eager latency.
+
+MACs come from ``torch.utils.flop_counter.FlopCounterMode`` (matmul, conv, attention; like
+fvcore, element-wise ops are not counted): deterministic, so tests can assert on them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from mtlsi_edge.model.mtlsi import PARTS, MTLSINet
+
+
+def count_macs(fn: Callable[[], object], module: nn.Module) -> dict[str, int]:
+    """Run ``fn`` under a FLOP counter; returns MACs per module path (``"Global"`` = total)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)  # the counter's module tracker trips over no_grad; avoid autograd
+    try:
+        with FlopCounterMode(display=False, depth=None) as fc:
+            fn()
+    finally:
+        for p, f in zip(module.parameters(), flags):
+            p.requires_grad_(f)
+    return {k: sum(v.values()) // 2 for k, v in fc.get_flop_counts().items()}
+
+
+def _part_total(counts: dict[str, int], prefix: str) -> int:
+    """Sum the outermost entries under ``prefix`` (nested entries are already included)."""
+    keys = [k for k in counts if k == prefix or k.startswith(prefix + ".")]
+    return sum(counts[k] for k in keys if not any(k.startswith(o + ".") for o in keys if o != k))
+
+
+def model_report(model: MTLSINet, size: tuple[int, int] | None = None) -> dict:
+    """Params and GMACs per part at ``size`` (default: the variant's input size), batch 1."""
+    size = size or model.cfg.input_size
+    model.eval()
+    x = torch.zeros(1, 3, *size)
+    counts = count_macs(lambda: model(x), model)
+    root = type(model).__name__
+    parts = {}
+    for part, prefix in PARTS.items():
+        mod = getattr(model, prefix)
+        parts[part] = {
+            "params": sum(p.numel() for p in mod.parameters()),
+            "gmacs": _part_total(counts, f"{root}.{prefix}") / 1e9,
+        }
+    return {
+        "input_size": list(size),
+        "parts": parts,
+        "params": sum(p.numel() for p in model.parameters()),
+        "gmacs": counts.get("Global", 0) / 1e9,
+    }
+
+
+@torch.inference_mode()
+def eager_latency_ms(model: nn.Module, size: tuple[int, int], runs: int = 20,
+                     warmup_s: float = 0.5) -> float:
+    """Median wall time of one batch-1 FP32 forward in PyTorch eager, after a timed warm-up."""
+    model.eval()
+    x = torch.randn(1, 3, *size)
+    t_end = time.perf_counter() + warmup_s
+    model(x)
+    while time.perf_counter() < t_end:
+        model(x)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return 1000 * times[len(times) // 2]

@@ -1,0 +1,229 @@
+"""MTLSI-Net: backbone → preliminary decoders → MT-MQLFB → Semantic Token Distiller →
+task decoders with CWIB → heads.  One file, one architecture, in the manner of timm.
+
+Variants are registered by name in :data:`VARIANTS`; build one with :func:`create_model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtlsi_edge.model.backbone import Backbone
+from mtlsi_edge.model.blocks import CWIB, MTMQLFB, ConvBNAct, SemanticTokenDistiller
+from mtlsi_edge.tasks import TaskSet, get_task_set
+
+#: Parts of the network, in data-flow order; module prefixes used for per-part accounting.
+PARTS = {
+    "backbone": "backbone",
+    "preliminary decoders": "prelim",
+    "MT-MQLFB": "fusion",
+    "distiller": "distiller",
+    "CWIB decoders": "decoders",
+    "heads": "heads",
+}
+
+
+@dataclass
+class MTLSIConfig:
+    """Everything needed to rebuild a model; saved next to every checkpoint.
+
+    The defaults are the reconstruction's (``shared/design/paper.md`` §8).
+    """
+
+    backbone: str = "vit_large_patch16_384"
+    backbone_out_indices: tuple[int, ...] | None = None
+    pretrained: bool = False
+    task_set: str = "nyud"
+    input_size: tuple[int, int] = (448, 576)
+    dim: int = 256
+    heads: int = 8
+    query_scales: tuple[int, ...] = (1, 3, 5)
+    kernel: str = "relu"
+    fusion_blocks: int = 1
+    num_tokens: int = 512
+    window: int = 8
+    cwib_depths: tuple[int, int] = (1, 1)
+    ffn_ratio: float = 4.0
+    # Where the heads' outputs are emitted: 1 = input resolution (bilinear ×4 in the graph),
+    # 4 = the heads' native 1/4 resolution (upsampling left to postprocessing).
+    output_stride: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MTLSIConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        for k in ("backbone_out_indices", "input_size", "query_scales", "cwib_depths"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+class PreliminaryDecoder(nn.Module):
+    """Per-task Conv3×3-BN-ReLU ×2 at 1/16 plus a 1×1 auxiliary head (deep supervision).
+
+    ``B×C×h×w → (B×C×h×w feature, B×K×h×w auxiliary prediction)``.
+    """
+
+    def __init__(self, dim: int, out_channels: int):
+        super().__init__()
+        self.body = nn.Sequential(ConvBNAct(dim, dim), ConvBNAct(dim, dim))
+        self.aux = nn.Conv2d(dim, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.body(x)
+        return f, self.aux(f)
+
+
+class TaskDecoder(nn.Module):
+    """Coarse-to-fine refinement of one task with CWIB at 1/8 then 1/4.
+
+    ``F16 B×C×H/16×W/16, X8, X4 (shared skips), tokens B×M×C → B×C×H/4×W/4``.
+    """
+
+    def __init__(
+        self, dim: int, heads: int, window: int, depths: tuple[int, int], ffn_ratio: float
+    ):
+        super().__init__()
+        # Skip merge = add, then a depthwise 3×3: a dense 3×3 over 2C channels at 1/4 resolution
+        # cost more than the whole edge backbone (measured).
+        self.merge8 = ConvBNAct(dim, dim, 3, groups=dim)
+        self.merge4 = ConvBNAct(dim, dim, 3, groups=dim)
+        self.cwib8 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio) for _ in range(depths[0])])
+        self.cwib4 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio) for _ in range(depths[1])])
+
+    def forward(self, f16, x8, x4, tokens):
+        y = F.interpolate(f16, size=x8.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.merge8(y + x8)
+        for blk in self.cwib8:
+            y = blk(y, tokens)
+        y = F.interpolate(y, size=x4.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.merge4(y + x4)
+        for blk in self.cwib4:
+            y = blk(y, tokens)
+        return y
+
+
+class MTLSINet(nn.Module):
+    """The multi-task network for one task set.
+
+    ``forward(B×3×H×W)`` returns ``{task: B×K_t×H×W}`` (raw head outputs: logits for
+    segmentation/boundary/saliency, metres for depth, unnormalised normals; or at H/4×W/4 when
+    ``output_stride == 4``).  In training mode it also returns ``"aux"``: the preliminary
+    predictions ``{task: B×K_t×H/16×W/16}`` for deep supervision.
+    """
+
+    def __init__(self, cfg: MTLSIConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.task_set: TaskSet = get_task_set(cfg.task_set)
+        names = self.task_set.names
+        c = cfg.dim
+        self.backbone = Backbone(cfg.backbone, c, cfg.pretrained, cfg.input_size,
+                                 cfg.backbone_out_indices)
+        self.prelim = nn.ModuleDict({t.name: PreliminaryDecoder(c, t.out_channels)
+                                     for t in self.task_set})
+        self.fusion = nn.ModuleList([
+            MTMQLFB(c, names, cfg.heads, cfg.query_scales, cfg.kernel, ffn_ratio=cfg.ffn_ratio)
+            for _ in range(cfg.fusion_blocks)])
+        self.distiller = SemanticTokenDistiller(c, len(names), cfg.num_tokens, cfg.heads)
+        self.decoders = nn.ModuleDict({
+            t: TaskDecoder(c, cfg.heads, cfg.window, cfg.cwib_depths, cfg.ffn_ratio)
+            for t in names})
+        self.heads = nn.ModuleDict({t.name: nn.Conv2d(c, t.out_channels, 1) for t in self.task_set})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = x.shape[-2:]
+        x4, x8, x16 = self.backbone(x)
+        feats, aux = [], {}
+        for name, dec in self.prelim.items():
+            f, a = dec(x16)
+            feats.append(f)
+            aux[name] = a
+        for blk in self.fusion:
+            feats = blk(feats)
+        tokens = self.distiller(feats)
+        out: dict[str, torch.Tensor] = {}
+        for name, f in zip(self.prelim.keys(), feats):
+            y = self.heads[name](self.decoders[name](f, x8, x4, tokens))
+            if self.cfg.output_stride == 1:
+                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+            out[name] = y
+        if self.training:
+            out["aux"] = aux  # type: ignore[assignment]
+        return out
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named configuration.  ``edge`` variants target real-time CPU/Jetson use."""
+
+    name: str
+    description: str
+    config: MTLSIConfig
+    edge: bool = False
+    notes: str = field(default="")
+
+
+VARIANTS: dict[str, Variant] = {}
+
+
+def register_variant(v: Variant) -> Variant:
+    VARIANTS[v.name] = v
+    return v
+
+
+# Edge variants (chosen by measuring eager latency at 240×320 on 2 cores, README "Variants"):
+# narrow decoders, few tokens, CWIB only at 1/8 (a CWIB at 1/4 for four tasks doubled latency),
+# windows of 10 (divide 30×40 and 60×80 exactly: no padding), heads emitted at 1/4 resolution
+# (full-resolution multi-channel outputs dominate deployed latency; the Predictor upsamples).
+register_variant(Variant(
+    "edge-effvit-b0", "EfficientViT-B0 backbone, C=48, M=64 tokens, 240×320 (smallest)",
+    MTLSIConfig(backbone="efficientvit_b0", input_size=(240, 320), dim=48, heads=4,
+                num_tokens=64, window=10, cwib_depths=(1, 0), ffn_ratio=2.0, output_stride=4),
+    edge=True))
+register_variant(Variant(
+    "edge-mbv3", "MobileNetV3-Large backbone, C=64, M=64 tokens, 240×320",
+    MTLSIConfig(backbone="mobilenetv3_large_100", input_size=(240, 320), dim=64, heads=4,
+                num_tokens=64, window=10, cwib_depths=(1, 0), ffn_ratio=2.0, output_stride=4),
+    edge=True))
+register_variant(Variant(
+    "paper-swin-l", "Swin-L backbone, C=256, M=512 tokens, window 8, 448×576 (NYUD)",
+    MTLSIConfig(backbone="swin_large_patch4_window12_384", input_size=(448, 576)),
+    notes="Swin-L: 195.2 M params of backbone alone"))
+register_variant(Variant(
+    "paper-vit-l", "ViT-L/16 backbone (taps 6/12/18/24), C=256, M=512, window 8, 448×576",
+    MTLSIConfig(backbone="vit_large_patch16_384", backbone_out_indices=(5, 11, 17, 23),
+                input_size=(448, 576))))
+
+DEFAULT_VARIANT = "edge-effvit-b0"
+
+
+def create_model(name: str = DEFAULT_VARIANT, **overrides) -> MTLSINet:
+    """Build a registered variant, with any :class:`MTLSIConfig` field overridden.
+
+    >>> m = create_model("edge-mbv3", task_set="pascal", num_tokens=32)
+    """
+    if name not in VARIANTS:
+        raise KeyError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    cfg = dataclasses.replace(VARIANTS[name].config, **overrides)
+    return MTLSINet(cfg)
+
+
+def part_of(module_name: str) -> str | None:
+    """Map a parameter/module name of :class:`MTLSINet` to its part in :data:`PARTS`."""
+    head = module_name.split(".", 1)[0]
+    for part, prefix in PARTS.items():
+        if head == prefix:
+            return part
+    return None

@@ -1,0 +1,273 @@
+"""Pooled metrics on small hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from mtlsi_edge import metrics
+from mtlsi_edge.metrics import (
+    METRICS,
+    BoundaryMetric,
+    DepthMetric,
+    NormalsMetric,
+    SaliencyMetric,
+    SegmentationMetric,
+    delta_m,
+)
+from mtlsi_edge.tasks import TASK_SETS, Task
+
+SEG4 = Task("seg", "segmentation", 4, 1.0, metric_name="miou")
+DEPTH = TASK_SETS["nyud"]["depth"]
+NORMALS = TASK_SETS["nyud"]["normals"]
+BOUNDARY = TASK_SETS["nyud"]["boundary"]
+SALIENCY = TASK_SETS["pascal"]["saliency"]
+
+
+def test_every_task_kind_has_a_metric() -> None:
+    for ts in TASK_SETS.values():
+        for task in ts:
+            m = task.metric()
+            assert isinstance(m, METRICS[task.kind])
+
+
+# --- segmentation -------------------------------------------------------------------------------
+
+SEG_GT = np.array([[0, 0, 1], [1, 2, 255]])
+SEG_PRED = np.array([[0, 1, 1], [1, 0, 2]])
+
+
+def test_segmentation_hand_case_with_absent_class() -> None:
+    m = SegmentationMetric(SEG4)
+    m.update(SEG_PRED, SEG_GT)
+    # class 0: TP 1, FP 1, FN 1 → 1/3; class 1: TP 2, FP 1 → 2/3; class 2: FN 1 → 0;
+    # class 3 absent from both → 0, still averaged.
+    np.testing.assert_allclose(m.per_class_iou(), [1 / 3, 2 / 3, 0.0, 0.0])
+    out = m.compute()
+    assert out["miou"] == pytest.approx(25.0)
+    assert out["pixel_acc"] == pytest.approx(60.0)  # 3 of 5 valid pixels
+
+
+def test_segmentation_pools_over_images_not_per_image_mean() -> None:
+    # image A: 1 pixel of class 0 right; image B: 3 pixels of class 0, all predicted 1.
+    a_gt, a_pred = np.array([[0]]), np.array([[0]])
+    b_gt, b_pred = np.array([[0, 0, 0]]), np.array([[1, 1, 1]])
+    m = SegmentationMetric(Task("s", "segmentation", 2, 1.0))
+    m.update(a_pred, a_gt)
+    m.update(b_pred, b_gt)
+    # pooled: class 0 TP 1, FN 3 → 0.25; class 1 FP 3 → 0  ⇒ mIoU 12.5 (per-image mean: 25)
+    assert m.compute()["miou"] == pytest.approx(12.5)
+    assert m.compute()["pixel_acc"] == pytest.approx(25.0)
+
+
+def test_segmentation_batch_equals_sequential_updates() -> None:
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 4, (3, 5, 6))
+    gt[:, 0, :2] = 255
+    pred = rng.integers(0, 4, (3, 5, 6))
+    one, many = SegmentationMetric(SEG4), SegmentationMetric(SEG4)
+    one.update(pred, gt)
+    for p, g in zip(pred, gt, strict=True):
+        many.update(p, g)
+    np.testing.assert_array_equal(one.confusion, many.confusion)
+    assert one.confusion.sum() == 3 * 28
+
+
+def test_segmentation_rejects_out_of_range_labels() -> None:
+    with pytest.raises(ValueError):
+        SegmentationMetric(SEG4).update(np.array([[4]]), np.array([[0]]))
+    with pytest.raises(ValueError):
+        SegmentationMetric(SEG4).update(np.array([[0]]), np.array([[7]]))
+
+
+# --- depth ---------------------------------------------------------------------------------------
+
+
+def test_depth_hand_case_with_invalid_pixel() -> None:
+    gt = np.array([[1.0, 2.0], [0.0, 4.0]])
+    pred = np.array([[2.0, 2.0], [5.0, 2.0]])  # the 5.0 sits on an invalid pixel
+    m = DepthMetric(DEPTH)
+    m.update(pred[None, None], gt[None, None])
+    out = m.compute()
+    assert out["rmse"] == pytest.approx(math.sqrt(5 / 3))
+    assert out["abs_rel"] == pytest.approx(0.5)
+    assert out["log_rmse"] == pytest.approx(math.log(2) * math.sqrt(2 / 3))
+    assert out["delta1"] == pytest.approx(100 / 3)
+
+
+def test_depth_rmse_is_pooled() -> None:
+    m = DepthMetric(DEPTH)
+    m.update(np.array([[2.0]]), np.array([[1.0]]))  # error 1, 1 pixel
+    m.update(np.ones((1, 3)), np.ones((1, 3)))  # error 0, 3 pixels
+    m.update(np.array([[4.0]]), np.array([[1.0]]))  # error 3, 1 pixel
+    # pooled sqrt((1 + 9) / 5); the mean of per-image RMSEs would be (1 + 0 + 3) / 3
+    assert m.compute()["rmse"] == pytest.approx(math.sqrt(10 / 5))
+
+
+# --- normals -------------------------------------------------------------------------------------
+
+
+def _normals_case() -> tuple[np.ndarray, np.ndarray]:
+    s, c = math.sin(math.radians(20)), math.cos(math.radians(20))
+    # columns: 0°, 20°, 90°, 90°, invalid (255), invalid (zero norm)
+    gt = np.array(
+        [[0, 0, 1, 0, 255, 0], [0, 0, 0, 1, 255, 0], [1, 1, 0, 0, 255, 0]], dtype=np.float64
+    )
+    pred = np.array([[0, s, 0, 0, 1, 1], [0, 0, 3, 0, 0, 0], [4, c, 0, -2, 0, 0]], dtype=np.float64)
+    return pred.reshape(3, 1, 6), gt.reshape(3, 1, 6)
+
+
+def test_normals_angles_at_0_and_90_degrees() -> None:
+    pred, gt = _normals_case()
+    np.testing.assert_allclose(NormalsMetric.angles(pred, gt), [0, 20, 90, 90], atol=1e-9)
+
+
+def test_normals_hand_case() -> None:
+    pred, gt = _normals_case()
+    m = NormalsMetric(NORMALS)
+    m.update(pred, gt)
+    out = m.compute()
+    assert out["mean"] == pytest.approx(50.0)
+    assert out["median"] == pytest.approx(55.0, abs=1e-3)
+    assert out["rmse"] == pytest.approx(math.sqrt((400 + 8100 + 8100) / 4))
+    assert out["11.25"] == pytest.approx(25.0)
+    assert out["22.5"] == pytest.approx(50.0)
+    assert out["30"] == pytest.approx(50.0)
+
+
+def test_normals_median_matches_numpy_on_random_data() -> None:
+    rng = np.random.default_rng(1)
+    pred, gt = rng.normal(size=(2, 3, 7, 9)), rng.normal(size=(2, 3, 7, 9))
+    m = NormalsMetric(NORMALS)
+    m.update(pred[0], gt[0])
+    m.update(pred[1], gt[1])
+    ang = NormalsMetric.angles(pred, gt)
+    out = m.compute()
+    assert out["median"] == pytest.approx(float(np.median(ang)), abs=1e-3)
+    assert out["mean"] == pytest.approx(float(ang.mean()), rel=1e-9)
+
+
+# --- boundary ------------------------------------------------------------------------------------
+
+
+def _line(col: int, size: int = 100, value: float = 1.0) -> np.ndarray:
+    img = np.zeros((size, size), np.float32)
+    img[:, col] = value
+    return img
+
+
+def test_boundary_one_pixel_shift_is_within_tolerance() -> None:
+    # 100×100: maxDist = 0.011 × 141.4 ≈ 1.56 px, so a 1-pixel shift still matches.
+    m = BoundaryMetric(BOUNDARY)
+    m.update(_line(51, value=0.9), _line(50))
+    assert m.compute()["odsF"] == pytest.approx(100.0)
+
+
+def test_boundary_far_prediction_scores_zero() -> None:
+    m = BoundaryMetric(BOUNDARY)
+    m.update(_line(80, value=0.9), _line(50))
+    assert m.compute()["odsF"] == pytest.approx(0.0)
+
+
+def test_boundary_two_pixel_shift_is_outside_tolerance() -> None:
+    m = BoundaryMetric(BOUNDARY)
+    m.update(_line(52, value=0.9), _line(50))
+    assert m.compute()["odsF"] == pytest.approx(0.0)
+    wide = BoundaryMetric(BOUNDARY, max_dist=0.03)  # 4.2 px
+    wide.update(_line(52, value=0.9), _line(50))
+    assert wide.compute()["odsF"] == pytest.approx(100.0)
+
+
+def test_boundary_half_recall_and_best_threshold() -> None:
+    gt = np.maximum(_line(20), _line(50))
+    pred = np.maximum(_line(51, value=0.9), _line(80, value=0.3))  # weak spurious line
+    m = BoundaryMetric(BOUNDARY)
+    m.update(pred, gt)
+    thr, precision, recall, f = m.curve()
+    low, high = np.searchsorted(thr, 0.3), np.searchsorted(thr, 0.5)
+    assert precision[low] == pytest.approx(0.5) and recall[low] == pytest.approx(0.5)
+    assert precision[high] == pytest.approx(1.0) and recall[high] == pytest.approx(0.5)
+    assert m.compute()["odsF"] == pytest.approx(200 / 3)  # P 1, R 0.5 above 0.3
+
+
+def test_boundary_ignores_255_and_pools_counts() -> None:
+    gt = _line(50)
+    gt[:, 70:] = 255  # the spurious prediction at column 80 lies in the ignored region
+    pred = np.maximum(_line(50, value=0.9), _line(80, value=0.9))
+    m = BoundaryMetric(BOUNDARY)
+    m.update(pred[None, None], gt[None, None])
+    assert m.compute()["odsF"] == pytest.approx(100.0)
+    m.update(_line(10, value=0.9), _line(50))  # second image: all wrong
+    # pooled: P = 100/200, R = 100/200 → F = 0.5
+    assert m.compute()["odsF"] == pytest.approx(50.0)
+
+
+def test_boundary_numpy_fallback_matches_opencv(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    pred = rng.random((2, 1, 48, 64)).astype(np.float32)
+    gt = (rng.random((2, 1, 48, 64)) > 0.9).astype(np.float32)
+    gt[0, 0, :5] = 255
+    a = BoundaryMetric(BOUNDARY, n_thresholds=25, max_dist=0.05)
+    a.update(pred, gt)
+    monkeypatch.setattr(metrics, "_HAVE_CV2", False)
+    b = BoundaryMetric(BOUNDARY, n_thresholds=25, max_dist=0.05)
+    b.update(pred, gt)
+    np.testing.assert_array_equal(a.cnt_p, b.cnt_p)
+    np.testing.assert_array_equal(a.cnt_r, b.cnt_r)
+    assert 0.0 < a.compute()["odsF"] < 100.0
+
+
+def test_boundary_speed_99_thresholds_240x320() -> None:
+    rng = np.random.default_rng(4)
+    pred = rng.random((3, 1, 240, 320)).astype(np.float32)
+    gt = (rng.random((3, 1, 240, 320)) > 0.97).astype(np.float32)
+    m = BoundaryMetric(BOUNDARY)
+    start = time.perf_counter()
+    m.update(pred, gt)
+    assert (time.perf_counter() - start) / 3 < 0.3
+
+
+# --- saliency ------------------------------------------------------------------------------------
+
+
+def test_saliency_maxf_hand_case() -> None:
+    pred = np.array([[0.1, 0.32, 0.6, 0.8, 0.99]])
+    gt = np.array([[0, 1, 1, 0, 255]])
+    m = SaliencyMetric(SALIENCY)
+    m.update(pred, gt)
+    # best for 0.1 < t <= 0.32: 3 predicted, 2 correct, 2 actual → P 2/3, R 1
+    # F = 1.3 · (2/3) / (0.3 · 2/3 + 1) = 0.7222...
+    assert m.compute()["maxF"] == pytest.approx(100 * 1.3 * (2 / 3) / 1.2)
+    _, precision, recall, _ = m.curve()
+    assert precision[0] == pytest.approx(0.5)  # t = 0.05: all four valid pixels predicted
+    assert recall[-1] == 0.0  # t = 0.95: only the ignored 0.99 pixel would pass
+
+
+def test_saliency_threshold_is_inclusive() -> None:
+    m = SaliencyMetric(SALIENCY)
+    m.update(np.array([[0.5, 0.45]]), np.array([[1, 0]]))
+    _, precision, recall, _ = m.curve()
+    i = int(np.argmin(np.abs(m.thresholds - 0.5)))
+    assert precision[i] == 1.0 and recall[i] == 1.0  # 0.5 >= 0.5, 0.45 < 0.5
+    assert m.compute()["maxF"] == pytest.approx(100.0)
+
+
+# --- delta_m -------------------------------------------------------------------------------------
+
+
+def test_delta_m_sign_conventions() -> None:
+    st = {"miou": 50.0, "rmse": 0.5}
+    lower = {"rmse"}
+    assert delta_m({"miou": 55.0, "rmse": 0.45}, st, lower) == pytest.approx(10.0)
+    assert delta_m({"miou": 55.0, "rmse": 0.55}, st, lower) == pytest.approx(0.0)
+    assert delta_m({"miou": 45.0, "rmse": 0.55}, st, lower) == pytest.approx(-10.0)
+    # without the lower-is-better flag the RMSE gain would count as a loss
+    assert delta_m({"miou": 50.0, "rmse": 0.45}, st, set()) == pytest.approx(-5.0)
+
+
+def test_delta_m_requires_every_baseline() -> None:
+    with pytest.raises(KeyError):
+        delta_m({"miou": 50.0}, {"miou": 50.0, "rmse": 0.5}, {"rmse"})
