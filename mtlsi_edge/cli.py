@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -113,6 +114,144 @@ def info(
     if latency:
         console.print(f"PyTorch eager FP32: [bold]{rep['eager_fp32_ms']:.1f} ms[/] median "
                       f"(batch 1, {rep['threads']} threads)")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Option(..., "--out", help="Output folder (NYUD 'NYUDv2' layout)."),
+    n: int = typer.Option(200, "--n", min=1, help="Number of images."),
+    size: str = typer.Option("240x320", help="Image size HxW."),
+    seed: int = typer.Option(0, help="Dataset seed (sample i is a pure function of seed, i)."),
+    val_fraction: float = typer.Option(0.2, min=0.0, max=0.9, help="Share of ids in val."),
+    walkthrough: bool = typer.Option(True, help="Also render walkthrough.mp4 (a camera path)."),
+) -> None:
+    """Render SynthIndoor: RGB + NYUD-40 labels, depth, normals and boundaries, exact GT.
+
+    Examples:
+      mtlsi-edge data synth --n 2000 --out data/synth
+      mtlsi-edge data synth --n 50 --size 120x160 --seed 3 --out /tmp/tiny
+    """
+    from rich.progress import Progress
+
+    from mtlsi_edge.data.synth import render_walkthrough, write_dataset
+
+    hw = _parse_size(size)
+    with Progress(console=console) as prog:
+        bar = prog.add_task("rendering", total=n)
+        root = write_dataset(out, n=n, size=hw, seed=seed, val_fraction=val_fraction,
+                             progress=lambda k: prog.update(bar, completed=k))
+    console.print(f"dataset: [bold]{root}[/]")
+    if walkthrough:
+        video = render_walkthrough(Path(out) / "walkthrough.mp4", size=hw, seed=seed)
+        console.print(f"walkthrough video: [bold]{video}[/]")
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(None, help="Dataset folder (NYUD or PASCAL-MT layout)."),
+    out: Path = typer.Option(Path("runs/train/exp"), help="Run folder (checkpoints, log)."),
+    variant: str = typer.Option("edge-effvit-b0", help="Model variant (mtlsi-edge info)."),
+    steps: int = typer.Option(2000, min=1),
+    batch_size: int = typer.Option(8, min=1),
+    lr: float = typer.Option(1e-3),
+    weight_decay: float = typer.Option(1e-4),
+    optimizer: str = typer.Option("adamw", help="adam | adamw"),
+    schedule: str = typer.Option("poly", help="poly | cosine"),
+    warmup: int = typer.Option(100, help="Linear warm-up steps."),
+    scale: str = typer.Option("0.5,2.0", help="Random scale range lo,hi."),
+    seed: int = typer.Option(0),
+    workers: int = typer.Option(2, min=0),
+    ckpt_every: int = typer.Option(200, min=1),
+    set_: list[str] = typer.Option([], "--set", help="Model config override KEY=VALUE (JSON)."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train MTLSI-Net (DDP when launched with torchrun).  Checkpoints: OUT/last.*
+
+    Examples:
+      mtlsi-edge train --data data/synth --steps 4000 --out runs/train/edge
+      mtlsi-edge train --out runs/train/edge --resume
+      torchrun --nproc_per_node 2 -m mtlsi_edge.cli train --data data/synth --workers 0
+    """
+    from mtlsi_edge.train.checkpoint import CheckpointError
+    from mtlsi_edge.train.engine import TrainConfig
+    from mtlsi_edge.train.engine import train as run_train
+
+    if not resume:
+        _variant_or_fail(variant)
+        if data is None:
+            fail("--data is required (a NYUD/PASCAL folder, or render one: mtlsi-edge data synth)")
+        if optimizer not in ("adam", "adamw") or schedule not in ("poly", "cosine"):
+            fail("--optimizer must be adam|adamw and --schedule poly|cosine")
+    overrides = {}
+    for kv in set_:
+        k, _, v = kv.partition("=")
+        try:
+            overrides[k] = json.loads(v)
+        except json.JSONDecodeError:
+            overrides[k] = v
+    try:
+        lo, hi = (float(x) for x in scale.split(","))
+    except ValueError:
+        fail(f"bad --scale {scale!r}: expected lo,hi e.g. 0.5,2.0")
+    cfg = TrainConfig(data=str(data), out=str(out), variant=variant, model_overrides=overrides,
+                      steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      optimizer=optimizer, schedule=schedule, warmup_steps=warmup,
+                      scale=(lo, hi), seed=seed, workers=workers, ckpt_every=ckpt_every)
+    try:
+        last = run_train(cfg, resume=resume, console=console)
+    except (CheckpointError, ValueError, KeyError) as e:
+        fail(str(e).strip("'\""))
+    console.print(f"checkpoint: [bold]{last}[/]")
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Path = typer.Option(None, help="Checkpoint (.json or .safetensors); "
+                                              "default: the embedded starter model."),
+    data: Path = typer.Option(..., help="Dataset folder."),
+    split: str = typer.Option("val"),
+    batch_size: int = typer.Option(4, min=1),
+    limit: int = typer.Option(None, min=1, help="Evaluate the first N images only."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Per-task metrics of a checkpoint on a dataset split (pooled over the split).
+
+    Example:  mtlsi-edge eval --checkpoint runs/train/edge/last.json --data data/synth
+    """
+    from mtlsi_edge.data.datasets import DatasetError
+    from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint
+    from mtlsi_edge.train.engine import evaluate
+
+    try:
+        model, doc = build_from_checkpoint(checkpoint or default_checkpoint())
+        res = evaluate(model, str(data), split, batch_size, limit=limit, progress=not as_json)
+    except (CheckpointError, DatasetError, FileNotFoundError) as e:
+        fail(str(e))
+    if as_json:
+        print(json.dumps(res, indent=2))
+        return
+    console.print(metrics_table(res, model.task_set))
+
+
+def metrics_table(res: dict, task_set) -> Table:
+    t = Table(title="per-task metrics (boundary odsF: Python approximation of SEISM)")
+    t.add_column("task")
+    t.add_column("headline", justify="right")
+    t.add_column("all")
+    for task in task_set:
+        m = res[task.name]
+        arrow = "↑" if task.higher_is_better else "↓"
+        t.add_row(task.name, f"{task.metric_name} {m[task.metric_name]:.4g} {arrow}",
+                  ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
+    return t
+
+
+def default_checkpoint() -> Path:
+    """The embedded starter checkpoint (trained on SynthIndoor; see weights/README)."""
+    p = Path(__file__).parent / "weights" / "starter.json"
+    if not p.is_file():
+        fail("no embedded starter checkpoint in this install; pass --checkpoint")
+    return p
 
 
 def _parse_size(s: str) -> tuple[int, int]:

@@ -60,6 +60,10 @@ class Task:
 
         return METRICS[self.kind](self)
 
+    def activate(self, pred):
+        """Raw head output ``B×K×H×W`` (torch) → the task's prediction (see :data:`ACTIVATIONS`)."""
+        return ACTIVATIONS[self.kind](pred)
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
@@ -84,6 +88,33 @@ class Task:
             metric_name=d.get("metric_name", ""),
             higher_is_better=bool(d.get("higher_is_better", True)),
         )
+
+
+def _argmax(p):
+    return p.argmax(1)
+
+
+def _clamp0(p):
+    return p.clamp_min(0.0)
+
+
+def _l2norm(p):
+    return p / p.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+def _sigmoid(p):
+    return p.sigmoid()
+
+
+#: Raw head output → prediction, per kind: labels ``B×H×W`` for segmentation; depth in metres
+#: ``B×1×H×W`` (clamped ≥ 0); unit normals ``B×3×H×W``; probabilities ``B×1×H×W``.
+ACTIVATIONS = {
+    "segmentation": _argmax,
+    "depth": _clamp0,
+    "normals": _l2norm,
+    "boundary": _sigmoid,
+    "saliency": _sigmoid,
+}
 
 
 @dataclass(frozen=True)

@@ -388,11 +388,13 @@ class ToTensor(Transform):
         return out
 
 
-def train_transforms(size: int | Sequence[int]) -> Compose:
+def train_transforms(
+    size: int | Sequence[int], scale: tuple[float, float] = (0.5, 2.0)
+) -> Compose:
     """ATRC/mmseg training pipeline producing ``size`` (``h×w``) tensors."""
     return Compose(
         [
-            RandomScale((0.5, 2.0)),
+            RandomScale(scale),
             RandomCrop(size, cat_max_ratio=0.75),
             RandomHorizontalFlip(0.5),
             PhotometricDistortion(),

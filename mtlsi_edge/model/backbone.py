@@ -61,17 +61,14 @@ class Backbone(nn.Module):
             self.p16 = nn.ModuleList([ConvBNAct(ch[i], dim, 1) for i in self.idx["x16"]])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h, w = x.shape[-2:]
         feats = self.body(x)
         if self.nhwc:
             feats = [f.permute(0, 3, 1, 2) for f in feats]
         x4 = self.p4(feats[self.idx["x4"]])
         x8 = self.p8(feats[self.idx["x8"]])
-        size16 = (-(-h // 16), -(-w // 16))
-        x16 = 0
-        for proj, i in zip(self.p16, self.idx["x16"]):
-            y = proj(feats[i])
-            if y.shape[-2:] != size16:
-                y = F.interpolate(y, size=size16, mode="bilinear", align_corners=False)
-            x16 = x16 + y
+        x16 = self.p16[0](feats[self.idx["x16"][0]])
+        for proj, i in zip(self.p16[1:], self.idx["x16"][1:]):
+            # 1/32 (or a second ViT tap) resized onto the 1/16 grid, whatever the input size.
+            x16 = x16 + F.interpolate(proj(feats[i]), size=x16.shape[-2:], mode="bilinear",
+                                      align_corners=False)
         return x4, x8, x16

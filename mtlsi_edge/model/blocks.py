@@ -202,12 +202,13 @@ class WindowAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B·nW)×h×w²×d
         # Explicit softmax attention: SDPA with a float mask takes a slow checked path on CPU.
         attn = (q * self.scale) @ k.transpose(-1, -2) + self.rel_bias[:, self.rel_index]
-        if ph or pw:
-            # Padded key positions get a large negative bias: real pixels never attend to them.
-            valid = F.pad(torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype), (0, pw, 0, ph))
-            valid = valid.reshape(1, nh, ws, nw, ws).permute(0, 1, 3, 2, 4).reshape(-1, ws * ws)
-            mask = (1.0 - valid).mul(-1e4)[:, None, None, :]  # nW×1×1×w²
-            attn = (attn.reshape(b, nh * nw, self.heads, ws * ws, ws * ws) + mask).flatten(0, 1)
+        # Padded key positions get a large negative bias so real pixels never attend to them.
+        # Applied unconditionally (zeros when nothing is padded) so that an exported graph
+        # with symbolic H×W keeps the mask.
+        valid = F.pad(torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype), (0, pw, 0, ph))
+        valid = valid.reshape(1, nh, ws, nw, ws).permute(0, 1, 3, 2, 4).reshape(-1, ws * ws)
+        mask = (1.0 - valid).mul(-1e4)[:, None, None, :]  # nW×1×1×w²
+        attn = (attn.reshape(b, nh * nw, self.heads, ws * ws, ws * ws) + mask).flatten(0, 1)
         o = attn.softmax(-1) @ v  # (B·nW)×h×w²×d
         o = self.proj(o.transpose(1, 2).reshape(-1, ws * ws, c))
         o = o.reshape(b, nh, nw, ws, ws, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, hp, wp)

@@ -142,8 +142,9 @@ class MTLSINet(nn.Module):
             for t in names})
         self.heads = nn.ModuleDict({t.name: nn.Conv2d(c, t.out_channels, 1) for t in self.task_set})
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, output_stride: int | None = None) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
+        stride = output_stride or self.cfg.output_stride
         x4, x8, x16 = self.backbone(x)
         feats, aux = [], {}
         for name, dec in self.prelim.items():
@@ -156,7 +157,7 @@ class MTLSINet(nn.Module):
         out: dict[str, torch.Tensor] = {}
         for name, f in zip(self.prelim.keys(), feats):
             y = self.heads[name](self.decoders[name](f, x8, x4, tokens))
-            if self.cfg.output_stride == 1:
+            if stride == 1:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             out[name] = y
         if self.training:

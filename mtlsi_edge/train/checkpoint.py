@@ -1,0 +1,187 @@
+"""Checkpoints: safetensors for every tensor, JSON for everything else, written atomically.
+
+A checkpoint ``NAME`` is three files in one folder::
+
+    NAME.safetensors        model weights (what export, quantise and the demo read)
+    NAME.state.safetensors  optimizer tensors and the torch RNG state (training resume only)
+    NAME.json               model config, task set, step, optimizer scalars, RNG, train config,
+                            and the sha256 of both tensor files
+
+The JSON is written last and names the hashes of the tensor files it belongs to, so a crash
+between writes leaves the previous consistent checkpoint readable, and a mismatched pair is
+refused.  Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+SCHEMA = "mtlsi-edge/checkpoint@1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line naming the file."""
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
+                        metadata: dict[str, str] | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _split_optimizer(opt_state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer state_dict → (flat tensors, JSON-able rest)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for pid, st in opt_state["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{k}"] = v
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    return tensors, {"param_groups": opt_state["param_groups"], "scalars": scalars}
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for pid, d in rest["scalars"].items():
+        state.setdefault(int(pid), {}).update(d)
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def save_checkpoint(stem: str | Path, model: torch.nn.Module, meta: dict[str, Any],
+                    optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: Any | None = None, extra_state: dict | None = None) -> Path:
+    """Save ``stem``.{safetensors,state.safetensors,json}; returns the JSON path.
+
+    ``meta`` must hold ``model_config`` and ``task_set`` (dicts); it is stored verbatim.
+    """
+    stem = Path(stem)
+    weights = stem.with_suffix(".safetensors")
+    state = stem.with_suffix(".state.safetensors")
+    atomic_save_tensors(weights, dict(model.state_dict()), {"schema": SCHEMA})
+    doc: dict[str, Any] = {"schema": SCHEMA, **meta, "weights": weights.name,
+                           "weights_sha256": sha256(weights)}
+    if optimizer is not None:
+        tensors, rest = _split_optimizer(optimizer.state_dict())
+        tensors["rng.torch"] = torch.get_rng_state()
+        atomic_save_tensors(state, tensors)
+        doc.update(state=state.name, state_sha256=sha256(state), optimizer=rest,
+                   scheduler=scheduler.state_dict() if scheduler is not None else None,
+                   **(extra_state or {}))
+    path = stem.with_suffix(".json")
+    atomic_write_json(path, doc)
+    return path
+
+
+def read_checkpoint_meta(path: str | Path) -> tuple[dict, Path]:
+    """Read and validate a checkpoint's JSON (given the .json or .safetensors path)."""
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        p = p.with_name(p.name.removesuffix(".safetensors") + ".json")
+    if not p.is_file():
+        raise CheckpointError(f"{p}: checkpoint not found")
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{p}: not a readable checkpoint JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise CheckpointError(f"{p}: not an mtlsi-edge checkpoint (schema {SCHEMA} expected)")
+    for k in ("model_config", "task_set", "weights", "weights_sha256"):
+        if k not in doc:
+            raise CheckpointError(f"{p}: checkpoint JSON lacks {k!r}")
+    return doc, p
+
+
+def load_weights(path: str | Path, verify: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Return (meta, state_dict) of a checkpoint, checking the weights' sha256."""
+    doc, p = read_checkpoint_meta(path)
+    wpath = p.parent / doc["weights"]
+    if not wpath.is_file():
+        raise CheckpointError(f"{wpath}: weights file missing")
+    if verify and sha256(wpath) != doc["weights_sha256"]:
+        raise CheckpointError(f"{wpath}: sha256 does not match {p.name} (modified or torn write)")
+    try:
+        return doc, load_file(str(wpath))
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{wpath}: unreadable safetensors ({e})") from None
+
+
+def load_training_state(doc: dict, folder: Path) -> tuple[dict, torch.Tensor]:
+    """Optimizer state_dict and torch RNG state of a checkpoint written with an optimizer."""
+    spath = folder / doc["state"]
+    if sha256(spath) != doc["state_sha256"]:
+        raise CheckpointError(f"{spath}: sha256 does not match the checkpoint JSON")
+    tensors = load_file(str(spath))
+    return _join_optimizer(tensors, doc["optimizer"]), tensors["rng.torch"]
+
+
+def build_from_checkpoint(path: str | Path, task_set: str | None = None):
+    """Rebuild the model of a checkpoint with its weights (eval mode).
+
+    ``task_set``: when given, refuse a checkpoint trained for another task set.
+    """
+    from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet
+
+    doc, sd = load_weights(path)
+    cfg = MTLSIConfig.from_dict(doc["model_config"])
+    if task_set is not None and cfg.task_set != task_set:
+        raise CheckpointError(
+            f"{path}: checkpoint is for task set {cfg.task_set!r}, not {task_set!r}")
+    cfg.pretrained = False
+    model = MTLSINet(cfg)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not fit the model config "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. "
+            f"{(missing or unexpected)[0]})")
+    return model.eval(), doc

@@ -1,0 +1,266 @@
+"""Training and evaluation loops.  Runs as one process or under ``torchrun`` (DDP).
+
+Exact resume: the sample seen at global position ``p`` (step × global batch + offset) and its
+augmentation are functions of ``(seed, p)`` only, the learning rate is a function of the step,
+and weights, optimizer state and the torch RNG are checkpointed together; so a run killed at any
+point and resumed from its last checkpoint replays the same steps as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Dataset
+
+from mtlsi_edge.data.datasets import MultiTaskDataset, build_dataset
+from mtlsi_edge.data.transforms import train_transforms, val_transforms
+from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet, create_model
+from mtlsi_edge.tasks import TaskSet
+from mtlsi_edge.train.checkpoint import (
+    load_training_state,
+    load_weights,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
+
+
+@dataclass
+class TrainConfig:
+    """One training run.  Saved in every checkpoint; ``--resume`` restores it."""
+
+    data: str
+    out: str = "runs/train/exp"
+    variant: str = "edge-effvit-b0"
+    model_overrides: dict = field(default_factory=dict)
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # adam | adamw
+    schedule: str = "poly"  # poly | cosine
+    warmup_steps: int = 100
+    grad_clip: float = 10.0
+    deep_supervision: bool = True
+    crop: tuple[int, int] | None = None  # default: the variant's input size
+    scale: tuple[float, float] = (0.5, 2.0)
+    seed: int = 0
+    workers: int = 2
+    ckpt_every: int = 200
+    log_every: int = 10
+    amp: bool = True  # only used on CUDA
+
+
+class _Stream(Dataset):
+    """Global sample position ``p`` → the transformed sample, a pure function of (seed, p)."""
+
+    def __init__(self, ds: MultiTaskDataset, transform, seed: int):
+        self.ds, self.transform, self.seed = ds, transform, seed
+        self._perm: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:  # effectively infinite; the sampler decides what is drawn
+        return 1 << 40
+
+    def index_of(self, p: int) -> tuple[int, int]:
+        n = len(self.ds)
+        epoch = p // n
+        if epoch not in self._perm:
+            self._perm = {epoch: np.random.default_rng([self.seed, epoch]).permutation(n)}
+        return epoch, int(self._perm[epoch][p % n])
+
+    def __getitem__(self, p: int):
+        epoch, idx = self.index_of(p)
+        sample = self.ds.load(idx)
+        sample = self.transform(sample, np.random.default_rng([self.seed, epoch, idx, 7]))
+        sample.pop("meta", None)
+        return sample
+
+
+class _Positions(torch.utils.data.Sampler):
+    """Yields this rank's sample positions from ``start_step`` on."""
+
+    def __init__(self, start_step: int, steps: int, batch: int, rank: int, world: int):
+        self.start, self.steps, self.batch, self.rank, self.world = (
+            start_step, steps, batch, rank, world)
+
+    def __iter__(self):
+        for s in range(self.start, self.steps):
+            base = s * self.batch * self.world + self.rank * self.batch
+            yield from range(base, base + self.batch)
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start) * self.batch
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then poly(0.9) or cosine decay to 0 at ``cfg.steps``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    t = min(max(t, 0.0), 1.0)
+    return (1 - t) ** 0.9 if cfg.schedule == "poly" else 0.5 * (1 + math.cos(math.pi * t))
+
+
+def multitask_loss(out: dict, batch: dict, task_set: TaskSet, deep_supervision: bool):
+    """Σ_t w_t (L_t(final) + L_t(preliminary)); returns (total, {task: final loss})."""
+    total = 0.0
+    parts = {}
+    for t in task_set:
+        gt = batch[t.name]
+        lt = t.loss(out[t.name], gt)
+        parts[t.name] = lt.detach()
+        total = total + t.loss_weight * lt
+        if deep_supervision and "aux" in out:
+            total = total + t.loss_weight * t.loss(out["aux"][t.name], gt)
+    return total, parts
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
+    """Train; returns the path of the last checkpoint's JSON.  DDP when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = _dist_info()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+                          if torch.cuda.is_available() else "cpu")
+    out = Path(cfg.out)
+    stem = out / "last"
+    start = 0
+    torch.manual_seed(cfg.seed)
+    if resume:
+        doc, _ = read_checkpoint_meta(stem.with_suffix(".json"))
+        cfg = TrainConfig(**{**doc["train_config"],
+                             "crop": tuple(doc["train_config"]["crop"]),
+                             "scale": tuple(doc["train_config"]["scale"])})
+        mcfg = MTLSIConfig.from_dict(doc["model_config"])
+        model = MTLSINet(mcfg)
+        model.load_state_dict(load_weights(stem)[1])
+        start = int(doc["step"])
+    else:
+        model = create_model(cfg.variant, **cfg.model_overrides)
+    mcfg = model.cfg
+    crop = tuple(cfg.crop or mcfg.input_size)
+    cfg.crop = crop
+    model.to(device).train()
+    task_set = model.task_set
+    ds = build_dataset(cfg.data, "train", task_set)
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if resume:
+        opt_state, rng = load_training_state(doc, out)
+        opt.load_state_dict(opt_state)
+        torch.set_rng_state(rng)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    stream = _Stream(ds, train_transforms(crop, cfg.scale), cfg.seed)
+    loader = DataLoader(stream, batch_size=cfg.batch_size,
+                        sampler=_Positions(start, cfg.steps, cfg.batch_size, rank, world),
+                        num_workers=cfg.workers, persistent_workers=False,
+                        pin_memory=device.type == "cuda")
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    log_path = out / "log.jsonl"
+    meta = {"model_config": mcfg.to_dict(), "task_set": task_set.to_dict(),
+            "variant": cfg.variant}
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/"
+                        "{task.total} {task.fields[info]}"), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=console, disable=rank != 0)
+    step = start
+    last = stem.with_suffix(".json")
+    t0 = time.perf_counter()
+    with progress:
+        bar = progress.add_task("train", total=cfg.steps, completed=start, info="")
+        for batch in loader:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lr_factor(step, cfg)
+            with torch.autocast(device.type, enabled=use_amp):
+                out_ = net(batch["image"])
+            loss, parts = multitask_loss(out_, batch, task_set, cfg.deep_supervision)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            if rank == 0:
+                rec = {"step": step, "loss": float(loss), "lr": opt.param_groups[0]["lr"],
+                       "grad_norm": float(gnorm),
+                       **{f"loss_{k}": float(v) for k, v in parts.items()},
+                       "time_s": round(time.perf_counter() - t0, 3)}
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                progress.update(bar, completed=step, info=f"loss {rec['loss']:.3f}")
+                if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                    last = save_checkpoint(stem, model, {**meta, "step": step,
+                                                         "train_config": asdict(cfg)}, opt)
+    if world > 1:
+        dist.barrier()
+    return last
+
+
+def _collate_eval(batch: list[dict]) -> dict:
+    meta = [b.pop("meta") for b in batch]
+    out = torch.utils.data.default_collate(batch)
+    out["meta"] = meta
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4,
+             workers: int = 0, limit: int | None = None, progress: bool = False) -> dict:
+    """Pooled metrics of every task on a split: ``{task: {metric: value}}``.
+
+    Images are padded to a multiple of 32 (labels untouched), predictions are upsampled to
+    the padded size and cropped back to each image's own size.
+    """
+    model.eval()
+    task_set = model.task_set
+    ds0 = build_dataset(data, split, task_set)
+    h, w = ds0.load(0)["image"].shape[:2]
+    pad = (-(-h // 32) * 32, -(-w // 32) * 32)
+    ds = build_dataset(data, split, task_set, val_transforms(pad))
+    if limit is not None:
+        ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers,
+                        collate_fn=_collate_eval)
+    metrics = {t.name: t.metric() for t in task_set}
+    device = next(model.parameters()).device
+    it = loader
+    if progress:
+        from rich.progress import track
+
+        it = track(loader, description="eval", total=len(loader))
+    for batch in it:
+        out = model(batch["image"].to(device))
+        for t in task_set:
+            raw = F.interpolate(out[t.name].float(), size=batch["image"].shape[-2:],
+                                mode="bilinear", align_corners=False)
+            pred = t.activate(raw).cpu().numpy()
+            gt = batch[t.name].numpy()
+            for i, m in enumerate(batch["meta"]):
+                oh, ow = m["orig_size"]
+                metrics[t.name].update(pred[i:i + 1, ..., :oh, :ow], gt[i:i + 1, ..., :oh, :ow])
+    return {name: m.compute() for name, m in metrics.items()}
