@@ -5,7 +5,8 @@
 
 Prints the median per-image time and images/s over ``--n`` renders (seeds 0..n-1, after one
 warm-up render). With ``--montage`` also writes a PNG: one row per sample,
-RGB | segmentation (NYUD palette) | depth (TURBO, fixed 0–8 m) | normals ((n+1)/2 as RGB) | boundary.
+RGB | segmentation (NYUD palette) | depth (TURBO, fixed 0–8 m) | normals ((n+1)/2 as RGB) |
+boundary.
 """
 
 from __future__ import annotations

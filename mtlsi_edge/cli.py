@@ -233,6 +233,103 @@ def eval_(
     console.print(metrics_table(res, model.task_set))
 
 
+@app.command()
+def export(
+    checkpoint: Path = typer.Option(None, help="Checkpoint; default: the embedded starter."),
+    variant: str = typer.Option(None, help="Export a variant with random weights instead."),
+    out: Path = typer.Option(Path("runs/export/model.onnx"), help="Output .onnx file."),
+    dynamic: bool = typer.Option(False, help="Symbolic N×H×W (else fixed at the input size)."),
+    stride: int = typer.Option(4, help="Output stride of the deployed graph: 4 or 1."),
+) -> None:
+    """Export the deploy graph to ONNX and print its parity against PyTorch.
+
+    Examples:
+      mtlsi-edge export --out runs/export/edge.onnx
+      mtlsi-edge export --variant edge-mbv3 --dynamic --out runs/export/mbv3-dyn.onnx
+    """
+    import torch
+
+    from mtlsi_edge.bundle import _run_each, reference_inputs
+    from mtlsi_edge.export import export_onnx, parity_report
+    from mtlsi_edge.targets import CompileOptions
+    from mtlsi_edge.targets.onnxruntime import ORTRunner
+    from mtlsi_edge.targets.torch import TorchRunner
+    from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint
+
+    if stride not in (1, 4):
+        fail("--stride must be 1 or 4")
+    try:
+        if variant:
+            from mtlsi_edge.model import create_model
+
+            _variant_or_fail(variant)
+            torch.manual_seed(0)
+            model = create_model(variant).eval()
+        else:
+            model, _ = build_from_checkpoint(checkpoint or default_checkpoint())
+    except CheckpointError as e:
+        fail(str(e))
+    with console.status("exporting…"):
+        path = export_onnx(model, out, dynamic=dynamic, stride=stride)
+    x = reference_inputs(tuple(model.cfg.input_size), 4)
+    names = model.task_set.names
+    ref = _run_each(TorchRunner(model, CompileOptions(), stride), x)
+    got = _run_each(ORTRunner(path, CompileOptions(device="cpu"), names), x)
+    rep = parity_report(ref, got, model.task_set)
+    report = path.with_suffix(".parity.json")
+    report.write_text(json.dumps(rep, indent=2))
+    console.print(parity_table(rep, "ONNX Runtime vs PyTorch (4 SynthIndoor renders)"))
+    console.print(f"onnx: [bold]{path}[/]  parity report: {report}")
+
+
+@app.command("compile")
+def compile_(
+    target: str = typer.Option(..., help="torch | onnxruntime | openvino | tensorrt"),
+    precision: str = typer.Option("fp32", help="fp32 | fp16 | int8"),
+    checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
+    onnx: Path = typer.Option(None, help="An exported (or quantised) ONNX instead."),
+    out: Path = typer.Option(None, help="Bundle folder (default runs/compile/TARGET-PREC)."),
+    device: str = typer.Option(None, help="Target device (CPU, GPU, AUTO, cuda:0 …)."),
+) -> None:
+    """Compile a bundle (manifest + model files, checksummed) for a target.
+
+    Examples:
+      mtlsi-edge compile --target openvino --precision fp16
+      mtlsi-edge compile --target onnxruntime --onnx runs/export/model.onnx --out b/ort
+    """
+    from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
+    from mtlsi_edge.targets import CompileOptions, TargetUnavailable
+    from mtlsi_edge.train.checkpoint import CheckpointError
+
+    if checkpoint is None and onnx is None:
+        checkpoint = default_checkpoint()
+    out = out or Path("runs/compile") / f"{target}-{precision}"
+    default_dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
+    opts = CompileOptions(precision=precision, device=device or default_dev)
+    try:
+        with console.status(f"compiling for {target} {precision}…"):
+            path = compile_bundle(out, target, precision, checkpoint=checkpoint, onnx_path=onnx,
+                                  opts=opts)
+        manifest, _ = load_bundle(path)
+    except (BundleError, CheckpointError, TargetUnavailable, ValueError) as e:
+        fail(str(e))
+    console.print(parity_table(manifest["parity"]["per_task"],
+                               f"{target} {precision} vs {manifest['parity']['reference']}"))
+    console.print(f"bundle: [bold]{path}[/]")
+
+
+def parity_table(rep: dict, title: str) -> Table:
+    t = Table(title=title)
+    for c in ("output", "max abs err", "mean abs err", "argmax agree %", "normals angle °"):
+        t.add_column(c, justify="right")
+    for name, d in rep.items():
+        ang = (f"{d['angle_mean_deg']:.3g} (max {d['angle_max_deg']:.3g})"
+               if "angle_mean_deg" in d else "")
+        agree = f"{d['argmax_agree_pct']:.2f}" if "argmax_agree_pct" in d else ""
+        t.add_row(name, f"{d['max_abs']:.3g}", f"{d['mean_abs']:.3g}", agree, ang)
+    return t
+
+
 def metrics_table(res: dict, task_set) -> Table:
     t = Table(title="per-task metrics (boundary odsF: Python approximation of SEISM)")
     t.add_column("task")

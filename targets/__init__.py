@@ -1,0 +1,23 @@
+"""Backends behind one protocol (``base.py``): a registry, not if/elif chains."""
+
+from __future__ import annotations
+
+from mtlsi_edge.targets.base import CompileOptions, Runner, Target, TargetUnavailable
+from mtlsi_edge.targets.onnxruntime import ONNXRuntimeTarget
+from mtlsi_edge.targets.openvino import OpenVINOTarget
+from mtlsi_edge.targets.tensorrt import TensorRTTarget
+from mtlsi_edge.targets.torch import TorchTarget
+
+TARGETS: dict[str, Target] = {
+    t.name: t for t in (TorchTarget(), ONNXRuntimeTarget(), OpenVINOTarget(), TensorRTTarget())
+}
+
+
+def get_target(name: str) -> Target:
+    """The target called ``name``; a one-line error lists the known ones."""
+    if name not in TARGETS:
+        raise TargetUnavailable(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
+    return TARGETS[name]
+
+
+__all__ = ["TARGETS", "CompileOptions", "Runner", "Target", "TargetUnavailable", "get_target"]

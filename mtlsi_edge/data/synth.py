@@ -59,6 +59,7 @@ __all__ = [
 
 _C = {name: i for i, name in enumerate(NYUD_CLASSES)}
 ROOM_TYPES = ("bedroom", "living", "kitchen", "office", "bathroom")
+_ROOM_P = (0.26, 0.26, 0.18, 0.2, 0.1)
 _FX_640 = 518.8  # NYU Kinect focal length at 640×480
 
 # texture codes
@@ -203,24 +204,29 @@ class _Scene:
     _packed: dict | None = None
 
     def packed(self) -> dict:
-        """Structure-of-arrays view of all primitives (room faces first), cached."""
+        """Structure-of-arrays view of all primitives (room faces first), cached.
+
+        Per primitive (length P): ``cx cy cz hx hy hz cos sin scale emis`` float32, ``kind tex``
+        int8, ``cls`` uint8, ``inst`` int32, ``color color2`` ``P×3`` float32, ``toff`` ``P×3``;
+        ``corners`` ``(P−6)×8×3`` float64 (furniture only); ``shadow`` ``S×4`` footprints.
+        """
         if self._packed is None:
             prims = self.room + [p for o in self.objects for p in o.prims]
             f = _F32
+            center = np.array([p.center for p in prims], f)
+            half = np.array([p.half for p in prims], f)
             pk = {
                 "kind": np.array([p.kind for p in prims], np.int8),
-                "center": np.array([p.center for p in prims], f).T.copy(),
-                "half": np.array([p.half for p in prims], f).T.copy(),
-                "cos": np.array([p.cos for p in prims], f),
-                "sin": np.array([p.sin for p in prims], f),
                 "cls": np.array([p.cls for p in prims], np.uint8),
                 "inst": np.array([p.inst for p in prims], np.int32),
-                "color": np.array([p.color for p in prims], f).T.copy(),
-                "color2": np.array([p.color2 for p in prims], f).T.copy(),
+                "cos": np.array([p.cos for p in prims], f),
+                "sin": np.array([p.sin for p in prims], f),
+                "color": np.array([p.color for p in prims], f),
+                "color2": np.array([p.color2 for p in prims], f),
                 "tex": np.array([p.tex for p in prims], np.int8),
                 "scale": np.array([p.scale for p in prims], f),
                 "emis": np.array([p.emis for p in prims], f),
-                "toff": np.array([p.toff for p in prims], f).T.copy(),
+                "toff": np.array([p.toff for p in prims], f),
                 "prims": prims,
                 "corners": np.stack([p.corners() for p in prims[6:]])
                 if len(prims) > 6
@@ -229,6 +235,9 @@ class _Scene:
                     [o.aabb for o in self.objects if o.grounded] or np.zeros((0, 4)), f
                 ).reshape(-1, 4),
             }
+            for i, k in enumerate("xyz"):
+                pk["c" + k] = np.ascontiguousarray(center[:, i])
+                pk["h" + k] = np.ascontiguousarray(half[:, i])
             self._packed = pk
         return self._packed
 
@@ -416,8 +425,8 @@ class _Builder:
         wall_tex, wall2 = _T_PLAIN, wall_col * 0.9
         wall_scale = 1.0
         if self.kind == "bathroom":
-            wall_tex, wall_col, wall_scale = _T_TILES, self.col("white"), 0.2
-            wall2 = self.col("grey")
+            wall_tex, wall_col, wall_scale = _T_TILES, self.col("white"), r.uniform(0.15, 0.3)
+            wall2 = wall_col * 0.82
         elif r.random() < 0.15:
             wall_tex, wall2, wall_scale = _T_STRIPES, wall_col * r.uniform(0.8, 0.92), 0.12
         kind = self.kind
@@ -437,7 +446,7 @@ class _Builder:
         for face in range(6):
             if face == 2:
                 cls, col, tex, sc = _C["floor"], floor[0], floor[1], floor[2]
-                col2 = col * 0.55 if tex == _T_WOOD else self.col("grey") * 1.2
+                col2 = col * 0.55 if tex == _T_WOOD else col * 0.75
             elif face == 3:
                 cls, col, tex, sc, col2 = _C["ceiling"], ceil_col, _T_PLAIN, 1.0, ceil_col
             else:
@@ -970,8 +979,8 @@ def _bedroom(b: _Builder) -> None:
         b.try_free(_chair(b))
     if r.random() < 0.3:
         b.try_wall(_floor_lamp(b), tries=10)
-    _extras(b, ["box", "bag", "plant", "shelves"], int(r.integers(0, 3)))
-    _wall_items(b, int(r.integers(0, 3)))
+    _extras(b, ["box", "bag", "plant", "shelves", "otherfurniture"], int(r.integers(1, 4)))
+    _wall_items(b, int(r.integers(1, 4)))
 
 
 def _desk_chair(b: _Builder, desk: _Placed) -> None:
@@ -1044,8 +1053,8 @@ def _kitchen(b: _Builder) -> None:
     table = b.try_free(_table(b), yaw=float(r.choice([0.0, math.pi / 2])))
     if table is not None:
         _chairs_around(b, table, int(r.integers(1, 5)))
-    _extras(b, ["box", "cabinet", "plant", "bag"], int(r.integers(0, 3)))
-    _wall_items(b, int(r.integers(0, 2)))
+    _extras(b, ["box", "cabinet", "plant", "bag", "shelves"], int(r.integers(1, 4)))
+    _wall_items(b, int(r.integers(0, 3)))
 
 
 def _office(b: _Builder) -> None:
@@ -1065,8 +1074,8 @@ def _office(b: _Builder) -> None:
         table = b.try_free(_table(b), yaw=float(r.choice([0.0, math.pi / 2])))
         if table is not None:
             _chairs_around(b, table, int(r.integers(1, 4)))
-    _extras(b, ["box", "box", "bag", "plant", "shelves", "otherfurniture"], int(r.integers(1, 4)))
-    _wall_items(b, int(r.integers(0, 2)))
+    _extras(b, ["box", "box", "bag", "plant", "shelves", "otherfurniture"], int(r.integers(2, 5)))
+    _wall_items(b, int(r.integers(0, 3)))
 
 
 def _bathroom(b: _Builder) -> None:
@@ -1128,7 +1137,8 @@ _RECIPES: dict[str, Callable[[_Builder], None]] = {
 
 
 def _make_scene(rng: np.random.Generator, kind: str | None = None) -> _Scene:
-    kind = ROOM_TYPES[int(rng.integers(len(ROOM_TYPES)))] if kind is None else kind
+    if kind is None:
+        kind = ROOM_TYPES[int(rng.choice(len(ROOM_TYPES), p=_ROOM_P))]
     b = _Builder(rng, kind)
     room = b.room()
     b.room_wall_color = room[0].color
@@ -1177,52 +1187,64 @@ def _cam_rot(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return ry @ r0 @ rx @ rz
 
 
-def _camera_free(scene: _Scene, x: float, z: float, margin: float) -> bool:
+def _view_scores(scene: _Scene, xs: np.ndarray, zs: np.ndarray, yaws: np.ndarray) -> np.ndarray:
+    """Score ``K×Y`` of looking along ``yaws`` (K×Y) from floor positions ``xs, zs`` (K,).
+
+    Sum of the size weights of the objects within ±29° of the view direction and 0.7–6 m away,
+    damped when a wall is closer than 2.5 m straight ahead.
+    """
     wx, _, dz = scene.dims
-    if not (margin <= x <= wx - margin and margin <= z <= dz - margin):
-        return False
-    return not any(
-        o.blocks and o.aabb[0] - margin < x < o.aabb[2] + margin
-        and o.aabb[1] - margin < z < o.aabb[3] + margin
-        for o in scene.objects
-    )  # fmt: skip
+    allb = np.array([o.aabb for o in scene.objects] or np.zeros((0, 4)))
+    centres = np.stack([(allb[:, 0] + allb[:, 2]) / 2, (allb[:, 1] + allb[:, 3]) / 2], 1)
+    weights = np.minimum((allb[:, 2] - allb[:, 0]) * (allb[:, 3] - allb[:, 1]) + 0.3, 1.5)
+    ddx = centres[None, :, 0] - xs[:, None]
+    ddz = centres[None, :, 1] - zs[:, None]
+    dist = np.hypot(ddx, ddz)
+    ang = np.arctan2(ddx, ddz)
+    diff = (ang[:, None, :] - yaws[:, :, None] + math.pi) % (2 * math.pi) - math.pi
+    vis = (np.abs(diff) < 0.5) & (dist[:, None, :] > 0.7) & (dist[:, None, :] < 6.0)
+    score = (vis * weights).sum(-1)
+    fx, fz = np.sin(yaws), np.cos(yaws)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ax = np.where(fx > 0, (wx - xs[:, None]) / fx, -xs[:, None] / fx)
+        az = np.where(fz > 0, (dz - zs[:, None]) / fz, -zs[:, None] / fz)
+    ahead = np.nan_to_num(np.minimum(np.abs(ax), np.abs(az)), nan=10.0, posinf=10.0)
+    return (score + 0.2) * np.clip(ahead / 2.5, 0.1, 1.0)
 
 
 def _sample_camera(scene: _Scene, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random pose: position (3,) and camera-to-world rotation (3,3)."""
+    """Random pose: position (3,) and camera-to-world rotation (3×3).
+
+    Candidate (position, yaw) pairs in the free floor space are scored by the furniture they
+    see (objects within ±29° of the view direction, 0.7–6 m away, weighted by size) and by the
+    free distance ahead; one of the best few is drawn, so views look into the furnished room.
+    """
     wx, hy, dz = scene.dims
-    targets = [((o.aabb[0] + o.aabb[2]) / 2, (o.aabb[1] + o.aabb[3]) / 2) for o in scene.objects
-               if o.blocks]  # fmt: skip
-    best = None
-    for attempt in range(200):
-        margin = 0.4 if attempt < 150 else 0.2
-        x, z = rng.uniform(0, wx), rng.uniform(0, dz)
-        if not _camera_free(scene, x, z, margin):
-            continue
-        if targets and rng.random() < 0.7:
-            tx, tz = targets[int(rng.integers(len(targets)))]
-        else:
-            tx, tz = wx / 2 + rng.uniform(-0.5, 0.5), dz / 2 + rng.uniform(-0.5, 0.5)
-        dist = math.hypot(tx - x, tz - z)
-        yaw = math.atan2(tx - x, tz - z) + rng.uniform(-0.35, 0.35)
-        # clearance straight ahead: distance to the wall along the view direction
-        fx, fz = math.sin(yaw), math.cos(yaw)
-        ahead = min(
-            ((wx - x) / fx if fx > 1e-6 else (-x / fx if fx < -1e-6 else 1e9)),
-            ((dz - z) / fz if fz > 1e-6 else (-z / fz if fz < -1e-6 else 1e9)),
-        )
-        score = min(ahead, 4.0) + min(dist, 2.0)
-        if best is None or score > best[0]:
-            best = (score, x, z, yaw)
-        if ahead > 2.0 and dist > 1.0:
+    blocking = np.array([o.aabb for o in scene.objects if o.blocks] or np.zeros((0, 4)))
+    xs = zs = np.zeros(0)
+    for margin in (0.45, 0.3, 0.15):
+        xs = rng.uniform(margin, max(wx - margin, margin + 1e-3), 64)
+        zs = rng.uniform(margin, max(dz - margin, margin + 1e-3), 64)
+        inside = (
+            (xs[:, None] > blocking[:, 0] - margin) & (xs[:, None] < blocking[:, 2] + margin)
+            & (zs[:, None] > blocking[:, 1] - margin) & (zs[:, None] < blocking[:, 3] + margin)
+        ).any(1)  # fmt: skip
+        xs, zs = xs[~inside], zs[~inside]
+        if xs.size:
             break
-    if best is None:  # degenerate room: stand in the middle
-        best = (0.0, wx / 2, dz / 2, rng.uniform(-math.pi, math.pi))
-    _, x, z, yaw = best
+    if xs.size == 0:  # degenerate layout: stand in the middle
+        xs, zs = np.array([wx / 2]), np.array([dz / 2])
+    ny = 6
+    yaws = rng.uniform(-math.pi, math.pi, (xs.size, ny))
+    score = _view_scores(scene, xs, zs, yaws)
+    flat = score.ravel()
+    top = np.argsort(-flat)[:5]
+    pick = int(top[int(rng.integers(top.size))])
+    i, j = divmod(pick, ny)
     y = rng.uniform(1.2, 1.8)
     pitch = float(np.clip(rng.normal(-0.17, 0.1), -0.45, 0.12))
     roll = rng.uniform(-0.05, 0.05)
-    return np.array([x, min(y, hy - 0.3), z]), _cam_rot(yaw, pitch, roll)
+    return np.array([xs[i], min(y, hy - 0.3), zs[i]]), _cam_rot(float(yaws[i, j]), pitch, roll)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1386,51 +1408,58 @@ def _noise(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     ) * _F32(1 / 3)  # fmt: skip
 
 
-def _apply_textures(alb, emis, sel_tex, pidx, u, v, hu_all, hv_all, fax, pk) -> None:
-    """Modulate albedo ``3×N`` (and emission ``N``) in place on the pixels of each texture."""
-    for code in np.unique(sel_tex):
-        if code == _T_PLAIN:
-            ii = np.nonzero(sel_tex == code)[0]
-            p = pidx[ii]
-            off = pk["toff"][:, p]
-            alb[:, ii] *= 1 + 0.035 * _noise(u[ii] * 2.5 + off[0], v[ii] * 2.5 + off[1])
+def _apply_textures(alb: np.ndarray, emis: np.ndarray, texp: np.ndarray, pidx: np.ndarray,
+                    u: np.ndarray, v: np.ndarray, hu_all: np.ndarray, hv_all: np.ndarray,
+                    fax: np.ndarray, pk: dict) -> None:  # fmt: skip
+    """Modulate albedo ``N×3`` (and emission ``N``) in place, texture by texture.
+
+    u, v: face coordinates (metres, centred on the primitive); hu_all, hv_all: face half sizes;
+    fax: face axis per pixel (0/1/2 box face normal axis, 3 cylinder side); all length N.
+    """
+    present = np.unique(pk["tex"][np.unique(pidx)])
+    for code in present:
+        ii = np.nonzero(texp == code)[0]
+        if ii.size == 0:
             continue
-        ii = np.nonzero(sel_tex == code)[0]
         p = pidx[ii]
         uu, vv = u[ii], v[ii]
+        off = np.take(pk["toff"], p, axis=0)
+        if code == _T_PLAIN:
+            alb[ii] *= (1 + 0.035 * _noise(uu * 2.5 + off[:, 0], vv * 2.5 + off[:, 1]))[:, None]
+            continue
         hu, hv = hu_all[ii], hv_all[ii]
-        c1 = alb[:, ii]
-        c2 = pk["color2"][:, p]
-        sc = pk["scale"][p]
-        off = pk["toff"][:, p]
+        c1 = alb[ii]
+        c2 = np.take(pk["color2"], p, axis=0)
+        sc = np.take(pk["scale"], p)
+        o0, o1 = off[:, 0], off[:, 1]
         front = fax[ii] == 2
         if code == _T_STRIPES:
             coord = np.where(sc < 0, vv, uu)
-            m = (coord / np.abs(sc) + off[0]) % 1 < 0.5
-            out = np.where(m, c2, c1)
+            m = (coord / np.abs(sc) + o0) % 1 < 0.5
+            out = np.where(m[:, None], c2, c1)
         elif code == _T_TILES:
-            gu = (uu / sc + off[0]) % 1
-            gv = (vv / sc + off[1]) % 1
-            ti = np.floor(uu / sc + off[0])
-            tj = np.floor(vv / sc + off[1])
-            var = 1 + 0.12 * (_hash(ti, tj) - 0.5)
-            g = 0.025 / sc
-            grout = (gu < g) | (gv < g)
-            out = np.where(grout, c2, c1 * var)
+            fu, fv = uu / sc + o0, vv / sc + o1
+            ti, tj = np.floor(fu), np.floor(fv)
+            var = 1 + 0.1 * (_hash(ti, tj) - 0.5)
+            g = 0.02 / sc
+            grout = ((fu - ti) < g) | ((fv - tj) < g)
+            out = np.where(grout[:, None], c2, c1 * var[:, None])
         elif code == _T_FABRIC:
-            n = _noise(uu * 5 + off[0], vv * 5 + off[1])
+            n = _noise(uu * 5 + o0, vv * 5 + o1)
             fine = _hash(np.floor(uu * 180), np.floor(vv * 180)) - 0.5
-            out = c1 * (1 + 0.09 * n + 0.07 * fine)
+            out = c1 * (1 + 0.09 * n + 0.07 * fine)[:, None]
         elif code == _T_WOOD:
-            pw = sc
-            row = np.floor(vv / pw + off[1])
+            fv = vv / sc + o1
+            row = np.floor(fv)
             shift = _hash(row, 7) * 3.0
-            seg = np.floor((uu + shift) / 1.2)
-            grain = np.sin(vv * 90.0 + 5.0 * _noise(uu * 0.8 + shift + off[0], vv * 6 + row))
+            fu = (uu + shift) / 1.2
+            seg = np.floor(fu)
+            grain = np.sin(vv * 90.0 + 5.0 * _noise(uu * 0.8 + shift + o0, vv * 6 + row))
             var = 1 + 0.16 * (_hash(row, seg) - 0.5)
-            out = (c1 + (c2 - c1) * (0.28 * (0.5 + 0.5 * grain) ** 2)) * var
-            gap = (((vv / pw + off[1]) % 1) < 0.035) | ((((uu + shift) / 1.2) % 1) < 0.004)
-            out = np.where(gap & (pw < 10), out * 0.55, out)
+            mix = 0.28 * (0.5 + 0.5 * grain) ** 2
+            out = (c1 + (c2 - c1) * mix[:, None]) * var[:, None]
+            gap = (((fv - row) < 0.035) | ((fu - seg) < 0.004)) & (sc < 10)
+            out[gap] *= 0.55
         elif code in (_T_DRAWERS, _T_DOORS):
             coord = (vv + hv) if code == _T_DRAWERS else (uu + hu)
             rel = coord % sc
@@ -1438,61 +1467,62 @@ def _apply_textures(alb, emis, sel_tex, pidx, u, v, hu_all, hv_all, fax, pk) -> 
             knob_pos = sc / 2 if code == _T_DRAWERS else 0.05
             other = uu if code == _T_DRAWERS else vv - hv * 0.2
             knob = front & (np.abs(rel - knob_pos) < 0.018) & (np.abs(other) < 0.05)
-            out = np.where(groove, c1 * 0.45, c1)
-            out = np.where(knob, c1 * 0.3 + 0.25, out)
+            out = c1.copy()
+            out[groove] *= 0.45
+            out[knob] = out[knob] * 0.3 + 0.25
         elif code == _T_DOOR:
             border = (np.abs(uu) > hu - 0.09) | (np.abs(vv) > hv - 0.09)
             mid = np.abs(vv - hv * 0.15) < 0.05
-            panel = front & ~border & ~mid
-            out = np.where(panel, c1 * 0.88, c1)
+            out = c1.copy()
+            out[front & ~border & ~mid] *= 0.88
             knob = front & (np.abs(uu - (hu - 0.08)) < 0.025) & (np.abs(vv + 0.05) < 0.025)
-            out = np.where(knob, c2, out)
+            out[knob] = c2[knob]
         elif code == _T_PICTURE:
             bw = np.minimum(0.05, 0.12 * np.minimum(hu, hv))
             frame = (np.abs(uu) > hu - bw) | (np.abs(vv) > hv - bw) | ~front
             f = 3.0 / sc
-            n1 = _noise(uu * f + off[0], vv * f + off[1])
-            n2 = _noise(vv * f * 1.7 + off[2], uu * f * 1.3)
-            ca = c1
+            n1 = 0.5 + 0.5 * _noise(uu * f + o0, vv * f + o1)
+            n2 = 0.5 + 0.5 * _noise(vv * f * 1.7 + off[:, 2], uu * f * 1.3)
             cb = 1 - c1 * 0.8
-            img = ca + (cb - ca) * (0.5 + 0.5 * n1)
-            img = img * (0.7 + 0.4 * (0.5 + 0.5 * n2))
-            out = np.where(frame, c2, img)
+            img = (c1 + (cb - c1) * n1[:, None]) * (0.7 + 0.4 * n2)[:, None]
+            out = np.where(frame[:, None], c2, img)
         elif code == _T_WINDOW:
             frame = (np.abs(uu) > hu - 0.05) | (np.abs(vv) > hv - 0.05) | ~front
-            cross = (sc > 0.5) & ((np.abs(uu) < 0.025) | (np.abs(vv - hv * 0.2) < 0.025))
-            frame |= cross
-            sky = c1 + (1 - c1) * np.clip(0.5 - vv / (2 * hv), 0, 1) * 0.8
-            out = np.where(frame, c2, sky)
-            emis[ii] = np.where(frame, 0.0, emis[ii])
+            frame |= (sc > 0.5) & ((np.abs(uu) < 0.025) | (np.abs(vv - hv * 0.2) < 0.025))
+            sky = c1 + (1 - c1) * (np.clip(0.5 - vv / (2 * hv), 0, 1) * 0.8)[:, None]
+            out = np.where(frame[:, None], c2, sky)
+            emis[ii[frame]] = 0.0
         elif code == _T_BOOKS:
-            idx = np.floor(uu / sc + off[0])
-            h1, h2, h3 = _hash(idx, 1), _hash(idx, 2), _hash(idx, 3)
-            col = np.stack([0.12 + 0.7 * h1, 0.12 + 0.6 * h2, 0.12 + 0.55 * h3])
+            fu = uu / sc + o0
+            idx = np.floor(fu)
+            col = np.stack([0.12 + 0.7 * _hash(idx, 1), 0.12 + 0.6 * _hash(idx, 2),
+                            0.12 + 0.55 * _hash(idx, 3)], 1)  # fmt: skip
             col = col * 0.6 + c1 * 0.4
+            col[(fu - idx) < 0.1] *= 0.6
             top = (vv + hv) > 2 * hv * (0.6 + 0.4 * _hash(idx, 4))
-            edge = ((uu / sc + off[0]) % 1) < 0.1
-            out = np.where(top, c2, np.where(edge, col * 0.6, col))
+            out = np.where(top[:, None], c2, col)
         elif code == _T_SCREEN:
             bez = (np.abs(uu) > hu - 0.025) | (np.abs(vv) > hv - 0.025) | ~front
             on = emis[ii] > 0
-            n1 = _noise(uu * 6 + off[0], vv * 6 + off[1])
-            img = np.where(on, np.stack([0.3 + 0.3 * n1, 0.45 + 0.2 * n1, 0.7 - 0.2 * n1]),
-                           c1 * (1.1 + 0.5 * (uu / hu * 0.3 + vv / hv * 0.3)))  # fmt: skip
-            out = np.where(bez, c2, img)
-            emis[ii] = np.where(bez, 0.0, emis[ii])
+            n1 = _noise(uu * 6 + o0, vv * 6 + o1)
+            lit = np.stack([0.3 + 0.3 * n1, 0.45 + 0.2 * n1, 0.7 - 0.2 * n1], 1)
+            dark = c1 * (1.1 + 0.5 * (uu / hu * 0.3 + vv / hv * 0.3))[:, None]
+            img = np.where(on[:, None], lit, dark)
+            out = np.where(bez[:, None], c2, img)
+            emis[ii[bez]] = 0.0
         elif code == _T_BOARD:
             frame = (np.abs(uu) > hu - 0.025) | (np.abs(vv) > hv - 0.025) | ~front
-            refl = c1 * (0.85 + 0.3 * (0.5 + 0.5 * _noise(uu * 1.5 + off[0], vv * 1.5)))
-            inner = np.where(sc > 0.5, refl, c1 * (0.97 + 0.03 * _noise(uu * 3, vv * 3)))
-            out = np.where(frame, c2, inner)
+            refl = 0.85 + 0.3 * (0.5 + 0.5 * _noise(uu * 1.5 + o0, vv * 1.5))
+            flat = 0.97 + 0.03 * _noise(uu * 3, vv * 3)
+            out = c1 * np.where(sc > 0.5, refl, flat)[:, None]
+            out[frame] = c2[frame]
         elif code == _T_BLINDS:
-            out = c1 * (0.72 + 0.35 * ((vv / 0.035 + off[0]) % 1))
+            out = c1 * (0.72 + 0.35 * ((vv / 0.035 + o0) % 1))[:, None]
         elif code == _T_CURTAIN:
-            out = c1 * (0.72 + 0.28 * (0.5 + 0.5 * np.sin(uu * (2 * np.pi / 0.14) + off[0])))
+            out = c1 * (0.72 + 0.14 * (1 + np.sin(uu * (2 * np.pi / 0.14) + o0)))[:, None]
         else:
             out = c1
-        alb[:, ii] = out
+        alb[ii] = out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1516,13 +1546,26 @@ def _boundary(sem: np.ndarray, inst: np.ndarray, pid: np.ndarray, depth: np.ndar
     return b
 
 
+@lru_cache(maxsize=4)
+def _noise_tile(h: int, w: int) -> np.ndarray:
+    """Fixed ``(H+64)×(W+64)×3`` float32 N(0,1) field; images use random crops of it (fast)."""
+    t = np.random.default_rng(20240601).standard_normal((h + 64, w + 64, 3), dtype=_F32)
+    t.setflags(write=False)
+    return t
+
+
 def _render(scene: _Scene, pos: np.ndarray, rot: np.ndarray, size: tuple[int, int],
             noise_rng: np.random.Generator | None, blur: bool = True) -> SynthSample:  # fmt: skip
+    """Ray cast ``scene`` from ``pos`` (3,) with camera-to-world ``rot`` (3×3) at ``size``."""
     h, w = size
     k = intrinsics(size)
     dcam = _ray_grid(h, w)
     n = h * w
-    d = (rot.astype(_F32) @ dcam.reshape(3, n)).reshape(3, h, w)
+    rf = rot.astype(_F32)
+    d = np.empty((3, h, w), _F32)
+    xs, ys = dcam[0, 0], dcam[1, :, 0]
+    for i in range(3):  # world ray directions, exploiting the separable camera grid
+        d[i] = rf[i, 0] * xs[None, :] + (rf[i, 1] * ys + rf[i, 2])[:, None]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inv = 1.0 / d
         best, pid = _cast(scene, pos, rot, d, inv, k)
@@ -1530,107 +1573,113 @@ def _render(scene: _Scene, pos: np.ndarray, rot: np.ndarray, size: tuple[int, in
     p = pid.ravel().astype(np.intp)
     t = best.ravel()
     valid = np.isfinite(t)
-    if not valid.all():  # cannot happen inside the closed room; keep arrays well defined
+    all_valid = bool(valid.all())
+    if not all_valid:  # cannot happen inside the closed room; keep arrays well defined
         t = np.where(valid, t, 0.0).astype(_F32)
-    df = d.reshape(3, n)
+    dx, dy, dz = d.reshape(3, n)
     o = pos.astype(_F32)
-    pts = o[:, None] + t * df  # (3, N) world hit points
-    q = pts - pk["center"][:, p]
-    c, s = pk["cos"][p], pk["sin"][p]
-    qx = c * q[0] - s * q[2]
-    qy = q[1]
-    qz = s * q[0] + c * q[2]
-    half = pk["half"][:, p]
-    ax, ay, az = np.abs(qx) / half[0], np.abs(qy) / half[1], np.abs(qz) / half[2]
-    fax = np.where((ax >= ay) & (ax >= az), 0, np.where(ay >= az, 1, 2)).astype(np.int8)
-    nl = np.zeros((3, n), _F32)
-    nl[0] = np.where(fax == 0, np.sign(qx), 0)
-    nl[1] = np.where(fax == 1, np.sign(qy), 0)
-    nl[2] = np.where(fax == 2, np.sign(qz), 0)
-    u = np.where(fax == 0, qz, qx)
-    v = np.where(fax == 1, qz, qy)
-    hu = np.where(fax == 0, half[2], half[0])
-    hv = np.where(fax == 1, half[2], half[1])
-    cyl = np.nonzero(pk["kind"][p] == _CYL)[0]
+    px, py, pz = o[0] + t * dx, o[1] + t * dy, o[2] + t * dz  # world hit points
+    g0, g1, g2 = px - np.take(pk["cx"], p), py - np.take(pk["cy"], p), pz - np.take(pk["cz"], p)
+    c, s = np.take(pk["cos"], p), np.take(pk["sin"], p)
+    qx = c * g0 - s * g2  # primitive-frame coordinates
+    qy = g1
+    qz = s * g0 + c * g2
+    hx, hy, hz = np.take(pk["hx"], p), np.take(pk["hy"], p), np.take(pk["hz"], p)
+    ax, ay, az = np.abs(qx) / hx, np.abs(qy) / hy, np.abs(qz) / hz
+    m0 = (ax >= ay) & (ax >= az)
+    m1 = ~m0 & (ay >= az)
+    m2 = ~(m0 | m1)
+    fax = m1.astype(np.int8) + 2 * m2.astype(np.int8)
+    nl0, nl1, nl2 = m0 * np.sign(qx), m1 * np.sign(qy), m2 * np.sign(qz)
+    u = np.where(m0, qz, qx)
+    v = np.where(m1, qz, qy)
+    hu = np.where(m0, hz, hx)
+    hv = np.where(m1, hz, hy)
+    cyl = np.nonzero(np.take(pk["kind"], p) == _CYL)[0]
     if cyl.size:
         cx, cy, cz = qx[cyl], qy[cyl], qz[cyl]
         rad = np.sqrt(cx * cx + cz * cz)
-        r = half[0, cyl]
+        r = hx[cyl]
         cap = ay[cyl] > rad / r
         rs = np.maximum(rad, 1e-6)
-        nl[0, cyl] = np.where(cap, 0, cx / rs)
-        nl[1, cyl] = np.where(cap, np.sign(cy), 0)
-        nl[2, cyl] = np.where(cap, 0, cz / rs)
+        nl0[cyl] = np.where(cap, 0, cx / rs)
+        nl1[cyl] = np.where(cap, np.sign(cy), 0)
+        nl2[cyl] = np.where(cap, 0, cz / rs)
         fax[cyl] = np.where(cap, 1, 3)
         u[cyl] = np.where(cap, cx, np.arctan2(cz, cx) * r)
         v[cyl] = np.where(cap, cz, cy)
         hu[cyl] = r
-        hv[cyl] = np.where(cap, r, half[1, cyl])
-    nw = np.empty((3, n), _F32)
-    nw[0] = c * nl[0] + s * nl[2]
-    nw[1] = nl[1]
-    nw[2] = -s * nl[0] + c * nl[2]
-    flip = (nw * df).sum(0) > 0
-    nw[:, flip] *= -1
-    ncam = rot.T.astype(_F32) @ nw
+        hv[cyl] = np.where(cap, r, hy[cyl])
+    # world normals, oriented towards the camera
+    nw0 = c * nl0 + s * nl2
+    nw1 = nl1
+    nw2 = -s * nl0 + c * nl2
+    sgn = 1 - 2 * (nw0 * dx + nw1 * dy + nw2 * dz > 0).astype(_F32)
+    nw0 *= sgn
+    nw1 = nw1 * sgn
+    nw2 *= sgn
+    normals = np.empty((n, 3), _F32)
+    for i in range(3):  # camera frame: R^T n
+        normals[:, i] = rf[0, i] * nw0 + rf[1, i] * nw1 + rf[2, i] * nw2
 
-    sem = pk["cls"][p]
-    inst = pk["inst"][p]
-    if not valid.all():
+    sem = np.take(pk["cls"], p)
+    inst = np.take(pk["inst"], p)
+    if not all_valid:
         sem = np.where(valid, sem, IGNORE_INDEX).astype(np.uint8)
 
-    # albedo and emission
-    alb = pk["color"][:, p]
-    emis = pk["emis"][p].copy()
-    _apply_textures(alb, emis, pk["tex"][p], p, u, v, hu, hv, fax, pk)
+    # albedo (N×3) and emission
+    alb = np.take(pk["color"], p, axis=0)
+    emis = np.take(pk["emis"], p)
+    _apply_textures(alb, emis, np.take(pk["tex"], p), p, u, v, hu, hv, fax, pk)
 
     # shading: ambient + point light + directional light
-    lp = scene.light_pos.astype(_F32)
-    lv = lp[:, None] - pts
-    dist2 = (lv * lv).sum(0)
-    ndl = np.maximum((nw * lv).sum(0), 0) / np.sqrt(dist2)
-    shade = scene.ambient + scene.light_power * ndl / (1 + dist2 / scene.light_range**2)
-    sun = -scene.sun_dir.astype(_F32)
-    shade += scene.sun_power * np.maximum(sun @ nw, 0)
-    room = p < 6
-    ri = np.nonzero(room)[0]
+    lx, ly, lz = (float(x) for x in scene.light_pos)
+    vx, vy, vz = lx - px, ly - py, lz - pz
+    dist2 = vx * vx + vy * vy + vz * vz
+    ndl = np.maximum(nw0 * vx + nw1 * vy + nw2 * vz, 0) / np.sqrt(dist2)
+    shade = scene.ambient + scene.light_power * ndl / (1 + dist2 * (1 / scene.light_range**2))
+    sx, sy, sz = (-float(x) for x in scene.sun_dir)
+    shade += scene.sun_power * np.maximum(nw0 * sx + nw1 * sy + nw2 * sz, 0)
+    ri = np.nonzero(p < 6)[0]
     if ri.size:  # soft darkening towards the room's edges and corners
-        wx, hy, dz = scene.dims
-        e = np.stack([wx / 2 - np.abs(qx[ri]), hy / 2 - np.abs(qy[ri]), dz / 2 - np.abs(qz[ri])])
-        e[fax[ri], np.arange(ri.size)] = np.inf
-        shade[ri] *= 1 - 0.28 * np.exp(-e.min(0) / 0.35)
+        wx, hy_, dz_ = scene.dims
+        ex = wx / 2 - np.abs(qx[ri])
+        ey = hy_ / 2 - np.abs(qy[ri])
+        ez = dz_ / 2 - np.abs(qz[ri])
+        e = np.choose(fax[ri], [np.minimum(ey, ez), np.minimum(ex, ez), np.minimum(ex, ey)])
+        shade[ri] *= 1 - 0.28 / (1 + (e * (1 / 0.3)) ** 2)
     fl = np.nonzero(p == 2)[0]
     sh = pk["shadow"]
     if fl.size and len(sh):  # contact shadows of grounded furniture on the floor
-        x, z = pts[0, fl], pts[2, fl]
+        x, z = px[fl], pz[fl]
         occ = np.ones(fl.size, _F32)
-        for x0, z0, x1, z1 in sh:
+        for x0, z0, x1, z1 in sh.tolist():
             ddx = np.maximum(np.maximum(x0 - x, x - x1), 0)
             ddz = np.maximum(np.maximum(z0 - z, z - z1), 0)
-            occ *= 1 - 0.45 * np.exp(-(ddx * ddx + ddz * ddz) / 0.02)
+            occ *= 1 - 0.45 / (1 + (ddx * ddx + ddz * ddz) * 50.0)
         shade[fl] *= occ
     light = shade * (1 - emis) + 1.15 * emis
-    rgb = alb * light * scene.tint.astype(_F32)[:, None]
-    img = rgb.T.reshape(h, w, 3)
     rng = noise_rng
     if rng is not None:
-        img = img * (1 - rng.uniform(0.1, 0.35) * _vignette(h, w))[..., None]
-        img = img * _F32(rng.uniform(0.88, 1.12))
-    img8 = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+        light *= 1 - rng.uniform(0.1, 0.35) * _vignette(h, w).ravel()
+        light *= rng.uniform(0.88, 1.12)
+    alb *= light[:, None]
+    alb *= (scene.tint * 255).astype(_F32)
+    img = alb.reshape(h, w, 3)
     if rng is not None:
         if blur and rng.random() < 0.6:
-            img8 = cv2.GaussianBlur(img8, (0, 0), rng.uniform(0.4, 0.9))
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 0.9))
         sigma = rng.uniform(1.0, 3.5)
-        noisy = img8.astype(_F32) + rng.standard_normal((h, w, 3), dtype=_F32) * sigma
-        img8 = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
+        oy_, ox_ = rng.integers(0, 64, 2)
+        img += _noise_tile(h, w)[oy_ : oy_ + h, ox_ : ox_ + w] * _F32(sigma)
+    img += 0.5
+    np.clip(img, 0, 255, out=img)
+    img8 = img.astype(np.uint8)
 
-    depth = best.astype(_F32, copy=False)
-    if not valid.all():
-        depth = np.where(np.isfinite(depth), depth, 0).astype(_F32)
+    depth = best if all_valid else np.where(np.isfinite(best), best, 0).astype(_F32)
     sem2 = sem.reshape(h, w)
-    normals = np.ascontiguousarray(ncam.T.reshape(h, w, 3))
     bnd = _boundary(sem2, inst.reshape(h, w), pid, depth)
-    return SynthSample(img8, sem2, depth, normals, bnd, k)
+    return SynthSample(img8, sem2, depth, normals.reshape(h, w, 3), bnd, k)
 
 
 def render_sample(seed: int, size: tuple[int, int] = (240, 320), noise: bool = True,
@@ -1746,32 +1795,47 @@ def write_dataset(out: Path, n: int, size: tuple[int, int], seed: int, val_fract
 # ------------------------------------------------------------------------------------------------
 
 
-def _loop(scene: _Scene, rng: np.random.Generator):
-    """Pick an elliptical camera loop through the room, clearing furniture it passes through."""
+def _loop(scene: _Scene, rng: np.random.Generator) -> tuple[float, ...]:
+    """Pick an elliptical camera loop ``(cx, cz, rx, rz, wobble, phase)`` in free floor space.
+
+    Random ellipses are tested against the furniture footprints (0.35 m clearance); the largest
+    collision-free one wins. If none is free, the cheapest one is used and the furniture it
+    crosses is removed from the scene.
+    """
     wx, _, dz = scene.dims
-    ts = np.linspace(0, 1, 240, endpoint=False)
-    best = None
-    for _ in range(16):
-        cx = wx / 2 + rng.uniform(-0.15, 0.15) * wx
-        cz = dz / 2 + rng.uniform(-0.15, 0.15) * dz
-        rx = min(rng.uniform(0.18, 0.32) * wx, cx - 0.5, wx - cx - 0.5)
-        rz = min(rng.uniform(0.18, 0.32) * dz, cz - 0.5, dz - cz - 0.5)
-        if rx < 0.15 or rz < 0.15:
-            rx, rz, cx, cz = max(rx, 0.15), max(rz, 0.15), wx / 2, dz / 2
+    ts = np.linspace(0, 1, 180, endpoint=False)
+    ab = np.array([o.aabb for o in scene.objects if o.blocks] or np.zeros((0, 4)))
+    blocking = [o for o in scene.objects if o.blocks]
+    best_free, best_cost = None, None
+    for _ in range(300):
+        cx = wx / 2 + rng.uniform(-0.3, 0.3) * wx
+        cz = dz / 2 + rng.uniform(-0.3, 0.3) * dz
+        rx = min(rng.uniform(0.2, 0.4) * wx, cx - 0.5, wx - cx - 0.5)
+        rz = min(rng.uniform(0.2, 0.4) * dz, cz - 0.5, dz - cz - 0.5)
+        if rx < 0.2 or rz < 0.2:
+            continue
         wob, ph = rng.uniform(0.0, 0.12), rng.uniform(0, 2 * math.pi)
         rad = 1 + wob * np.sin(2 * np.pi * 2 * ts + ph)
         xs = cx + rx * rad * np.cos(2 * np.pi * ts)
         zs = cz + rz * rad * np.sin(2 * np.pi * ts)
-        hit = [
-            o for o in scene.objects
-            if o.blocks and np.any((xs > o.aabb[0] - 0.35) & (xs < o.aabb[2] + 0.35)
-                                   & (zs > o.aabb[1] - 0.35) & (zs < o.aabb[3] + 0.35))
-        ]  # fmt: skip
-        cost = sum((o.aabb[2] - o.aabb[0]) * (o.aabb[3] - o.aabb[1]) + 0.2 for o in hit)
-        if best is None or cost < best[0]:
-            best = (cost, hit, (cx, cz, rx, rz, wob, ph))
-    _, hit, params = best
-    scene.objects = [o for o in scene.objects if not any(o is x for x in hit)]
+        m = 0.35
+        hit = ((xs[:, None] > ab[:, 0] - m) & (xs[:, None] < ab[:, 2] + m)
+               & (zs[:, None] > ab[:, 1] - m) & (zs[:, None] < ab[:, 3] + m)).any(0)  # fmt: skip
+        params = (cx, cz, rx, rz, wob, ph)
+        if not hit.any():
+            if best_free is None or rx + rz > best_free[0]:
+                best_free = (rx + rz, params)
+        else:
+            area = (ab[hit, 2] - ab[hit, 0]) * (ab[hit, 3] - ab[hit, 1])
+            cost = float((area + 0.2).sum())
+            if best_cost is None or cost < best_cost[0]:
+                best_cost = (cost, params, [blocking[i] for i in np.nonzero(hit)[0]])
+    if best_free is not None and (best_free[0] > 0.8 or best_cost is None):
+        return best_free[1]
+    if best_cost is None:  # tiny room: a small loop around the centre
+        return (wx / 2, dz / 2, 0.2, 0.2, 0.0, 0.0)
+    _, params, hit_objs = best_cost
+    scene.objects = [o for o in scene.objects if not any(o is x for x in hit_objs)]
     scene._packed = None
     return params
 
@@ -1781,10 +1845,11 @@ def render_walkthrough(out: Path, seconds: float = 6, fps: int = 15,
                        noise: bool = False) -> Path:  # fmt: skip
     """Render a smooth camera loop through one room to an mp4 (fourcc 'mp4v') and return ``out``.
 
-    The camera circles an ellipse through the room's free space (furniture on the path is
-    removed) at a gently varying height, looking across the room with a smoothly oscillating yaw
-    and pitch. ``round(seconds·fps)`` frames of ``size = (H, W)``; written to a temporary file,
-    read back with ``cv2.VideoCapture`` to check the frame count, then moved to ``out``.
+    The camera circles an ellipse through the room's free floor space (see ``_loop``) at a gently
+    varying height; its yaw follows the furniture (smoothed along the loop) and its pitch
+    oscillates slightly. ``round(seconds·fps)`` frames of ``size = (H, W)``; written to a
+    temporary file, read back with ``cv2.VideoCapture`` to check the frame count, then moved to
+    ``out``.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1793,22 +1858,35 @@ def render_walkthrough(out: Path, seconds: float = 6, fps: int = 15,
     scene = _make_scene(rng)
     cx, cz, rx, rz, wob, ph = _loop(scene, rng)
     n = max(1, int(round(seconds * fps)))
+    # per frame: the yaw that sees the most furniture (scores smoothed along the loop), then the
+    # view direction itself smoothed circularly so that the camera turns gently
+    a = 2 * np.pi * np.arange(n) / n
+    rad = 1 + wob * np.sin(2 * a + ph)
+    xs, zs = cx + rx * rad * np.cos(a), cz + rz * rad * np.sin(a)
+    cand = np.linspace(-np.pi, np.pi, 48, endpoint=False)
+    scores = _view_scores(scene, xs, zs, np.broadcast_to(cand, (n, cand.size)).copy())
+    scores = scores + 0.3 * np.cos(cand[None, :] - np.arctan2(cx - xs, cz - zs)[:, None])
+    lag = np.arange(n)
+    kern = np.exp(-0.5 * (np.minimum(lag, n - lag) / max(n / 10, 1.0)) ** 2)
+    kf = np.fft.fft(kern)[:, None]
+    scores = np.real(np.fft.ifft(np.fft.fft(scores, axis=0) * kf, axis=0))
+    best = cand[np.argmax(scores, 1)]
+    vec = np.stack([np.cos(best), np.sin(best)], 1)
+    vec = np.real(np.fft.ifft(np.fft.fft(vec, axis=0) * kf, axis=0))
+    yaws = np.arctan2(vec[:, 1], vec[:, 0])
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.mp4")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
     if not writer.isOpened():
         raise RuntimeError(f"{tmp}: cv2.VideoWriter (mp4v) failed to open")
+    ph2, ph3 = rng.uniform(0, 2 * math.pi, 2)
     try:
-        ph2, ph3 = rng.uniform(0, 2 * math.pi, 2)
         for i in range(n):
-            a = 2 * math.pi * i / n
-            rad = 1 + wob * math.sin(2 * a + ph)
-            x, z = cx + rx * rad * math.cos(a), cz + rz * rad * math.sin(a)
-            yaw = math.atan2(cx - x, cz - z) + 0.55 * math.sin(2 * a + ph2)
-            pitch = -0.15 + 0.07 * math.sin(3 * a + ph3)
-            y = min(1.5 + 0.1 * math.sin(2 * a), scene.dims[1] - 0.3)
-            rot = _cam_rot(yaw, pitch, 0.02 * math.sin(a))
+            yaw = float(yaws[i]) + 0.2 * math.sin(2 * a[i] + ph2)
+            pitch = -0.15 + 0.06 * math.sin(3 * a[i] + ph3)
+            y = min(1.5 + 0.1 * math.sin(2 * a[i]), scene.dims[1] - 0.3)
+            rot = _cam_rot(yaw, pitch, 0.02 * math.sin(a[i]))
             nrng = np.random.default_rng([int(seed) % (1 << 63), 4, i]) if noise else None
-            smp = _render(scene, np.array([x, y, z]), rot, (h, w), nrng, blur=False)
+            smp = _render(scene, np.array([xs[i], y, zs[i]]), rot, (h, w), nrng, blur=False)
             writer.write(cv2.cvtColor(smp.image_rgb, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()

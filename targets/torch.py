@@ -1,0 +1,67 @@
+"""PyTorch eager target: the reference for parity and the baseline for speed.
+
+The bundle holds the checkpoint's weights (safetensors) and its model config; it runs the
+same deploy graph (:class:`mtlsi_edge.export.DeployModel`) the other targets were exported from.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
+
+
+class TorchRunner:
+    name = "torch"
+
+    def __init__(self, model, opts: CompileOptions, stride: int = 4):
+        from mtlsi_edge.export import DeployModel
+
+        if opts.precision != "fp32":
+            raise TargetUnavailable("the torch target runs FP32 only (it is the reference)")
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        self.model = DeployModel(model, stride).eval()
+        self.outputs = self.model.output_names
+        self.device, self.precision = "cpu", "fp32"
+        self.layouts = {n: "NCHW" for n in self.outputs}
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        res = self.model(torch.from_numpy(batch))
+        return {n: r.numpy() for n, r in zip(self.outputs, res)}
+
+
+class TorchTarget:
+    name = "torch"
+    precisions = ("fp32",)
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def runtime_version(self) -> str:
+        return torch.__version__
+
+    def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
+                outputs: list[str]) -> list[str]:
+        ckpt = opts.extra.get("checkpoint_weights")
+        if ckpt is None:
+            raise TargetUnavailable("the torch target needs a checkpoint (--checkpoint), "
+                                    "not an ONNX file")
+        shutil.copyfile(ckpt, out_dir / "model.safetensors")
+        return ["model.safetensors"]
+
+    def load(self, bundle_dir: Path, manifest: dict, opts: CompileOptions) -> TorchRunner:
+        from safetensors.torch import load_file
+
+        from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet
+
+        cfg = MTLSIConfig.from_dict(manifest["model"]["config"])
+        cfg.pretrained = False
+        model = MTLSINet(cfg)
+        model.load_state_dict(load_file(str(bundle_dir / "model.safetensors")))
+        return TorchRunner(model, opts, manifest["output_stride"])
