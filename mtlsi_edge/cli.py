@@ -139,7 +139,7 @@ def data_synth(
     with Progress(console=console) as prog:
         bar = prog.add_task("rendering", total=n)
         root = write_dataset(out, n=n, size=hw, seed=seed, val_fraction=val_fraction,
-                             progress=lambda k: prog.update(bar, completed=k))
+                             progress=lambda k, _n: prog.update(bar, completed=k))
     console.print(f"dataset: [bold]{root}[/]")
     if walkthrough:
         video = render_walkthrough(Path(out) / "walkthrough.mp4", size=hw, seed=seed)

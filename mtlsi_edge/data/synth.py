@@ -54,6 +54,7 @@ __all__ = [
     "render_walkthrough",
     "sample_seed",
     "intrinsics",
+    "encode_normals",
     "ROOM_TYPES",
 ]
 
@@ -254,8 +255,18 @@ class _Obj:
             key=0) -> None:  # fmt: skip
         c2 = color * 0.55 if color2 is None else color2
         self.parts.append(
-            _Part(_BOX, (x, y0 + h / 2, z), (w / 2, h / 2, d / 2), cls, color, c2, tex, scale,
-                  emis, key)  # fmt: skip
+            _Part(
+                _BOX,
+                (x, y0 + h / 2, z),
+                (w / 2, h / 2, d / 2),
+                cls,
+                color,
+                c2,
+                tex,
+                scale,
+                emis,
+                key,
+            )  # fmt: skip
         )
         self.height = max(self.height, y0 + h)
 
@@ -367,9 +378,21 @@ class _Builder:
             lx, ly, lz = p.center
             center = np.array([pos[0] + c * lx + s * lz, y_base + ly, pos[1] - s * lx + c * lz])
             prims.append(
-                _Prim(p.kind, center, np.array(p.half, np.float64), c, s, p.cls, insts[p.key],
-                      p.color, p.color2, p.tex, p.scale, p.emis,
-                      self.rng.uniform(-50, 50, 3))  # fmt: skip
+                _Prim(
+                    p.kind,
+                    center,
+                    np.array(p.half, np.float64),
+                    c,
+                    s,
+                    p.cls,
+                    insts[p.key],
+                    p.color,
+                    p.color2,
+                    p.tex,
+                    p.scale,
+                    p.emis,
+                    self.rng.uniform(-50, 50, 3),
+                )  # fmt: skip
             )
         placed = _Placed(self.footprint(pos, yaw, obj.w, obj.d), y_base + obj.height, prims,
                          blocks, grounded)  # fmt: skip
@@ -452,8 +475,21 @@ class _Builder:
             else:
                 cls, col, tex, sc, col2 = _C["wall"], wall_col, wall_tex, wall_scale, wall2
             faces.append(
-                _Prim(_BOX, c, half, 1.0, 0.0, cls, 1 + face, col, col2, tex, sc, 0.0,
-                      r.uniform(-50, 50, 3))  # fmt: skip
+                _Prim(
+                    _BOX,
+                    c,
+                    half,
+                    1.0,
+                    0.0,
+                    cls,
+                    1 + face,
+                    col,
+                    col2,
+                    tex,
+                    sc,
+                    0.0,
+                    r.uniform(-50, 50, 3),
+                )  # fmt: skip
             )
         return faces
 
@@ -815,26 +851,34 @@ def _picture(b: _Builder) -> _Obj:
     return o
 
 
-def _window(b: _Builder, h: float) -> _Obj:
+def _window(b: _Builder, h: float, sill: float) -> tuple[_Obj, float]:
+    """A window (optionally with blinds or curtains on a rod); returns (object, mount height).
+
+    With floor-length curtains the object is built from the floor up (mounted at 0) so that its
+    wall rectangle keeps furniture away from the curtains; otherwise it is mounted at the sill.
+    """
     r = b.rng
     w = r.uniform(0.8, 1.8)
-    o = _Obj(w + 0.9, 0.12)
-    o.box(_C["window"], 0, 0, 0.05, w, h, 0.02, b.col("sky"), _T_WINDOW,
-          color2=b.col("white"), scale=float(r.random() < 0.6), emis=0.85)  # fmt: skip
     u = r.random()
-    if u < 0.35:
+    floor_len = 0.45 <= u < 0.75 and r.random() < 0.6
+    y = sill if floor_len else 0.0  # local height of the sill
+    o = _Obj(w + 0.9, 0.12)
+    o.box(_C["window"], 0, y, 0.05, w, h, 0.02, b.col("sky"), _T_WINDOW,
+          color2=b.col("white"), scale=float(r.random() < 0.6), emis=0.85)  # fmt: skip
+    if u < 0.45:
         bh = h * r.uniform(0.25, 1.0)
-        o.box(_C["blinds"], 0, h - bh + 0.02, 0.03, w + 0.06, bh, 0.02, b.col("white"),
+        o.box(_C["blinds"], 0, y + h - bh + 0.02, 0.03, w + 0.06, bh, 0.02, b.col("white"),
               _T_BLINDS, emis=0.15, key=1)  # fmt: skip
     elif u < 0.75:
         cw = r.uniform(0.3, 0.45)
-        ctop = h + 0.15
-        y0 = -r.uniform(0.0, 0.15)
+        ctop = y + h + 0.15
+        y0 = 0.01 if floor_len else y - r.uniform(0.05, 0.15)
         col = b.col("fabric")
         for i, sx in enumerate((-1, 1)):
             o.box(_C["curtain"], sx * (w / 2 + cw / 2 - 0.1), y0, -0.03, cw, ctop - y0, 0.06,
                   col, _T_CURTAIN, key=2 + i)  # fmt: skip
-    return o
+        o.box(_C["otherprop"], 0, ctop, -0.01, w + 2 * cw, 0.025, 0.025, b.col("metal"), key=4)
+    return o, (0.0 if floor_len else sill)
 
 
 def _door(b: _Builder) -> _Obj:
@@ -934,8 +978,8 @@ def _openings(b: _Builder) -> None:
     for _ in range(int(r.choice([0, 1, 1, 2, 2]))):
         sill = r.uniform(0.75, 1.0)
         h = min(b.hy - sill - 0.2, r.uniform(1.0, 1.5))
-        win = _window(b, h)
-        b.try_wall(win, y0=sill, item=True, tries=15)
+        win, y0 = _window(b, h, sill)
+        b.try_wall(win, y0=y0, item=True, tries=15)
 
 
 def _wall_items(b: _Builder, n: int) -> None:

@@ -149,7 +149,7 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
                              "scale": tuple(doc["train_config"]["scale"])})
         mcfg = MTLSIConfig.from_dict(doc["model_config"])
         model = MTLSINet(mcfg)
-        model.load_state_dict(load_weights(stem)[1])
+        model.load_state_dict(load_weights(stem.with_suffix(".json"))[1])
         start = int(doc["step"])
     else:
         model = create_model(cfg.variant, **cfg.model_overrides)
@@ -205,7 +205,7 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
             scaler.update()
             step += 1
             if rank == 0:
-                rec = {"step": step, "loss": float(loss), "lr": opt.param_groups[0]["lr"],
+                rec = {"step": step, "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"],
                        "grad_norm": float(gnorm),
                        **{f"loss_{k}": float(v) for k, v in parts.items()},
                        "time_s": round(time.perf_counter() - t0, 3)}
