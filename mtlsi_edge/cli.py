@@ -330,6 +330,110 @@ def parity_table(rep: dict, title: str) -> Table:
     return t
 
 
+@app.command()
+def demo(
+    bundle: Path = typer.Option(None, help="Compiled bundle; default: the embedded model "
+                                          "compiled for --target/--precision (cached)."),
+    source: str = typer.Option(None, help="Camera index, video file, URL or image folder; "
+                                          "default: camera 0, else the SynthIndoor walkthrough."),
+    layout: str = typer.Option("grid", help="grid | blend | seg | depth | normals | edges"),
+    record: Path = typer.Option(None, help="Record the rendered view (.mp4 or .avi)."),
+    headless: bool = typer.Option(False, help="No window (also chosen when there is no display)."),
+    max_frames: int = typer.Option(None, min=1, help="Stop after N frames."),
+    target: str = typer.Option("openvino", help="Target for the embedded model."),
+    precision: str = typer.Option("fp32", help="Precision for the embedded model."),
+    checkpoint: Path = typer.Option(None, help="Checkpoint to use instead of the embedded one."),
+    threads: int = typer.Option(None, min=1, help="Inference threads."),
+) -> None:
+    """Live demo: all four task outputs overlaid on a camera or video, with a HUD.
+
+    Keys: q/Esc quit, space pause, 1-6 layouts, s snapshot (runs/demo/).
+
+    Examples:
+      mtlsi-edge demo
+      mtlsi-edge demo --source video.mp4 --record runs/demo/out.mp4 --headless
+      mtlsi-edge demo --bundle runs/compile/openvino-fp32 --source 0 --layout blend
+    """
+    from mtlsi_edge.bundle import BundleError
+    from mtlsi_edge.runtime.capture import CaptureError, Source
+    from mtlsi_edge.runtime.loop import LAYOUTS, display_available, run_loop
+    from mtlsi_edge.runtime.predictor import Predictor
+    from mtlsi_edge.targets import TargetUnavailable
+    from mtlsi_edge.train.checkpoint import CheckpointError
+
+    if layout not in LAYOUTS:
+        fail(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if not headless and not display_available():
+        console.print("[yellow]no display found: running headless[/] (add --record FILE to "
+                      "keep the output)")
+        headless = True
+    try:
+        if bundle is None:
+            bundle = cached_bundle(checkpoint or default_checkpoint(), target, precision)
+        predictor = Predictor.from_bundle(bundle, threads=threads)
+        if source is None:
+            source, why = default_source()
+            console.print(f"source: {why}")
+        src = Source(source)
+    except (BundleError, CheckpointError, TargetUnavailable, CaptureError) as e:
+        fail(str(e))
+    console.print(f"model: {bundle} ({predictor.target} {predictor.precision}); "
+                  f"source: {src.info.name}; layout {layout}")
+    try:
+        stats = run_loop(predictor, src, layout, record, headless, max_frames)
+    except CaptureError as e:
+        fail(str(e))
+    med = stats.medians()
+    console.print(f"{stats.frames} frames in {stats.wall_s:.1f} s = [bold]{stats.fps:.1f} FPS[/]"
+                  f", dropped {stats.dropped}; stopped by {stats.stopped_by}")
+    console.print("median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in med.items()))
+    if src.skipped:
+        console.print(f"[yellow]skipped {len(src.skipped)} unreadable images[/], e.g. "
+                      f"{src.skipped[0]}")
+    if stats.recording:
+        console.print(f"recording: [bold]{stats.recording}[/]")
+    for p in stats.snapshots:
+        console.print(f"snapshot: {p}")
+
+
+def cached_bundle(checkpoint: Path, target: str, precision: str) -> Path:
+    """Compile (once) a bundle of ``checkpoint`` for target/precision under runs/demo/bundles."""
+    from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
+    from mtlsi_edge.targets import CompileOptions
+    from mtlsi_edge.train.checkpoint import read_checkpoint_meta
+
+    doc, _ = read_checkpoint_meta(checkpoint)
+    out = Path("runs/demo/bundles") / f"{target}-{precision}-{doc['weights_sha256'][:12]}"
+    try:
+        load_bundle(out)
+        return out
+    except BundleError:
+        pass
+    dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
+    with console.status(f"compiling the model for {target} {precision} (once)…"):
+        return compile_bundle(out, target, precision, checkpoint=checkpoint,
+                              opts=CompileOptions(precision=precision, device=dev))
+
+
+def default_source() -> tuple[str, str]:
+    """Camera 0 when one answers, else the SynthIndoor walkthrough video (rendered once)."""
+    import cv2
+
+    cv2.setLogLevel(0) if hasattr(cv2, "setLogLevel") else None
+    cap = cv2.VideoCapture(0)
+    ok = cap.isOpened() and cap.read()[0]
+    cap.release()
+    if ok:
+        return "0", "camera 0"
+    video = Path("runs/demo/walkthrough.mp4")
+    if not video.is_file():
+        from mtlsi_edge.data.synth import render_walkthrough
+
+        with console.status("no camera: rendering the SynthIndoor walkthrough video…"):
+            render_walkthrough(video, seconds=12, fps=15)
+    return str(video), f"no camera found: playing the SynthIndoor walkthrough {video}"
+
+
 def metrics_table(res: dict, task_set) -> Table:
     t = Table(title="per-task metrics (boundary odsF: Python approximation of SEISM)")
     t.add_column("task")

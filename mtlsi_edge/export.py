@@ -79,11 +79,14 @@ def export_onnx(model: MTLSINet, path: str | Path, size: tuple[int, int] | None 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         if dynamic:
+            dim_n = torch.export.Dim("N", min=1, max=256)
             dim_h = torch.export.Dim("H", min=64, max=4096)
             dim_w = torch.export.Dim("W", min=64, max=4096)
-            torch.onnx.export(wrapper, (x,), str(tmp), input_names=[INPUT_NAME],
+            # Example batch of 2: torch.export specialises a size-1 dim to the constant 1.
+            torch.onnx.export(wrapper, (torch.zeros(2, 3, *size),), str(tmp),
+                              input_names=[INPUT_NAME],
                               output_names=names, dynamo=True, external_data=False,
-                              dynamic_shapes={"image": {2: dim_h, 3: dim_w}},
+                              dynamic_shapes={"image": {0: dim_n, 2: dim_h, 3: dim_w}},
                               opset_version=max(opset, 18))
         else:
             torch.onnx.export(wrapper, (x,), str(tmp), input_names=[INPUT_NAME],

@@ -140,7 +140,11 @@ class Predictor:
             y0, x0 = top * sh / ih, left * sw / iw
             y1, x1 = (top + nh) * sh / ih, (left + nw) * sw / iw
             if (y0, x0, y1, x1) != (0, 0, sh, sw):
-                a = a[int(y0):max(int(y0) + 1, round(y1)), int(x0):max(int(x0) + 1, round(x1))]
+                if all(float(v).is_integer() for v in (y0, x0, y1, x1)):
+                    a = a[int(y0):int(y1), int(x0):int(x1)]
+                else:  # box off the 1/s grid: crop exactly at input resolution instead
+                    a = cv2.resize(a, (iw, ih), interpolation=cv2.INTER_LINEAR)
+                    a = a.reshape(ih, iw, -1)[top:top + nh, left:left + nw]
             if t.kind == "segmentation" and fh * fw > ih * iw:
                 # Class logits are resized only up to the network's input size; labels are
                 # then upscaled with nearest (the network cannot resolve finer; saves ~20 ms

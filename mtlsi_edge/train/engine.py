@@ -110,8 +110,20 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return (1 - t) ** 0.9 if cfg.schedule == "poly" else 0.5 * (1 + math.cos(math.pi * t))
 
 
+def _quarter(gt: torch.Tensor, kind: str) -> torch.Tensor:
+    """Ground truth at 1/4 resolution: nearest sampling, max-pooling for thin boundaries."""
+    if kind == "boundary":
+        return F.max_pool2d(gt, 4, ceil_mode=True)
+    return gt[..., ::4, ::4]
+
+
 def multitask_loss(out: dict, batch: dict, task_set: TaskSet, deep_supervision: bool):
-    """Σ_t w_t (L_t(final) + L_t(preliminary)); returns (total, {task: final loss})."""
+    """Σ_t w_t (L_t(final) + L_t(preliminary)); returns (total, {task: final loss}).
+
+    Final outputs are upsampled to the ground truth.  The 1/16 preliminary outputs are
+    supervised at 1/4 resolution: upsampling 40-channel logits 16× to full size for a
+    deep-supervision term cost as much as the whole forward pass on CPU.
+    """
     total = 0.0
     parts = {}
     for t in task_set:
@@ -120,7 +132,7 @@ def multitask_loss(out: dict, batch: dict, task_set: TaskSet, deep_supervision: 
         parts[t.name] = lt.detach()
         total = total + t.loss_weight * lt
         if deep_supervision and "aux" in out:
-            total = total + t.loss_weight * t.loss(out["aux"][t.name], gt)
+            total = total + t.loss_weight * t.loss(out["aux"][t.name], _quarter(gt, t.kind))
     return total, parts
 
 

@@ -1,0 +1,198 @@
+"""Frame sources for the live loop: cameras, video files, URLs and image folders.
+
+:class:`LatestFrameGrabber` reads in its own thread and keeps only the newest frame, so a
+slow consumer never builds up latency: frames it did not take in time are dropped and counted.
+Camera read failures are retried with exponential backoff (unplugged USB cameras come back),
+then reported with one line.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class CaptureError(RuntimeError):
+    """A source that cannot be opened or read; the message names it."""
+
+
+@dataclass
+class SourceInfo:
+    kind: str  # camera | file | url | folder
+    name: str
+    fps: float
+    frames: int | None  # None for live sources
+
+
+class Source:
+    """One frame source.  ``read()`` → BGR uint8 frame, or None at the end of a file/folder."""
+
+    def __init__(self, spec: str | int, retries: int = 5, backoff_s: float = 0.2):
+        self.spec = str(spec)
+        self.retries, self.backoff_s = retries, backoff_s
+        self._files: list[Path] | None = None
+        self.skipped: list[str] = []  # unreadable images of a folder source, reported
+        self._i = 0
+        self.cap: cv2.VideoCapture | None = None
+        s = self.spec
+        if s.isdigit():
+            self.info = SourceInfo("camera", f"camera {s}", 30.0, None)
+            self._open_camera()
+        elif "://" in s:
+            self.info = SourceInfo("url", s, 30.0, None)
+            self.cap = cv2.VideoCapture(s)
+            if not self.cap.isOpened():
+                raise CaptureError(f"{s}: stream could not be opened")
+        elif os.path.isdir(s):
+            self._files = sorted(p for p in Path(s).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+            if not self._files:
+                raise CaptureError(f"{s}: folder has no images ({', '.join(sorted(IMAGE_EXTS))})")
+            self.info = SourceInfo("folder", s, 30.0, len(self._files))
+        elif os.path.isfile(s):
+            self.cap = cv2.VideoCapture(s)
+            n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.cap.isOpened() else 0
+            if not self.cap.isOpened():
+                raise CaptureError(f"{s}: not a readable video")
+            fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+            self.info = SourceInfo("file", s, fps if 1 <= fps <= 240 else 30.0, n or None)
+            ok, frame = self.cap.read()
+            if not ok or frame is None:
+                raise CaptureError(f"{s}: no decodable frame (corrupt or truncated video)")
+            self._first: np.ndarray | None = frame
+        else:
+            raise CaptureError(f"{s}: no such file, folder or camera index")
+
+    def _open_camera(self) -> None:
+        idx = int(self.spec)
+        self.cap = cv2.VideoCapture(idx)
+        if not self.cap.isOpened():
+            raise CaptureError(f"camera {idx} not available (no device, or in use)")
+        ok, frame = self.cap.read()
+        if not ok:
+            raise CaptureError(f"camera {idx} opened but returned no frame")
+        self._first = frame
+
+    def read(self) -> np.ndarray | None:
+        if self._files is not None:
+            while self._i < len(self._files):
+                p = self._files[self._i]
+                self._i += 1
+                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                if img is not None:
+                    return img
+                self.skipped.append(str(p))
+            return None
+        first = getattr(self, "_first", None)
+        if first is not None:
+            self._first = None
+            return first
+        assert self.cap is not None
+        ok, frame = self.cap.read()
+        if ok and frame is not None:
+            return frame
+        if self.info.kind == "file":
+            return None  # end of file, or the rest is truncated: a clean end
+        return self._recover()
+
+    def _recover(self) -> np.ndarray:
+        """A live source stopped delivering: reopen with backoff, then give up clearly."""
+        delay = self.backoff_s
+        for _ in range(self.retries):
+            time.sleep(delay)
+            delay *= 2
+            if self.cap is not None:
+                self.cap.release()
+            self.cap = (cv2.VideoCapture(int(self.spec)) if self.spec.isdigit()
+                        else cv2.VideoCapture(self.spec))
+            if self.cap.isOpened():
+                ok, frame = self.cap.read()
+                if ok and frame is not None:
+                    return frame
+        raise CaptureError(f"{self.info.name}: stopped delivering frames "
+                           f"(gave up after {self.retries} reconnects)")
+
+    def release(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+
+
+class LatestFrameGrabber:
+    """Reads a :class:`Source` in a thread; ``get()`` returns the newest unseen frame.
+
+    ``pace``: for files/folders, deliver at the source's frame rate (as a camera would), so
+    frames the consumer is too slow for are dropped; with ``pace=False`` the reader waits for
+    the consumer instead (no drops: used to measure maximum throughput).
+    """
+
+    def __init__(self, source: Source, pace: bool = True):
+        self.source = source
+        self.pace = pace and source.info.kind in ("file", "folder")
+        self.live = source.info.kind in ("camera", "url")
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._seq = 0
+        self._taken = 0
+        self.dropped = 0
+        self.ended = False
+        self.error: Exception | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        period = 1.0 / self.source.info.fps
+        next_t = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                if not (self.pace or self.live):
+                    with self._cond:  # wait until the consumer took the previous frame
+                        self._cond.wait_for(lambda: self._taken == self._seq
+                                            or self._stop.is_set())
+                frame = self.source.read()
+                if frame is None:
+                    break
+                if self.pace:
+                    next_t += period
+                    time.sleep(max(0.0, next_t - time.perf_counter()))
+                with self._cond:
+                    if self._frame is not None and self._taken < self._seq:
+                        self.dropped += 1
+                    self._frame = frame
+                    self._seq += 1
+                    self._cond.notify_all()
+        except Exception as e:  # reported to the consumer, which owns the error message
+            self.error = e
+        finally:
+            with self._cond:
+                self.ended = True
+                self._cond.notify_all()
+
+    def get(self, timeout: float = 10.0) -> np.ndarray | None:
+        """The newest frame not yet returned; None when the source ended."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self._taken < self._seq or self.ended, timeout)
+            if self.error is not None:
+                raise self.error
+            if self._taken < self._seq:
+                self._taken = self._seq
+                frame = self._frame
+                self._cond.notify_all()
+                return frame
+            if not ok:
+                raise CaptureError(f"{self.source.info.name}: no frame within {timeout:.0f} s")
+            return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=2)
+        self.source.release()

@@ -1,0 +1,108 @@
+"""Shared fixtures for the export / bundle / predictor / deploy-CLI tests.
+
+One tiny random-weight model (``edge-effvit-b0`` at 64×96), one checkpoint of it, one static
+ONNX export and one bundle per (target, precision) are built once per session and reused.
+
+Torch runs single-threaded inside these modules: on a shared 2-core machine, two OpenMP threads
+spin-waiting against other processes made a 64×96 forward pass ~100× slower (3 s vs 0.02 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+VARIANT = "edge-effvit-b0"
+SIZE = (64, 96)  # (H, W): 1/8 = 8×12 is not a multiple of the window (10): padding is exercised
+BUNDLE_KINDS = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
+                ("openvino", "fp16")]
+
+
+@contextlib.contextmanager
+def _one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Use in these modules (``pytestmark``); restored when the module ends."""
+    with _one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from mtlsi_edge.model import create_model
+
+    torch.manual_seed(0)
+    return create_model(VARIANT, input_size=SIZE).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model, tmp_path_factory) -> Path:
+    from mtlsi_edge.train.checkpoint import save_checkpoint
+
+    stem = tmp_path_factory.mktemp("ckpt") / "tiny"
+    return save_checkpoint(stem, tiny_model, {"model_config": tiny_model.cfg.to_dict(),
+                                              "task_set": tiny_model.task_set.to_dict(),
+                                              "variant": VARIANT})
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_model, tmp_path_factory) -> Path:
+    """Static (64×96, stride 4) export of ``tiny_model``."""
+    from mtlsi_edge.export import export_onnx
+
+    with _one_thread():
+        return export_onnx(tiny_model, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def bundle(tiny_checkpoint, tmp_path_factory):
+    """``bundle(target, precision)`` → bundle folder compiled from the checkpoint (cached)."""
+    from mtlsi_edge.bundle import compile_bundle
+    from mtlsi_edge.targets import get_target
+
+    root = tmp_path_factory.mktemp("bundles")
+    cache: dict[tuple[str, str], Path] = {}
+
+    def get(target: str, precision: str = "fp32") -> Path:
+        key = (target, precision)
+        if key not in cache:
+            ok, why = get_target(target).available()
+            if not ok:
+                pytest.skip(f"{target}: {why}")
+            with _one_thread():
+                cache[key] = compile_bundle(root / f"{target}-{precision}", target, precision,
+                                            checkpoint=tiny_checkpoint)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def scene_bgr() -> np.ndarray:
+    """A rendered indoor view, BGR uint8 120×160 (resize it to any frame size)."""
+    from mtlsi_edge.data.synth import render_sample
+
+    return np.ascontiguousarray(render_sample(7, size=(120, 160)).image_rgb[:, :, ::-1])
+
+
+@pytest.fixture(scope="session")
+def frame(scene_bgr):
+    """``frame(h, w)`` → the rendered view resized to h×w (BGR uint8, contiguous)."""
+
+    def make(h: int, w: int) -> np.ndarray:
+        return cv2.resize(scene_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    return make

@@ -1,0 +1,237 @@
+"""Bundles: compile per target, manifest contents, parity, checksum verification, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mtlsi_edge.bundle import MANIFEST, SCHEMA, BundleError, compile_bundle, load_bundle
+from mtlsi_edge.export import MEAN, STD
+from mtlsi_edge.targets import TARGETS, TargetUnavailable, get_target
+from mtlsi_edge.targets.tensorrt import TensorRTTarget
+from mtlsi_edge.train.checkpoint import sha256
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+BUNDLE_KINDS = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
+                ("openvino", "fp16")]
+SIZE = (64, 96)  # the tiny model's input size (tests/conftest.py)
+VARIANT = "edge-effvit-b0"
+
+FILES = {"torch": {"model.safetensors"}, "onnxruntime": {"model.onnx"},
+         "openvino": {"model.xml", "model.bin"}}
+TRT_OK, TRT_WHY = TensorRTTarget().available()
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_manifest(folder: Path, **changes) -> None:
+    m = json.loads((folder / MANIFEST).read_text())
+    m.update(changes)
+    (folder / MANIFEST).write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("target,precision", BUNDLE_KINDS)
+def test_bundle_manifest_and_parity(bundle, tiny_model, target, precision):
+    folder = bundle(target, precision)
+    m, p = load_bundle(folder)
+    assert p == folder
+    # contents: the manifest and exactly the listed model files, nothing left from staging
+    assert {f.name for f in folder.iterdir()} == FILES[target] | {MANIFEST}
+    assert not [f for f in folder.parent.iterdir() if f.name.startswith(".")], \
+        "staging / work folders must be removed"
+    assert m["schema"] == SCHEMA
+    assert m["target"] == target and m["precision"] == precision
+    assert set(m["files"]) == FILES[target]
+    for name, digest in m["files"].items():
+        assert len(digest) == 64 and digest == sha256(folder / name)
+    assert m["task_set"] == tiny_model.task_set.to_dict()
+    assert m["outputs"] == tiny_model.task_set.names
+    assert m["model"]["variant"] == VARIANT
+    assert m["model"]["config"]["input_size"] == list(SIZE)
+    inp = m["input"]
+    assert inp["size"] == list(SIZE) and inp["layout"] == "NCHW" and inp["color"] == "RGB"
+    assert inp["mean"] == pytest.approx(list(MEAN)) and inp["std"] == pytest.approx(list(STD))
+    assert inp["scale"] == pytest.approx(1 / 255)
+    assert m["output_stride"] == 4
+    assert set(m["output_layouts"]) == set(m["outputs"])
+    assert set(m["output_layouts"].values()) == {"NHWC" if target == "openvino" else "NCHW"}
+    assert m["runtime_versions"][target]
+
+    par = m["parity"]
+    assert par["reference"] == "torch-fp32" and par["images"] == 4
+    assert set(par["per_task"]) == set(m["outputs"])
+    for name, d in par["per_task"].items():
+        t = tiny_model.task_set[name]
+        if precision == "fp32":
+            assert d["max_abs"] < 1e-3, (name, d)
+            if t.kind == "segmentation":
+                assert d["argmax_agree_pct"] >= 99.9, (name, d)
+        else:  # fp16: looser
+            assert d["max_abs"] < 0.5, (name, d)
+            if t.kind == "segmentation":
+                assert d["argmax_agree_pct"] >= 95.0, (name, d)
+        if t.kind == "normals":
+            assert d["angle_mean_deg"] < (0.1 if precision == "fp32" else 15.0), (name, d)
+    if target == "torch":  # the reference against itself
+        assert all(d["max_abs"] == 0.0 for d in par["per_task"].values())
+
+
+def test_compile_from_onnx_uses_ort_reference(tiny_onnx, tmp_path):
+    out = compile_bundle(tmp_path / "b", "onnxruntime", onnx_path=tiny_onnx, parity_images=1)
+    m, _ = load_bundle(out)
+    assert m["model"]["variant"] is None
+    assert m["parity"]["reference"] == "onnxruntime-fp32" and m["parity"]["images"] == 1
+    assert all(d["max_abs"] == 0.0 for d in m["parity"]["per_task"].values())
+    # recompiling over an existing bundle replaces it atomically (no leftovers)
+    again = compile_bundle(out, "onnxruntime", onnx_path=tiny_onnx, parity_images=1)
+    assert load_bundle(again)[0]["files"] == m["files"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["b"]
+
+
+def test_load_bundle_accepts_manifest_path(bundle):
+    folder = bundle("onnxruntime")
+    m, p = load_bundle(folder / MANIFEST)
+    assert p == folder and m["target"] == "onnxruntime"
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def ort_copy(bundle, tmp_path) -> Path:
+    return _copy(bundle("onnxruntime"), tmp_path / "copy")
+
+
+def test_modified_file_refused(ort_copy):
+    f = ort_copy / "model.onnx"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit of one byte
+    f.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256") as e:
+        load_bundle(ort_copy)
+    assert "model.onnx" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_file_refused(ort_copy):
+    (ort_copy / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="missing") as e:
+        load_bundle(ort_copy)
+    assert "model.onnx" in str(e.value)
+
+
+def test_openvino_weights_tamper_refused(bundle, tmp_path):
+    folder = _copy(bundle("openvino", "fp32"), tmp_path / "ov")
+    f = folder / "model.bin"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"model\.bin.*sha256"):
+        load_bundle(folder)
+
+
+def test_wrong_schema_refused(ort_copy):
+    _edit_manifest(ort_copy, schema="mtlsi-edge/bundle@999")
+    with pytest.raises(BundleError, match="schema"):
+        load_bundle(ort_copy)
+
+
+def test_manifest_not_json_refused(ort_copy):
+    (ort_copy / MANIFEST).write_text("{not json")
+    with pytest.raises(BundleError, match="unreadable manifest"):
+        load_bundle(ort_copy)
+
+
+def test_manifest_missing_key_refused(ort_copy):
+    m = json.loads((ort_copy / MANIFEST).read_text())
+    del m["task_set"]
+    (ort_copy / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="task_set"):
+        load_bundle(ort_copy)
+
+
+def test_non_bundle_folder_refused(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"not a bundle")
+    with pytest.raises(BundleError, match="not a bundle"):
+        load_bundle(tmp_path)
+    with pytest.raises(BundleError, match="not found"):
+        load_bundle(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("entry", ["../model.onnx", "sub/../../x.onnx"])
+def test_file_entry_outside_bundle_refused(ort_copy, entry):
+    # make the escaping path resolve to a real file with the right digest: still refused
+    target = (ort_copy / entry).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ort_copy / "model.onnx", target)
+    m = json.loads((ort_copy / MANIFEST).read_text())
+    m["files"][entry] = sha256(target)
+    (ort_copy / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="outside the bundle"):
+        load_bundle(ort_copy)
+
+
+def test_absolute_file_entry_refused(ort_copy):
+    m = json.loads((ort_copy / MANIFEST).read_text())
+    m["files"][str((ort_copy / "model.onnx").resolve())] = m["files"]["model.onnx"]
+    (ort_copy / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="outside the bundle"):
+        load_bundle(ort_copy)
+
+
+# -- targets -----------------------------------------------------------------------------------
+
+def test_unknown_target_is_a_clear_error(tiny_onnx, tmp_path):
+    with pytest.raises(TargetUnavailable, match=r"unknown target 'nope'; known: .*onnxruntime"):
+        get_target("nope")
+    with pytest.raises(TargetUnavailable, match="unknown target 'nope'"):
+        compile_bundle(tmp_path / "b", "nope", onnx_path=tiny_onnx)
+    assert not (tmp_path / "b").exists()
+
+
+def test_registry_names_match():
+    assert set(TARGETS) == {"torch", "onnxruntime", "openvino", "tensorrt"}
+    assert all(t.name == name for name, t in TARGETS.items())
+
+
+@pytest.mark.skipif(TRT_OK, reason="tensorrt is importable here")
+def test_tensorrt_unavailable_says_why(tiny_onnx, tmp_path):
+    with pytest.raises((BundleError, TargetUnavailable)) as e:
+        compile_bundle(tmp_path / "trt", "tensorrt", onnx_path=tiny_onnx)
+    msg = str(e.value)
+    assert "tensorrt" in msg and "not installed" in msg and "\n" not in msg
+    assert list(tmp_path.iterdir()) == []  # nothing staged
+
+
+def test_unsupported_precision_refused(tiny_onnx, tmp_path):
+    with pytest.raises(BundleError, match="onnxruntime supports fp32, int8, not fp16"):
+        compile_bundle(tmp_path / "b", "onnxruntime", "fp16", onnx_path=tiny_onnx)
+
+
+def test_torch_target_needs_checkpoint(tiny_onnx, tmp_path):
+    with pytest.raises(TargetUnavailable, match="needs a checkpoint"):
+        compile_bundle(tmp_path / "b", "torch", onnx_path=tiny_onnx)
+    assert list(tmp_path.iterdir()) == []  # staging and work folders cleaned up
+
+
+def test_missing_sources_refused(tmp_path):
+    with pytest.raises(BundleError, match="file not found"):
+        compile_bundle(tmp_path / "b", "onnxruntime", onnx_path=tmp_path / "none.onnx")
+    with pytest.raises(BundleError, match="checkpoint or an ONNX"):
+        compile_bundle(tmp_path / "b", "onnxruntime")
+
+
+def test_onnx_without_metadata_refused(tiny_onnx, tmp_path):
+    import onnx
+
+    proto = onnx.load(str(tiny_onnx))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    with pytest.raises(BundleError, match="lacks mtlsi_edge metadata"):
+        compile_bundle(tmp_path / "b", "onnxruntime", onnx_path=bare)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["bare.onnx"]

@@ -1,0 +1,121 @@
+"""The deploy commands of the CLI: export, compile, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mtlsi_edge.bundle import load_bundle
+from mtlsi_edge.cli import app
+from mtlsi_edge.targets.tensorrt import TensorRTTarget
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+TRT_OK, _ = TensorRTTarget().available()
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(res, *fragments: str) -> None:
+    assert res.exit_code != 0, res.output
+    assert "Traceback" not in res.output
+    assert isinstance(res.exception, SystemExit), repr(res.exception)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ")
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """``mtlsi-edge export --variant edge-effvit-b0 --out X`` (random weights, 240×320)."""
+    out = tmp_path_factory.mktemp("cli") / "sub" / "edge.onnx"
+    res = run("export", "--variant", "edge-effvit-b0", "--out", out)
+    return res, out
+
+
+def test_export_writes_onnx_and_parity(exported):
+    res, out = exported
+    assert res.exit_code == 0, res.output
+    assert out.is_file()
+    report = out.with_suffix(".parity.json")
+    assert report.is_file()
+    rep = json.loads(report.read_text())
+    assert set(rep) == {"semseg", "depth", "normals", "boundary"}
+    assert all(d["max_abs"] < 1e-3 for d in rep.values()), rep
+    assert rep["semseg"]["argmax_agree_pct"] >= 99.9
+    assert str(out) in " ".join(res.output.split())  # the path is printed (maybe wrapped)
+
+
+def test_compile_onnxruntime_from_exported_onnx(exported, tmp_path):
+    _, onnx_path = exported
+    out = tmp_path / "bundle"
+    res = run("compile", "--target", "onnxruntime", "--onnx", onnx_path, "--out", out)
+    assert res.exit_code == 0, res.output
+    m, folder = load_bundle(out)
+    assert folder == out
+    assert m["target"] == "onnxruntime" and m["precision"] == "fp32" and m["device"] == "cpu"
+    assert m["input"]["size"] == [240, 320]
+    assert m["parity"]["reference"] == "onnxruntime-fp32"
+
+
+@pytest.mark.skipif(TRT_OK, reason="tensorrt is importable here")
+def test_compile_tensorrt_unavailable_is_one_line(exported, tmp_path):
+    _, onnx_path = exported
+    res = run("compile", "--target", "tensorrt", "--onnx", onnx_path, "--out", tmp_path / "t")
+    assert_one_line_error(res, "tensorrt", "not installed")
+    assert not (tmp_path / "t").exists()
+
+
+def test_compile_unknown_target_is_one_line(exported, tmp_path):
+    _, onnx_path = exported
+    res = run("compile", "--target", "nope", "--onnx", onnx_path, "--out", tmp_path / "n")
+    assert_one_line_error(res, "unknown target 'nope'", "onnxruntime")
+
+
+def test_compile_bad_precision_is_one_line(exported, tmp_path):
+    _, onnx_path = exported
+    res = run("compile", "--target", "onnxruntime", "--precision", "fp16", "--onnx", onnx_path,
+              "--out", tmp_path / "p")
+    assert_one_line_error(res, "fp16")
+
+
+def test_compile_missing_onnx_is_one_line(tmp_path):
+    res = run("compile", "--target", "onnxruntime", "--onnx", tmp_path / "none.onnx",
+              "--out", tmp_path / "b")
+    assert_one_line_error(res, "none.onnx", "not found")
+
+
+def test_compile_torch_from_checkpoint(tiny_checkpoint, tmp_path):
+    res = run("compile", "--target", "torch", "--checkpoint", tiny_checkpoint,
+              "--out", tmp_path / "tb")
+    assert res.exit_code == 0, res.output
+    m, _ = load_bundle(tmp_path / "tb")
+    assert m["target"] == "torch" and m["parity"]["reference"] == "torch-fp32"
+
+
+def test_compile_bad_checkpoint_is_one_line(tmp_path):
+    res = run("compile", "--target", "onnxruntime", "--checkpoint", tmp_path / "nope.json",
+              "--out", tmp_path / "b")
+    assert_one_line_error(res, "nope.json")
+
+
+def test_export_unknown_variant_is_one_line(tmp_path):
+    res = run("export", "--variant", "nope", "--out", tmp_path / "x.onnx")
+    assert_one_line_error(res, "unknown variant 'nope'")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_bad_stride_is_one_line(tmp_path):
+    res = run("export", "--variant", "edge-effvit-b0", "--stride", "2",
+              "--out", tmp_path / "x.onnx")
+    assert_one_line_error(res, "--stride must be 1 or 4")
+
+
+def test_info_unknown_variant_fails():
+    res = run("info", "nope")
+    assert_one_line_error(res, "unknown variant 'nope'", "edge-effvit-b0")

@@ -1,0 +1,167 @@
+"""ONNX export of the deploy graph (static and dynamic), normalisation and the parity report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from mtlsi_edge.bundle import reference_inputs
+from mtlsi_edge.export import (
+    INPUT_NAME,
+    MEAN,
+    STD,
+    DeployModel,
+    export_onnx,
+    normalize,
+    parity_report,
+)
+from mtlsi_edge.tasks import Task, TaskSet, get_task_set
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+SIZE = (64, 96)  # the tiny model's input size (tests/conftest.py)
+
+
+def _torch_outputs(model, x: np.ndarray, stride: int = 4) -> dict[str, np.ndarray]:
+    dm = DeployModel(model, stride).eval()
+    with torch.inference_mode():
+        res = dm(torch.from_numpy(x))
+    return {n: r.numpy() for n, r in zip(dm.output_names, res)}
+
+
+def _ort_outputs(path, x: np.ndarray) -> dict[str, np.ndarray]:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, {INPUT_NAME: x})))
+
+
+def _dims(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def _meta(proto) -> dict:
+    found = [p.value for p in proto.metadata_props if p.key == "mtlsi_edge"]
+    assert len(found) == 1, "exactly one mtlsi_edge metadata entry expected"
+    return json.loads(found[0])
+
+
+def test_static_export_is_valid_and_self_describing(tiny_model, tiny_onnx):
+    proto = onnx.load(str(tiny_onnx))
+    onnx.checker.check_model(proto)  # the final file (with metadata), not only the temp one
+    meta = _meta(proto)
+    assert meta["model_config"] == json.loads(json.dumps(tiny_model.cfg.to_dict()))
+    assert meta["stride"] == 4 and meta["dynamic"] is False
+    assert [i.name for i in proto.graph.input] == [INPUT_NAME]
+    assert _dims(proto.graph.input[0]) == [1, 3, *SIZE]
+    names = tiny_model.task_set.names
+    assert [o.name for o in proto.graph.output] == names
+    h, w = SIZE[0] // 4, SIZE[1] // 4
+    for o, t in zip(proto.graph.output, tiny_model.task_set):
+        assert _dims(o) == [1, t.out_channels, h, w], o.name
+    # atomic write: no staging file left next to it
+    assert sorted(p.name for p in tiny_onnx.parent.iterdir()) == [tiny_onnx.name]
+
+
+def test_static_export_matches_pytorch(tiny_model, tiny_onnx):
+    x = reference_inputs(SIZE, n=2)
+    got = {k: [] for k in tiny_model.task_set.names}
+    for i in range(len(x)):  # static graph: batch 1
+        for k, v in _ort_outputs(tiny_onnx, x[i:i + 1]).items():
+            got[k].append(v)
+    ref = _torch_outputs(tiny_model, x)
+    for t in tiny_model.task_set:
+        g = np.concatenate(got[t.name])
+        assert g.shape == ref[t.name].shape, t.name
+        np.testing.assert_allclose(g, ref[t.name], atol=1e-4, rtol=0, err_msg=t.name)
+    # activations are in the graph: depth ≥ 0, unit normals, boundary probabilities
+    assert (np.concatenate(got["depth"]) >= 0).all()
+    n = np.concatenate(got["normals"])
+    np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-4)
+    b = np.concatenate(got["boundary"])
+    assert ((b >= 0) & (b <= 1)).all()
+
+
+def test_stride1_export_emits_full_resolution(tiny_model, tmp_path):
+    path = export_onnx(tiny_model, tmp_path / "sub" / "s1.onnx", stride=1)
+    proto = onnx.load(str(path))
+    assert _meta(proto)["stride"] == 1
+    for o, t in zip(proto.graph.output, tiny_model.task_set):
+        assert _dims(o) == [1, t.out_channels, *SIZE], o.name
+    x = reference_inputs(SIZE, n=1)
+    got, ref = _ort_outputs(path, x), _torch_outputs(tiny_model, x, stride=1)
+    for name in tiny_model.task_set.names:
+        np.testing.assert_allclose(got[name], ref[name], atol=1e-4, rtol=0, err_msg=name)
+
+
+def test_deploy_stride_validated(tiny_model):
+    with pytest.raises(ValueError, match="stride must be 1 or 4"):
+        DeployModel(tiny_model, stride=2)
+
+
+def test_dynamic_export_runs_at_other_sizes(tiny_model, tmp_path):
+    """Symbolic H×W: one export serves sizes the window / the /16 grid do not divide."""
+    path = export_onnx(tiny_model, tmp_path / "dyn.onnx", dynamic=True)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    assert _meta(proto)["dynamic"] is True
+    n_dim, c_dim, h_dim, w_dim = _dims(proto.graph.input[0])
+    assert c_dim == 3
+    assert all(isinstance(d, str) for d in (n_dim, h_dim, w_dim)), "N, H, W must be symbolic"
+    assert [o.name for o in proto.graph.output] == tiny_model.task_set.names
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    # 72×104: not a multiple of 16 nor of the window (10 at 1/8); batch 2 as well
+    for n, hw in [(2, (72, 104)), (1, (96, 128))]:
+        x = reference_inputs(hw, n=n)
+        got = dict(zip(names, sess.run(names, {INPUT_NAME: x})))
+        ref = _torch_outputs(tiny_model, x)
+        for t in tiny_model.task_set:
+            assert got[t.name].shape == (n, t.out_channels, hw[0] // 4, hw[1] // 4), (hw, t.name)
+            np.testing.assert_allclose(got[t.name], ref[t.name], atol=1e-4, rtol=0,
+                                       err_msg=f"{t.name} at {hw}")
+
+
+def test_normalize_matches_imagenet_convention():
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    x = normalize(imgs)
+    assert x.shape == (2, 3, 5, 7) and x.dtype == np.float32 and x.flags.c_contiguous
+    for c in range(3):
+        want = (imgs[..., c].astype(np.float32) / 255 - MEAN[c]) / STD[c]
+        np.testing.assert_allclose(x[:, c], want, rtol=1e-6, atol=1e-6)
+
+
+def _two_task_set() -> TaskSet:
+    return TaskSet("t", (Task("semseg", "segmentation", 3, 1.0), get_task_set("nyud")["normals"]))
+
+
+def test_parity_report_values_and_layouts():
+    ts = _two_task_set()
+    rng = np.random.default_rng(0)
+    seg = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    nrm = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    ref = {"semseg": seg, "normals": nrm}
+
+    same = parity_report(ref, {k: v.copy() for k, v in ref.items()}, ts)
+    assert same["semseg"] == {"max_abs": 0.0, "mean_abs": 0.0, "argmax_agree_pct": 100.0}
+    assert same["normals"]["max_abs"] == 0.0
+    assert same["normals"]["angle_max_deg"] < 0.1  # arccos(1 - eps) is not exactly 0
+
+    # the other runner emits NHWC: the report transposes before comparing
+    nhwc = {k: v.transpose(0, 2, 3, 1).copy() for k, v in ref.items()}
+    rep = parity_report(ref, nhwc, ts, got_layouts={"semseg": "NHWC", "normals": "NHWC"})
+    assert rep["semseg"]["max_abs"] == 0.0 and rep["normals"]["max_abs"] == 0.0
+
+    # one pixel's argmax flipped out of 2·4·5 = 40; normals flipped: 180°
+    bad = seg.copy()
+    bad[0, (seg[0, :, 0, 0].argmax() + 1) % 3, 0, 0] = seg[0, :, 0, 0].max() + 1.0
+    rep = parity_report(ref, {"semseg": bad, "normals": -nrm}, ts)
+    assert rep["semseg"]["argmax_agree_pct"] == pytest.approx(100 * 39 / 40)
+    assert rep["semseg"]["max_abs"] == pytest.approx(np.abs(bad - seg).max())
+    assert rep["normals"]["angle_mean_deg"] == pytest.approx(180.0, abs=0.1)
+    assert rep["normals"]["max_abs"] == pytest.approx(2 * np.abs(nrm).max(), rel=1e-6)
