@@ -434,6 +434,132 @@ def default_source() -> tuple[str, str]:
     return str(video), f"no camera found: playing the SynthIndoor walkthrough {video}"
 
 
+@app.command()
+def calibrate(
+    source: str = typer.Option("synth", help="synth | image folder | video | DIR:SPLIT"),
+    n: int = typer.Option(64, min=1, help="Number of samples."),
+    size: str = typer.Option("240x320", help="Model input size HxW."),
+    seed: int = typer.Option(0),
+    every: int = typer.Option(10, min=1, help="For videos: take every k-th frame."),
+    out: Path = typer.Option(Path("runs/calibrate/calib"), help="Cache stem (.npy + .json)."),
+) -> None:
+    """Build and cache a calibration set, preprocessed exactly like the Predictor.
+
+    Examples:
+      mtlsi-edge calibrate --source data/synth:train --n 128
+      mtlsi-edge calibrate --source walk.mp4 --every 5 --out runs/calibrate/walk
+    """
+    from mtlsi_edge.calibration.sources import CalibrationError, build_calibration_set
+
+    try:
+        cs = build_calibration_set(source, n, _parse_size(size), seed, every)
+    except (CalibrationError, ValueError) as e:
+        fail(str(e))
+    path = cs.save(out)
+    for s in cs.skipped:
+        err_console.print(f"[yellow]skipped[/] {s}")
+    console.print(f"{len(cs.origins)} samples from {source} → [bold]{path}[/] "
+                  f"(record: {path.with_suffix('.json')})")
+
+
+def _parse_budgets(specs: list[str], task_set):
+    from mtlsi_edge.quantize.ptq import parse_budgets
+
+    try:
+        return parse_budgets(specs, task_set)
+    except ValueError as e:
+        fail(str(e))
+
+
+@app.command()
+def quantize(
+    checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
+    fmt: str = typer.Option("openvino", "--format", help="openvino (IR) | onnx (QDQ)."),
+    calib: str = typer.Option("synth", help="Calibration source or a cached .npy stem."),
+    n: int = typer.Option(128, min=1, help="Calibration samples."),
+    val: Path = typer.Option(None, help="Dataset for accuracy control / the report."),
+    val_limit: int = typer.Option(100, min=1, help="Validation images used."),
+    max_drop: list[str] = typer.Option([], help="Per-task budget KEY=VALUE[%], repeatable."),
+    preset: str = typer.Option("performance", help="performance | mixed"),
+    ignore: str = typer.Option("attention-norm", help="none | attention-norm | attention"),
+    out: Path = typer.Option(Path("runs/quantize/model"), help="Output stem."),
+) -> None:
+    """NNCF INT8 post-training quantisation, optionally with per-task accuracy budgets.
+
+    Examples:
+      mtlsi-edge quantize --format openvino --val data/synth
+      mtlsi-edge quantize --val data/synth --max-drop miou=0.5 --max-drop rmse=1% \\
+          --max-drop normals=0.5 --max-drop boundary=0.5
+    """
+    from mtlsi_edge.quantize.run import QuantizeError, run_quantize
+
+    try:
+        res = run_quantize(checkpoint or default_checkpoint(), fmt, calib, n, val, val_limit,
+                           max_drop, preset, ignore, out, console=console)
+    except QuantizeError as e:
+        fail(str(e))
+    if res.get("report"):
+        console.print(drops_table(res["report"]))
+    console.print(f"quantised model: [bold]{res['path']}[/]")
+    if res.get("failed"):
+        fail(res["failed"], code=3)
+
+
+@app.command()
+def deploy(
+    checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
+    target: str = typer.Option("openvino", help="onnxruntime | openvino | tensorrt"),
+    precision: str = typer.Option("int8", help="fp32 | fp16 | int8"),
+    calib: str = typer.Option("synth", help="Calibration source (see calibrate)."),
+    val: Path = typer.Option(None, help="Dataset whose val split gates the INT8 model."),
+    max_drop: list[str] = typer.Option([], help="Per-task budget KEY=VALUE[%], repeatable."),
+    out: Path = typer.Option(Path("runs/deploy/exp"), help="Output folder."),
+    n_calib: int = typer.Option(128, min=1),
+    val_limit: int = typer.Option(100, min=1),
+) -> None:
+    """One command: export → calibrate → quantise (gated) → compile → parity → profile.
+
+    Exits 3 when an accuracy gate fails (the FP32 bundle is kept).
+
+    Example:
+      mtlsi-edge deploy --target openvino --precision int8 --val data/synth \\
+          --max-drop miou=0.5 --max-drop rmse=1% --max-drop normals=0.5 --max-drop boundary=0.5
+    """
+    from mtlsi_edge.bundle import BundleError
+    from mtlsi_edge.quantize.deploy import run_deploy
+    from mtlsi_edge.quantize.run import QuantizeError
+    from mtlsi_edge.targets import TargetUnavailable
+    from mtlsi_edge.train.checkpoint import CheckpointError
+
+    if precision == "int8" and val is None and max_drop:
+        fail("--max-drop needs --val")
+    try:
+        res = run_deploy(checkpoint or default_checkpoint(), target, precision, calib, val, out,
+                         max_drop, n_calib, val_limit, console=console)
+    except (QuantizeError, BundleError, CheckpointError, TargetUnavailable) as e:
+        fail(str(e))
+    q = res.get("quantize")
+    if q and q.get("report"):
+        console.print(drops_table(q["report"]))
+    for k, v in res["latency"].items():
+        console.print(f"{k}: {v['median_ms']:.2f} ms median compute latency")
+    console.print(f"bundle: [bold]{res['bundle']}[/]  report: {res['report_md']}")
+    if res["failed"]:
+        fail(res["failed"], code=3)
+
+
+def drops_table(rep: dict) -> Table:
+    t = Table(title="FP32 vs INT8 (headline metric per task)")
+    for c in ("task", "metric", "fp32", "int8", "drop", "budget", "ok"):
+        t.add_column(c, justify="right")
+    for name, d in rep.items():
+        ok = d.get("ok")
+        t.add_row(name, d["metric"], f"{d['fp32']:.4g}", f"{d['quantized']:.4g}",
+                  f"{d['drop']:+.4g}{'%' if d.get('relative') else ''}", d.get("budget", ""),
+                  "" if ok is None else ("[green]yes" if ok else "[red]NO"))
+    return t
+
+
 def metrics_table(res: dict, task_set) -> Table:
     t = Table(title="per-task metrics (boundary odsF: Python approximation of SEISM)")
     t.add_column("task")

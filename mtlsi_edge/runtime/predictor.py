@@ -48,6 +48,36 @@ def to_bgr(frame: np.ndarray) -> np.ndarray:
     raise FrameError(f"frame shape {frame.shape} is not H×W, H×W×1, H×W×3 or H×W×4")
 
 
+_MEAN = np.asarray((0.485, 0.456, 0.406), np.float32) * 255.0
+_INV_STD = 1.0 / (np.asarray((0.229, 0.224, 0.225), np.float32) * 255.0)
+
+
+def preprocess_frame(frame: np.ndarray, input_size: tuple[int, int], letterbox: bool = False,
+                     mean: np.ndarray = _MEAN, inv_std: np.ndarray = _INV_STD
+                     ) -> tuple[np.ndarray, tuple]:
+    """BGR/gray/BGRA uint8 frame → ``1×3×H×W`` float32 (RGB, ImageNet-normalised) at
+    ``input_size`` by resizing (or letterboxing), and the geometry to undo it."""
+    bgr = to_bgr(frame)
+    fh, fw = bgr.shape[:2]
+    if fh < 2 or fw < 2:
+        raise FrameError(f"frame of {fh}×{fw} pixels is too small")
+    ih, iw = input_size
+    if letterbox:
+        s = min(ih / fh, iw / fw)
+        nh, nw = max(1, round(fh * s)), max(1, round(fw * s))
+        img = np.zeros((ih, iw, 3), np.uint8)
+        top, left = (ih - nh) // 2, (iw - nw) // 2
+        img[top:top + nh, left:left + nw] = cv2.resize(bgr, (nw, nh),
+                                                       interpolation=cv2.INTER_AREA)
+        box = (top, left, nh, nw)
+    else:
+        interp = cv2.INTER_AREA if fh > ih else cv2.INTER_LINEAR
+        img = bgr if (fh, fw) == (ih, iw) else cv2.resize(bgr, (iw, ih), interpolation=interp)
+        box = (0, 0, ih, iw)
+    x = (img[:, :, ::-1].astype(np.float32) - mean) * inv_std
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), (box, (fh, fw))
+
+
 #: Per kind: the H×W×K output resized to the frame → the final per-pixel prediction.
 FINISH = {
     "segmentation": lambda a: a.argmax(-1).astype(np.uint8),
@@ -104,27 +134,7 @@ class Predictor:
     # -- stages ---------------------------------------------------------------------------
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, tuple]:
         """Frame → ``1×3×H×W`` float32 batch and the geometry to undo (crop box)."""
-        bgr = to_bgr(frame)
-        fh, fw = bgr.shape[:2]
-        if fh < 2 or fw < 2:
-            raise FrameError(f"frame of {fh}×{fw} pixels is too small")
-        ih, iw = self.input_size
-        if self.letterbox:
-            s = min(ih / fh, iw / fw)
-            nh, nw = max(1, round(fh * s)), max(1, round(fw * s))
-            img = np.zeros((ih, iw, 3), np.uint8)
-            top, left = (ih - nh) // 2, (iw - nw) // 2
-            img[top:top + nh, left:left + nw] = cv2.resize(bgr, (nw, nh),
-                                                           interpolation=cv2.INTER_AREA)
-            box = (top, left, nh, nw)
-        else:
-            interp = cv2.INTER_AREA if fh > ih else cv2.INTER_LINEAR
-            img = bgr if (fh, fw) == (ih, iw) else cv2.resize(bgr, (iw, ih),
-                                                               interpolation=interp)
-            box = (0, 0, ih, iw)
-        rgb = img[:, :, ::-1].astype(np.float32)
-        x = (rgb - self.mean) * self.inv_std
-        return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), (box, (fh, fw))
+        return preprocess_frame(frame, self.input_size, self.letterbox, self.mean, self.inv_std)
 
     def postprocess(self, raw: dict[str, np.ndarray], geom: tuple) -> dict[str, np.ndarray]:
         (top, left, nh, nw), (fh, fw) = geom

@@ -1,0 +1,134 @@
+"""Calibration sets: a deterministic subset of images, preprocessed exactly like the Predictor.
+
+Sources (``--source``):
+
+- a folder of images (sorted, then a seeded subset);
+- a video file (every k-th frame);
+- a dataset split, written ``DIR:SPLIT`` (a NYUD or PASCAL-MT folder);
+- ``synth`` — SynthIndoor renders (seeded).
+
+The set is cached as ``NAME.npy`` (``N×3×H×W`` float32, loaded with ``allow_pickle=False``)
+plus ``NAME.json`` recording where every sample came from and which inputs were skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mtlsi_edge.runtime.capture import IMAGE_EXTS
+from mtlsi_edge.runtime.predictor import preprocess_frame
+from mtlsi_edge.train.checkpoint import atomic_write_bytes, atomic_write_json
+
+
+class CalibrationError(ValueError):
+    """No usable calibration data; one line naming the source."""
+
+
+@dataclass
+class CalibrationSet:
+    data: np.ndarray  # N×3×H×W float32, normalised
+    origins: list[str]  # one entry per sample: file, "video:frame", "synth:seed"
+    skipped: list[str] = field(default_factory=list)  # unreadable inputs, with the reason
+    source: str = ""
+
+    def save(self, stem: str | Path) -> Path:
+        stem = Path(stem)
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, self.data, allow_pickle=False)
+        atomic_write_bytes(stem.with_suffix(".npy"), buf.getvalue())
+        atomic_write_json(stem.with_suffix(".json"), {
+            "source": self.source, "n": len(self.origins), "shape": list(self.data.shape),
+            "origins": self.origins, "skipped": self.skipped})
+        return stem.with_suffix(".npy")
+
+    @classmethod
+    def load(cls, path: str | Path) -> CalibrationSet:
+        p = Path(path)
+        npy, meta = p.with_suffix(".npy"), p.with_suffix(".json")
+        if not npy.is_file() or not meta.is_file():
+            raise CalibrationError(f"{p}: calibration cache needs both {npy.name} and "
+                                   f"{meta.name}")
+        doc = json.loads(meta.read_text())
+        data = np.load(npy, allow_pickle=False)
+        if data.ndim != 4 or data.shape[1] != 3 or data.shape[0] != doc["n"]:
+            raise CalibrationError(f"{npy}: shape {data.shape} does not match its record")
+        return cls(data, doc["origins"], doc["skipped"], doc["source"])
+
+    def items(self) -> list[np.ndarray]:
+        """Batch-1 arrays, the form ``nncf.Dataset`` and our runners take."""
+        return [self.data[i:i + 1] for i in range(len(self.data))]
+
+
+def build_calibration_set(source: str, n: int, size: tuple[int, int], seed: int = 0,
+                          every_k: int = 10) -> CalibrationSet:
+    """Collect ``n`` samples from ``source`` at the model input ``size`` (H, W)."""
+    if n < 1:
+        raise CalibrationError(f"calibration size must be ≥ 1, got {n}")
+    frames: list[np.ndarray] = []
+    origins: list[str] = []
+    skipped: list[str] = []
+    if source == "synth":
+        from mtlsi_edge.data.synth import render_sample
+
+        for i in range(n):
+            s = render_sample(10_000_000 + seed * 100_003 + i, size=size)  # disjoint from data
+            frames.append(s.image_rgb[:, :, ::-1])
+            origins.append(f"synth:{10_000_000 + seed * 100_003 + i}")
+    elif ":" in source and os.path.isdir(source.rsplit(":", 1)[0]):
+        from mtlsi_edge.data.datasets import build_dataset
+
+        root, split = source.rsplit(":", 1)
+        ds = build_dataset(root, split, _any_task_set(root))
+        for i in np.random.default_rng(seed).permutation(len(ds))[:n]:
+            p = ds._files[int(i)]["image"][0]
+            img = cv2.imread(p, cv2.IMREAD_COLOR)
+            if img is None:
+                skipped.append(f"{p}: unreadable image")
+                continue
+            frames.append(img)
+            origins.append(p)
+    elif os.path.isdir(source):
+        files = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        if not files:
+            raise CalibrationError(f"{source}: no images in folder")
+        for i in np.random.default_rng(seed).permutation(len(files)):
+            if len(frames) == n:
+                break
+            img = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
+            if img is None:
+                skipped.append(f"{files[i]}: unreadable image")
+                continue
+            frames.append(img)
+            origins.append(str(files[i]))
+    elif os.path.isfile(source):
+        cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            raise CalibrationError(f"{source}: not a readable video")
+        idx = 0
+        while len(frames) < n:
+            ok, img = cap.read()
+            if not ok:
+                break
+            if idx % every_k == 0:
+                frames.append(img)
+                origins.append(f"{source}:frame{idx}")
+            idx += 1
+        cap.release()
+    else:
+        raise CalibrationError(f"{source}: not 'synth', a folder, a video or DIR:SPLIT")
+    if not frames:
+        raise CalibrationError(f"{source}: no usable calibration images")
+    data = np.concatenate([preprocess_frame(f, size)[0] for f in frames])
+    return CalibrationSet(data.astype(np.float32), origins, skipped, source)
+
+
+def _any_task_set(root: str) -> str:
+    return "pascal" if os.path.isdir(os.path.join(root, "JPEGImages")) else "nyud"

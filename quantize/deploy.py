@@ -1,0 +1,131 @@
+"""``mtlsi-edge deploy``: export → calibrate → quantise (gated) → compile → parity → profile
+→ bundle with its accuracy report and a ``report.md``.
+
+If an accuracy gate fails, the FP32 bundle is kept (and is what ``bundle`` points to), the
+report says which task missed by how much, and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mtlsi_edge.train.checkpoint import atomic_write_bytes
+
+
+def _latency_ms(predictor, runs: int = 30) -> dict:
+    """Short compute-only profile of a bundle's runner (median and p90 of ``runs``)."""
+    import numpy as np
+
+    x = np.zeros((1, 3, *predictor.input_size), np.float32)
+    for _ in range(5):
+        predictor.runner(x)
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        predictor.runner(x)
+        ts.append(1e3 * (time.perf_counter() - t))
+    ts.sort()
+    return {"median_ms": ts[len(ts) // 2], "p90_ms": ts[int(np.ceil(0.9 * len(ts))) - 1],
+            "runs": runs}
+
+
+def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: Path,
+               out: Path, max_drop: list[str], n_calib: int = 128, val_limit: int = 100,
+               ignore: str = "attention-norm", console=None) -> dict:
+    """Run the whole chain; returns a summary with ``bundle``, ``report_md`` and ``failed``."""
+    from mtlsi_edge.bundle import compile_bundle, load_bundle
+    from mtlsi_edge.export import export_onnx
+    from mtlsi_edge.quantize.run import run_quantize
+    from mtlsi_edge.runtime.predictor import Predictor
+    from mtlsi_edge.targets import CompileOptions
+    from mtlsi_edge.train.checkpoint import build_from_checkpoint
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
+    model, _ = build_from_checkpoint(checkpoint)
+    steps: list[str] = []
+    log = (console.print if console is not None else print)
+
+    log("[1/5] export")
+    fp32_onnx = export_onnx(model, out / "work" / "model.fp32.onnx")
+    steps.append(f"export → {fp32_onnx.name}")
+    log("[2/5] FP32 bundle (kept as the fallback)")
+    fp32_bundle = compile_bundle(out / f"{target}-fp32", target, "fp32", checkpoint=checkpoint,
+                                 opts=CompileOptions(precision="fp32", device=dev))
+    result = {"bundle": fp32_bundle, "fp32_bundle": fp32_bundle, "failed": None}
+    q = None
+    if precision == "int8":
+        fmt = "openvino" if target == "openvino" else "onnx"
+        log(f"[3/5] calibrate + NNCF INT8 ({fmt}), gated on {', '.join(max_drop) or 'nothing'}")
+        q = run_quantize(checkpoint, fmt, calib, n_calib, val, val_limit, max_drop, "performance",
+                         ignore, out / "work" / "model.int8", console=console,
+                         onnx_path=fp32_onnx)
+        result["failed"] = q["failed"]
+        steps.append(f"quantise {fmt}: {q['info']['seconds']} s, "
+                     f"{len(q['info']['float_ops'])} heavy ops left in float")
+        if not q["failed"]:
+            log("[4/5] compile INT8 bundle + parity")
+            result["bundle"] = compile_bundle(
+                out / f"{target}-int8", target, "int8", onnx_path=q["path"],
+                opts=CompileOptions(precision="int8", device=dev),
+                extra_manifest={"source_onnx": str(fp32_onnx),
+                                "accuracy": {"fp32": q["fp32"], "int8": q["int8"],
+                                             "per_task": q["report"],
+                                             "budgets": max_drop}})
+    elif precision != "fp32":
+        result["bundle"] = compile_bundle(out / f"{target}-{precision}", target, precision,
+                                          checkpoint=checkpoint,
+                                          opts=CompileOptions(precision=precision, device=dev))
+    log("[5/5] profile")
+    lat = {}
+    for b in {result["fp32_bundle"], result["bundle"]}:
+        m, _ = load_bundle(b)
+        lat[f"{m['target']}-{m['precision']}"] = _latency_ms(Predictor.from_bundle(b))
+    manifest, _ = load_bundle(result["bundle"])
+    md = _report_md(checkpoint, target, precision, manifest, q, lat, steps, result)
+    atomic_write_bytes(out / "report.md", md.encode())
+    result.update(report_md=out / "report.md", latency=lat, quantize=q)
+    if q is not None and q["failed"]:
+        raise_msg = f"{q['failed']}; kept the FP32 bundle {fp32_bundle}"
+        result["failed"] = raise_msg
+    return result
+
+
+def _report_md(checkpoint, target, precision, manifest, q, lat, steps, result) -> str:
+    lines = [f"# Deploy report: {target} {precision}", "",
+             f"- checkpoint: `{checkpoint}`",
+             f"- bundle: `{result['bundle']}` (target {manifest['target']}, precision "
+             f"{manifest['precision']})",
+             f"- created: {manifest['created']}", ""]
+    if result.get("failed"):
+        lines += [f"**Gate failed**: {result['failed']}. The FP32 bundle was kept.", ""]
+    lines += ["## Steps", ""] + [f"- {s}" for s in steps] + [""]
+    if q is not None and q.get("report"):
+        lines += ["## Accuracy (held-out split, pooled metrics; odsF is a Python "
+                  "approximation of SEISM)", "",
+                  "| task | metric | FP32 | INT8 | drop | budget | ok |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, d in q["report"].items():
+            ok = "" if d.get("ok") is None else ("yes" if d["ok"] else "NO")
+            lines.append(f"| {name} | {d['metric']} | {d['fp32']:.4g} | {d['quantized']:.4g} | "
+                         f"{d['drop']:+.3g}{'%' if d.get('relative') else ''} | "
+                         f"{d.get('budget', '')} | {ok} |")
+        info = q["info"]
+        lines += ["", f"NNCF: preset {info['preset']}, model_type {info['model_type']}, "
+                  f"overflow_fix {info['overflow_fix']}, ignored scope '{info['ignore_preset']}' "
+                  f"({len(info['ignored_nodes'])} nodes), calibration {info['calibration']['n']}"
+                  f" samples from {info['calibration']['source']}; heavy ops left in float: "
+                  f"{len(info['float_ops'])}.", ""]
+    lines += ["## Parity vs reference", "", "| output | max abs | argmax agree % | angle mean ° |",
+              "|---|---|---|---|"]
+    for name, d in manifest["parity"]["per_task"].items():
+        lines.append(f"| {name} | {d['max_abs']:.3g} | {d.get('argmax_agree_pct', '')} | "
+                     f"{d.get('angle_mean_deg', '')} |")
+    lines += ["", f"Reference: {manifest['parity']['reference']}.", "",
+              "## Compute latency (batch 1, this machine, 30 runs)", "",
+              "| bundle | median ms | p90 ms |", "|---|---|---|"]
+    for k, v in lat.items():
+        lines.append(f"| {k} | {v['median_ms']:.2f} | {v['p90_ms']:.2f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,173 @@
+"""NNCF post-training INT8 quantisation of exported models, plain or accuracy-controlled.
+
+Quantise *after* export (architecture.md: quantising the torch model and then exporting is
+broken): the OpenVINO IR for the OpenVINO target, the ONNX (QDQ) for ONNX Runtime and TensorRT.
+
+Multi-task accuracy control: NNCF's ``quantize_with_accuracy_control`` optimises one scalar.
+We give it the *budget headroom* ``min_t (1 − drop_t / budget_t)`` computed against our own
+FP32 metrics: 1.0 for the FP32 model, ≥ 0 exactly when every task is within its budget.  With
+``max_drop = 1.0`` (absolute) NNCF therefore reverts layers to float until all tasks pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Ignored-scope presets (regexes over node names of the exported graph).  "attention-norm":
+#: the linear-attention normaliser (Q·z + ε and the division) of MT-MQLFB, whose small
+#: denominators INT8 rounding distorts; "attention": every attention-like op of the decoder.
+IGNORE_PRESETS: dict[str, list[str]] = {
+    "none": [],
+    "attention-norm": [r".*fusion.*/(Div|ReduceSum|Add_\d+)$", r".*fusion.*/Mul_\d+$"],
+    "attention": [r".*fusion.*", r".*distiller.*/MatMul.*", r".*cwib.*/MatMul.*"],
+}
+
+
+@dataclass
+class Budget:
+    """Allowed drop of one metric: absolute (``0.5``) or relative (``1%``)."""
+
+    task: str
+    metric: str
+    value: float
+    relative: bool
+    higher_is_better: bool
+
+    def drop(self, fp32: float, q: float) -> float:
+        d = (fp32 - q) if self.higher_is_better else (q - fp32)
+        return 100.0 * d / abs(fp32) if self.relative else d
+
+    def describe(self) -> str:
+        return f"{self.task}.{self.metric} ≤ {self.value:g}{'%' if self.relative else ''}"
+
+
+def parse_budgets(specs: list[str], task_set) -> list[Budget]:
+    """``["miou=0.5", "rmse=1%", "normals=0.5", "boundary=0.5"]`` → budgets.
+
+    A key is a task name (its headline metric) or a metric name of one of the tasks.
+    """
+    out = []
+    for spec in specs:
+        key, sep, val = spec.partition("=")
+        if not sep:
+            raise ValueError(f"bad budget {spec!r}: expected KEY=VALUE, e.g. miou=0.5")
+        rel = val.endswith("%")
+        try:
+            v = float(val.rstrip("%"))
+        except ValueError:
+            raise ValueError(f"bad budget value in {spec!r}") from None
+        match = None
+        for t in task_set:
+            if key == t.name or key == t.metric_name:
+                match = (t, t.metric_name)
+                break
+        if match is None:
+            known = sorted({t.name for t in task_set} | {t.metric_name for t in task_set})
+            raise ValueError(f"unknown budget key {key!r}; use one of {', '.join(known)}")
+        t, metric = match
+        out.append(Budget(t.name, metric, v, rel, t.higher_is_better))
+    return out
+
+
+def headroom(budgets: list[Budget], fp32: dict, q: dict) -> float:
+    """min over budgets of 1 − drop / budget (≥ 0 ⇔ all within budget)."""
+    vals = []
+    for b in budgets:
+        d = b.drop(fp32[b.task][b.metric], q[b.task][b.metric])
+        vals.append(1.0 - d / b.value if b.value > 0 else (1.0 if d <= 0 else -1e9))
+    return min(vals)
+
+
+def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
+                 overflow_fix: bool):
+    import nncf
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        OverflowFix,
+    )
+
+    patterns = IGNORE_PRESETS[ignore]
+    matched = [n for n in names if any(re.match(p, n) for p in patterns)]
+    ignored = nncf.IgnoredScope(names=matched, validate=False) if matched else None
+    kwargs = dict(
+        preset=(nncf.QuantizationPreset.MIXED if preset == "mixed"
+                else nncf.QuantizationPreset.PERFORMANCE),
+        model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+        ignored_scope=ignored,
+        target_device=nncf.TargetDevice.CPU,
+    )
+    # Without VNNI, int8 dot products can saturate; overflow_fix uses 7-bit weights
+    # (measured here: ~8× lower INT8 error on AVX2).
+    adv = AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix.ENABLE if overflow_fix else OverflowFix.DISABLE)
+    return kwargs, adv, matched
+
+
+def cpu_has_vnni() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str = "performance",
+                   ignore: str = "attention-norm", transformer: bool = True,
+                   overflow_fix: bool | None = None, subset_size: int = 300,
+                   budgets: list[Budget] | None = None,
+                   evaluate: Callable[[object], dict] | None = None,
+                   fp32_metrics: dict | None = None, val_items: list | None = None):
+    """Quantise an ``openvino.Model`` (fmt ``openvino``) or ``onnx.ModelProto`` (``onnx``).
+
+    With ``budgets``, runs accuracy control: ``evaluate(model_for_inference)`` must return
+    ``{task: {metric: value}}`` on the validation set.  Returns (model, info dict).
+    """
+    import nncf
+
+    if overflow_fix is None:
+        overflow_fix = not cpu_has_vnni()
+    if fmt == "openvino":
+        names = [op.get_friendly_name() for op in model.get_ops()]
+    else:
+        names = [n.name for n in model.graph.node]
+    kwargs, adv, matched = _nncf_params(preset, ignore, names, transformer, overflow_fix)
+    calib = nncf.Dataset(calib_items)
+    info = {"preset": preset, "ignore_preset": ignore, "ignored_nodes": matched,
+            "model_type": "transformer" if transformer else "default",
+            "overflow_fix": overflow_fix, "subset_size": min(subset_size, len(calib_items))}
+    if not budgets:
+        q = nncf.quantize(model, calib, subset_size=min(subset_size, len(calib_items)),
+                          advanced_parameters=adv, **kwargs)
+        return q, info
+    assert evaluate is not None and fp32_metrics is not None and val_items is not None
+
+    def validation_fn(compiled, items) -> tuple[float, None]:
+        items = list(items)
+        return headroom(budgets, fp32_metrics, evaluate(compiled, items)), None
+
+    val = nncf.Dataset(list(enumerate(val_items)), lambda item: item[1])
+    q = nncf.quantize_with_accuracy_control(
+        model, calib, val, validation_fn, max_drop=1.0,
+        drop_type=nncf.DropType.ABSOLUTE, subset_size=min(subset_size, len(calib_items)),
+        advanced_quantization_parameters=adv, **kwargs)
+    info["budgets"] = [b.describe() for b in budgets]
+    return q, info
+
+
+def reverted_to_float(model, fmt: str) -> list[str]:
+    """Compute-heavy ops (conv / matmul) left in float: none of their inputs is quantised."""
+    if fmt == "openvino":
+        heavy = ("Convolution", "GroupConvolution", "MatMul")
+        return [op.get_friendly_name() for op in model.get_ops()
+                if op.get_type_name() in heavy and not any(
+                    op.input_value(i).get_node().get_type_name() == "FakeQuantize"
+                    for i in range(op.get_input_size()))]
+    producers = {o: n for n in model.graph.node for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")
+            and not any(i in producers and producers[i].op_type == "DequantizeLinear"
+                        for i in n.input)]

@@ -1,0 +1,137 @@
+"""The ``quantize`` pipeline: checkpoint → ONNX → calibration → NNCF INT8 (gated) → files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mtlsi_edge.train.checkpoint import atomic_write_json
+
+
+class QuantizeError(ValueError):
+    """Bad input to quantisation; one line."""
+
+
+def load_or_build_calibration(calib: str, n: int, size: tuple[int, int]):
+    from mtlsi_edge.calibration.sources import (
+        CalibrationError,
+        CalibrationSet,
+        build_calibration_set,
+    )
+
+    try:
+        if calib.endswith(".npy") or Path(calib + ".npy").is_file():
+            return CalibrationSet.load(calib.removesuffix(".npy"))
+        return build_calibration_set(calib, n, size)
+    except CalibrationError as e:
+        raise QuantizeError(str(e)) from None
+
+
+def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
+                 max_drop: list[str], preset: str, ignore: str, out: Path,
+                 console=None, onnx_path: Path | None = None) -> dict:
+    """Quantise; returns ``{"path", "info", "report", "fp32", "int8", "failed"}``."""
+    import onnx
+
+    from mtlsi_edge.export import export_onnx
+    from mtlsi_edge.quantize.accuracy import compiled_infer, drops_table, evaluate_fn, load_val_set
+    from mtlsi_edge.quantize.ptq import IGNORE_PRESETS, parse_budgets, quantize_model
+    from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint
+
+    if fmt not in ("openvino", "onnx"):
+        raise QuantizeError(f"--format must be openvino or onnx, not {fmt!r}")
+    if ignore not in IGNORE_PRESETS:
+        raise QuantizeError(f"--ignore must be one of {', '.join(IGNORE_PRESETS)}")
+    if preset not in ("performance", "mixed"):
+        raise QuantizeError("--preset must be performance or mixed")
+    try:
+        model, _ = build_from_checkpoint(checkpoint)
+    except CheckpointError as e:
+        raise QuantizeError(str(e)) from None
+    task_set = model.task_set
+    try:
+        budgets = parse_budgets(max_drop, task_set)
+    except ValueError as e:
+        raise QuantizeError(str(e)) from None
+    if budgets and val is None:
+        raise QuantizeError("--max-drop needs --val (a dataset to measure the drops on)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = tuple(model.cfg.input_size)
+    src = onnx_path or export_onnx(model, out.with_name(out.name + ".fp32.onnx"))
+    outputs = task_set.names
+    cs = load_or_build_calibration(calib, n, size)
+    t0 = time.perf_counter()
+    if fmt == "openvino":
+        import openvino as ov
+
+        core = ov.Core()
+        fp32_model = ov.convert_model(str(src))
+
+        def compile_(m):
+            return core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    else:
+        fp32_model = onnx.load(str(src))
+
+        def compile_(m):
+            return m
+    report = fp32_metrics = q_metrics = None
+    valset = None
+    if val is not None:
+        from mtlsi_edge.data.datasets import DatasetError
+
+        try:
+            valset = load_val_set(str(val), "val", task_set, size, val_limit)
+        except DatasetError as e:
+            raise QuantizeError(str(e)) from None
+        fp32_metrics = evaluate_fn(compiled_infer(compile_(fp32_model), outputs), valset,
+                                   task_set)
+
+    def evaluate(compiled, items):
+        # Validation items are (index, image) pairs: the index finds the ground truth.
+        return evaluate_fn(compiled_infer(compiled, outputs), valset, task_set,
+                           indices=[i for i, _ in items])
+
+    q, info = quantize_model(
+        fp32_model, cs.items(), fmt, preset, ignore, budgets=budgets or None,
+        evaluate=evaluate if budgets else None, fp32_metrics=fp32_metrics,
+        val_items=valset.items if valset is not None else None)
+    info["seconds"] = round(time.perf_counter() - t0, 1)
+    info["calibration"] = {"source": cs.source, "n": len(cs.origins), "skipped": cs.skipped}
+    from mtlsi_edge.quantize.ptq import reverted_to_float
+
+    info["float_ops"] = reverted_to_float(q, fmt)
+    if fmt == "openvino":
+        import openvino as ov
+
+        path = out.with_suffix(".xml")
+        ov.save_model(q, str(path), compress_to_fp16=False)
+    else:
+        path = out.with_suffix(".onnx")
+        src_meta = [p for p in onnx.load(str(src), load_external_data=False).metadata_props
+                    if p.key == "mtlsi_edge"]
+        del q.metadata_props[:]
+        q.metadata_props.extend(src_meta)
+        onnx.save(q, str(path))
+    failed = None
+    if valset is not None:
+        q_metrics = evaluate_fn(compiled_infer(compile_(q), outputs), valset, task_set)
+        report = drops_table(fp32_metrics, q_metrics, task_set)
+        misses = []
+        for b in budgets:
+            d = b.drop(fp32_metrics[b.task][b.metric], q_metrics[b.task][b.metric])
+            r = report[b.task]
+            r.update(budget=b.describe().split("≤ ")[1], ok=d <= b.value, relative=b.relative,
+                     drop=d)
+            if d > b.value:
+                misses.append(f"{b.task} {b.metric} dropped {d:.3g}{'%' if b.relative else ''}"
+                              f" (budget {b.value:g}{'%' if b.relative else ''}, missed by "
+                              f"{d - b.value:.3g})")
+        if misses:
+            failed = "accuracy gate failed: " + "; ".join(misses)
+    atomic_write_json(out.with_suffix(".report.json"), {
+        "format": fmt, "path": str(path), "source_onnx": str(src), "info": info,
+        "fp32": fp32_metrics, "int8": q_metrics, "report": report, "failed": failed})
+    return {"path": path, "source_onnx": src, "info": info, "report": report,
+            "fp32": fp32_metrics, "int8": q_metrics, "failed": failed,
+            "report_path": out.with_suffix(".report.json")}
