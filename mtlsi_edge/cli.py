@@ -581,6 +581,167 @@ def default_checkpoint() -> Path:
     return p
 
 
+@app.command()
+def profile(
+    bundle: list[Path] = typer.Option(
+        [], "--bundle", help="A bundle folder to profile (repeat for several)."),
+    checkpoint: Path = typer.Option(
+        None, help="Compile one bundle per --targets × --precisions from this checkpoint "
+                   "(default without --bundle: the embedded starter)."),
+    targets: str = typer.Option("torch,onnxruntime,openvino",
+                                help="With --checkpoint: comma-separated targets."),
+    precisions: str = typer.Option(
+        "fp32", help="With --checkpoint: comma-separated precisions (fp32, fp16; int8 needs a "
+                     "quantised model: pass its bundle with --bundle)."),
+    size: str = typer.Option(None, help="End-to-end frame size HxW (default: the bundle's "
+                                        "input size; compute-only always uses the latter)."),
+    threads: int = typer.Option(None, help="Inference threads (default: the runtime's)."),
+    time_s: float = typer.Option(None, "--time", help="Seconds per measurement (default 2)."),
+    runs: int = typer.Option(None, "--runs", help="Iterations per measurement instead."),
+    mode: str = typer.Option("latency", help="latency (compute-only + end-to-end, batch 1, "
+                                             "sync) | throughput (concurrent requests)."),
+    per_layer: bool = typer.Option(False, "--per-layer",
+                                   help="Also profile per layer (OpenVINO, ONNX Runtime)."),
+    name: str = typer.Option(None, help="Run name: files go to runs/profile/NAME "
+                                        "(default: a timestamp)."),
+    json_path: Path = typer.Option(None, "--json", help="JSON report (default RUN/profile.json)."),
+    csv_path: Path = typer.Option(None, "--csv", help="CSV report (default RUN/profile.csv)."),
+    md_path: Path = typer.Option(None, "--md", help="Markdown report (default RUN/profile.md)."),
+    plot: Path = typer.Option(None, "--plot", help="Folder for PNG plots (default RUN/plots)."),
+) -> None:
+    """Latency / throughput of bundles: stats, pre/infer/post split, hot spots.
+
+    Warm-up ≥ 0.2 s and ≥ 5 calls, then --time seconds (or --runs calls)
+    per measurement: median, p90/p95/p99 (nearest rank), FPS, GFLOP/s,
+    memory.  Latency and throughput are separate runs (--mode).  Reports
+    (JSON with per-iteration times, CSV, Markdown, PNG): runs/profile/NAME/.
+
+    Examples:
+      mtlsi-edge profile --bundle runs/compile/openvino-fp32 --time 5
+      mtlsi-edge profile --checkpoint last.json --precisions fp32,fp16 --per-layer
+      mtlsi-edge profile --bundle b/ov-int8 --mode throughput --threads 2
+    """
+    import time
+
+    from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
+    from mtlsi_edge.profiler import report
+    from mtlsi_edge.profiler.bench import MODES, machine_header, profile_bundle
+    from mtlsi_edge.targets import TARGETS, CompileOptions, TargetUnavailable, get_target
+    from mtlsi_edge.train.checkpoint import CheckpointError
+
+    if runs is not None and time_s is not None:
+        fail("give --time or --runs, not both")
+    if runs is not None and runs < 1:
+        fail(f"--runs must be ≥ 1, got {runs}")
+    if time_s is not None and not time_s > 0:
+        fail(f"--time must be > 0 seconds, got {time_s}")
+    if threads is not None and threads < 1:
+        fail(f"--threads must be ≥ 1, got {threads}")
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if bundle and checkpoint:
+        fail("give --bundle or --checkpoint, not both")
+    if runs is None and time_s is None:
+        time_s = 2.0
+    frame = _parse_size(size) if size else None
+    name = name or time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path("runs/profile") / name
+    notes: list[str] = []
+
+    def note(msg: str) -> None:
+        notes.append(msg)
+        console.print(f"[yellow]note:[/] {msg}", highlight=False)
+
+    paths: list[Path] = []
+    if bundle:
+        for b in bundle:
+            try:
+                m, folder = load_bundle(b)
+                ok, why = get_target(m["target"]).available()
+            except (BundleError, TargetUnavailable) as e:
+                fail(str(e))
+            if not ok:
+                fail(f"{folder}: bundle needs target {m['target']}, unavailable here: {why}")
+            paths.append(folder)
+    else:
+        checkpoint = checkpoint or default_checkpoint()
+        if not Path(checkpoint).is_file():
+            fail(f"{checkpoint}: checkpoint not found")
+        tgts = [t.strip() for t in targets.split(",") if t.strip()]
+        precs = [p.strip() for p in precisions.split(",") if p.strip()]
+        for t in tgts:
+            if t not in TARGETS:
+                fail(f"unknown target {t!r}; known: {', '.join(TARGETS)}")
+        for p in precs:
+            if p not in ("fp32", "fp16", "int8"):
+                fail(f"unknown precision {p!r}; use fp32, fp16 or int8")
+        if not tgts or not precs:
+            fail("--targets and --precisions must each name at least one")
+        for t in tgts:
+            tgt = get_target(t)
+            ok, why = tgt.available()
+            if not ok:
+                note(f"skipping {t}: {why}")
+                continue
+            for p in precs:
+                if p == "int8":
+                    note(f"skipping {t}-int8: INT8 needs a quantised model (mtlsi-edge "
+                         f"quantize), then profile its bundle with --bundle")
+                    continue
+                if p not in tgt.precisions:
+                    note(f"skipping {t}-{p}: {t} supports {', '.join(tgt.precisions)}")
+                    continue
+                out = run_dir / "bundles" / f"{t}-{p}"
+                dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(t, "CPU")
+                try:
+                    with console.status(f"compiling {t} {p} bundle…"):
+                        paths.append(compile_bundle(out, t, p, checkpoint=checkpoint,
+                                                    opts=CompileOptions(precision=p,
+                                                                        device=dev)))
+                except CheckpointError as e:
+                    fail(str(e))
+                except (BundleError, TargetUnavailable, ValueError) as e:
+                    note(f"skipping {t}-{p}: {e}")
+        if not paths:
+            fail("nothing to profile: " + ("; ".join(notes) or "no target/precision pairs"))
+        console.print(f"bundles: [bold]{run_dir / 'bundles'}[/]")
+
+    doc = {"schema": report.SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "machine": machine_header(),
+           "settings": {"mode": mode, "threads": threads, "time_s": time_s, "runs": runs,
+                        "frame_size": list(frame) if frame else None,
+                        "per_layer": per_layer},
+           "results": [], "notes": notes}
+    for p in paths:
+        try:
+            with console.status(f"profiling {p}…") as status:
+                row = profile_bundle(p, size=frame, threads=threads, mode=mode, time_s=time_s,
+                                     runs=runs, per_layer=per_layer,
+                                     progress=lambda msg, st=status: st.update(msg + "…"))
+        except (BundleError, TargetUnavailable, ValueError) as e:
+            fail(str(e))
+        except RuntimeError as e:  # a runtime refusing the model: one line, not a traceback
+            fail(f"{p}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+        if row.get("skipped"):
+            note(f"{row['name']} ({mode}) skipped: {row['skipped']}")
+        doc["results"].append(row)
+    report.add_ratios(doc["results"])
+    written = report.write_all(doc, json_path or run_dir / "profile.json",
+                               csv_path or run_dir / "profile.csv",
+                               md_path or run_dir / "profile.md", plot or run_dir / "plots")
+    if report.rows(doc):
+        for table in report.terminal_tables(doc, console.width):
+            console.print(table)
+    for row in report.rows(doc):
+        if row.get("per_layer"):
+            console.print(report.hotspot_table(row))
+        for n in row.get("notes") or []:
+            console.print(f"[yellow]note:[/] {row['name']}: {n}", highlight=False)
+    for kind, files in written.items():
+        for f in files:
+            console.print(f"{kind}: [bold]{f}[/]")
+
+
 def _parse_size(s: str) -> tuple[int, int]:
     try:
         h, w = (int(x) for x in s.lower().split("x"))

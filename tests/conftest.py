@@ -67,11 +67,22 @@ def tiny_onnx(tiny_model, tmp_path_factory) -> Path:
         return export_onnx(tiny_model, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
 
 
+def _threads(target: str) -> int | None:
+    """One inference thread (spinning thread pools crawl on a loaded machine); not for torch,
+    whose runner would set the process-wide torch thread count."""
+    return None if target == "torch" else 1
+
+
+#: How each bundle is compiled: from the checkpoint (parity against PyTorch) or, to skip a
+#: second export, from the static ONNX (parity against ONNX Runtime FP32).
+FROM_ONNX = {"openvino"}
+
+
 @pytest.fixture(scope="session")
-def bundle(tiny_checkpoint, tmp_path_factory):
-    """``bundle(target, precision)`` → bundle folder compiled from the checkpoint (cached)."""
+def bundle(tiny_checkpoint, tiny_onnx, tmp_path_factory):
+    """``bundle(target, precision)`` → bundle folder (compiled once per session)."""
     from mtlsi_edge.bundle import compile_bundle
-    from mtlsi_edge.targets import get_target
+    from mtlsi_edge.targets import CompileOptions, get_target
 
     root = tmp_path_factory.mktemp("bundles")
     cache: dict[tuple[str, str], Path] = {}
@@ -82,9 +93,29 @@ def bundle(tiny_checkpoint, tmp_path_factory):
             ok, why = get_target(target).available()
             if not ok:
                 pytest.skip(f"{target}: {why}")
+            src = ({"onnx_path": tiny_onnx} if target in FROM_ONNX
+                   else {"checkpoint": tiny_checkpoint})
             with _one_thread():
                 cache[key] = compile_bundle(root / f"{target}-{precision}", target, precision,
-                                            checkpoint=tiny_checkpoint)
+                                            opts=CompileOptions(threads=_threads(target)),
+                                            **src)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def predictor(bundle):
+    """``predictor(target, precision)`` → a Predictor on that bundle (cached; do not mutate)."""
+    from mtlsi_edge.runtime.predictor import Predictor
+
+    cache: dict[tuple[str, str], object] = {}
+
+    def get(target: str, precision: str = "fp32"):
+        key = (target, precision)
+        if key not in cache:
+            cache[key] = Predictor.from_bundle(bundle(target, precision),
+                                               threads=_threads(target))
         return cache[key]
 
     return get

@@ -469,7 +469,8 @@ def _ms_list(times_s: list[float]) -> list[float]:
 def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
                    threads: int | None = None, mode: str = "latency",
                    time_s: float | None = None, runs: int | None = None,
-                   per_layer: bool = False, progress: Progress | None = None) -> dict:
+                   per_layer: bool = False, progress: Progress | None = None,
+                   e2e: bool = True) -> dict:
     """Profile one bundle; returns one result row (JSON-ready, with per-iteration times).
 
     ``mode="latency"``: compute-only latency (the Runner on a preprocessed ``1×3×H×W`` batch)
@@ -477,9 +478,12 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
     bundle's input size, with the median pre/infer/post split); each gets ``time_s`` or
     ``runs``.  ``mode="throughput"``: concurrent inference (OpenVINO THROUGHPUT hint and an
     ``AsyncInferQueue``; ONNX Runtime N sessions × 1 thread) → frames/s and the per-request
-    latency under load; targets without it return a row with ``skipped`` set.
+    latency under load; targets without it return a row with ``skipped`` set.  ``threads``
+    is the per-request thread count, except for ONNX Runtime throughput where it is the number
+    of concurrent single-threaded sessions (default: the logical core count).
     ``per_layer``: hot spots from the backend's own profiler (OpenVINO, ONNX Runtime), grouped
     by MTLSI-Net part, measured in a separate short run so it never perturbs the timings.
+    ``e2e=False`` skips the end-to-end measurement (compute-only comparisons).
 
     Raises :class:`~mtlsi_edge.bundle.BundleError` (missing / tampered bundle),
     :class:`~mtlsi_edge.targets.TargetUnavailable` and ``ValueError`` (bad mode / budget).
@@ -553,18 +557,19 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
         t_compute = measure(lambda: runner(x), time_s=time_s, runs=runs)
         row["compute"] = {**summarize(t_compute), "times_ms": _ms_list(t_compute)}
         row["fps"] = row["compute"]["fps"]
-        say(f"{name}: end-to-end latency")
-        split: list = []
+        if e2e:
+            say(f"{name}: end-to-end latency")
+            split: list = []
 
-        def e2e() -> None:
-            predictor(frame)
-            split.append(predictor.timings)
+            def call() -> None:
+                predictor(frame)
+                split.append(predictor.timings)
 
-        t_e2e = measure(e2e, time_s=time_s, runs=runs)
-        split = split[-len(t_e2e):]
-        med = {k: float(np.median([getattr(s, k) for s in split]))
-               for k in ("preprocess", "inference", "postprocess")}
-        row["e2e"] = {**summarize(t_e2e), "times_ms": _ms_list(t_e2e), "split_ms": med}
+            t_e2e = measure(call, time_s=time_s, runs=runs)
+            split = split[-len(t_e2e):]
+            med = {k: float(np.median([getattr(s, k) for s in split]))
+                   for k in ("preprocess", "inference", "postprocess")}
+            row["e2e"] = {**summarize(t_e2e), "times_ms": _ms_list(t_e2e), "split_ms": med}
         if row.get("gmacs"):
             row["gflops_per_s"] = 2 * row["gmacs"] / (row["compute"]["median_ms"] / 1e3)
         if target == "openvino":

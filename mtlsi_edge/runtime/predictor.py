@@ -39,6 +39,8 @@ def to_bgr(frame: np.ndarray) -> np.ndarray:
         raise FrameError(f"frame must be a numpy array, got {type(frame).__name__}")
     if frame.dtype != np.uint8:
         raise FrameError(f"frame dtype must be uint8, got {frame.dtype}")
+    if frame.ndim in (2, 3) and 0 in frame.shape[:2]:  # cv2.cvtColor asserts on empty input
+        raise FrameError(f"frame of {frame.shape[0]}×{frame.shape[1]} pixels is too small")
     if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
         return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2BGR)
     if frame.ndim == 3 and frame.shape[2] == 3:

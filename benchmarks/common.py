@@ -1,0 +1,59 @@
+"""Shared helpers for the benchmark scripts: timing, checkpoints, machine line."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def median_ms(fn, runs: int = 50, warmup_s: float = 0.5, warmup_runs: int = 5) -> float:
+    """Median wall time of ``fn()`` in ms after a warm-up by time and count."""
+    end = time.perf_counter() + warmup_s
+    i = 0
+    while i < warmup_runs or time.perf_counter() < end:
+        fn()
+        i += 1
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(ts))
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
+
+
+def checkpoint_or_random(path: str | None, variant: str = "edge-effvit-b0", tmp: Path | None = None
+                         ) -> Path:
+    """The given checkpoint, else the embedded starter, else random weights saved to ``tmp``."""
+    if path:
+        return Path(path)
+    starter = Path(__file__).resolve().parents[1] / "mtlsi_edge" / "weights" / "starter.json"
+    if starter.is_file():
+        return starter
+    import torch
+
+    from mtlsi_edge.model import create_model
+    from mtlsi_edge.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    m = create_model(variant)
+    tmp = tmp or Path("runs/bench")
+    return save_checkpoint(tmp / "random", m, {"model_config": m.cfg.to_dict(),
+                                               "task_set": m.task_set.to_dict(),
+                                               "variant": variant})

@@ -1,0 +1,153 @@
+"""Pruning: NNCF magnitude sparsity, and structured channel removal with torch-pruning.
+
+- ``magnitude``: ``nncf.prune`` (UNSTRUCTURED_MAGNITUDE_GLOBAL) zeroes the smallest weights,
+  baked into a plain copy of the model.  Dense kernels still multiply the zeros: no speedup
+  on CPUs (measured; README), but smaller compressed files.
+- ``channels``: torch-pruning removes whole channels (``MagnitudePruner``, L2 importance), so
+  convolutions really get narrower and latency drops.  The decoder width C (the residual
+  stream shared by attention heads) and the task heads are kept; prunable are the
+  backbone's inner channels and the hidden channels of the decoder's FFNs and conv blocks.
+
+Both are followed by a short fine-tune on the training data and by recomputing BatchNorm
+statistics on in-distribution images (architecture.md: adapting BN on off-distribution
+images destroyed the outputs).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mtlsi_edge.model.mtlsi import MTLSINet
+
+
+@dataclass
+class PruneResult:
+    model: MTLSINet
+    method: str
+    ratio: float
+    removed_params: int
+
+
+def _backbone_ignored(model: MTLSINet) -> list[nn.Module]:
+    """Inside the backbone adapter: keep the C-wide projections' outputs and any attention
+    (EfficientViT's LiteMLA splits channels into heads)."""
+    keep: list[nn.Module] = [m for m in model.backbone.modules()
+                             if type(m).__name__ in ("LiteMLA", "Attention", "WindowAttention")]
+    for proj in (model.backbone.p4, model.backbone.p8, *model.backbone.p16):
+        keep += [m for m in proj.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+                 and m.out_channels == model.cfg.dim]
+    return keep
+
+
+def prune_channels(model: MTLSINet, ratio: float) -> PruneResult:
+    """Remove ``ratio`` of the prunable channels (torch-pruning, L2 magnitude).
+
+    Pruned per sub-graph, each with its interface channels fixed: the backbone (its outputs
+    are the C-wide projections) and every decoder FFN (hidden channels only).  The multi-task
+    attention blocks in between keep their width, which their head split requires.
+    """
+    import torch_pruning as tp
+
+    from mtlsi_edge.model.blocks import ConvFFN
+
+    model = copy.deepcopy(model).eval()
+    before = sum(p.numel() for p in model.parameters())
+    imp = tp.importance.MagnitudeImportance(p=2)
+    ex = torch.zeros(1, 3, *model.cfg.input_size)
+    tp.pruner.MagnitudePruner(model.backbone, ex, importance=imp, pruning_ratio=ratio,
+                              ignored_layers=_backbone_ignored(model)).step()
+    c = model.cfg.dim
+    for m in model.modules():
+        if isinstance(m, ConvFFN):
+            tp.pruner.MagnitudePruner(m, torch.zeros(1, c, 8, 8), importance=imp,
+                                      pruning_ratio=ratio, ignored_layers=[m.fc2]).step()
+    with torch.no_grad():
+        model(ex)  # the pruned graph still runs
+    after = sum(p.numel() for p in model.parameters())
+    return PruneResult(model, "channels", ratio, before - after)
+
+
+def prune_magnitude(model: MTLSINet, ratio: float) -> PruneResult:
+    """Zero ``ratio`` of the weights by global magnitude (NNCF), masks baked into a plain copy.
+
+    ``nncf.strip`` would bake the masks but imports torchao (not a dependency here), so the
+    binary masks are read from NNCF's hook storage and multiplied into a clean copy.
+    """
+    import nncf
+    from nncf.torch.function_hook.hook_storage import decode_hook_name
+    from nncf.torch.function_hook.pruning.magnitude.modules import UnstructuredPruningMask
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+    from nncf.torch.model_graph_manager import split_const_name
+
+    clean = copy.deepcopy(model).eval()
+    ex = torch.zeros(1, 3, *model.cfg.input_size)
+    wrapped = nncf.prune(copy.deepcopy(model).eval(),
+                         nncf.PruneMode.UNSTRUCTURED_MAGNITUDE_GLOBAL, ratio=ratio,
+                         examples_inputs=ex)
+    zeros = 0
+    with torch.no_grad():
+        for name, hook in get_hook_storage(wrapped).named_hooks():
+            if not isinstance(hook, UnstructuredPruningMask):
+                continue
+            _, op_name, _ = decode_hook_name(name)
+            module_name, attr = split_const_name(op_name)
+            p = clean.get_parameter(f"{module_name}.{attr}" if module_name else attr)
+            mask = hook.binary_mask.to(p.dtype)
+            p.mul_(mask)
+            zeros += int((mask == 0).sum())
+    return PruneResult(clean, "magnitude", ratio, zeros)
+
+
+@torch.no_grad()
+def recompute_bn(model: nn.Module, images: list[torch.Tensor]) -> None:
+    """Reset and re-estimate BatchNorm running statistics on in-distribution ``images``."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+    model.train()
+    for x in images:
+        model(x)
+    model.eval()
+
+
+def finetune(model: MTLSINet, data: str, steps: int, batch_size: int = 8, lr: float = 2e-4,
+             seed: int = 0, progress: bool = False) -> list[float]:
+    """A short fine-tune on the training split (same losses as training); returns losses."""
+    import numpy as np
+    from torch.utils.data import DataLoader
+
+    from mtlsi_edge.data.datasets import build_dataset
+    from mtlsi_edge.data.transforms import train_transforms
+    from mtlsi_edge.train.engine import _Positions, _Stream, multitask_loss
+
+    if steps <= 0:
+        return []
+    ds = build_dataset(data, "train", model.task_set)
+    stream = _Stream(ds, train_transforms(tuple(model.cfg.input_size), (0.75, 1.5)), seed + 99)
+    loader = DataLoader(stream, batch_size=batch_size,
+                        sampler=_Positions(0, steps, batch_size, 0, 1), num_workers=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    model.train()
+    losses = []
+    masks = {n: (p != 0) for n, p in model.named_parameters()}  # keep zeroed weights zero
+    for i, batch in enumerate(loader):
+        lr_i = lr * 0.5 * (1 + np.cos(np.pi * i / steps))
+        for g in opt.param_groups:
+            g["lr"] = lr_i
+        loss, _ = multitask_loss(model(batch["image"]), batch, model.task_set, True)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if masks[n].dtype == torch.bool and not masks[n].all():
+                    p.mul_(masks[n])
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
