@@ -101,6 +101,7 @@ def compile_bundle(
             opts.extra["checkpoint_weights"] = jpath.parent / doc["weights"]
             task_set = model.task_set
             variant = doc.get("variant")
+            pruned = doc.get("pruned")
         elif onnx_path is not None:
             src = Path(onnx_path)
             if not src.is_file():
@@ -112,6 +113,7 @@ def compile_bundle(
 
             task_set = get_task_set(meta["model_config"]["task_set"])
             variant = None
+            pruned = meta.get("pruned")
         else:
             raise BundleError("give a checkpoint or an ONNX file")
         cfg = meta["model_config"]
@@ -122,7 +124,7 @@ def compile_bundle(
             "schema": SCHEMA,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "mtlsi_edge_version": __version__,
-            "model": {"variant": variant, "config": cfg},
+            "model": {"variant": variant, "config": cfg, "pruned": pruned},
             "task_set": task_set.to_dict(),
             "input": {"name": "image", "size": list(size), "layout": "NCHW", "color": "RGB",
                       "dtype": "float32", "mean": [0.485, 0.456, 0.406],
@@ -201,6 +203,13 @@ def load_bundle(path: str | Path) -> tuple[dict, Path]:
     for key in ("target", "precision", "files", "outputs", "task_set", "input", "model"):
         if key not in m:
             raise BundleError(f"{mpath}: manifest lacks {key!r}")
+    if not isinstance(m["files"], dict) or not m["files"]:
+        raise BundleError(f"{mpath}: 'files' must map file names to sha256 digests")
+    on_disk = {f.name for f in p.iterdir() if f.is_file() and not f.name.startswith(".")}
+    extra = on_disk - set(m["files"]) - {MANIFEST}
+    if extra:
+        raise BundleError(f"{p / sorted(extra)[0]}: file not listed in the manifest "
+                          f"(bundle was modified)")
     for name, digest in m["files"].items():
         f = p / name
         if Path(name).is_absolute() or ".." in Path(name).parts:

@@ -548,6 +548,46 @@ def deploy(
         fail(res["failed"], code=3)
 
 
+@app.command()
+def prune(
+    checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
+    method: str = typer.Option("channels", help="channels (torch-pruning, physically removes "
+                                                "channels) | magnitude (NNCF sparsity)"),
+    ratio: float = typer.Option(0.25, help="Share of prunable channels / weights removed."),
+    data: Path = typer.Option(..., help="Training data for fine-tuning and BN statistics."),
+    finetune_steps: int = typer.Option(200, min=0),
+    val_limit: int = typer.Option(100, min=1),
+    out: Path = typer.Option(Path("runs/prune/exp")),
+) -> None:
+    """Prune, re-estimate BatchNorm on in-distribution images, fine-tune; report before/after.
+
+    Example:  mtlsi-edge prune --method channels --ratio 0.5 --data data/synth
+    """
+    from mtlsi_edge.data.datasets import DatasetError
+    from mtlsi_edge.quantize.prune import run_prune
+    from mtlsi_edge.train.checkpoint import CheckpointError, atomic_write_json
+
+    try:
+        with console.status(f"pruning ({method}, {ratio:.0%}) and fine-tuning…"):
+            res = run_prune(checkpoint or default_checkpoint(), method, ratio, str(data), out,
+                            finetune_steps, val_limit=val_limit)
+    except (CheckpointError, DatasetError, ValueError) as e:
+        fail(str(e))
+    atomic_write_json(Path(out) / "report.json", {**res, "checkpoint": str(res["checkpoint"])})
+    t = Table(title=f"pruning: {method} {ratio:.0%}")
+    for c in ("", "params (M)", "GMACs", "eager ms", "ORT ms", "mIoU", "RMSE", "normals°",
+              "odsF"):
+        t.add_column(c, justify="right")
+    for k in ("before", "after"):
+        d = res[k]
+        m = d["metrics"]
+        t.add_row(k, f"{d['params'] / 1e6:.3f}", f"{d['gmacs']:.3f}", f"{d['eager_ms']:.1f}",
+                  f"{d['ort_ms']:.1f}", f"{m['semseg']['miou']:.2f}", f"{m['depth']['rmse']:.3f}",
+                  f"{m['normals']['mean']:.2f}", f"{m['boundary']['odsF']:.2f}")
+    console.print(t)
+    console.print(f"pruned checkpoint: [bold]{res['checkpoint']}[/]; report {out}/report.json")
+
+
 def drops_table(rep: dict) -> Table:
     t = Table(title="FP32 vs INT8 (headline metric per task)")
     for c in ("task", "metric", "fp32", "int8", "drop", "budget", "ok"):

@@ -59,7 +59,8 @@ class DeployModel(nn.Module):
 
 
 def export_onnx(model: MTLSINet, path: str | Path, size: tuple[int, int] | None = None,
-                dynamic: bool = False, stride: int = 4, opset: int = 17) -> Path:
+                dynamic: bool = False, stride: int = 4, opset: int = 17,
+                extra_meta: dict | None = None) -> Path:
     """Export the deploy graph to a single ONNX file, checked with ``onnx.checker``.
 
     Static (default): H×W fixed at ``size`` (the model's input size when omitted), via the
@@ -96,7 +97,8 @@ def export_onnx(model: MTLSINet, path: str | Path, size: tuple[int, int] | None 
     onnx.checker.check_model(proto)
     meta = proto.metadata_props.add()
     meta.key, meta.value = "mtlsi_edge", json.dumps(
-        {"model_config": model.cfg.to_dict(), "stride": stride, "dynamic": dynamic})
+        {"model_config": model.cfg.to_dict(), "stride": stride, "dynamic": dynamic,
+         **(extra_meta or {})})
     onnx.save(proto, str(tmp))
     tmp.replace(path)
     return path

@@ -151,3 +151,119 @@ def finetune(model: MTLSINet, data: str, steps: int, batch_size: int = 8, lr: fl
         losses.append(float(loss.detach()))
     model.eval()
     return losses
+
+
+def fit_to_state_dict(model: nn.Module, sd: dict[str, torch.Tensor]) -> nn.Module:
+    """Shrink a freshly built model's layers to the shapes of a channel-pruned state dict.
+
+    A pruned architecture is fully determined by its tensor shapes, so a pruned checkpoint
+    stays plain safetensors + the original config: convs, batch norms, layer norms and
+    linears take their new widths from the stored weights (depthwise convs keep groups =
+    channels).
+    """
+    mods = dict(model.named_modules())
+    for name, m in mods.items():
+        w = sd.get(f"{name}.weight") if name else None
+        if w is None:
+            continue
+        if isinstance(m, nn.Conv2d) and tuple(w.shape) != tuple(m.weight.shape):
+            depthwise = m.groups == m.in_channels and m.groups > 1
+            out_c = w.shape[0]
+            in_c = out_c if depthwise else w.shape[1] * m.groups
+            m.out_channels, m.in_channels = out_c, in_c
+            if depthwise:
+                m.groups = out_c
+            m.weight = nn.Parameter(torch.empty_like(w))
+            if m.bias is not None:
+                m.bias = nn.Parameter(torch.empty(out_c))
+        elif isinstance(m, nn.ConvTranspose2d) and tuple(w.shape) != tuple(m.weight.shape):
+            m.in_channels, m.out_channels = w.shape[0], w.shape[1] * m.groups
+            m.weight = nn.Parameter(torch.empty_like(w))
+            if m.bias is not None:
+                m.bias = nn.Parameter(torch.empty(m.out_channels))
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and w.shape[0] != m.num_features:
+            n = w.shape[0]
+            m.num_features = n
+            m.weight, m.bias = nn.Parameter(torch.empty(n)), nn.Parameter(torch.empty(n))
+            m.running_mean, m.running_var = torch.zeros(n), torch.ones(n)
+        elif isinstance(m, nn.LayerNorm) and tuple(w.shape) != tuple(m.normalized_shape):
+            m.normalized_shape = tuple(w.shape)
+            m.weight, m.bias = nn.Parameter(torch.empty_like(w)), nn.Parameter(torch.empty_like(w))
+        elif isinstance(m, nn.Linear) and tuple(w.shape) != tuple(m.weight.shape):
+            m.out_features, m.in_features = w.shape
+            m.weight = nn.Parameter(torch.empty_like(w))
+            if m.bias is not None:
+                m.bias = nn.Parameter(torch.empty(w.shape[0]))
+    return model
+
+
+def _ort_latency_ms(model: MTLSINet, tmp_dir, runs: int = 30) -> float:
+    """Median ONNX Runtime FP32 compute latency of ``model``'s deploy graph."""
+    import time
+
+    import numpy as np
+
+    from mtlsi_edge.export import export_onnx
+    from mtlsi_edge.targets import CompileOptions
+    from mtlsi_edge.targets.onnxruntime import ORTRunner
+
+    path = export_onnx(model, f"{tmp_dir}/lat.onnx")
+    r = ORTRunner(path, CompileOptions(device="cpu"), model.task_set.names)
+    x = np.zeros((1, 3, *model.cfg.input_size), np.float32)
+    for _ in range(5):
+        r(x)
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        r(x)
+        ts.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(ts))
+
+
+def run_prune(checkpoint, method: str, ratio: float, data: str, out, finetune_steps: int = 200,
+              bn_images: int = 64, val_limit: int = 100, batch_size: int = 8) -> dict:
+    """Prune a checkpoint, recompute BN, fine-tune, save; report before/after.
+
+    Report: params, GMACs, eager and ONNX Runtime latency, per-task metrics (val split).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from mtlsi_edge.data.datasets import build_dataset
+    from mtlsi_edge.data.transforms import val_transforms
+    from mtlsi_edge.model.complexity import eager_latency_ms, model_report
+    from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
+    from mtlsi_edge.train.engine import evaluate
+
+    if method not in ("channels", "magnitude"):
+        raise ValueError(f"--method must be channels or magnitude, not {method!r}")
+    if not 0 < ratio < 1:
+        raise ValueError(f"--ratio must be in (0, 1), got {ratio}")
+    base, doc = build_from_checkpoint(checkpoint)
+    size = tuple(base.cfg.input_size)
+    tmp = tempfile.mkdtemp(prefix="prune-")
+
+    def measure(m) -> dict:
+        rep = model_report(m)
+        return {"params": rep["params"], "gmacs": rep["gmacs"],
+                "eager_ms": eager_latency_ms(m, size, runs=15),
+                "ort_ms": _ort_latency_ms(m, tmp),
+                "metrics": evaluate(m, data, "val", batch_size=4, limit=val_limit)}
+
+    before = measure(base)
+    res = prune_channels(base, ratio) if method == "channels" else prune_magnitude(base, ratio)
+    model = res.model
+    ds = build_dataset(data, "train", model.task_set, val_transforms(size))
+    imgs = [ds[i]["image"][None] for i in range(min(bn_images, len(ds)))]
+    recompute_bn(model, [torch.cat(imgs[i:i + 8]) for i in range(0, len(imgs), 8)])
+    losses = finetune(model, data, finetune_steps, batch_size)
+    if imgs:  # BN statistics again, for the fine-tuned weights, on in-distribution images
+        recompute_bn(model, [torch.cat(imgs[i:i + 8]) for i in range(0, len(imgs), 8)])
+    after = measure(model)
+    out = Path(out)
+    meta = {k: doc[k] for k in ("model_config", "task_set", "variant") if k in doc}
+    meta["pruned"] = {"method": method, "ratio": ratio, "finetune_steps": finetune_steps,
+                      "from": str(checkpoint)}
+    path = save_checkpoint(out / "pruned", model, meta)
+    return {"checkpoint": path, "method": method, "ratio": ratio, "before": before,
+            "after": after, "finetune_losses": losses[:: max(1, len(losses) // 10)]}

@@ -63,5 +63,10 @@ class TorchTarget:
         cfg = MTLSIConfig.from_dict(manifest["model"]["config"])
         cfg.pretrained = False
         model = MTLSINet(cfg)
-        model.load_state_dict(load_file(str(bundle_dir / "model.safetensors")))
+        sd = load_file(str(bundle_dir / "model.safetensors"))
+        if (manifest["model"].get("pruned") or {}).get("method") == "channels":
+            from mtlsi_edge.quantize.prune import fit_to_state_dict
+
+            fit_to_state_dict(model, sd)
+        model.load_state_dict(sd)
         return TorchRunner(model, opts, manifest["output_stride"])

@@ -90,14 +90,6 @@ def test_compile_missing_onnx_is_one_line(tmp_path):
     assert_one_line_error(res, "none.onnx", "not found")
 
 
-def test_compile_torch_from_checkpoint(tiny_checkpoint, tmp_path):
-    res = run("compile", "--target", "torch", "--checkpoint", tiny_checkpoint,
-              "--out", tmp_path / "tb")
-    assert res.exit_code == 0, res.output
-    m, _ = load_bundle(tmp_path / "tb")
-    assert m["target"] == "torch" and m["parity"]["reference"] == "torch-fp32"
-
-
 def test_compile_bad_checkpoint_is_one_line(tmp_path):
     res = run("compile", "--target", "onnxruntime", "--checkpoint", tmp_path / "nope.json",
               "--out", tmp_path / "b")

@@ -21,15 +21,16 @@ SIZE = (64, 96)  # the tiny model's input size (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def ort_predictor(bundle):
-    return Predictor.from_bundle(bundle("onnxruntime"))
+def ort_predictor(predictor):
+    return predictor("onnxruntime")
 
 
 def check_outputs(out: dict, pred: Predictor, h: int, w: int) -> None:
     assert list(out) == pred.task_set.names
     for t in pred.task_set:
         a = out[t.name]
-        assert np.isfinite(a).all() if a.dtype != np.uint8 else True, t.name
+        if a.dtype != np.uint8:
+            assert np.isfinite(a).all(), t.name
         if t.kind == "segmentation":
             assert a.shape == (h, w) and a.dtype == np.uint8, t.name
             assert int(a.max()) < t.out_channels
@@ -51,8 +52,8 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 @pytest.mark.parametrize("target,precision", BUNDLE_KINDS)
-def test_predictor_from_each_bundle(bundle, frame, target, precision):
-    p = Predictor.from_bundle(bundle(target, precision))
+def test_predictor_from_each_bundle(predictor, frame, target, precision):
+    p = predictor(target, precision)
     assert p.target == target and p.precision == precision
     assert p.input_size == SIZE
     out = p(frame(120, 160))
@@ -60,10 +61,10 @@ def test_predictor_from_each_bundle(bundle, frame, target, precision):
     assert p.timings.preprocess > 0 and p.timings.inference > 0 and p.timings.postprocess > 0
 
 
-def test_targets_agree_after_postprocessing(bundle, frame):
+def test_targets_agree_after_postprocessing(predictor, frame):
     """NCHW (torch, onnxruntime) and NHWC (openvino) outputs give the same final predictions."""
     f = frame(90, 130)
-    outs = {t: Predictor.from_bundle(bundle(t))(f) for t in ("torch", "onnxruntime", "openvino")}
+    outs = {t: predictor(t)(f) for t in ("torch", "onnxruntime", "openvino")}
     ref = outs["torch"]
     for name, out in outs.items():
         agree = (out["semseg"] == ref["semseg"]).mean()
@@ -84,16 +85,20 @@ def test_odd_frame_sizes(ort_predictor, frame, hw):
     check_outputs(ort_predictor(frame(*hw)), ort_predictor, *hw)
 
 
+@pytest.fixture(scope="module")
+def ort_letterbox(bundle):
+    return Predictor.from_bundle(bundle("onnxruntime"), letterbox=True)
+
+
 @pytest.mark.parametrize("hw", [(37, 53), (481, 641), (300, 64), (128, 192)])
-def test_letterbox_outputs_at_frame_size(bundle, frame, hw):
-    p = Predictor.from_bundle(bundle("onnxruntime"), letterbox=True)
-    check_outputs(p(frame(*hw)), p, *hw)
+def test_letterbox_outputs_at_frame_size(ort_letterbox, frame, hw):
+    check_outputs(ort_letterbox(frame(*hw)), ort_letterbox, *hw)
 
 
-def test_letterbox_equals_resize_for_same_aspect(bundle, frame):
+def test_letterbox_equals_resize_for_same_aspect(ort_letterbox, ort_predictor, frame):
     f = frame(SIZE[0] * 2, SIZE[1] * 2)  # same aspect ratio as the input: no bars
-    lb = Predictor.from_bundle(bundle("onnxruntime"), letterbox=True)(f)
-    rs = Predictor.from_bundle(bundle("onnxruntime"))(f)
+    lb = ort_letterbox(f)
+    rs = ort_predictor(f)
     assert_same(lb, rs)
 
 
@@ -217,7 +222,9 @@ def test_bgra_frame_equals_bgr(ort_predictor, frame):
     (np.zeros((1, 50, 3), np.uint8), "too small"),
     (np.zeros((1, 1), np.uint8), "too small"),
     (np.zeros((0, 0), np.uint8), "too small"),
+    (np.zeros((0, 10, 1), np.uint8), "too small"),
     (np.zeros((0, 10, 3), np.uint8), "too small"),
+    (np.zeros((10, 0, 4), np.uint8), "too small"),
 ])
 def test_bad_frames_refused(ort_predictor, bad, match):
     with pytest.raises(FrameError, match=match):
@@ -238,8 +245,8 @@ def test_deterministic_and_not_aliased(ort_predictor, frame):
     assert_same(first, kept)
 
 
-def test_openvino_outputs_not_aliased(bundle, frame):
-    p = Predictor.from_bundle(bundle("openvino"))
+def test_openvino_outputs_not_aliased(predictor, frame):
+    p = predictor("openvino")
     raw1 = p.runner(p.preprocess(frame(*SIZE))[0])
     kept = {k: v.copy() for k, v in raw1.items()}
     p.runner(p.preprocess(frame(*SIZE)[::-1].copy())[0])
@@ -263,5 +270,5 @@ def test_bundle_for_unavailable_target_refused(bundle, tmp_path):
     if not ok:
         m["target"] = "tensorrt"
         (folder / MANIFEST).write_text(json.dumps(m))
-        with pytest.raises(TargetUnavailable, match="bundle needs target tensorrt: .*not installed"):
+        with pytest.raises(TargetUnavailable, match="needs target tensorrt: .*not installed"):
             Predictor.from_bundle(folder)

@@ -180,7 +180,16 @@ def build_from_checkpoint(path: str | Path, task_set: str | None = None):
             f"{path}: checkpoint is for task set {cfg.task_set!r}, not {task_set!r}")
     cfg.pretrained = False
     model = MTLSINet(cfg)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if doc.get("pruned", {}).get("method") == "channels":
+        from mtlsi_edge.quantize.prune import fit_to_state_dict
+
+        fit_to_state_dict(model, sd)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shape mismatch: another variant's or a pruned model's weights
+        first = str(e).split("size mismatch for ", 1)[-1].split(":")[0]
+        raise CheckpointError(f"{path}: weights do not fit the model config (shape mismatch "
+                              f"at {first})") from None
     if missing or unexpected:
         raise CheckpointError(
             f"{path}: weights do not fit the model config "
