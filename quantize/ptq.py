@@ -136,7 +136,9 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
     else:
         names = [n.name for n in model.graph.node]
     kwargs, adv, matched = _nncf_params(preset, ignore, names, transformer, overflow_fix)
-    calib = nncf.Dataset(calib_items)
+    # NNCF's ONNX engine feeds sessions with {input name: array}; OpenVINO takes arrays.
+    as_input = (lambda x: {"image": x}) if fmt == "onnx" else (lambda x: x)
+    calib = nncf.Dataset(calib_items, as_input)
     info = {"preset": preset, "ignore_preset": ignore, "ignored_nodes": matched,
             "model_type": "transformer" if transformer else "default",
             "overflow_fix": overflow_fix, "subset_size": min(subset_size, len(calib_items))}
@@ -150,7 +152,7 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
         items = list(items)
         return headroom(budgets, fp32_metrics, evaluate(compiled, items)), None
 
-    val = nncf.Dataset(list(enumerate(val_items)), lambda item: item[1])
+    val = nncf.Dataset(list(enumerate(val_items)), lambda item: as_input(item[1]))
     q = nncf.quantize_with_accuracy_control(
         model, calib, val, validation_fn, max_drop=1.0,
         drop_type=nncf.DropType.ABSOLUTE, subset_size=min(subset_size, len(calib_items)),
