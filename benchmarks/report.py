@@ -1,0 +1,170 @@
+"""Regenerate docs/benchmarks.md: every target and precision vs PyTorch eager FP32, achieved
+GFLOP/s against this machine's measured matmul peak, and cost vs resolution — one run.
+
+    python -m benchmarks.report [--checkpoint C] [--time 5] [--out docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import checkpoint_or_random, median_ms
+from mtlsi_edge.bundle import compile_bundle
+from mtlsi_edge.profiler import report
+from mtlsi_edge.profiler.bench import machine_header, profile_bundle
+from mtlsi_edge.targets import CompileOptions
+from mtlsi_edge.train.checkpoint import build_from_checkpoint
+
+
+def matmul_peak_gflops(threads: int, n: int = 1024) -> float:
+    """FP32 GEMM throughput of this machine (torch.mm, ``n×n``), median of 20."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    ms = median_ms(lambda: torch.mm(a, b), runs=20)
+    return 2 * n**3 / (ms / 1e3) / 1e9
+
+
+def build_bundles(ckpt: Path, work: Path, threads: int) -> list[Path]:
+    from mtlsi_edge.quantize.run import run_quantize
+
+    out = []
+    for target, prec in [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
+                         ("openvino", "fp16")]:
+        dev = {"onnxruntime": "cpu"}.get(target, "CPU")
+        out.append(compile_bundle(work / f"{target}-{prec}", target, prec, checkpoint=ckpt,
+                                  opts=CompileOptions(precision=prec, device=dev,
+                                                      threads=threads)))
+    for fmt, target, dev in [("openvino", "openvino", "CPU"), ("onnx", "onnxruntime", "cpu")]:
+        q = run_quantize(ckpt, fmt, "synth", 64, None, 1, [], "performance", "attention-norm",
+                         work / f"q-{fmt}")
+        out.append(compile_bundle(work / f"{target}-int8", target, "int8", onnx_path=q["path"],
+                                  opts=CompileOptions(precision="int8", device=dev,
+                                                      threads=threads),
+                                  extra_manifest={"source_onnx": str(q["source_onnx"])}))
+    return out
+
+
+def resolution_curve(ckpt: Path, work: Path, threads: int) -> list[dict]:
+    """Edge model GMACs + ORT / eager latency, and MT-MQLFB vs softmax MACs, per size."""
+    from mtlsi_edge.export import export_onnx
+    from mtlsi_edge.model.blocks import MTMQLFB, SoftmaxSelfAttention
+    from mtlsi_edge.model.complexity import count_macs, eager_latency_ms, model_report
+    from mtlsi_edge.targets.onnxruntime import ORTRunner
+
+    model, _ = build_from_checkpoint(ckpt)
+    c = model.cfg.dim
+    names = model.task_set.names
+    fusion = MTMQLFB(c, names, model.cfg.heads).eval()
+    soft = SoftmaxSelfAttention(c, names, model.cfg.heads).eval()
+    rows = []
+    for h, w in [(120, 160), (240, 320), (360, 480), (480, 640)]:
+        rep = model_report(model, (h, w))
+        p = export_onnx(model, work / f"res{h}.onnx", size=(h, w))
+        r = ORTRunner(p, CompileOptions(device="cpu", threads=threads), names)
+        x = np.zeros((1, 3, h, w), np.float32)
+        feats = [torch.randn(1, c, -(-h // 16), -(-w // 16)) for _ in names]
+        rows.append({
+            "size": f"{h}x{w}", "pixels": h * w, "model_gmacs": rep["gmacs"],
+            "ort_ms": median_ms(lambda r=r, x=x: r(x), runs=20),
+            "eager_ms": eager_latency_ms(model, (h, w), runs=10),
+            "mqlfb_mmacs": count_macs(lambda f=feats: fusion(f), fusion)["Global"] / 1e6,
+            "softmax_mmacs": count_macs(lambda f=feats: soft(f), soft)["Global"] / 1e6,
+            "mqlfb_ms": median_ms(lambda f=feats: fusion(f), runs=10),
+            "softmax_ms": median_ms(lambda f=feats: soft(f), runs=5),
+        })
+    return rows
+
+
+def plot_curve(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    px = [r["pixels"] / 1e3 for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    ax[0].plot(px, [r["ort_ms"] for r in rows], "o-", label="edge model, ONNX Runtime FP32")
+    ax[0].plot(px, [r["eager_ms"] for r in rows], "s-", label="edge model, PyTorch eager")
+    ax[0].set_xlabel("kilopixels")
+    ax[0].set_ylabel("latency (ms)")
+    ax[0].legend()
+    ax[0].set_title("whole model vs resolution")
+    ax[1].loglog(px, [r["mqlfb_mmacs"] for r in rows], "o-", label="MT-MQLFB (linear)")
+    ax[1].loglog(px, [r["softmax_mmacs"] for r in rows], "s-", label="softmax attention")
+    ax[1].set_xlabel("kilopixels")
+    ax[1].set_ylabel("MMACs")
+    ax[1].legend()
+    ax[1].set_title("fusion block cost (T=4 tasks, 1/16 grid)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint")
+    ap.add_argument("--time", type=float, default=5.0, help="seconds per measurement")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="docs")
+    args = ap.parse_args()
+    out = Path(args.out)
+    (out / "benchmarks").mkdir(parents=True, exist_ok=True)
+    work = Path("runs/bench/report")
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = checkpoint_or_random(args.checkpoint, tmp=work)
+    t0 = time.time()
+    peak = matmul_peak_gflops(args.threads)
+    bundles = build_bundles(ckpt, work, args.threads)
+    doc = {"schema": report.SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "machine": machine_header(),
+           "settings": {"mode": "latency", "threads": args.threads, "time_s": args.time,
+                        "runs": None, "frame_size": None, "per_layer": True},
+           "results": [], "notes": []}
+    for b in bundles:
+        per_layer = b.name in ("openvino-fp32", "onnxruntime-fp32")
+        doc["results"].append(profile_bundle(b, threads=args.threads, time_s=args.time,
+                                             per_layer=per_layer))
+    report.add_ratios(doc["results"])
+    report.write_all(doc, out / "benchmarks" / "profile.json", out / "benchmarks" / "profile.csv",
+                     None, out / "benchmarks")
+    curve = resolution_curve(ckpt, work, args.threads)
+    plot_curve(curve, out / "benchmarks" / "resolution.png")
+
+    md = ["# Benchmarks", "",
+          "Regenerate everything on this page (about 10 minutes on 2 cores):", "",
+          "```bash", ".venv/bin/python -m benchmarks.report", "```", "",
+          f"Model: `{ckpt}`. All numbers below come from one run "
+          f"({time.strftime('%Y-%m-%d')}, {time.time() - t0:.0f} s).", "",
+          report.markdown(doc), "",
+          "## Achieved compute vs this machine's matmul peak", "",
+          f"FP32 GEMM peak (torch.mm 1024², {args.threads} threads, median of 20): "
+          f"**{peak:.1f} GFLOP/s**.", "",
+          "| bundle | GFLOP/s achieved | share of FP32 peak |", "|---|---|---|"]
+    for r in report.rows(doc):
+        g = r.get("gflops_per_s")
+        if g:
+            md.append(f"| {r['name']} | {g:.1f} | {100 * g / peak:.0f} % |")
+    md += ["", "Small, memory-bound layers (depthwise convs, 4 task branches, attention "
+           "reshapes) keep a 0.45-GMAC model far from GEMM peak; INT8 shares are against the "
+           "FP32 peak (no VNNI here).", "",
+           "## Cost vs resolution", "", "![cost vs resolution](benchmarks/resolution.png)", "",
+           "| input | GMACs | ORT FP32 ms | eager ms | MT-MQLFB MMACs | softmax attn MMACs | "
+           "MT-MQLFB ms | softmax ms |", "|---|---|---|---|---|---|---|---|"]
+    for r in curve:
+        md.append(f"| {r['size']} | {r['model_gmacs']:.3f} | {r['ort_ms']:.2f} | "
+                  f"{r['eager_ms']:.1f} | {r['mqlfb_mmacs']:.1f} | {r['softmax_mmacs']:.1f} | "
+                  f"{r['mqlfb_ms']:.2f} | {r['softmax_ms']:.2f} |")
+    md += ["", "Plots: ![latency distribution](benchmarks/latency_distribution.png) "
+           "![p50/p99](benchmarks/latency_percentiles.png)", ""]
+    (out / "benchmarks.md").write_text("\n".join(md) + "\n")
+    print(f"wrote {out / 'benchmarks.md'} in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
