@@ -7,7 +7,6 @@ report says which task missed by how much, and the command exits non-zero.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from mtlsi_edge.train.checkpoint import atomic_write_bytes
@@ -17,17 +16,12 @@ def _latency_ms(predictor, runs: int = 30) -> dict:
     """Short compute-only profile of a bundle's runner (median and p90 of ``runs``)."""
     import numpy as np
 
+    from mtlsi_edge.profiler.bench import measure
+    from mtlsi_edge.profiler.stats import summarize
+
     x = np.zeros((1, 3, *predictor.input_size), np.float32)
-    for _ in range(5):
-        predictor.runner(x)
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        predictor.runner(x)
-        ts.append(1e3 * (time.perf_counter() - t))
-    ts.sort()
-    return {"median_ms": ts[len(ts) // 2], "p90_ms": ts[int(np.ceil(0.9 * len(ts))) - 1],
-            "runs": runs}
+    s = summarize(measure(lambda: predictor.runner(x), runs=runs))
+    return {"median_ms": s["median_ms"], "p90_ms": s["p90_ms"], "runs": runs}
 
 
 def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: Path,

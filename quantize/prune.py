@@ -199,24 +199,17 @@ def fit_to_state_dict(model: nn.Module, sd: dict[str, torch.Tensor]) -> nn.Modul
 
 def _ort_latency_ms(model: MTLSINet, tmp_dir, runs: int = 30) -> float:
     """Median ONNX Runtime FP32 compute latency of ``model``'s deploy graph."""
-    import time
-
     import numpy as np
 
     from mtlsi_edge.export import export_onnx
+    from mtlsi_edge.profiler.bench import measure
     from mtlsi_edge.targets import CompileOptions
     from mtlsi_edge.targets.onnxruntime import ORTRunner
 
     path = export_onnx(model, f"{tmp_dir}/lat.onnx")
     r = ORTRunner(path, CompileOptions(device="cpu"), model.task_set.names)
     x = np.zeros((1, 3, *model.cfg.input_size), np.float32)
-    for _ in range(5):
-        r(x)
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        r(x)
-        ts.append(time.perf_counter() - t)
+    ts = measure(lambda: r(x), runs=runs)
     return 1e3 * float(np.median(ts))
 
 

@@ -6,7 +6,6 @@ fvcore, element-wise ops are not counted): deterministic, so tests can assert on
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
@@ -62,16 +61,9 @@ def model_report(model: MTLSINet, size: tuple[int, int] | None = None) -> dict:
 def eager_latency_ms(model: nn.Module, size: tuple[int, int], runs: int = 20,
                      warmup_s: float = 0.5) -> float:
     """Median wall time of one batch-1 FP32 forward in PyTorch eager, after a timed warm-up."""
+    from mtlsi_edge.profiler.bench import measure
+
     model.eval()
     x = torch.randn(1, 3, *size)
-    t_end = time.perf_counter() + warmup_s
-    model(x)
-    while time.perf_counter() < t_end:
-        model(x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - t)
-    times.sort()
+    times = sorted(measure(lambda: model(x), warmup_s=warmup_s, runs=runs))
     return 1000 * times[len(times) // 2]
