@@ -75,11 +75,15 @@ def parse_budgets(specs: list[str], task_set) -> list[Budget]:
 
 
 def headroom(budgets: list[Budget], fp32: dict, q: dict) -> float:
-    """min over budgets of 1 − drop / budget (≥ 0 ⇔ all within budget)."""
+    """min over budgets of (budget − drop) / |budget|: ≥ 0 exactly when all are met.
+
+    For positive budgets the FP32 model scores 1.0.  A negative budget ("must improve by")
+    makes even FP32 fail; the final gate in ``run_quantize`` reports it either way.
+    """
     vals = []
     for b in budgets:
         d = b.drop(fp32[b.task][b.metric], q[b.task][b.metric])
-        vals.append(1.0 - d / b.value if b.value > 0 else (1.0 if d <= 0 else -1e9))
+        vals.append((b.value - d) / max(abs(b.value), 1e-9))
     return min(vals)
 
 

@@ -111,3 +111,24 @@ def test_export_bad_stride_is_one_line(tmp_path):
 def test_info_unknown_variant_fails():
     res = run("info", "nope")
     assert_one_line_error(res, "unknown variant 'nope'", "edge-effvit-b0")
+
+
+def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint):
+    """An INT8 model cannot beat FP32 mIoU by 5 points: exit 3, the task named, FP32 kept."""
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.data.synth import write_dataset
+
+    data = write_dataset(tmp_path / "val", n=6, size=(64, 96), seed=3, workers=1)
+    out = tmp_path / "deploy"
+    r = CliRunner().invoke(app, [
+        "deploy", "--checkpoint", str(tiny_checkpoint), "--target", "openvino",
+        "--precision", "int8", "--calib", "synth", "--n-calib", "8", "--val", str(data),
+        "--val-limit", "3", "--max-drop", "miou=-5", "--out", str(out)])
+    assert r.exit_code == 3, r.output
+    assert "Traceback" not in r.output
+    assert "accuracy gate failed: semseg miou dropped" in r.output
+    assert "missed by" in r.output and "kept the FP32 bundle" in r.output
+    m, _ = load_bundle(out / "openvino-fp32")
+    assert m["precision"] == "fp32"
+    assert not (out / "openvino-int8").exists()
+    assert "Gate failed" in (out / "report.md").read_text()
