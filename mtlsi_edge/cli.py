@@ -344,6 +344,7 @@ def demo(
     precision: str = typer.Option("fp32", help="Precision for the embedded model."),
     checkpoint: Path = typer.Option(None, help="Checkpoint to use instead of the embedded one."),
     threads: int = typer.Option(None, min=1, help="Inference threads."),
+    pipeline: bool = typer.Option(True, help="Infer frame N while rendering frame N-1."),
 ) -> None:
     """Live demo: all four task outputs overlaid on a camera or video, with a HUD.
 
@@ -380,7 +381,8 @@ def demo(
     console.print(f"model: {bundle} ({predictor.target} {predictor.precision}); "
                   f"source: {src.info.name}; layout {layout}")
     try:
-        stats = run_loop(predictor, src, layout, record, headless, max_frames)
+        stats = run_loop(predictor, src, layout, record, headless, max_frames,
+                         pipeline=pipeline)
     except CaptureError as e:
         fail(str(e))
     med = stats.medians()

@@ -11,6 +11,7 @@ import signal
 import statistics
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,65 +89,85 @@ def open_writer(path: Path, fps: float, size_wh: tuple[int, int]) -> cv2.VideoWr
     return w
 
 
+def _infer(predictor, frame):
+    out = predictor(frame)
+    return out, predictor.timings
+
+
 def run_loop(predictor, source: Source, layout: str = "grid", record: Path | None = None,
              headless: bool = True, max_frames: int | None = None, pace: bool = True,
              snapshot_dir: Path = Path("runs/demo"), window: str = "mtlsi-edge",
-             on_frame=None) -> LoopStats:
-    """Run until the source ends, ``max_frames``, q/Esc, or SIGINT/SIGTERM."""
+             on_frame=None, pipeline: bool = True) -> LoopStats:
+    """Run until the source ends, ``max_frames``, q/Esc, or SIGINT/SIGTERM.
+
+    ``pipeline``: inference of frame N runs in a worker thread while frame N−1 is rendered,
+    shown and written (runtimes release the GIL), at the cost of one frame of latency.
+    """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     renderer = Renderer(predictor.task_set)
     grabber = LatestFrameGrabber(source, pace=pace)
     stats = LoopStats(stages_ms={k: [] for k in
                                  ("capture", "preprocess", "inference", "postprocess", "render")})
-    writer = None
-    paused = False
-    last_view = None
+    state = {"writer": None, "layout": layout, "last_view": None}
     recent = deque(maxlen=30)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="infer") if pipeline else None
+    pending = None  # (frame, future, capture wait ms) of the frame being inferred
+
+    def emit(frame, out, tm, wait_ms: float) -> None:
+        """Render, annotate, record and count one inferred frame."""
+        t2 = time.perf_counter()
+        view = renderer.render(frame, out, state["layout"])
+        recent.append(time.perf_counter())
+        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0
+        draw_hud(view, [
+            f"{fps:5.1f} FPS  {predictor.target} {predictor.precision}  "
+            f"dropped {grabber.dropped}",
+            f"wait {wait_ms:4.1f}  pre {tm.preprocess:4.1f}  infer {tm.inference:5.1f}  "
+            f"post {tm.postprocess:4.1f}  render {stats.medians().get('render', 0):4.1f} ms",
+        ])
+        t3 = time.perf_counter()
+        for k, v in (("capture", wait_ms), ("preprocess", tm.preprocess),
+                     ("inference", tm.inference), ("postprocess", tm.postprocess),
+                     ("render", 1e3 * (t3 - t2))):
+            stats.stages_ms[k].append(v)
+        if record is not None:
+            if state["writer"] is None:
+                state["writer"] = open_writer(record, source.info.fps,
+                                              (view.shape[1], view.shape[0]))
+                stats.recording = str(record)
+            state["writer"].write(view)
+        stats.frames += 1
+        state["last_view"] = view
+        if on_frame is not None:
+            on_frame(view, out)
+
+    paused = False
     t_start = time.perf_counter()
     with _Stop() as stop:
         try:
             while stop.reason is None:
-                if max_frames is not None and stats.frames >= max_frames:
+                queued = 1 if pending is not None else 0
+                if max_frames is not None and stats.frames + queued >= max_frames:
                     stats.stopped_by = "max frames"
                     break
                 if not paused:
                     t0 = time.perf_counter()
                     frame = grabber.get()
-                    t1 = time.perf_counter()
+                    wait_ms = 1e3 * (time.perf_counter() - t0)
                     if frame is None:
                         break
-                    out = predictor(frame)
-                    t2 = time.perf_counter()
-                    view = renderer.render(frame, out, layout)
-                    tm = predictor.timings
-                    recent.append(time.perf_counter())
-                    fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0
-                    draw_hud(view, [
-                        f"{fps:5.1f} FPS  {predictor.target} {predictor.precision}  "
-                        f"dropped {grabber.dropped}",
-                        f"wait {1e3 * (t1 - t0):4.1f}  pre {tm.preprocess:4.1f}  "
-                        f"infer {tm.inference:5.1f}  post {tm.postprocess:4.1f}  "
-                        f"render {stats.medians().get('render', 0):4.1f} ms",
-                    ])
-                    t3 = time.perf_counter()
-                    for k, v in (("capture", 1e3 * (t1 - t0)), ("preprocess", tm.preprocess),
-                                 ("inference", tm.inference), ("postprocess", tm.postprocess),
-                                 ("render", 1e3 * (t3 - t2))):
-                        stats.stages_ms[k].append(v)
-                    if record is not None:
-                        if writer is None:
-                            writer = open_writer(record, source.info.fps,
-                                                 (view.shape[1], view.shape[0]))
-                            stats.recording = str(record)
-                        writer.write(view)
-                    stats.frames += 1
-                    last_view = view
-                    if on_frame is not None:
-                        on_frame(view, out)
+                    if pool is None:
+                        emit(frame, *_infer(predictor, frame), wait_ms)
+                    else:
+                        fut = pool.submit(_infer, predictor, frame)
+                        if pending is not None:
+                            pf, pfut, pwait = pending
+                            emit(pf, *pfut.result(), pwait)
+                        pending = (frame, fut, wait_ms)
                 if not headless:
-                    if last_view is not None:
-                        cv2.imshow(window, last_view)
+                    if state["last_view"] is not None:
+                        cv2.imshow(window, state["last_view"])
                     key = cv2.waitKey(1 if not paused else 30) & 0xFF
                     if key in (ord("q"), 27):
                         stats.stopped_by = "key"
@@ -154,20 +175,25 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
                     if key == ord(" "):
                         paused = not paused
                     elif key in KEY_LAYOUTS:
-                        layout = KEY_LAYOUTS[key]
-                    elif key == ord("s") and last_view is not None:
+                        state["layout"] = KEY_LAYOUTS[key]
+                    elif key == ord("s") and state["last_view"] is not None:
                         snapshot_dir.mkdir(parents=True, exist_ok=True)
                         p = snapshot_dir / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}.png"
-                        cv2.imwrite(str(p), last_view)
+                        cv2.imwrite(str(p), state["last_view"])
                         stats.snapshots.append(str(p))
+            if pending is not None and stop.reason is None:
+                pf, pfut, pwait = pending  # the frame still in flight
+                emit(pf, *pfut.result(), pwait)
             if stop.reason is not None:
                 stats.stopped_by = stop.reason
         finally:
             stats.wall_s = time.perf_counter() - t_start
             stats.dropped = grabber.dropped
+            if pool is not None:
+                pool.shutdown(wait=True)
             grabber.stop()
-            if writer is not None:
-                writer.release()
+            if state["writer"] is not None:
+                state["writer"].release()
             if not headless:
                 cv2.destroyAllWindows()
     return stats
