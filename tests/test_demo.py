@@ -153,7 +153,8 @@ def test_run_loop_records_playable_video(tmp_path):
     assert n == 12
 
 
-def test_cli_missing_camera_one_line_error():
+def test_cli_missing_camera_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, ["demo", "--source", "7", "--headless",
                                  "--checkpoint", str(STARTER)])
     assert r.exit_code != 0
@@ -237,3 +238,50 @@ def test_windowed_demo_under_xvfb_shows_four_panels(tmp_path):
     finally:
         xvfb.terminate()
         xvfb.wait(timeout=10)
+
+
+def test_camera_unplugged_mid_run_retries_then_errors(monkeypatch):
+    """A camera that stops delivering is reopened with backoff, then reported in one line."""
+    import mtlsi_edge.runtime.capture as cap_mod
+
+    calls = {"open": 0, "read": 0}
+
+    class FakeCap:
+        def __init__(self, *_):
+            calls["open"] += 1
+
+        def isOpened(self):  # noqa: N802 - OpenCV's name
+            return True
+
+        def read(self):
+            calls["read"] += 1
+            if calls["read"] <= 3:
+                return True, np.zeros((4, 4, 3), np.uint8)
+            return False, None
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cap_mod.cv2, "VideoCapture", FakeCap)
+    src = Source("0", retries=3, backoff_s=0.01)
+    assert src.read() is not None and src.read() is not None and src.read() is not None
+    t = time.perf_counter()
+    with pytest.raises(CaptureError, match="camera 0: stopped delivering frames"):
+        src.read()
+    assert calls["open"] == 1 + 3  # the first open, then one reopen per retry
+    assert time.perf_counter() - t >= 0.01 + 0.02 + 0.04  # exponential backoff
+
+
+@needs_starter
+def test_cli_truncated_video_is_a_clean_end_or_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo caches compiled bundles under ./runs/demo
+    data = _video(tmp_path / "v.mp4", n=30, size=(240, 320)).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    r = CliRunner().invoke(app, ["demo", "--source", str(cut), "--headless", "--target",
+                                 "onnxruntime"])
+    assert "Traceback" not in r.output
+    if r.exit_code == 0:
+        assert "frames in" in r.output
+    else:
+        assert "cut.mp4" in r.output and len(r.output.strip().splitlines()) <= 3
