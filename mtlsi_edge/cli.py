@@ -518,6 +518,9 @@ def deploy(
     out: Path = typer.Option(Path("runs/deploy/exp"), help="Output folder."),
     n_calib: int = typer.Option(128, min=1),
     val_limit: int = typer.Option(100, min=1),
+    accuracy_control: bool = typer.Option(
+        True, help="Revert layers to float until the budgets hold (NNCF accuracy control; "
+                   "minutes). --no-accuracy-control: plain PTQ, then the gate."),
 ) -> None:
     """One command: export → calibrate → quantise (gated) → compile → parity → profile.
 
@@ -537,7 +540,8 @@ def deploy(
         fail("--max-drop needs --val")
     try:
         res = run_deploy(checkpoint or default_checkpoint(), target, precision, calib, val, out,
-                         max_drop, n_calib, val_limit, console=console)
+                         max_drop, n_calib, val_limit, console=console,
+                         accuracy_control=accuracy_control)
     except (QuantizeError, BundleError, CheckpointError, TargetUnavailable) as e:
         fail(str(e))
     q = res.get("quantize")

@@ -26,7 +26,8 @@ def _latency_ms(predictor, runs: int = 30) -> dict:
 
 def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: Path,
                out: Path, max_drop: list[str], n_calib: int = 128, val_limit: int = 100,
-               ignore: str = "attention-norm", console=None) -> dict:
+               ignore: str = "attention-norm", console=None,
+               accuracy_control: bool = True) -> dict:
     """Run the whole chain; returns a summary with ``bundle``, ``report_md`` and ``failed``."""
     from mtlsi_edge.bundle import compile_bundle, load_bundle
     from mtlsi_edge.export import export_onnx
@@ -55,7 +56,7 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
         log(f"[3/5] calibrate + NNCF INT8 ({fmt}), gated on {', '.join(max_drop) or 'nothing'}")
         q = run_quantize(checkpoint, fmt, calib, n_calib, val, val_limit, max_drop, "performance",
                          ignore, out / "work" / "model.int8", console=console,
-                         onnx_path=fp32_onnx)
+                         onnx_path=fp32_onnx, accuracy_control=accuracy_control)
         result["failed"] = q["failed"]
         steps.append(f"quantise {fmt}: {q['info']['seconds']} s, "
                      f"{len(q['info']['float_ops'])} heavy ops left in float")

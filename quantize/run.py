@@ -29,7 +29,8 @@ def load_or_build_calibration(calib: str, n: int, size: tuple[int, int]):
 
 def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
                  max_drop: list[str], preset: str, ignore: str, out: Path,
-                 console=None, onnx_path: Path | None = None) -> dict:
+                 console=None, onnx_path: Path | None = None,
+                 accuracy_control: bool = True) -> dict:
     """Quantise; returns ``{"path", "info", "report", "fp32", "int8", "failed"}``."""
     import onnx
 
@@ -92,11 +93,13 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
         return evaluate_fn(compiled_infer(compiled, outputs), valset, task_set,
                            indices=[i for i, _ in items])
 
+    control = bool(budgets) and accuracy_control
     q, info = quantize_model(
-        fp32_model, cs.items(), fmt, preset, ignore, budgets=budgets or None,
-        evaluate=evaluate if budgets else None, fp32_metrics=fp32_metrics,
+        fp32_model, cs.items(), fmt, preset, ignore, budgets=budgets if control else None,
+        evaluate=evaluate if control else None, fp32_metrics=fp32_metrics,
         val_items=valset.items if valset is not None else None)
     info["seconds"] = round(time.perf_counter() - t0, 1)
+    info["accuracy_control"] = control
     info["calibration"] = {"source": cs.source, "n": len(cs.origins), "skipped": cs.skipped}
     from mtlsi_edge.quantize.ptq import reverted_to_float
 
