@@ -237,3 +237,24 @@ def test_onnx_without_metadata_refused(tiny_onnx, tmp_path):
     with pytest.raises(BundleError, match="lacks mtlsi_edge metadata"):
         compile_bundle(tmp_path / "b", "onnxruntime", onnx_path=bare)
     assert sorted(f.name for f in tmp_path.iterdir()) == ["bare.onnx"]
+
+
+def test_openvino_fp16_is_deterministic_across_calls(tmp_path, tiny_checkpoint):
+    """Regression: OpenVINO CPU with FP16 weights drifted between calls on the same input
+    until snippets were disabled for FP16 bundles."""
+    import numpy as np
+
+    from mtlsi_edge.bundle import compile_bundle
+    from mtlsi_edge.targets import CompileOptions
+
+    b = compile_bundle(tmp_path / "f16", "openvino", "fp16", checkpoint=tiny_checkpoint,
+                       opts=CompileOptions(precision="fp16", device="CPU"), parity_images=1)
+    from mtlsi_edge.runtime.predictor import Predictor
+
+    p = Predictor.from_bundle(b)
+    x = np.random.default_rng(0).standard_normal((1, 3, *p.input_size)).astype(np.float32)
+    first = p.runner(x)
+    for _ in range(3):
+        again = p.runner(x)
+        for k in first:
+            assert np.array_equal(first[k], again[k]), k
