@@ -345,6 +345,7 @@ def demo(
     checkpoint: Path = typer.Option(None, help="Checkpoint to use instead of the embedded one."),
     threads: int = typer.Option(None, min=1, help="Inference threads."),
     pipeline: bool = typer.Option(True, help="Infer frame N while rendering frame N-1."),
+    loop: bool = typer.Option(False, help="Restart a video file or folder at its end."),
 ) -> None:
     """Live demo: all four task outputs overlaid on a camera or video, with a HUD.
 
@@ -375,7 +376,7 @@ def demo(
         if source is None:
             source, why = default_source()
             console.print(f"source: {why}")
-        src = Source(source)
+        src = Source(source, loop=loop)
     except (BundleError, CheckpointError, TargetUnavailable, CaptureError) as e:
         fail(str(e))
     console.print(f"model: {bundle} ({predictor.target} {predictor.precision}); "

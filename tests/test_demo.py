@@ -297,3 +297,12 @@ def test_cli_truncated_video_is_a_clean_end_or_one_line_error(tmp_path, monkeypa
         assert "frames in" in r.output
     else:
         assert "cut.mp4" in r.output and len(r.output.strip().splitlines()) <= 3
+
+
+def test_looping_sources_restart(tmp_path):
+    src = Source(str(_video(tmp_path / "v.mp4", n=5)), loop=True)
+    assert all(src.read() is not None for _ in range(12))  # past the 5th frame, again
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), 9, np.uint8))
+    folder = Source(str(tmp_path), loop=True)
+    assert all(folder.read() is not None for _ in range(5))

@@ -35,8 +35,10 @@ class SourceInfo:
 class Source:
     """One frame source.  ``read()`` → BGR uint8 frame, or None at the end of a file/folder."""
 
-    def __init__(self, spec: str | int, retries: int = 5, backoff_s: float = 0.2):
+    def __init__(self, spec: str | int, retries: int = 5, backoff_s: float = 0.2,
+                 loop: bool = False):
         self.spec = str(spec)
+        self.loop = loop  # files/folders: start again at the end (demos, soak tests)
         self.retries, self.backoff_s = retries, backoff_s
         self._files: list[Path] | None = None
         self.skipped: list[str] = []  # unreadable images of a folder source, reported
@@ -89,6 +91,9 @@ class Source:
                 if img is not None:
                     return img
                 self.skipped.append(str(p))
+            if self.loop and len(self.skipped) < len(self._files):
+                self._i = 0
+                return self.read()
             return None
         first = getattr(self, "_first", None)
         if first is not None:
@@ -99,6 +104,11 @@ class Source:
         if ok and frame is not None:
             return frame
         if self.info.kind == "file":
+            if self.loop:
+                self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, frame = self.cap.read()
+                if ok and frame is not None:
+                    return frame
             return None  # end of file, or the rest is truncated: a clean end
         return self._recover()
 
