@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mtlsi_edge.fileio import atomic_write_bytes, atomic_write_json
 from mtlsi_edge.runtime.capture import IMAGE_EXTS
 from mtlsi_edge.runtime.predictor import preprocess_frame
-from mtlsi_edge.train.checkpoint import atomic_write_bytes, atomic_write_json
 
 
 class CalibrationError(ValueError):

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge import __version__
+from mtlsi_edge.fileio import atomic_write_json, read_json_doc, sha256
 from mtlsi_edge.targets import CompileOptions, get_target
-from mtlsi_edge.train.checkpoint import atomic_write_json, sha256
 
 SCHEMA = "mtlsi-edge/bundle@1"
 MANIFEST = "manifest.json"
@@ -193,16 +193,8 @@ def load_bundle(path: str | Path) -> tuple[dict, Path]:
         raise BundleError(f"{p}: bundle folder not found")
     if not mpath.is_file():
         raise BundleError(f"{mpath}: missing (not a bundle, or an incomplete one)")
-    try:
-        m = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{mpath}: unreadable manifest ({e})") from None
-    if not isinstance(m, dict) or m.get("schema") != SCHEMA:
-        raise BundleError(f"{mpath}: schema {m.get('schema') if isinstance(m, dict) else '?'}"
-                          f" is not {SCHEMA}")
-    for key in ("target", "precision", "files", "outputs", "task_set", "input", "model"):
-        if key not in m:
-            raise BundleError(f"{mpath}: manifest lacks {key!r}")
+    m = read_json_doc(mpath, SCHEMA, ("target", "precision", "files", "outputs", "task_set",
+                                      "input", "model"), BundleError, "manifest")
     if not isinstance(m["files"], dict) or not m["files"]:
         raise BundleError(f"{mpath}: 'files' must map file names to sha256 digests")
     on_disk = {f.name for f in p.iterdir() if f.is_file() and not f.name.startswith(".")}

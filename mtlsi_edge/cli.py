@@ -571,8 +571,9 @@ def prune(
     Example:  mtlsi-edge prune --method channels --ratio 0.5 --data data/synth
     """
     from mtlsi_edge.data.datasets import DatasetError
+    from mtlsi_edge.fileio import atomic_write_json
     from mtlsi_edge.quantize.prune import run_prune
-    from mtlsi_edge.train.checkpoint import CheckpointError, atomic_write_json
+    from mtlsi_edge.train.checkpoint import CheckpointError
 
     try:
         with console.status(f"pruning ({method}, {ratio:.0%}) and fine-tuning…"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mtlsi_edge.train.checkpoint import atomic_write_bytes
+from mtlsi_edge.fileio import atomic_write_bytes
 
 
 def _latency_ms(predictor, runs: int = 30) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mtlsi_edge.train.checkpoint import atomic_write_json
+from mtlsi_edge.fileio import atomic_write_json
 
 
 class QuantizeError(ValueError):

@@ -10,9 +10,9 @@ import pytest
 
 from mtlsi_edge.bundle import MANIFEST, SCHEMA, BundleError, compile_bundle, load_bundle
 from mtlsi_edge.export import MEAN, STD
+from mtlsi_edge.fileio import sha256
 from mtlsi_edge.targets import TARGETS, TargetUnavailable, get_target
 from mtlsi_edge.targets.tensorrt import TensorRTTarget
-from mtlsi_edge.train.checkpoint import sha256
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 BUNDLE_KINDS = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),

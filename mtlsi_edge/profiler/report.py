@@ -12,10 +12,10 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from mtlsi_edge.fileio import atomic_write_bytes, atomic_write_text
 
 SCHEMA = "mtlsi-edge/profile@1"
 REFERENCE = ("torch", "fp32")
@@ -27,36 +27,6 @@ CSV_COLUMNS = [
     "e2e_median_ms", "e2e_p90_ms", "e2e_p99_ms", "pre_ms", "infer_ms", "post_ms",
     "params", "gmacs", "gflops_per_s", "model_file_mb", "peak_rss_mb", "ratio_vs_torch",
 ]
-
-
-# -- atomic writes ------------------------------------------------------------------------
-def _umask() -> int:
-    mask = os.umask(0o22)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; reports are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """UTF-8 text variant of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # -- derived values -----------------------------------------------------------------------

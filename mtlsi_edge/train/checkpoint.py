@@ -14,15 +14,13 @@ refused.  Nothing is ever unpickled.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from mtlsi_edge.fileio import atomic_write, atomic_write_json, read_json_doc, sha256
 
 SCHEMA = "mtlsi-edge/checkpoint@1"
 
@@ -31,48 +29,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line naming the file."""
 
 
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
-                        metadata: dict[str, str] | None = None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                        metadata: dict[str, str] | None = None) -> Path:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata))
 
 
 def _split_optimizer(opt_state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -131,15 +91,8 @@ def read_checkpoint_meta(path: str | Path) -> tuple[dict, Path]:
         p = p.with_name(p.name.removesuffix(".safetensors") + ".json")
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint not found")
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{p}: not a readable checkpoint JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise CheckpointError(f"{p}: not an mtlsi-edge checkpoint (schema {SCHEMA} expected)")
-    for k in ("model_config", "task_set", "weights", "weights_sha256"):
-        if k not in doc:
-            raise CheckpointError(f"{p}: checkpoint JSON lacks {k!r}")
+    doc = read_json_doc(p, SCHEMA, ("model_config", "task_set", "weights", "weights_sha256"),
+                        CheckpointError, "checkpoint JSON")
     return doc, p
 
 

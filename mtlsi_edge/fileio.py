@@ -1,0 +1,81 @@
+"""Atomic writes, checksums and schema-checked JSON reads shared by every artifact writer
+(checkpoints, bundles, calibration caches, reports)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_name)`` on a temp file next to ``path``, then ``os.replace`` it in.
+
+    A crash leaves either the old file or the new one, never a torn one.  Permissions follow
+    the umask (``mkstemp`` alone would make every artifact 0600).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return atomic_write(path, write)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def read_json_doc(path: Path, schema: str, required: Iterable[str],
+                  error: type[Exception], what: str) -> dict:
+    """A JSON object with ``"schema": schema`` and the ``required`` keys, else ``error`` with
+    one line naming ``path`` (``what`` names the document in the message)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path}: unreadable {what} ({e})") from None
+    found = doc.get("schema") if isinstance(doc, dict) else "?"
+    if found != schema:
+        raise error(f"{path}: {what} schema {found} is not {schema}")
+    for key in required:
+        if key not in doc:
+            raise error(f"{path}: {what} lacks {key!r}")
+    return doc
