@@ -55,7 +55,7 @@ def test_train_then_eval_and_rebuild(tiny_data, tmp_path):
 
 def test_checkpoint_tamper_is_refused(tiny_data, tmp_path):
     last = train(_cfg(tiny_data, tmp_path / "run", 2))
-    w = last.with_name("last.safetensors")
+    w = last.with_name(json.loads(last.read_text())["weights"])
     data = bytearray(w.read_bytes())
     data[-1] ^= 0xFF
     w.write_bytes(bytes(data))

@@ -2,27 +2,33 @@
 
 A checkpoint ``NAME`` is three files in one folder::
 
-    NAME.safetensors        model weights (what export, quantise and the demo read)
-    NAME.state.safetensors  optimizer tensors and the torch RNG state (training resume only)
-    NAME.json               model config, task set, step, optimizer scalars, RNG, train config,
-                            and the sha256 of both tensor files
+    NAME.<hash>.safetensors        model weights (what export, quantise and the demo read)
+    NAME.<hash>.state.safetensors  optimizer tensors and torch RNG state (training resume only)
+    NAME.json                      model config, task set, step, optimizer scalars, train
+                                   config, and the names and sha256 of both tensor files
 
-The JSON is written last and names the hashes of the tensor files it belongs to, so a crash
-between writes leaves the previous consistent checkpoint readable, and a mismatched pair is
-refused.  Nothing is ever unpickled.
+Tensor files are named by their content, so writing a new checkpoint never touches the files
+the current ``NAME.json`` points to: the JSON is replaced last (atomically), and only then are
+the previous tensor files removed.  A crash or a full disk at any point leaves the previous
+checkpoint loadable.  Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mtlsi_edge.fileio import atomic_write, atomic_write_json, read_json_doc, sha256
 
 SCHEMA = "mtlsi-edge/checkpoint@1"
+_OURS = re.compile(r".+\.[0-9a-f]{12}\.(state\.)?safetensors")
 
 
 class CheckpointError(ValueError):
@@ -32,7 +38,43 @@ class CheckpointError(ValueError):
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
                         metadata: dict[str, str] | None = None) -> Path:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata))
+
+    def write(tmp: str) -> None:
+        try:
+            save_file(tensors, tmp, metadata)
+        except SafetensorError as e:  # its I/O failures are OSErrors in disguise
+            m = re.search(r"os error (\d+)", str(e))
+            if m is None:
+                raise
+            code = int(m.group(1))
+            raise OSError(code, os.strerror(code), str(path)) from None
+
+    return atomic_write(path, write)
+
+
+def _save_content_named(stem: Path, kind: str, tensors: dict[str, torch.Tensor],
+                        metadata: dict[str, str] | None = None) -> tuple[Path, str]:
+    """Write ``tensors`` to ``stem.<sha12>.<kind>`` (never over a file in use); (path, sha256)."""
+    tmp = atomic_save_tensors(stem.with_name(f".{stem.name}.new.{kind}"), tensors, metadata)
+    try:
+        digest = sha256(tmp)
+        final = stem.with_name(f"{stem.name}.{digest[:12]}.{kind}")
+        os.replace(tmp, final)  # same content if it exists: replacing it changes nothing
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final, digest
+
+
+def _previous_files(json_path: Path) -> set[str]:
+    """Tensor file names the current checkpoint JSON refers to (none if it is unreadable)."""
+    try:
+        doc = json.loads(json_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return set()
+    if not isinstance(doc, dict):
+        return set()
+    return {doc[k] for k in ("weights", "state")
+            if isinstance(doc.get(k), str) and Path(doc[k]).name == doc[k]}
 
 
 def _split_optimizer(opt_state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -67,20 +109,36 @@ def save_checkpoint(stem: str | Path, model: torch.nn.Module, meta: dict[str, An
     ``meta`` must hold ``model_config`` and ``task_set`` (dicts); it is stored verbatim.
     """
     stem = Path(stem)
-    weights = stem.with_suffix(".safetensors")
-    state = stem.with_suffix(".state.safetensors")
-    atomic_save_tensors(weights, dict(model.state_dict()), {"schema": SCHEMA})
-    doc: dict[str, Any] = {"schema": SCHEMA, **meta, "weights": weights.name,
-                           "weights_sha256": sha256(weights)}
-    if optimizer is not None:
-        tensors, rest = _split_optimizer(optimizer.state_dict())
-        tensors["rng.torch"] = torch.get_rng_state()
-        atomic_save_tensors(state, tensors)
-        doc.update(state=state.name, state_sha256=sha256(state), optimizer=rest,
-                   scheduler=scheduler.state_dict() if scheduler is not None else None,
-                   **(extra_state or {}))
     path = stem.with_suffix(".json")
-    atomic_write_json(path, doc)
+    previous = _previous_files(path)
+    written: list[Path] = []
+    try:
+        weights, wsha = _save_content_named(stem, "safetensors", dict(model.state_dict()),
+                                            {"schema": SCHEMA})
+        written.append(weights)
+        doc: dict[str, Any] = {"schema": SCHEMA, **meta, "weights": weights.name,
+                               "weights_sha256": wsha}
+        if optimizer is not None:
+            tensors, rest = _split_optimizer(optimizer.state_dict())
+            tensors["rng.torch"] = torch.get_rng_state()
+            state, ssha = _save_content_named(stem, "state.safetensors", tensors)
+            written.append(state)
+            doc.update(state=state.name, state_sha256=ssha, optimizer=rest,
+                       scheduler=scheduler.state_dict() if scheduler is not None else None,
+                       **(extra_state or {}))
+        atomic_write_json(path, doc)
+    except BaseException:
+        for f in written:  # the previous checkpoint stays as it was
+            if f.name not in previous:
+                f.unlink(missing_ok=True)
+        raise
+    # Only now is the previous checkpoint superseded: drop its tensor files and any left
+    # over by an earlier interrupted save.
+    keep = {doc["weights"], doc.get("state")}
+    stale = previous | {f.name for f in stem.parent.iterdir() if _OURS.fullmatch(f.name)
+                        and f.name.startswith(stem.name + ".")}
+    for name in stale - keep:
+        (stem.parent / name).unlink(missing_ok=True)
     return path
 
 
@@ -88,7 +146,11 @@ def read_checkpoint_meta(path: str | Path) -> tuple[dict, Path]:
     """Read and validate a checkpoint's JSON (given the .json or .safetensors path)."""
     p = Path(path)
     if p.suffix == ".safetensors":
-        p = p.with_name(p.name.removesuffix(".safetensors") + ".json")
+        # NAME.safetensors (older checkpoints) or NAME.<sha12>[.state].safetensors
+        parts = p.name.removesuffix(".safetensors").removesuffix(".state").split(".")
+        if len(parts) > 1 and re.fullmatch(r"[0-9a-f]{12}", parts[-1]):
+            parts = parts[:-1]
+        p = p.with_name(".".join(parts) + ".json")
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint not found")
     doc = read_json_doc(p, SCHEMA, ("model_config", "task_set", "weights", "weights_sha256"),
@@ -99,6 +161,9 @@ def read_checkpoint_meta(path: str | Path) -> tuple[dict, Path]:
 def load_weights(path: str | Path, verify: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
     """Return (meta, state_dict) of a checkpoint, checking the weights' sha256."""
     doc, p = read_checkpoint_meta(path)
+    if not isinstance(doc["weights"], str) or Path(doc["weights"]).name != doc["weights"]:
+        raise CheckpointError(f"{p}: 'weights' must name a file next to it, "
+                              f"got {doc['weights']!r}")
     wpath = p.parent / doc["weights"]
     if not wpath.is_file():
         raise CheckpointError(f"{wpath}: weights file missing")
@@ -112,7 +177,11 @@ def load_weights(path: str | Path, verify: bool = True) -> tuple[dict, dict[str,
 
 def load_training_state(doc: dict, folder: Path) -> tuple[dict, torch.Tensor]:
     """Optimizer state_dict and torch RNG state of a checkpoint written with an optimizer."""
+    if not isinstance(doc.get("state"), str) or Path(doc["state"]).name != doc["state"]:
+        raise CheckpointError(f"{folder}: checkpoint has no training state to resume from")
     spath = folder / doc["state"]
+    if not spath.is_file():
+        raise CheckpointError(f"{spath}: training state file missing")
     if sha256(spath) != doc["state_sha256"]:
         raise CheckpointError(f"{spath}: sha256 does not match the checkpoint JSON")
     tensors = load_file(str(spath))
