@@ -8,7 +8,11 @@ every file and refuses anything tampered, missing or extra with a one-line reaso
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -16,11 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlsi_edge import __version__
-from mtlsi_edge.fileio import atomic_write_json, read_json_doc, sha256
+from mtlsi_edge import __version__, verify
+from mtlsi_edge.export import MEAN, STD
+from mtlsi_edge.fileio import _umask, atomic_write_json, sha256
+from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.targets import CompileOptions, get_target
 
-SCHEMA = "mtlsi-edge/bundle@1"
+SCHEMA = "mtlsi-edge/bundle@2"
+#: Bundles made before references and the manifest hash: still loadable, not checkable.
+LEGACY_SCHEMAS = ("mtlsi-edge/bundle@1",)
 MANIFEST = "manifest.json"
 
 
@@ -59,6 +67,51 @@ def _onnx_meta(onnx_path: Path) -> dict:
                       f"mtlsi-edge export, or quantise an exported model)")
 
 
+def quantization_ops(path: Path) -> int:
+    """How many quantisation nodes a model file holds (ONNX Q/DQ, OpenVINO FakeQuantize)."""
+    if path.suffix == ".xml":
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+        return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError and friends
+        raise BundleError(f"{path}: not a readable ONNX file ({e})") from None
+    return sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
+
+
+def check_precision_label(src: Path | None, precision: str) -> None:
+    """A precision label must be true of the file: int8 needs quantisation nodes, fp32/fp16
+    need none (they are applied by the target)."""
+    n = 0 if src is None else quantization_ops(src)
+    what = "a checkpoint" if src is None else src
+    if precision == "int8" and n == 0:
+        raise BundleError(f"{what} is not quantised: an int8 bundle needs an INT8 model "
+                          f"(mtlsi-edge quantize, or mtlsi-edge deploy --precision int8)")
+    if precision != "int8" and n:
+        raise BundleError(f"{what} is quantised ({n} quantisation nodes): compile it with "
+                          f"--precision int8")
+
+
+def fp32_reference_source(src: Path, extra_manifest: dict | None = None) -> Path:
+    """The FP32 ONNX an ONNX/IR source was made from: ``source_onnx``, else the
+    ``NAME.fp32.onnx`` that ``mtlsi-edge quantize`` writes beside ``NAME.onnx``/``NAME.xml``,
+    else the source itself when it is not quantised."""
+    given = (extra_manifest or {}).get("source_onnx")
+    if given:
+        return Path(given)
+    sibling = src.with_name(src.stem + ".fp32.onnx")
+    if sibling.is_file():
+        return sibling
+    if src.suffix == ".onnx" and quantization_ops(src) == 0:
+        return src
+    raise BundleError(f"{src}: its FP32 reference {sibling.name} is not beside it (the gate "
+                      f"compares an INT8 model with the FP32 model it was quantised from)")
+
+
 def compile_bundle(
     out: str | Path,
     target: str,
@@ -66,14 +119,21 @@ def compile_bundle(
     checkpoint: str | Path | None = None,
     onnx_path: str | Path | None = None,
     opts: CompileOptions | None = None,
-    parity_images: int = 4,
     extra_manifest: dict | None = None,
+    gate_overrides: dict[str, float] | None = None,
+    force: bool = False,
 ) -> Path:
-    """Build a bundle for ``target`` from a checkpoint or an exported ONNX (or OpenVINO IR)."""
+    """Build a bundle for ``target`` from a checkpoint or an exported ONNX (or OpenVINO IR).
+
+    The compiled artifact is gated against the FP32 reference (PyTorch for a checkpoint, ONNX
+    Runtime on the FP32 ONNX otherwise) on held-out frames (:mod:`mtlsi_edge.verify`); a bundle
+    that fails raises :class:`~mtlsi_edge.verify.VerificationError` and is not written, unless
+    ``force`` (then its manifest records the failure).  The frames and the reference outputs go
+    into the bundle for ``mtlsi-edge check``.
+    """
     from mtlsi_edge.export import export_onnx, parity_report
     from mtlsi_edge.targets.onnxruntime import ORTRunner
-    from mtlsi_edge.tasks import TaskSet
-    from mtlsi_edge.train.checkpoint import build_from_checkpoint
+    from mtlsi_edge.train.checkpoint import build_from_checkpoint, read_checkpoint_meta
 
     tgt = get_target(target)
     ok, why = tgt.available()
@@ -82,40 +142,42 @@ def compile_bundle(
     if precision not in tgt.precisions:
         raise BundleError(f"target {target} supports {', '.join(tgt.precisions)}, "
                           f"not {precision}")
+    if checkpoint is None and onnx_path is None:
+        raise BundleError("give a checkpoint or an ONNX file")
+    src = None if onnx_path is None else Path(onnx_path)
+    if src is not None and not src.is_file():
+        raise BundleError(f"{src}: file not found")
     opts = opts or CompileOptions(precision=precision)
     opts.precision = precision
     out = Path(out)
+    check_destination(out)
+    check_precision_label(src, precision)
+    ref_src = None if src is None else fp32_reference_source(src, extra_manifest)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    work = Path(tempfile.mkdtemp(prefix=".work.", dir=out.parent))
+    sweep_stale_stages(out)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes it 0700; a bundle is a normal folder
+    work = stage / ".work"
+    work.mkdir()
     try:
         model = None
-        if checkpoint is not None:
+        if src is None:
             model, doc = build_from_checkpoint(checkpoint)
             stride = 4
             src = export_onnx(model, work / "model.onnx", stride=stride)
             meta = {"model_config": model.cfg.to_dict(), "stride": stride}
-            from mtlsi_edge.train.checkpoint import read_checkpoint_meta
-
             _, jpath = read_checkpoint_meta(checkpoint)
             opts.extra["checkpoint_weights"] = jpath.parent / doc["weights"]
             task_set = model.task_set
             variant = doc.get("variant")
             pruned = doc.get("pruned")
-        elif onnx_path is not None:
-            src = Path(onnx_path)
-            if not src.is_file():
-                raise BundleError(f"{src}: file not found")
-            meta_src = src if src.suffix == ".onnx" else Path(
-                (extra_manifest or {}).get("source_onnx", ""))
-            meta = _onnx_meta(meta_src)
+        else:
+            meta = _onnx_meta(src if src.suffix == ".onnx" else ref_src)
             from mtlsi_edge.tasks import get_task_set
 
             task_set = get_task_set(meta["model_config"]["task_set"])
             variant = None
             pruned = meta.get("pruned")
-        else:
-            raise BundleError("give a checkpoint or an ONNX file")
         cfg = meta["model_config"]
         size = tuple(cfg["input_size"])
         outputs = task_set.names
@@ -127,8 +189,8 @@ def compile_bundle(
             "model": {"variant": variant, "config": cfg, "pruned": pruned},
             "task_set": task_set.to_dict(),
             "input": {"name": "image", "size": list(size), "layout": "NCHW", "color": "RGB",
-                      "dtype": "float32", "mean": [0.485, 0.456, 0.406],
-                      "std": [0.229, 0.224, 0.225], "scale": 1 / 255},
+                      "dtype": "float32", "mean": list(MEAN), "std": list(STD),
+                      "scale": 1 / 255},
             "outputs": outputs,
             "output_stride": meta.get("stride", 4),
             "precision": precision,
@@ -138,33 +200,51 @@ def compile_bundle(
             "files": {},
         }
         manifest.update(extra_manifest or {})
-        # Parity against the reference on real rendered images: PyTorch when we have the
-        # checkpoint, else ONNX Runtime FP32 on the source ONNX.
-        x = reference_inputs(size, parity_images)
+        # Gate and parity on held-out frames, through the Predictor's own preprocessing.
+        from mtlsi_edge.runtime.predictor import Predictor
+
+        frames = verify.gate_frames(size)
         runner = tgt.load(stage, manifest, CompileOptions(precision=precision,
                                                           device=opts.device,
                                                           threads=opts.threads))
-        got = _run_each(runner, x)
+        check_io(runner, manifest, stage)
         if model is not None:
             from mtlsi_edge.targets.torch import TorchRunner
 
             ref_runner = TorchRunner(model, CompileOptions(), manifest["output_stride"])
             ref_name = "torch-fp32"
         else:
-            ref_src = Path((extra_manifest or {}).get("source_onnx", src))
             ref_runner = ORTRunner(ref_src, CompileOptions(device="cpu"), outputs)
             ref_name = "onnxruntime-fp32"
-        ref = _run_each(ref_runner, x)
-        manifest["parity"] = {"reference": ref_name, "images": parity_images,
-                              "inputs": "SynthIndoor renders",
-                              "per_task": parity_report(ref, got, TaskSet.from_dict(
-                                  task_set.to_dict()), ref_runner.layouts, runner.layouts)}
+        x = np.concatenate([Predictor(runner, manifest).preprocess(f)[0] for f in frames])
+        got, ref = _run_each(runner, x), _run_each(ref_runner, x)
+        manifest["parity"] = {"reference": ref_name, "images": len(frames),
+                              "inputs": f"SynthIndoor renders, seeds {verify.GATE_SEED}+",
+                              "per_task": parity_report(ref, got, task_set, ref_runner.layouts,
+                                                        runner.layouts)}
+        ref_f = verify.finish_raw(ref, task_set, ref_runner.layouts)
+        thresholds = verify.thresholds_for(precision, task_set, gate_overrides)
+        result = verify.gate(ref_f, verify.finish_raw(got, task_set, runner.layouts), task_set,
+                             precision, thresholds)
+        manifest["gate"] = {**result.to_dict(), "forced": bool(force and not result.passed),
+                            "cpu_flags": cpu_flags()}
+        manifest["device_precision"] = getattr(runner, "device_precision", precision)
         manifest["output_layouts"] = runner.layouts
         del runner
+        if not result.passed and not force:
+            raise verify.VerificationError(
+                f"{target} {precision} failed its parity gate against {ref_name} on this "
+                f"machine: {'; '.join(result.failures)} (not written; --force keeps it)")
+        verify.save_references(stage / verify.REFERENCE_FILE, frames, ref_f)
+        files = [*files, verify.REFERENCE_FILE]
+        manifest["reference"] = {"file": verify.REFERENCE_FILE, "source": ref_name,
+                                 "frames": len(frames), "thresholds": thresholds}
         manifest["files"] = {f: sha256(stage / f) for f in files}
-        atomic_write_json(stage / MANIFEST, manifest)
+        shutil.rmtree(work)
+        write_manifest(stage, manifest)
+        check_destination(out)  # it may have changed while we compiled
         if out.exists():
-            old = out.with_name(f".{out.name}.old-{time.time_ns()}")
+            old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
             out.rename(old)
             stage.rename(out)
             shutil.rmtree(old, ignore_errors=True)
@@ -172,9 +252,110 @@ def compile_bundle(
             stage.rename(out)
         return out
     finally:
-        shutil.rmtree(work, ignore_errors=True)
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
+
+
+def _canonical_hash(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items() if k != "integrity"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_manifest(folder: Path, manifest: dict) -> Path:
+    """Write ``manifest.json`` with its own integrity hash (over its canonical JSON)."""
+    manifest = {**manifest, "integrity": _canonical_hash(manifest)}
+    return atomic_write_json(folder / MANIFEST, manifest)
+
+
+def check_io(runner, manifest: dict, folder: Path) -> None:
+    """The model file's real outputs must be the manifest's: names and channels per task."""
+    io = getattr(runner, "io", None)
+    if io is None:
+        return
+    in_shape, out_shapes = io()
+    h, w = manifest["input"]["size"]
+    if len(in_shape) != 4 or any(isinstance(d, int) and d != e
+                                 for d, e in zip(in_shape[1:], (3, h, w))):
+        raise BundleError(f"{folder}: model input {list(in_shape)} does not match the "
+                          f"manifest's 3×{h}×{w}")
+    from mtlsi_edge.tasks import TaskSet
+
+    for t in TaskSet.from_dict(manifest["task_set"]):
+        if t.name not in out_shapes:
+            raise BundleError(f"{folder}: model has no output {t.name!r} (it has "
+                              f"{', '.join(out_shapes) or 'none'})")
+        shape = out_shapes[t.name]
+        layout = manifest.get("output_layouts", runner.layouts).get(t.name, "NCHW")
+        ch = shape[3] if layout == "NHWC" else shape[1]
+        if len(shape) != 4 or (isinstance(ch, int) and ch != t.out_channels):
+            raise BundleError(f"{folder}: output {t.name!r} has shape {list(shape)}, the "
+                              f"manifest's task needs {t.out_channels} channels")
+
+
+def check_destination(out: Path) -> None:
+    """``out`` must be a new path, an empty folder or an existing bundle (which is replaced):
+    never a file or a folder of someone's other work."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise BundleError(f"{out}: exists and is not a bundle folder; choose a new --out path")
+    if not out.exists():
+        for parent in out.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise BundleError(f"{out}: {parent} is a file, not a folder")
+                break
+        return
+    entries = list(out.iterdir())
+    if not entries:
+        return
+    why = "it holds no manifest.json"
+    mpath = out / MANIFEST
+    if mpath.is_file():
+        try:
+            m = json.loads(mpath.read_text())
+            listed = set(m["files"]) | {MANIFEST} if m.get("schema") == SCHEMA else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            listed = None
+        others = [e.name for e in entries if e.name not in (listed or ())]
+        if listed is None:
+            why = "its manifest.json is not an mtlsi-edge bundle manifest"
+        elif not others:
+            return
+        else:
+            why = f"it holds files that are not part of the bundle (e.g. {sorted(others)[0]})"
+    raise BundleError(f"{out}: folder exists and is not a bundle ({why}); refusing to replace "
+                      f"it: choose a new --out path")
+
+
+_STAGE = re.compile(r"\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)-.*")
+
+
+def sweep_stale_stages(out: Path) -> None:
+    """Remove staging folders that killed compiles of ``out`` left behind (their process is
+    gone); if a kill came between moving the old bundle aside and the new one in, put the old
+    one back first."""
+    if not out.parent.is_dir():
+        return
+    for d in sorted(out.parent.iterdir()):
+        m = _STAGE.fullmatch(d.name)
+        if not m or m["name"] != out.name or not d.is_dir() or _alive(int(m["pid"])):
+            continue
+        if ".old-" in d.name and not out.exists():
+            d.rename(out)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _run_each(runner, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -184,7 +365,12 @@ def _run_each(runner, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def load_bundle(path: str | Path) -> tuple[dict, Path]:
-    """Read and verify a bundle; returns (manifest, folder)."""
+    """Read and verify a bundle; returns (manifest, folder).
+
+    Checks: the manifest's schema, its own integrity hash, its fields (types, ranges, task set
+    against outputs), and that the folder holds exactly the listed files — plain files, no
+    links, no folders, nothing hidden — each with its sha256.
+    """
     p = Path(path)
     if p.is_file() and p.name == MANIFEST:
         p = p.parent
@@ -193,21 +379,90 @@ def load_bundle(path: str | Path) -> tuple[dict, Path]:
         raise BundleError(f"{p}: bundle folder not found")
     if not mpath.is_file():
         raise BundleError(f"{mpath}: missing (not a bundle, or an incomplete one)")
-    m = read_json_doc(mpath, SCHEMA, ("target", "precision", "files", "outputs", "task_set",
-                                      "input", "model"), BundleError, "manifest")
-    if not isinstance(m["files"], dict) or not m["files"]:
-        raise BundleError(f"{mpath}: 'files' must map file names to sha256 digests")
-    on_disk = {f.name for f in p.iterdir() if f.is_file() and not f.name.startswith(".")}
-    extra = on_disk - set(m["files"]) - {MANIFEST}
-    if extra:
-        raise BundleError(f"{p / sorted(extra)[0]}: file not listed in the manifest "
-                          f"(bundle was modified)")
+    try:
+        m = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{mpath}: unreadable manifest ({e})") from None
+    found = m.get("schema") if isinstance(m, dict) else "?"
+    if found != SCHEMA and found not in LEGACY_SCHEMAS:
+        raise BundleError(f"{mpath}: manifest schema {found} is not {SCHEMA}")
+    if found == SCHEMA and m.get("integrity") != _canonical_hash(m):
+        raise BundleError(f"{mpath}: manifest was modified after the bundle was made "
+                          f"(its integrity hash does not match)")
+    _check_fields(m, mpath)
+    for entry in p.iterdir():
+        if entry.name == MANIFEST:
+            continue
+        if entry.name not in m["files"]:
+            raise BundleError(f"{entry}: not listed in the manifest (bundle was modified)")
+        if entry.is_symlink() or not entry.is_file():
+            raise BundleError(f"{entry}: must be a plain file, not a link or a folder")
     for name, digest in m["files"].items():
         f = p / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise BundleError(f"{mpath}: file entry {name!r} points outside the bundle")
         if not f.is_file():
             raise BundleError(f"{f}: listed in the manifest but missing")
         if sha256(f) != digest:
             raise BundleError(f"{f}: sha256 mismatch (file modified after the bundle was made)")
     return m, p
+
+
+def _check_fields(m: dict, mpath: Path) -> None:
+    """The manifest fields the runtime relies on, each named in the one-line error."""
+    from mtlsi_edge.targets import TARGETS
+    from mtlsi_edge.tasks import TaskSet
+
+    def bad(field: str, why: str) -> BundleError:
+        return BundleError(f"{mpath}: {field} {why}")
+
+    for key in ("target", "precision", "files", "outputs", "task_set", "input", "model"):
+        if key not in m:
+            raise bad(repr(key), "is missing")
+    files = m["files"]
+    if not isinstance(files, dict) or not files or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise bad("'files'", "must map file names to sha256 digests")
+    for name in files:
+        if name in ("", ".", "..") or Path(name).name != name or name.startswith(".") \
+                or name == MANIFEST:
+            raise bad("'files'", f"entry {name!r} is not a plain file name inside the bundle")
+    if m["target"] not in TARGETS:
+        raise bad("'target'", f"{m['target']!r} is not one of {', '.join(TARGETS)}")
+    if m["precision"] not in TARGETS[m["target"]].precisions:
+        raise bad("'precision'", f"{m['precision']!r} is not one of target {m['target']}'s "
+                                 f"{', '.join(TARGETS[m['target']].precisions)}")
+    try:
+        task_set = TaskSet.from_dict(m["task_set"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise bad("'task_set'", f"is malformed ({type(e).__name__}: {e})") from None
+    if m["outputs"] != task_set.names:
+        raise bad("'outputs'", f"{m['outputs']!r} do not match the task set's "
+                               f"{task_set.names}")
+    for t in task_set:
+        if t.kind == "segmentation" and (len(t.class_names) != t.out_channels
+                                         or len(t.palette) != t.out_channels):
+            raise bad("'task_set'", f"task {t.name!r} has {len(t.class_names)} class names "
+                                    f"and {len(t.palette)} colours for {t.out_channels} classes")
+    inp = m["input"]
+    if not isinstance(inp, dict):
+        raise bad("'input'", "must be an object")
+    size = inp.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 32 <= v <= 8192 for v in size)):
+        raise bad("'input.size'", f"must be [H, W] with integers in 32..8192, got {size!r}")
+    for key in ("mean", "std"):
+        v = inp.get(key)
+        if not (isinstance(v, list) and len(v) == 3 and all(
+                isinstance(x, (int, float)) and math.isfinite(x) for x in v)):
+            raise bad(f"'input.{key}'", f"must be 3 finite numbers, got {v!r}")
+    if any(x <= 0 for x in inp["std"]):
+        raise bad("'input.std'", "must be positive")
+    if m.get("output_stride", 4) not in (1, 4):
+        raise bad("'output_stride'", f"must be 1 or 4, got {m.get('output_stride')!r}")
+    layouts = m.get("output_layouts", {})
+    if not isinstance(layouts, dict) or any(v not in ("NCHW", "NHWC") for v in layouts.values()):
+        raise bad("'output_layouts'", "must map outputs to NCHW or NHWC")
+    ref = m.get("reference")
+    if ref is not None and not (isinstance(ref, dict) and ref.get("file") in files
+                                and isinstance(ref.get("thresholds"), dict)
+                                and set(ref["thresholds"]) == set(task_set.names)):
+        raise bad("'reference'", "must name a listed file and a threshold per task")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -43,6 +44,24 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_files(path: str | Path, write: Callable[[str], None],
+                       companions: Iterable[str] = ()) -> Path:
+    """Like :func:`atomic_write` for a file that comes with companions written beside it under
+    the same stem (an OpenVINO ``.xml`` and its ``.bin``): ``write(tmp)`` writes ``tmp`` and
+    ``tmp`` with each companion suffix; companions are moved in first, ``path`` last."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / path.name
+    try:
+        write(str(tmp))
+        for f in [tmp.with_suffix(c) for c in companions] + [tmp]:
+            os.chmod(f, 0o666 & ~_umask())
+            os.replace(f, path.with_suffix(f.suffix) if f != tmp else path)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
     return path
 
 

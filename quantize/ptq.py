@@ -11,12 +11,14 @@ FP32 metrics: 1.0 for the FP32 model, ≥ 0 exactly when every task is within it
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from mtlsi_edge.machine import has_vnni
 
 #: Ignored-scope presets (regexes over node names of the exported graph).  "attention-norm":
 #: the linear-attention normaliser (Q·z + ε and the division) of MT-MQLFB, whose small
@@ -61,6 +63,8 @@ def parse_budgets(specs: list[str], task_set) -> list[Budget]:
             v = float(val.rstrip("%"))
         except ValueError:
             raise ValueError(f"bad budget value in {spec!r}") from None
+        if not math.isfinite(v):
+            raise ValueError(f"bad budget value in {spec!r}: must be a finite number")
         match = None
         for t in task_set:
             if key == t.name or key == t.metric_name:
@@ -113,11 +117,7 @@ def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
 
 
 def cpu_has_vnni() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return has_vnni()
 
 
 def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str = "performance",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mtlsi_edge.fileio import atomic_write_json
+from mtlsi_edge.fileio import atomic_write_files, atomic_write_json
 
 
 class QuantizeError(ValueError):
@@ -107,15 +107,15 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
     if fmt == "openvino":
         import openvino as ov
 
-        path = out.with_suffix(".xml")
-        ov.save_model(q, str(path), compress_to_fp16=False)
+        path = atomic_write_files(
+            out.with_suffix(".xml"),
+            lambda tmp: ov.save_model(q, tmp, compress_to_fp16=False), companions=(".bin",))
     else:
-        path = out.with_suffix(".onnx")
         src_meta = [p for p in onnx.load(str(src), load_external_data=False).metadata_props
                     if p.key == "mtlsi_edge"]
         del q.metadata_props[:]
         q.metadata_props.extend(src_meta)
-        onnx.save(q, str(path))
+        path = atomic_write_files(out.with_suffix(".onnx"), lambda tmp: onnx.save(q, tmp))
     failed = None
     if valset is not None:
         q_metrics = evaluate_fn(compiled_infer(compile_(q), outputs), valset, task_set)

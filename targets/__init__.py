@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from mtlsi_edge.targets.base import CompileOptions, Runner, Target, TargetUnavailable
+from mtlsi_edge.targets.base import (
+    CompileOptions,
+    ModelMismatch,
+    Runner,
+    Target,
+    TargetUnavailable,
+)
 from mtlsi_edge.targets.onnxruntime import ONNXRuntimeTarget
 from mtlsi_edge.targets.openvino import OpenVINOTarget
 from mtlsi_edge.targets.tensorrt import TensorRTTarget
@@ -20,4 +26,5 @@ def get_target(name: str) -> Target:
     return TARGETS[name]
 
 
-__all__ = ["TARGETS", "CompileOptions", "Runner", "Target", "TargetUnavailable", "get_target"]
+__all__ = ["TARGETS", "CompileOptions", "ModelMismatch", "Runner", "Target", "TargetUnavailable",
+           "get_target"]

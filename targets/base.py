@@ -19,6 +19,10 @@ class TargetUnavailable(RuntimeError):
     """The backend cannot run here (package missing, no device); the message says why."""
 
 
+class ModelMismatch(ValueError):
+    """A model file that does not fit its bundle or the runtime refuses; one line."""
+
+
 @dataclass
 class CompileOptions:
     """What a target should build.

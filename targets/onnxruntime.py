@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
+from mtlsi_edge.targets.base import CompileOptions, ModelMismatch, TargetUnavailable
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -47,12 +47,35 @@ class ORTRunner:
         if opts.extra.get("profile_prefix"):
             so.enable_profiling = True
             so.profile_file_prefix = str(opts.extra["profile_prefix"])
-        self.session = ort.InferenceSession(str(onnx_path), so,
-                                            providers=[p for p in wanted if p in have])
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), so,
+                                                providers=[p for p in wanted if p in have])
+        except (ort.capi.onnxruntime_pybind11_state.InvalidGraph,
+                ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+                ort.capi.onnxruntime_pybind11_state.NoSuchFile,
+                ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
+                ort.capi.onnxruntime_pybind11_state.Fail) as e:
+            # A model file ONNX Runtime refuses (e.g. external data outside the bundle).
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelMismatch(f"{onnx_path}: ONNX Runtime cannot load it: {first}") from None
         self.device, self.precision = device, opts.precision
+        self.device_precision = opts.precision
         self.outputs = outputs
         self.input_name = self.session.get_inputs()[0].name
         self.layouts = {n: "NCHW" for n in outputs}
+        have_out = [o.name for o in self.session.get_outputs()]
+        missing = [n for n in outputs if n not in have_out]
+        if missing:
+            raise ModelMismatch(f"{onnx_path}: model has no output {missing[0]!r} (it has "
+                                f"{', '.join(have_out) or 'none'})")
+
+    def io(self) -> tuple[list, dict[str, list]]:
+        """(input shape, {output: shape}); symbolic dims are ``"?"``."""
+        def dims(shape) -> list:
+            return [d if isinstance(d, int) else "?" for d in shape]
+
+        outs = {o.name: dims(o.shape) for o in self.session.get_outputs()}
+        return dims(self.session.get_inputs()[0].shape), {n: outs[n] for n in self.outputs}
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         res = self.session.run(self.outputs, {self.input_name: batch})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
+from mtlsi_edge.targets.base import CompileOptions, ModelMismatch, TargetUnavailable
 
 
 def _with_nhwc_outputs(model, outputs: list[str]):
@@ -41,7 +41,13 @@ class OpenVINORunner:
         if device != "AUTO" and not any(d.startswith(device) for d in core.available_devices):
             raise TargetUnavailable(f"OpenVINO device {device} not present (available: "
                                     f"{', '.join(core.available_devices)})")
-        model = _with_nhwc_outputs(core.read_model(str(xml)), outputs)
+        model = core.read_model(str(xml))
+        names = {n for o in model.outputs for n in o.get_names()}
+        missing = [n for n in outputs if n not in names]
+        if missing:
+            raise ModelMismatch(f"{xml}: model has no output {missing[0]!r} (it has "
+                                f"{', '.join(sorted(names)) or 'none'})")
+        model = _with_nhwc_outputs(model, outputs)
         cfg: dict = {hints.performance_mode: (hints.PerformanceMode.THROUGHPUT
                                               if opts.hint == "throughput"
                                               else hints.PerformanceMode.LATENCY)}
@@ -66,6 +72,21 @@ class OpenVINORunner:
         self.device, self.precision, self.outputs = device, opts.precision, outputs
         self.layouts = {n: "NHWC" for n in outputs}
         self._ports = [self.compiled.output(n) for n in outputs]
+        # What the device really computes in ("f32", "bf16", …): FP32 IRs run in BF16 on BF16
+        # CPUs unless told otherwise, so this, not the bundle's label, is what was measured.
+        try:
+            self.device_precision = self.compiled.get_property(
+                hints.inference_precision).to_string()
+        except RuntimeError:  # devices without the property
+            self.device_precision = opts.precision
+
+    def io(self) -> tuple[list, dict[str, list]]:
+        """(input shape, {output: shape}) of the compiled model; ``"?"`` for dynamic dims."""
+        def dims(ps) -> list:
+            return [d.get_length() if d.is_static else "?" for d in ps]
+
+        return (dims(self.compiled.input(0).get_partial_shape()),
+                {n: dims(p.get_partial_shape()) for n, p in zip(self.outputs, self._ports)})
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         res = self.request.infer({0: batch})

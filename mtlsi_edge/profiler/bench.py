@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlsi_edge.machine import cpu_info
 from mtlsi_edge.profiler.stats import summarize
 
 #: Warm-up defaults: at least this long *and* at least this many calls.
@@ -109,22 +110,8 @@ def measure(fn: Callable[[], object], warmup_s: float = WARMUP_S,
 
 
 # -- machine ------------------------------------------------------------------------------
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return model, flags
-    for line in text.splitlines():
-        key, _, val = line.partition(":")
-        key = key.strip()
-        if key == "model name" and val.strip():
-            model = val.strip()
-        elif key == "flags" and not flags:
-            flags = set(val.split())
-        if flags and key == "model name":
-            break
-    return model, flags
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    return cpu_info()
 
 
 def _version(pkg: str) -> str | None:

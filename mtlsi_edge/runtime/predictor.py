@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mtlsi_edge.bundle import load_bundle
-from mtlsi_edge.targets import CompileOptions, get_target
+from mtlsi_edge.bundle import check_io, load_bundle
+from mtlsi_edge.targets import CompileOptions, TargetUnavailable, get_target
 from mtlsi_edge.tasks import TaskSet
 
 
@@ -112,18 +112,35 @@ class Predictor:
     @classmethod
     def from_bundle(cls, path: str | Path, device: str | None = None,
                     threads: int | None = None, hint: str = "latency",
-                    letterbox: bool = False) -> Predictor:
+                    letterbox: bool = False, verify: bool = False) -> Predictor:
+        """Load and verify a bundle (checksums, manifest, the model file's outputs).
+
+        ``verify``: also re-prove the bundle on this machine (:func:`mtlsi_edge.verify.
+        check_bundle`); raises :class:`~mtlsi_edge.verify.VerificationError` when it fails.
+        The report is kept in ``predictor.check``.
+        """
+        from mtlsi_edge.verify import VerificationError, check_bundle
+
         manifest, folder = load_bundle(path)
         target = get_target(manifest["target"])
         ok, why = target.available()
         if not ok:
-            from mtlsi_edge.targets import TargetUnavailable
-
             raise TargetUnavailable(f"bundle needs target {manifest['target']}: {why}")
         opts = CompileOptions(precision=manifest["precision"],
                               device=device or manifest.get("device", "CPU"),
                               threads=threads, hint=hint)
-        return cls(target.load(folder, manifest, opts), manifest, letterbox)
+        runner = target.load(folder, manifest, opts)
+        check_io(runner, manifest, folder)
+        pred = cls(runner, manifest, letterbox)
+        pred.check = None
+        if verify:
+            pred.check = check_bundle(pred, folder)
+            if not pred.check.passed:
+                raise VerificationError(
+                    f"{folder}: fails its self-check on this machine "
+                    f"({'; '.join(pred.check.result.failures)}); mtlsi-edge check {folder} "
+                    f"shows the table")
+        return pred
 
     @property
     def target(self) -> str:
