@@ -234,7 +234,8 @@ def compile_bundle(
         if not result.passed and not force:
             raise verify.VerificationError(
                 f"{target} {precision} failed its parity gate against {ref_name} on this "
-                f"machine: {'; '.join(result.failures)} (not written; --force keeps it)")
+                f"machine: {'; '.join(result.failures)} (not written; --force keeps it)",
+                result)
         verify.save_references(stage / verify.REFERENCE_FILE, frames, ref_f)
         files = [*files, verify.REFERENCE_FILE]
         manifest["reference"] = {"file": verify.REFERENCE_FILE, "source": ref_name,

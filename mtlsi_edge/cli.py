@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -33,7 +34,9 @@ class UserError(Exception):
 
 
 def fail(msg: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    """One line on stderr and exit ``code``; ``msg`` is user text, never markup."""
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(str(msg).split()))}",
+                      highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -208,29 +211,51 @@ def train(
 def eval_(
     checkpoint: Path = typer.Option(None, help="Checkpoint (.json or .safetensors); "
                                               "default: the embedded starter model."),
+    bundle: Path = typer.Option(None, help="Evaluate a compiled bundle instead (any target "
+                                          "and precision), through the Predictor."),
     data: Path = typer.Option(..., help="Dataset folder."),
     split: str = typer.Option("val"),
     batch_size: int = typer.Option(4, min=1),
     limit: int = typer.Option(None, min=1, help="Evaluate the first N images only."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Per-task metrics of a checkpoint on a dataset split (pooled over the split).
+    """Per-task metrics of a checkpoint or a compiled bundle on a dataset split (pooled).
 
-    Example:  mtlsi-edge eval --checkpoint runs/train/edge/last.json --data data/synth
+    Examples:
+      mtlsi-edge eval --checkpoint runs/train/edge/last.json --data data/synth
+      mtlsi-edge eval --bundle runs/compile/openvino-int8 --data data/synth --limit 200
     """
+    from mtlsi_edge.bundle import BundleError
     from mtlsi_edge.data.datasets import DatasetError
+    from mtlsi_edge.targets import ModelMismatch, TargetUnavailable
     from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint
     from mtlsi_edge.train.engine import evaluate
 
+    if bundle is not None and checkpoint is not None:
+        fail("give --checkpoint or --bundle, not both")
     try:
-        model, doc = build_from_checkpoint(checkpoint or default_checkpoint())
-        res = evaluate(model, str(data), split, batch_size, limit=limit, progress=not as_json)
-    except (CheckpointError, DatasetError, FileNotFoundError) as e:
+        if bundle is not None:
+            from mtlsi_edge.quantize.accuracy import evaluate_predictor, load_val_set
+            from mtlsi_edge.runtime.predictor import Predictor
+
+            predictor = Predictor.from_bundle(bundle)
+            task_set = predictor.task_set
+            with console.status("reading the split…"):
+                val = load_val_set(str(data), split, task_set, predictor.input_size, limit)
+            with console.status(f"evaluating {len(val.frames)} images…"):
+                res = evaluate_predictor(predictor, val)
+        else:
+            model, doc = build_from_checkpoint(checkpoint or default_checkpoint())
+            task_set = model.task_set
+            res = evaluate(model, str(data), split, batch_size, limit=limit,
+                           progress=not as_json)
+    except (CheckpointError, DatasetError, BundleError, TargetUnavailable, ModelMismatch,
+            FileNotFoundError) as e:
         fail(str(e))
     if as_json:
         print(json.dumps(res, indent=2))
         return
-    console.print(metrics_table(res, model.task_set))
+    console.print(metrics_table(res, task_set))
 
 
 @app.command()
@@ -287,19 +312,29 @@ def compile_(
     target: str = typer.Option(..., help="torch | onnxruntime | openvino | tensorrt"),
     precision: str = typer.Option("fp32", help="fp32 | fp16 | int8"),
     checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
-    onnx: Path = typer.Option(None, help="An exported (or quantised) ONNX instead."),
-    out: Path = typer.Option(None, help="Bundle folder (default runs/compile/TARGET-PREC)."),
+    onnx: Path = typer.Option(None, help="An exported (or quantised) ONNX / OpenVINO IR "
+                                         "instead (an INT8 model needs NAME.fp32.onnx beside "
+                                         "it, as mtlsi-edge quantize writes)."),
+    out: Path = typer.Option(None, help="Bundle folder: a new path or an existing bundle "
+                                        "(default runs/compile/TARGET-PREC)."),
     device: str = typer.Option(None, help="Target device (CPU, GPU, AUTO, cuda:0 …)."),
+    gate: list[str] = typer.Option([], "--gate", help="Parity threshold override TASK=VALUE "
+                                                      "(repeatable; see docs/trust.md)."),
+    force: bool = typer.Option(False, help="Write the bundle even if it fails its parity gate "
+                                           "(the manifest records the failure)."),
 ) -> None:
-    """Compile a bundle (manifest + model files, checksummed) for a target.
+    """Compile a bundle (manifest + model files + reference outputs, checksummed) for a
+    target, gated against the FP32 model on held-out frames: exit 3 when the gate fails.
 
     Examples:
       mtlsi-edge compile --target openvino --precision fp16
       mtlsi-edge compile --target onnxruntime --onnx runs/export/model.onnx --out b/ort
+      mtlsi-edge compile --target openvino --precision int8 --onnx runs/quantize/model.xml
     """
     from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
-    from mtlsi_edge.targets import CompileOptions, TargetUnavailable
+    from mtlsi_edge.targets import CompileOptions, ModelMismatch, TargetUnavailable
     from mtlsi_edge.train.checkpoint import CheckpointError
+    from mtlsi_edge.verify import VerificationError, parse_gate_overrides
 
     if checkpoint is None and onnx is None:
         checkpoint = default_checkpoint()
@@ -307,15 +342,69 @@ def compile_(
     default_dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
     opts = CompileOptions(precision=precision, device=device or default_dev)
     try:
+        overrides = parse_gate_overrides(gate)
         with console.status(f"compiling for {target} {precision}…"):
             path = compile_bundle(out, target, precision, checkpoint=checkpoint, onnx_path=onnx,
-                                  opts=opts)
+                                  opts=opts, gate_overrides=overrides, force=force)
         manifest, _ = load_bundle(path)
-    except (BundleError, CheckpointError, TargetUnavailable, ValueError) as e:
+    except VerificationError as e:
+        fail(str(e), code=3)
+    except (BundleError, CheckpointError, TargetUnavailable, ModelMismatch, ValueError) as e:
         fail(str(e))
     console.print(parity_table(manifest["parity"]["per_task"],
                                f"{target} {precision} vs {manifest['parity']['reference']}"))
-    console.print(f"bundle: [bold]{path}[/]")
+    console.print(gate_table(manifest["gate"]["rows"], f"parity gate ({precision}) on "
+                             f"{manifest['parity']['images']} held-out frames"))
+    if not manifest["gate"]["passed"]:
+        err_console.print(escape(f"warning: {path} FAILED its parity gate (kept because of "
+                                 f"--force)"), style="bold red")
+    console.print(f"bundle: [bold]{escape(str(path))}[/]")
+
+
+def gate_table(rows: list[dict], title: str) -> Table:
+    t = Table(title=title)
+    for c in ("task", "measure", "value", "threshold", "ok"):
+        t.add_column(c, justify="right")
+    for r in rows:
+        op = "≥" if r["higher_is_better"] else "≤"
+        t.add_row(r["task"], r["measure"], f"{r['value']:.4g}{r['unit']}",
+                  f"{op} {r['threshold']:g}{r['unit']}", "[green]yes" if r["ok"] else "[red]NO")
+    return t
+
+
+@app.command()
+def check(
+    bundle: Path = typer.Argument(..., help="Bundle folder."),
+    device: str = typer.Option(None, help="Device to check on (default: the bundle's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Re-prove a bundle on this machine: run its reference frames and compare with its FP32
+    reference outputs under its gate thresholds.  Exit 0 pass, 3 fail.
+
+    Example:  mtlsi-edge check runs/compile/openvino-int8
+    """
+    from mtlsi_edge.bundle import BundleError
+    from mtlsi_edge.runtime.predictor import Predictor
+    from mtlsi_edge.targets import ModelMismatch, TargetUnavailable
+    from mtlsi_edge.verify import check_bundle
+
+    try:
+        predictor = Predictor.from_bundle(bundle, device=device)
+        rep = check_bundle(predictor, Path(bundle) if Path(bundle).is_dir()
+                           else Path(bundle).parent)
+    except (BundleError, TargetUnavailable, ModelMismatch) as e:
+        fail(str(e))
+    if as_json:
+        print(json.dumps(rep.to_dict(), indent=2))
+    else:
+        console.print(gate_table(rep.result.rows, f"{rep.bundle}: {rep.target} {rep.precision}"))
+        console.print(escape(f"device {rep.device} (computes in {rep.device_precision}), "
+                             f"{rep.target} {rep.runtime_version}, CPU flags: {rep.cpu_flags}; "
+                             f"{rep.seconds * 1e3:.0f} ms"))
+    if not rep.passed:
+        fail(f"{rep.bundle}: FAILED on this machine: {'; '.join(rep.result.failures)}", code=3)
+    if not as_json:
+        console.print("[green]pass[/]")
 
 
 def parity_table(rep: dict, title: str) -> Table:
@@ -346,6 +435,8 @@ def demo(
     threads: int = typer.Option(None, min=1, help="Inference threads."),
     pipeline: bool = typer.Option(True, help="Infer frame N while rendering frame N-1."),
     loop: bool = typer.Option(False, help="Restart a video file or folder at its end."),
+    verify: bool = typer.Option(True, help="Self-check the bundle on this machine first "
+                                           "(refuse it when it fails)."),
 ) -> None:
     """Live demo: all four task outputs overlaid on a camera or video, with a HUD.
 
@@ -360,8 +451,9 @@ def demo(
     from mtlsi_edge.runtime.capture import CaptureError, Source
     from mtlsi_edge.runtime.loop import LAYOUTS, display_available, run_loop
     from mtlsi_edge.runtime.predictor import Predictor
-    from mtlsi_edge.targets import TargetUnavailable
+    from mtlsi_edge.targets import ModelMismatch, TargetUnavailable
     from mtlsi_edge.train.checkpoint import CheckpointError
+    from mtlsi_edge.verify import VerificationError
 
     if layout not in LAYOUTS:
         fail(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
@@ -372,12 +464,22 @@ def demo(
     try:
         if bundle is None:
             bundle = cached_bundle(checkpoint or default_checkpoint(), target, precision)
-        predictor = Predictor.from_bundle(bundle, threads=threads)
+        # A bundle that fails its self-check here is refused, not shown: plausible-looking
+        # wrong overlays are worse than none, and silently swapping in another precision
+        # would hide that this device breaks the one asked for.
+        predictor = Predictor.from_bundle(bundle, threads=threads, verify=verify)
+        if predictor.check is not None:
+            console.print(escape(f"self-check: pass on this machine ({predictor.check.target}"
+                                 f" {predictor.check.runtime_version}, computes in "
+                                 f"{predictor.check.device_precision}, "
+                                 f"{predictor.check.seconds * 1e3:.0f} ms)"))
         if source is None:
             source, why = default_source()
             console.print(f"source: {why}")
         src = Source(source, loop=loop)
-    except (BundleError, CheckpointError, TargetUnavailable, CaptureError) as e:
+    except VerificationError as e:
+        fail(str(e), code=3)
+    except (BundleError, CheckpointError, TargetUnavailable, ModelMismatch, CaptureError) as e:
         fail(str(e))
     console.print(f"model: {bundle} ({predictor.target} {predictor.precision}); "
                   f"source: {src.info.name}; layout {layout}")
@@ -486,6 +588,10 @@ def quantize(
     preset: str = typer.Option("performance", help="performance | mixed"),
     ignore: str = typer.Option("attention-norm", help="none | attention-norm | attention"),
     out: Path = typer.Option(Path("runs/quantize/model"), help="Output stem."),
+    act_matmuls: str = typer.Option(
+        "float", help="float | int8: activation × activation MatMuls (attention products) "
+                      "in float (default: INT8 ones compute wrongly in OpenVINO on AVX-512 "
+                      "VNNI/AMX CPUs, docs/known-issues.md) or INT8."),
 ) -> None:
     """NNCF INT8 post-training quantisation, optionally with per-task accuracy budgets.
 
@@ -498,7 +604,8 @@ def quantize(
 
     try:
         res = run_quantize(checkpoint or default_checkpoint(), fmt, calib, n, val, val_limit,
-                           max_drop, preset, ignore, out, console=console)
+                           max_drop, preset, ignore, out, console=console,
+                           act_matmuls=act_matmuls)
     except QuantizeError as e:
         fail(str(e))
     if res.get("report"):
@@ -522,10 +629,15 @@ def deploy(
     accuracy_control: bool = typer.Option(
         True, help="Revert layers to float until the budgets hold (NNCF accuracy control; "
                    "minutes). --no-accuracy-control: plain PTQ, then the gate."),
+    gate: list[str] = typer.Option([], "--gate", help="Parity threshold override TASK=VALUE "
+                                                      "(repeatable; see docs/trust.md)."),
+    act_matmuls: str = typer.Option("float", help="float | int8 (see quantize --help)."),
 ) -> None:
     """One command: export → calibrate → quantise (gated) → compile → parity → profile.
 
-    Exits 3 when an accuracy gate fails (the FP32 bundle is kept).
+    The INT8 artifact always passes a parity gate against FP32 on held-out frames on this
+    machine (labels or not); with --val, the per-task budgets apply on top.  Exits 3 when a
+    gate fails, naming the task and the miss (the FP32 bundle is kept).
 
     Example:
       mtlsi-edge deploy --target openvino --precision int8 --val data/synth \\
@@ -534,17 +646,28 @@ def deploy(
     from mtlsi_edge.bundle import BundleError
     from mtlsi_edge.quantize.deploy import run_deploy
     from mtlsi_edge.quantize.run import QuantizeError
-    from mtlsi_edge.targets import TargetUnavailable
+    from mtlsi_edge.targets import ModelMismatch, TargetUnavailable
     from mtlsi_edge.train.checkpoint import CheckpointError
+    from mtlsi_edge.verify import VerificationError, parse_gate_overrides
 
     if precision == "int8" and val is None and max_drop:
         fail("--max-drop needs --val")
     try:
+        overrides = parse_gate_overrides(gate)
+    except ValueError as e:
+        fail(str(e))
+    try:
         res = run_deploy(checkpoint or default_checkpoint(), target, precision, calib, val, out,
                          max_drop, n_calib, val_limit, console=console,
-                         accuracy_control=accuracy_control)
-    except (QuantizeError, BundleError, CheckpointError, TargetUnavailable) as e:
+                         accuracy_control=accuracy_control, gate_overrides=overrides,
+                         act_matmuls=act_matmuls)
+    except VerificationError as e:  # the FP32 bundle itself failed: nothing to ship
+        fail(str(e), code=3)
+    except (QuantizeError, BundleError, CheckpointError, TargetUnavailable, ModelMismatch) as e:
         fail(str(e))
+    if res.get("gate"):
+        console.print(gate_table(res["gate"]["rows"], "INT8 parity gate (held-out frames, "
+                                                       "vs FP32)"))
     q = res.get("quantize")
     if q and q.get("report"):
         console.print(drops_table(q["report"]))
@@ -656,6 +779,8 @@ def profile(
     csv_path: Path = typer.Option(None, "--csv", help="CSV report (default RUN/profile.csv)."),
     md_path: Path = typer.Option(None, "--md", help="Markdown report (default RUN/profile.md)."),
     plot: Path = typer.Option(None, "--plot", help="Folder for PNG plots (default RUN/plots)."),
+    verify: bool = typer.Option(True, help="Self-check each --bundle on this machine first "
+                                           "(refuse one that fails)."),
 ) -> None:
     """Latency / throughput of bundles: stats, pre/infer/post split, hot spots.
 
@@ -711,6 +836,9 @@ def profile(
             if not ok:
                 fail(f"{folder}: bundle needs target {m['target']}, unavailable here: {why}")
             paths.append(folder)
+    if verify:  # a bundle is timed only once it has proved its outputs on this machine
+        for folder in paths if bundle else []:
+            _self_check_line(folder)
     else:
         checkpoint = checkpoint or default_checkpoint()
         if not Path(checkpoint).is_file():
@@ -788,6 +916,23 @@ def profile(
     for kind, files in written.items():
         for f in files:
             console.print(f"{kind}: [bold]{f}[/]")
+
+
+def _self_check_line(folder: Path) -> None:
+    """Run a bundle's self-check and say so in one line; exit 3 if it fails."""
+    from mtlsi_edge.bundle import BundleError
+    from mtlsi_edge.runtime.predictor import Predictor
+    from mtlsi_edge.targets import ModelMismatch, TargetUnavailable
+    from mtlsi_edge.verify import VerificationError
+
+    try:
+        p = Predictor.from_bundle(folder, verify=True)
+    except VerificationError as e:
+        fail(str(e), code=3)
+    except (BundleError, TargetUnavailable, ModelMismatch) as e:
+        fail(str(e))
+    console.print(escape(f"self-check {folder}: pass ({p.check.device_precision}, "
+                         f"{p.check.seconds * 1e3:.0f} ms)"), highlight=False)
 
 
 def _parse_size(s: str) -> tuple[int, int]:

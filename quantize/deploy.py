@@ -27,7 +27,8 @@ def _latency_ms(predictor, runs: int = 30) -> dict:
 def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: Path,
                out: Path, max_drop: list[str], n_calib: int = 128, val_limit: int = 100,
                ignore: str = "attention-norm", console=None,
-               accuracy_control: bool = True) -> dict:
+               accuracy_control: bool = True, gate_overrides: dict | None = None,
+               act_matmuls: str = "float") -> dict:
     """Run the whole chain; returns a summary with ``bundle``, ``report_md`` and ``failed``."""
     from mtlsi_edge.bundle import compile_bundle, load_bundle
     from mtlsi_edge.export import export_onnx
@@ -35,6 +36,7 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
     from mtlsi_edge.runtime.predictor import Predictor
     from mtlsi_edge.targets import CompileOptions
     from mtlsi_edge.train.checkpoint import build_from_checkpoint
+    from mtlsi_edge.verify import VerificationError
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,22 +55,31 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
     q = None
     if precision == "int8":
         fmt = "openvino" if target == "openvino" else "onnx"
-        log(f"[3/5] calibrate + NNCF INT8 ({fmt}), gated on {', '.join(max_drop) or 'nothing'}")
+        log(f"[3/5] calibrate + NNCF INT8 ({fmt}); labelled budgets: "
+            f"{', '.join(max_drop) or 'none'}; parity gate: always")
         q = run_quantize(checkpoint, fmt, calib, n_calib, val, val_limit, max_drop, "performance",
                          ignore, out / "work" / "model.int8", console=console,
-                         onnx_path=fp32_onnx, accuracy_control=accuracy_control)
+                         onnx_path=fp32_onnx, accuracy_control=accuracy_control,
+                         act_matmuls=act_matmuls)
         result["failed"] = q["failed"]
         steps.append(f"quantise {fmt}: {q['info']['seconds']} s, "
                      f"{len(q['info']['float_ops'])} heavy ops left in float")
         if not q["failed"]:
-            log("[4/5] compile INT8 bundle + parity")
-            result["bundle"] = compile_bundle(
-                out / f"{target}-int8", target, "int8", onnx_path=q["path"],
-                opts=CompileOptions(precision="int8", device=dev),
-                extra_manifest={"source_onnx": str(fp32_onnx),
-                                "accuracy": {"fp32": q["fp32"], "int8": q["int8"],
-                                             "per_task": q["report"],
-                                             "budgets": max_drop}})
+            log("[4/5] compile INT8 bundle + parity gate (labels or not)")
+            try:
+                result["bundle"] = compile_bundle(
+                    out / f"{target}-int8", target, "int8", onnx_path=q["path"],
+                    opts=CompileOptions(precision="int8", device=dev),
+                    extra_manifest={"source_onnx": str(fp32_onnx),
+                                    "accuracy": {"fp32": q["fp32"], "int8": q["int8"],
+                                                 "per_task": q["report"],
+                                                 "budgets": max_drop}},
+                    gate_overrides=gate_overrides)
+                result["gate"] = load_bundle(result["bundle"])[0]["gate"]
+            except VerificationError as e:
+                result["gate"] = e.result.to_dict() if e.result else None
+                result["failed"] = (f"INT8 parity gate failed on this machine: "
+                                    f"{'; '.join(e.result.failures) if e.result else e}")
     elif precision != "fp32":
         result["bundle"] = compile_bundle(out / f"{target}-{precision}", target, precision,
                                           checkpoint=checkpoint,
@@ -79,19 +90,30 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
         m, _ = load_bundle(b)
         lat[f"{m['target']}-{m['precision']}"] = _latency_ms(Predictor.from_bundle(b))
     manifest, _ = load_bundle(result["bundle"])
+    if result["failed"] and precision == "int8":
+        steps.append("INT8 refused: " + result["failed"])
     md = _report_md(checkpoint, target, precision, manifest, q, lat, steps, result)
     atomic_write_bytes(out / "report.md", md.encode())
     result.update(report_md=out / "report.md", latency=lat, quantize=q)
-    if q is not None and q["failed"]:
-        raise_msg = f"{q['failed']}; kept the FP32 bundle {fp32_bundle}"
-        result["failed"] = raise_msg
+    if result["failed"]:
+        result["failed"] = f"{result['failed']}; kept the FP32 bundle {fp32_bundle}"
     return result
+
+
+def _rel(p) -> str:
+    """A path as the user would type it here: relative to the working directory when under
+    it, else just its name (reports must not carry one machine's absolute paths)."""
+    p = Path(p).resolve()
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return p.name
 
 
 def _report_md(checkpoint, target, precision, manifest, q, lat, steps, result) -> str:
     lines = [f"# Deploy report: {target} {precision}", "",
-             f"- checkpoint: `{checkpoint}`",
-             f"- bundle: `{result['bundle']}` (target {manifest['target']}, precision "
+             f"- checkpoint: `{_rel(checkpoint)}`",
+             f"- bundle: `{_rel(result['bundle'])}` (target {manifest['target']}, precision "
              f"{manifest['precision']})",
              f"- created: {manifest['created']}", ""]
     if result.get("failed"):
@@ -113,7 +135,20 @@ def _report_md(checkpoint, target, precision, manifest, q, lat, steps, result) -
                   f"({len(info['ignored_nodes'])} nodes), calibration {info['calibration']['n']}"
                   f" samples from {info['calibration']['source']}; heavy ops left in float: "
                   f"{len(info['float_ops'])}.", ""]
-    lines += ["## Parity vs reference", "", "| output | max abs | argmax agree % | angle mean ° |",
+    gate = result.get("gate")
+    if gate:
+        lines += [f"## Parity gate of the {gate['precision'].upper()} artifact (held-out "
+                  f"frames, against FP32; {'passed' if gate['passed'] else 'FAILED'})", "",
+                  "| task | measure | value | threshold | ok |", "|---|---|---|---|---|"]
+        for r in gate["rows"]:
+            op = "≥" if r["higher_is_better"] else "≤"
+            lines.append(f"| {r['task']} | {r['measure']} | {r['value']:.4g}{r['unit']} | "
+                         f"{op} {r['threshold']:g}{r['unit']} | "
+                         f"{'yes' if r['ok'] else 'NO'} |")
+        lines += ["", "Decision: " + ("INT8 bundle shipped." if gate["passed"] else
+                                      "INT8 refused, the FP32 bundle is the result."), ""]
+    lines += [f"## Parity of the shipped bundle ({manifest['precision']}) vs reference", "",
+              "| output | max abs | argmax agree % | angle mean ° |",
               "|---|---|---|---|"]
     for name, d in manifest["parity"]["per_task"].items():
         lines.append(f"| {name} | {d['max_abs']:.3g} | {d.get('argmax_agree_pct', '')} | "

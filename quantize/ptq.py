@@ -92,7 +92,7 @@ def headroom(budgets: list[Budget], fp32: dict, q: dict) -> float:
 
 
 def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
-                 overflow_fix: bool):
+                 overflow_fix: bool, also_ignore: list[str] = ()):
     import nncf
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
@@ -101,6 +101,7 @@ def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
 
     patterns = IGNORE_PRESETS[ignore]
     matched = [n for n in names if any(re.match(p, n) for p in patterns)]
+    matched += [n for n in also_ignore if n not in matched]
     ignored = nncf.IgnoredScope(names=matched, validate=False) if matched else None
     kwargs = dict(
         preset=(nncf.QuantizationPreset.MIXED if preset == "mixed"
@@ -116,6 +117,42 @@ def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
     return kwargs, adv, matched
 
 
+#: Ops a MatMul input may pass through and still count as a constant (weights).
+_PASS_THROUGH = {"Convert", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Cast",
+                 "DequantizeLinear", "Identity"}
+
+
+def activation_matmuls(model, fmt: str) -> list[str]:
+    """Names of the MatMuls whose two inputs are both activations (no input traces back to a
+    constant through reshapes/transposes/casts): the attention products.
+
+    OpenVINO's CPU plugin computes these wrongly in INT8 on AVX-512 VNNI/AMX CPUs (u8×u8
+    brgemm; a different result per ``compile_model``): docs/known-issues.md.
+    """
+    if fmt == "openvino":
+        def is_const(node) -> bool:
+            while node.get_type_name() in _PASS_THROUGH:
+                node = node.input_value(0).get_node()
+            return node.get_type_name() == "Constant"
+
+        return [op.get_friendly_name() for op in model.get_ops()
+                if op.get_type_name() == "MatMul"
+                and not any(is_const(op.input_value(i).get_node()) for i in range(2))]
+    g = model.graph
+    consts = {i.name for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consts |= {o for n in g.node if n.op_type == "Constant" for o in n.output}
+
+    def is_const_name(name: str) -> bool:
+        while name not in consts and name in producer \
+                and producer[name].op_type in _PASS_THROUGH:
+            name = producer[name].input[0]
+        return name in consts
+
+    return [n.name for n in g.node if n.op_type == "MatMul"
+            and not any(is_const_name(i) for i in n.input[:2])]
+
+
 def cpu_has_vnni() -> bool:
     return has_vnni()
 
@@ -126,12 +163,16 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
                    budgets: list[Budget] | None = None,
                    evaluate: Callable[[object], dict] | None = None,
                    fp32_metrics: dict | None = None, val_items: list | None = None,
-                   max_reverts: int = 40):
+                   max_reverts: int = 40, act_matmuls: str = "float"):
     """Quantise an ``openvino.Model`` (fmt ``openvino``) or ``onnx.ModelProto`` (``onnx``).
 
     With ``budgets``, runs accuracy control: ``evaluate(model_for_inference)`` must return
-    ``{task: {metric: value}}`` on the validation set.  Returns (model, info dict).
+    ``{task: {metric: value}}`` on the validation set.  ``act_matmuls="float"`` keeps the
+    activation × activation MatMuls in float (:func:`activation_matmuls`).  Returns
+    (model, info dict).
     """
+    if act_matmuls not in ("float", "int8"):
+        raise ValueError(f"act_matmuls must be float or int8, not {act_matmuls!r}")
     import nncf
 
     if overflow_fix is None:
@@ -140,11 +181,13 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
         names = [op.get_friendly_name() for op in model.get_ops()]
     else:
         names = [n.name for n in model.graph.node]
-    kwargs, adv, matched = _nncf_params(preset, ignore, names, transformer, overflow_fix)
+    act = activation_matmuls(model, fmt) if act_matmuls == "float" else []
+    kwargs, adv, matched = _nncf_params(preset, ignore, names, transformer, overflow_fix, act)
     # NNCF's ONNX engine feeds sessions with {input name: array}; OpenVINO takes arrays.
     as_input = (lambda x: {"image": x}) if fmt == "onnx" else (lambda x: x)
     calib = nncf.Dataset(calib_items, as_input)
     info = {"preset": preset, "ignore_preset": ignore, "ignored_nodes": matched,
+            "act_matmuls": act_matmuls, "act_matmuls_in_float": len(act),
             "model_type": "transformer" if transformer else "default",
             "overflow_fix": overflow_fix, "subset_size": min(subset_size, len(calib_items))}
     if not budgets:

@@ -30,7 +30,7 @@ def load_or_build_calibration(calib: str, n: int, size: tuple[int, int]):
 def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
                  max_drop: list[str], preset: str, ignore: str, out: Path,
                  console=None, onnx_path: Path | None = None,
-                 accuracy_control: bool = True) -> dict:
+                 accuracy_control: bool = True, act_matmuls: str = "float") -> dict:
     """Quantise; returns ``{"path", "info", "report", "fp32", "int8", "failed"}``."""
     import onnx
 
@@ -43,6 +43,8 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
         raise QuantizeError(f"--format must be openvino or onnx, not {fmt!r}")
     if ignore not in IGNORE_PRESETS:
         raise QuantizeError(f"--ignore must be one of {', '.join(IGNORE_PRESETS)}")
+    if act_matmuls not in ("float", "int8"):
+        raise QuantizeError(f"--act-matmuls must be float or int8, not {act_matmuls!r}")
     if preset not in ("performance", "mixed"):
         raise QuantizeError("--preset must be performance or mixed")
     try:
@@ -97,7 +99,7 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
     q, info = quantize_model(
         fp32_model, cs.items(), fmt, preset, ignore, budgets=budgets if control else None,
         evaluate=evaluate if control else None, fp32_metrics=fp32_metrics,
-        val_items=valset.items if valset is not None else None)
+        val_items=valset.items if valset is not None else None, act_matmuls=act_matmuls)
     info["seconds"] = round(time.perf_counter() - t0, 1)
     info["accuracy_control"] = control
     info["calibration"] = {"source": cs.source, "n": len(cs.origins), "skipped": cs.skipped}
