@@ -425,7 +425,8 @@ def _check_fields(m: dict, mpath: Path) -> None:
     for name in files:
         if name in ("", ".", "..") or Path(name).name != name or name.startswith(".") \
                 or name == MANIFEST:
-            raise bad("'files'", f"entry {name!r} is not a plain file name inside the bundle")
+            raise bad("'files'", f"entry {name!r} points outside the bundle (or is not a plain "
+                                 f"file name)")
     if m["target"] not in TARGETS:
         raise bad("'target'", f"{m['target']!r} is not one of {', '.join(TARGETS)}")
     if m["precision"] not in TARGETS[m["target"]].precisions:

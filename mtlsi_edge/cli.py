@@ -592,6 +592,10 @@ def quantize(
         "float", help="float | int8: activation × activation MatMuls (attention products) "
                       "in float (default: INT8 ones compute wrongly in OpenVINO on AVX-512 "
                       "VNNI/AMX CPUs, docs/known-issues.md) or INT8."),
+    gate: list[str] = typer.Option([], "--gate", help="Parity threshold override TASK=VALUE "
+                                                      "(repeatable; see docs/trust.md)."),
+    force: bool = typer.Option(False, help="Write the model even if it fails its parity "
+                                           "gate."),
 ) -> None:
     """NNCF INT8 post-training quantisation, optionally with per-task accuracy budgets.
 
@@ -601,13 +605,25 @@ def quantize(
           --max-drop normals=0.5 --max-drop boundary=0.5
     """
     from mtlsi_edge.quantize.run import QuantizeError, run_quantize
+    from mtlsi_edge.verify import VerificationError, parse_gate_overrides
 
+    try:
+        overrides = parse_gate_overrides(gate)
+    except ValueError as e:
+        fail(str(e))
     try:
         res = run_quantize(checkpoint or default_checkpoint(), fmt, calib, n, val, val_limit,
                            max_drop, preset, ignore, out, console=console,
-                           act_matmuls=act_matmuls)
+                           act_matmuls=act_matmuls, gate_overrides=overrides, force=force)
+    except VerificationError as e:
+        if e.result is not None:
+            console.print(gate_table(e.result.rows, "INT8 parity gate (held-out frames, vs "
+                                                     "FP32)"))
+        fail(str(e), code=3)
     except QuantizeError as e:
         fail(str(e))
+    console.print(gate_table(res["info"]["gate"]["rows"], "INT8 parity gate (held-out frames, "
+                                                           "vs FP32)"))
     if res.get("report"):
         console.print(drops_table(res["report"]))
     console.print(f"quantised model: [bold]{res['path']}[/]")
@@ -836,9 +852,6 @@ def profile(
             if not ok:
                 fail(f"{folder}: bundle needs target {m['target']}, unavailable here: {why}")
             paths.append(folder)
-    if verify:  # a bundle is timed only once it has proved its outputs on this machine
-        for folder in paths if bundle else []:
-            _self_check_line(folder)
     else:
         checkpoint = checkpoint or default_checkpoint()
         if not Path(checkpoint).is_file():
@@ -881,6 +894,9 @@ def profile(
         if not paths:
             fail("nothing to profile: " + ("; ".join(notes) or "no target/precision pairs"))
         console.print(f"bundles: [bold]{run_dir / 'bundles'}[/]")
+    if verify:  # a bundle is timed only once it has proved its outputs on this machine
+        for folder in paths:
+            _self_check_line(folder)
 
     doc = {"schema": report.SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            "machine": machine_header(),

@@ -57,14 +57,21 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
         fmt = "openvino" if target == "openvino" else "onnx"
         log(f"[3/5] calibrate + NNCF INT8 ({fmt}); labelled budgets: "
             f"{', '.join(max_drop) or 'none'}; parity gate: always")
-        q = run_quantize(checkpoint, fmt, calib, n_calib, val, val_limit, max_drop, "performance",
-                         ignore, out / "work" / "model.int8", console=console,
-                         onnx_path=fp32_onnx, accuracy_control=accuracy_control,
-                         act_matmuls=act_matmuls)
-        result["failed"] = q["failed"]
-        steps.append(f"quantise {fmt}: {q['info']['seconds']} s, "
-                     f"{len(q['info']['float_ops'])} heavy ops left in float")
-        if not q["failed"]:
+        try:
+            q = run_quantize(checkpoint, fmt, calib, n_calib, val, val_limit, max_drop,
+                             "performance", ignore, out / "work" / "model.int8",
+                             console=console, onnx_path=fp32_onnx,
+                             accuracy_control=accuracy_control, act_matmuls=act_matmuls,
+                             gate_overrides=gate_overrides)
+            result["failed"] = q["failed"]
+            steps.append(f"quantise {fmt}: {q['info']['seconds']} s, "
+                         f"{len(q['info']['float_ops'])} heavy ops left in float")
+        except VerificationError as e:
+            q = None
+            result["gate"] = e.result.to_dict() if e.result else None
+            result["failed"] = (f"INT8 parity gate failed on this machine: "
+                                f"{'; '.join(e.result.failures) if e.result else e}")
+        if q is not None and not q["failed"]:
             log("[4/5] compile INT8 bundle + parity gate (labels or not)")
             try:
                 result["bundle"] = compile_bundle(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
+from mtlsi_edge import verify
 from mtlsi_edge.fileio import atomic_write_files, atomic_write_json
 
 
@@ -30,13 +33,15 @@ def load_or_build_calibration(calib: str, n: int, size: tuple[int, int]):
 def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
                  max_drop: list[str], preset: str, ignore: str, out: Path,
                  console=None, onnx_path: Path | None = None,
-                 accuracy_control: bool = True, act_matmuls: str = "float") -> dict:
+                 accuracy_control: bool = True, act_matmuls: str = "float",
+                 gate_overrides: dict | None = None, force: bool = False) -> dict:
     """Quantise; returns ``{"path", "info", "report", "fp32", "int8", "failed"}``."""
     import onnx
 
     from mtlsi_edge.export import export_onnx
     from mtlsi_edge.quantize.accuracy import compiled_infer, drops_table, evaluate_fn, load_val_set
     from mtlsi_edge.quantize.ptq import IGNORE_PRESETS, parse_budgets, quantize_model
+    from mtlsi_edge.runtime.predictor import preprocess_frame
     from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint
 
     if fmt not in ("openvino", "onnx"):
@@ -106,6 +111,24 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
     from mtlsi_edge.quantize.ptq import reverted_to_float
 
     info["float_ops"] = reverted_to_float(q, fmt)
+    # Label-free parity gate on held-out frames, in this machine's runtime, before anything
+    # is written: an INT8 model this device computes wrongly is never handed over.
+    frames = verify.gate_frames(size)
+    xs = [preprocess_frame(f, size)[0] for f in frames]
+
+    def finished(m) -> dict:
+        run = compiled_infer(compile_(m), outputs)
+        raw = [run(x) for x in xs]
+        return verify.finish_raw({k: np.concatenate([r[k] for r in raw]) for k in outputs},
+                                 task_set)
+
+    gate = verify.gate(finished(fp32_model), finished(q), task_set, "int8",
+                       verify.thresholds_for("int8", task_set, gate_overrides))
+    info["gate"] = gate.to_dict()
+    if not gate.passed and not force:
+        raise verify.VerificationError(
+            f"INT8 model failed its parity gate against FP32 on this machine: "
+            f"{'; '.join(gate.failures)} (nothing written; --force keeps it)", gate)
     if fmt == "openvino":
         import openvino as ov
 

@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from mtlsi_edge.bundle import MANIFEST, SCHEMA, BundleError, compile_bundle, load_bundle
+from mtlsi_edge.bundle import (
+    MANIFEST,
+    SCHEMA,
+    BundleError,
+    compile_bundle,
+    load_bundle,
+    write_manifest,
+)
 from mtlsi_edge.export import MEAN, STD
 from mtlsi_edge.fileio import sha256
 from mtlsi_edge.targets import TARGETS, TargetUnavailable, get_target
 from mtlsi_edge.targets.tensorrt import TensorRTTarget
+from mtlsi_edge.verify import GATE_FRAMES, REFERENCE_FILE
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 BUNDLE_KINDS = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
@@ -31,9 +39,16 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def _edit_manifest(folder: Path, **changes) -> None:
+    """Edit the manifest as a deliberate user would: fields changed, integrity re-signed, so
+    that the checks behind the hash are what is tested."""
     m = json.loads((folder / MANIFEST).read_text())
     m.update(changes)
-    (folder / MANIFEST).write_text(json.dumps(m))
+    _resign(folder, m)
+
+
+def _resign(folder: Path, m: dict) -> None:
+    m.pop("integrity", None)
+    write_manifest(folder, m)
 
 
 @pytest.mark.parametrize("target,precision", BUNDLE_KINDS)
@@ -42,12 +57,12 @@ def test_bundle_manifest_and_parity(bundle, tiny_model, target, precision):
     m, p = load_bundle(folder)
     assert p == folder
     # contents: the manifest and exactly the listed model files, nothing left from staging
-    assert {f.name for f in folder.iterdir()} == FILES[target] | {MANIFEST}
+    assert {f.name for f in folder.iterdir()} == FILES[target] | {MANIFEST, REFERENCE_FILE}
     assert not [f for f in folder.parent.iterdir() if f.name.startswith(".")], \
         "staging / work folders must be removed"
     assert m["schema"] == SCHEMA
     assert m["target"] == target and m["precision"] == precision
-    assert set(m["files"]) == FILES[target]
+    assert set(m["files"]) == FILES[target] | {REFERENCE_FILE}
     for name, digest in m["files"].items():
         assert len(digest) == 64 and digest == sha256(folder / name)
     assert m["task_set"] == tiny_model.task_set.to_dict()
@@ -66,7 +81,7 @@ def test_bundle_manifest_and_parity(bundle, tiny_model, target, precision):
 
     par = m["parity"]
     assert par["reference"] == ("onnxruntime-fp32" if from_onnx else "torch-fp32")
-    assert par["images"] == 4
+    assert par["images"] == GATE_FRAMES
     assert set(par["per_task"]) == set(m["outputs"])
     for name, d in par["per_task"].items():
         t = tiny_model.task_set[name]
@@ -86,12 +101,16 @@ def test_bundle_manifest_and_parity(bundle, tiny_model, target, precision):
 
 def test_compile_from_onnx_replaces_existing_bundle(bundle, tiny_onnx, tmp_path):
     old = _copy(bundle("onnxruntime"), tmp_path / "b")  # compiled from the checkpoint
-    (old / "stale.txt").write_text("from the previous bundle")
-    out = compile_bundle(old, "onnxruntime", onnx_path=tiny_onnx, parity_images=1)
+    (old / "notes.txt").write_text("the user's, not the bundle's")
+    with pytest.raises(BundleError, match="not a bundle .*notes.txt"):
+        compile_bundle(old, "onnxruntime", onnx_path=tiny_onnx)
+    assert (old / "notes.txt").read_text() == "the user's, not the bundle's"
+    (old / "notes.txt").unlink()
+    out = compile_bundle(old, "onnxruntime", onnx_path=tiny_onnx)
     m, _ = load_bundle(out)
-    assert out == old and not (out / "stale.txt").exists()  # replaced, not merged
+    assert out == old
     assert m["model"]["variant"] is None
-    assert m["parity"]["reference"] == "onnxruntime-fp32" and m["parity"]["images"] == 1
+    assert m["parity"]["reference"] == "onnxruntime-fp32" and m["parity"]["images"] == GATE_FRAMES
     assert all(d["max_abs"] == 0.0 for d in m["parity"]["per_task"].values())
     assert sorted(f.name for f in tmp_path.iterdir()) == ["b"]  # no staging leftovers
 
@@ -151,7 +170,7 @@ def test_manifest_not_json_refused(ort_copy):
 def test_manifest_missing_key_refused(ort_copy):
     m = json.loads((ort_copy / MANIFEST).read_text())
     del m["task_set"]
-    (ort_copy / MANIFEST).write_text(json.dumps(m))
+    _resign(ort_copy, m)
     with pytest.raises(BundleError, match="task_set"):
         load_bundle(ort_copy)
 
@@ -172,7 +191,7 @@ def test_file_entry_outside_bundle_refused(ort_copy, entry):
     shutil.copyfile(ort_copy / "model.onnx", target)
     m = json.loads((ort_copy / MANIFEST).read_text())
     m["files"][entry] = sha256(target)
-    (ort_copy / MANIFEST).write_text(json.dumps(m))
+    _resign(ort_copy, m)
     with pytest.raises(BundleError, match="outside the bundle"):
         load_bundle(ort_copy)
 
@@ -180,7 +199,7 @@ def test_file_entry_outside_bundle_refused(ort_copy, entry):
 def test_absolute_file_entry_refused(ort_copy):
     m = json.loads((ort_copy / MANIFEST).read_text())
     m["files"][str((ort_copy / "model.onnx").resolve())] = m["files"]["model.onnx"]
-    (ort_copy / MANIFEST).write_text(json.dumps(m))
+    _resign(ort_copy, m)
     with pytest.raises(BundleError, match="outside the bundle"):
         load_bundle(ort_copy)
 
@@ -248,7 +267,7 @@ def test_openvino_fp16_is_deterministic_across_calls(tmp_path, tiny_checkpoint):
     from mtlsi_edge.targets import CompileOptions
 
     b = compile_bundle(tmp_path / "f16", "openvino", "fp16", checkpoint=tiny_checkpoint,
-                       opts=CompileOptions(precision="fp16", device="CPU"), parity_images=1)
+                       opts=CompileOptions(precision="fp16", device="CPU"), force=True)
     from mtlsi_edge.runtime.predictor import Predictor
 
     p = Predictor.from_bundle(b)

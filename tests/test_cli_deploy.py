@@ -123,7 +123,10 @@ def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint
     r = CliRunner().invoke(app, [
         "deploy", "--checkpoint", str(tiny_checkpoint), "--target", "openvino",
         "--precision", "int8", "--calib", "synth", "--n-calib", "8", "--val", str(data),
-        "--val-limit", "3", "--max-drop", "miou=-5", "--no-accuracy-control", "--out", str(out)])
+        "--val-limit", "3", "--max-drop", "miou=-5", "--no-accuracy-control", "--out", str(out),
+        # random weights: open the parity gate so that the labelled budget is what decides
+        "--gate", "semseg=0", "--gate", "depth=1e9", "--gate", "normals=180",
+        "--gate", "boundary=0"])
     assert r.exit_code == 3, r.output
     assert "Traceback" not in r.output
     assert "accuracy gate failed: semseg miou dropped" in r.output

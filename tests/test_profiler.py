@@ -253,7 +253,7 @@ def test_cli_bad_input(in_tmp, tiny_checkpoint, bundle):
 def test_cli_tensorrt_bundle_refused(in_tmp, bundle):
     import shutil
 
-    from mtlsi_edge.bundle import MANIFEST
+    from mtlsi_edge.bundle import MANIFEST, write_manifest
     from mtlsi_edge.targets.tensorrt import TensorRTTarget
 
     if TensorRTTarget().available()[0]:
@@ -261,8 +261,9 @@ def test_cli_tensorrt_bundle_refused(in_tmp, bundle):
     fake = in_tmp / "trt-bundle"
     shutil.copytree(bundle("onnxruntime"), fake)
     m = json.loads((fake / MANIFEST).read_text())
+    m.pop("integrity")
     m["target"] = "tensorrt"
-    (fake / MANIFEST).write_text(json.dumps(m))
+    write_manifest(fake, m)
     assert_clean_error(run("--bundle", fake), "tensorrt")
 
 
