@@ -21,12 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.fileio import atomic_write_bytes, atomic_write_json
 from mtlsi_edge.runtime.capture import IMAGE_EXTS
 from mtlsi_edge.runtime.predictor import preprocess_frame
 
 
-class CalibrationError(ValueError):
+class CalibrationError(MtlsiError, ValueError):
     """No usable calibration data; one line naming the source."""
 
 
@@ -56,10 +57,23 @@ class CalibrationSet:
         if not npy.is_file() or not meta.is_file():
             raise CalibrationError(f"{p}: calibration cache needs both {npy.name} and "
                                    f"{meta.name}")
-        doc = json.loads(meta.read_text())
-        data = np.load(npy, allow_pickle=False)
-        if data.ndim != 4 or data.shape[1] != 3 or data.shape[0] != doc["n"]:
-            raise CalibrationError(f"{npy}: shape {data.shape} does not match its record")
+        try:
+            doc = json.loads(meta.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CalibrationError(f"{meta}: unreadable calibration record ({e})") from None
+        keys = {"n": int, "origins": list, "skipped": list, "source": str}
+        if not isinstance(doc, dict) or not all(isinstance(doc.get(k), t)
+                                                for k, t in keys.items()):
+            raise CalibrationError(f"{meta}: calibration record needs "
+                                   f"{', '.join(keys)} (n a number, origins/skipped lists)")
+        try:
+            data = np.load(npy, allow_pickle=False)
+        except ValueError as e:  # object arrays (pickles) and malformed files
+            raise CalibrationError(f"{npy}: not a plain numeric array ({e})") from None
+        if data.dtype != np.float32 or data.ndim != 4 or data.shape[1] != 3 \
+                or data.shape[0] != doc["n"]:
+            raise CalibrationError(f"{npy}: {data.dtype} array of shape {data.shape} does not "
+                                   f"match its record (n={doc['n']}, float32 N×3×H×W)")
         return cls(data, doc["origins"], doc["skipped"], doc["source"])
 
     def items(self) -> list[np.ndarray]:

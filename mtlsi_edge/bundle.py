@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge import __version__, verify
+from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.export import MEAN, STD
 from mtlsi_edge.fileio import _umask, atomic_write_json, sha256
 from mtlsi_edge.machine import cpu_flags
@@ -32,7 +33,7 @@ LEGACY_SCHEMAS = ("mtlsi-edge/bundle@1",)
 MANIFEST = "manifest.json"
 
 
-class BundleError(ValueError):
+class BundleError(MtlsiError, ValueError):
     """A bundle that cannot be used; one line naming the file and the problem."""
 
 
@@ -270,7 +271,14 @@ def write_manifest(folder: Path, manifest: dict) -> Path:
 
 
 def check_io(runner, manifest: dict, folder: Path) -> None:
-    """The model file's real outputs must be the manifest's: names and channels per task."""
+    """The model file must be what the manifest says: its precision label true of it, its
+    real input and outputs the manifest's (names, channels per task)."""
+    model_file = getattr(get_target(manifest["target"]), "model_file", None)
+    if model_file is not None:
+        n = quantization_ops(folder / model_file)
+        if (manifest["precision"] == "int8") != (n > 0):
+            raise BundleError(f"{folder}: manifest says {manifest['precision']} but "
+                              f"{model_file} has {n} quantisation nodes")
     io = getattr(runner, "io", None)
     if io is None:
         return

@@ -6,6 +6,7 @@ line and a non-zero exit (see :func:`fail`), never a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -14,8 +15,36 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
+
+from mtlsi_edge.errors import MtlsiError
+from mtlsi_edge.fileio import atomic_write_json, check_output_dir, check_output_file
+
+#: OS errors that come from the user's machine (disk full, file too large, permissions, a
+#: read-only or missing place), not from our code: reported as one line naming the path.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
+                      errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.EEXIST,
+                      errno.ENAMETOOLONG}
+
+
+class _Commands(TyperGroup):
+    """Every command runs here: user errors (:class:`MtlsiError`, and OS errors caused by the
+    machine) become one line and their exit code; everything else keeps its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MtlsiError as e:
+            fail(str(e), code=e.exit_code)
+        except OSError as e:
+            if e.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            where = e.filename if e.filename is not None else ""
+            fail(f"{where}: {e.strerror}" if where else (e.strerror or str(e)))
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="mtlsi-edge",
     help="MTLSI-Net multi-task dense prediction: train, quantise, compile and run on edge devices.",
     no_args_is_help=True,
@@ -27,10 +56,6 @@ app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
-
-
-class UserError(Exception):
-    """A problem with the user's input: reported as one line, exit code 2."""
 
 
 def fail(msg: str, code: int = 2) -> None:
@@ -139,6 +164,7 @@ def data_synth(
     from mtlsi_edge.data.synth import render_walkthrough, write_dataset
 
     hw = _parse_size(size)
+    check_output_dir(out)
     with Progress(console=console) as prog:
         bar = prog.add_task("rendering", total=n)
         root = write_dataset(out, n=n, size=hw, seed=seed, val_fraction=val_fraction,
@@ -185,13 +211,20 @@ def train(
             fail("--data is required (a NYUD/PASCAL folder, or render one: mtlsi-edge data synth)")
         if optimizer not in ("adam", "adamw") or schedule not in ("poly", "cosine"):
             fail("--optimizer must be adam|adamw and --schedule poly|cosine")
+    check_output_dir(out, "run folder")
     overrides = {}
     for kv in set_:
-        k, _, v = kv.partition("=")
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            fail(f"bad --set {kv!r}: expected KEY=VALUE, e.g. num_tokens=32")
         try:
             overrides[k] = json.loads(v)
         except json.JSONDecodeError:
             overrides[k] = v
+    if not resume:
+        from mtlsi_edge.model.mtlsi import check_config_values
+
+        check_config_values(overrides)
     try:
         lo, hi = (float(x) for x in scale.split(","))
     except ValueError:
@@ -202,8 +235,8 @@ def train(
                       scale=(lo, hi), seed=seed, workers=workers, ckpt_every=ckpt_every)
     try:
         last = run_train(cfg, resume=resume, console=console)
-    except (CheckpointError, ValueError, KeyError) as e:
-        fail(str(e).strip("'\""))
+    except CheckpointError as e:
+        fail(str(e))
     console.print(f"checkpoint: [bold]{last}[/]")
 
 
@@ -283,6 +316,7 @@ def export(
 
     if stride not in (1, 4):
         fail("--stride must be 1 or 4")
+    check_output_file(out, (".onnx",), "--out file")
     try:
         if variant:
             from mtlsi_edge.model import create_model
@@ -301,8 +335,7 @@ def export(
     ref = _run_each(TorchRunner(model, CompileOptions(), stride), x)
     got = _run_each(ORTRunner(path, CompileOptions(device="cpu"), names), x)
     rep = parity_report(ref, got, model.task_set)
-    report = path.with_suffix(".parity.json")
-    report.write_text(json.dumps(rep, indent=2))
+    report = atomic_write_json(path.with_suffix(".parity.json"), rep)
     console.print(parity_table(rep, "ONNX Runtime vs PyTorch (4 SynthIndoor renders)"))
     console.print(f"onnx: [bold]{path}[/]  parity report: {report}")
 
@@ -457,6 +490,8 @@ def demo(
 
     if layout not in LAYOUTS:
         fail(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if record is not None:
+        check_output_file(record, (".mp4", ".avi"), "--record file")
     if not headless and not display_available():
         console.print("[yellow]no display found: running headless[/] (add --record FILE to "
                       "keep the output)")
@@ -556,6 +591,7 @@ def calibrate(
     """
     from mtlsi_edge.calibration.sources import CalibrationError, build_calibration_set
 
+    check_output_file(Path(str(out) + ".npy"), (), "--out stem")
     try:
         cs = build_calibration_set(source, n, _parse_size(size), seed, every)
     except (CalibrationError, ValueError) as e:
@@ -607,6 +643,7 @@ def quantize(
     from mtlsi_edge.quantize.run import QuantizeError, run_quantize
     from mtlsi_edge.verify import VerificationError, parse_gate_overrides
 
+    check_output_file(Path(str(out) + ".xml"), (), "--out stem")
     try:
         overrides = parse_gate_overrides(gate)
     except ValueError as e:
@@ -668,6 +705,7 @@ def deploy(
 
     if precision == "int8" and val is None and max_drop:
         fail("--max-drop needs --val")
+    check_output_dir(out)
     try:
         overrides = parse_gate_overrides(gate)
     except ValueError as e:
@@ -710,10 +748,10 @@ def prune(
     Example:  mtlsi-edge prune --method channels --ratio 0.5 --data data/synth
     """
     from mtlsi_edge.data.datasets import DatasetError
-    from mtlsi_edge.fileio import atomic_write_json
     from mtlsi_edge.quantize.prune import run_prune
     from mtlsi_edge.train.checkpoint import CheckpointError
 
+    check_output_dir(out)
     try:
         with console.status(f"pruning ({method}, {ratio:.0%}) and fine-tuning…"):
             res = run_prune(checkpoint or default_checkpoint(), method, ratio, str(data), out,
@@ -832,6 +870,11 @@ def profile(
         fail("give --bundle or --checkpoint, not both")
     if runs is None and time_s is None:
         time_s = 2.0
+    for path_, suffix in ((json_path, ".json"), (csv_path, ".csv"), (md_path, ".md")):
+        if path_ is not None:
+            check_output_file(path_, (suffix,), f"{suffix[1:]} report")
+    if plot is not None:
+        check_output_dir(plot, "--plot folder")
     frame = _parse_size(size) if size else None
     name = name or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path("runs/profile") / name
@@ -951,15 +994,21 @@ def _self_check_line(folder: Path) -> None:
                          f"{p.check.seconds * 1e3:.0f} ms)"), highlight=False)
 
 
+MAX_SIDE = 4096
+
+
 def _parse_size(s: str) -> tuple[int, int]:
+    """``HxW`` with both sides in 32..4096 (the model pads to its stride itself; past 4096 a
+    single frame's activations no longer fit in memory on an edge device)."""
     try:
         h, w = (int(x) for x in s.lower().split("x"))
-        if h < 32 or w < 32:
-            raise ValueError
-        return h, w
     except ValueError:
-        fail(f"bad size {s!r}: expected HxW with both ≥ 32, e.g. 240x320")
-        raise  # unreachable
+        fail(f"bad size {s!r}: expected HxW, e.g. 240x320")
+    if not (32 <= h <= MAX_SIDE and 32 <= w <= MAX_SIDE):
+        big = (f" (one {h}×{w} float image alone is {3 * 4 * h * w / 2**30:.3g} GiB)"
+               if max(h, w) > MAX_SIDE else "")
+        fail(f"bad size {s!r}: both sides must be in 32..{MAX_SIDE}{big}")
+    return h, w
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -74,9 +74,26 @@ def export_onnx(model: MTLSINet, path: str | Path, size: tuple[int, int] | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     size = tuple(size or model.cfg.input_size)
     wrapper = DeployModel(model, stride).eval()
-    x = torch.zeros(1, 3, *size)
     names = wrapper.output_names
     tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        _export_to(wrapper, tmp, size, names, dynamic, opset)
+        proto = onnx.load(str(tmp))
+        onnx.checker.check_model(proto)
+        meta = proto.metadata_props.add()
+        meta.key, meta.value = "mtlsi_edge", json.dumps(
+            {"model_config": model.cfg.to_dict(), "stride": stride, "dynamic": dynamic,
+             **(extra_meta or {})})
+        onnx.save(proto, str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed export (full disk, kill) leaves nothing
+    return path
+
+
+def _export_to(wrapper: nn.Module, tmp: Path, size: tuple[int, int], names: list[str],
+               dynamic: bool, opset: int) -> None:
+    x = torch.zeros(1, 3, *size)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         if dynamic:
@@ -93,15 +110,6 @@ def export_onnx(model: MTLSINet, path: str | Path, size: tuple[int, int] | None 
             torch.onnx.export(wrapper, (x,), str(tmp), input_names=[INPUT_NAME],
                               output_names=names, opset_version=opset, dynamo=False,
                               do_constant_folding=True)
-    proto = onnx.load(str(tmp))
-    onnx.checker.check_model(proto)
-    meta = proto.metadata_props.add()
-    meta.key, meta.value = "mtlsi_edge", json.dumps(
-        {"model_config": model.cfg.to_dict(), "stride": stride, "dynamic": dynamic,
-         **(extra_meta or {})})
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
-    return path
 
 
 def normalize(images_rgb_uint8: np.ndarray) -> np.ndarray:

@@ -12,6 +12,56 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from mtlsi_edge.errors import MtlsiError
+
+
+class OutputPathError(MtlsiError, ValueError):
+    """An output path that cannot be written as asked; checked before any work starts."""
+
+
+def _first_existing(path: Path) -> Path:
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            return p
+    return Path(".")
+
+
+def _check_place(path: Path, shown: Path | None = None) -> None:
+    """The nearest existing ancestor of ``path`` must be a writable folder."""
+    anc = _first_existing(path.parent)
+    if not anc.is_dir():
+        raise OutputPathError(f"{shown or path}: {anc} is a file, not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{shown or path}: no permission to write in {anc}")
+
+
+def check_output_file(path: str | Path, suffixes: Iterable[str] = (), what: str = "output"
+                      ) -> Path:
+    """``path`` can be written as a file: not a folder, a known suffix, a writable place."""
+    path = Path(path)
+    suffixes = tuple(suffixes)
+    if path.is_dir():
+        raise OutputPathError(f"{path}: is a folder; the {what} must be a file path")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise OutputPathError(f"{path}: the {what} must end in {' or '.join(suffixes)}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputPathError(f"{path}: no permission to overwrite it")
+    _check_place(path)
+    return path
+
+
+def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` can be used as a folder: not a file, in a writable place."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{path}: is a file; the {what} must be a folder")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputPathError(f"{path}: no permission to write in it")
+    else:
+        _check_place(path / "x", path)
+    return path
+
 
 def sha256(path: str | Path) -> str:
     h = hashlib.sha256()

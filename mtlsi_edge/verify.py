@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mtlsi_edge.errors import MtlsiError
+
 GATE_SEED = 20_000_000
 GATE_FRAMES = 6
 REFERENCE_FILE = "reference.safetensors"
@@ -53,9 +55,11 @@ THRESHOLDS: dict[str, dict[str, float]] = {
 }
 
 
-class VerificationError(ValueError):
+class VerificationError(MtlsiError, ValueError):
     """An artifact failed its parity gate or self-check (exit code 3 at the CLI);
     ``result`` holds the per-task table when there is one."""
+
+    exit_code = 3
 
     def __init__(self, msg: str, result: GateResult | None = None):
         super().__init__(msg)

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge import verify
+from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.fileio import atomic_write_files, atomic_write_json
 
 
-class QuantizeError(ValueError):
+class QuantizeError(MtlsiError, ValueError):
     """Bad input to quantisation; one line."""
 
 

@@ -14,12 +14,14 @@ from typing import Protocol
 
 import numpy as np
 
+from mtlsi_edge.errors import MtlsiError
 
-class TargetUnavailable(RuntimeError):
+
+class TargetUnavailable(MtlsiError, RuntimeError):
     """The backend cannot run here (package missing, no device); the message says why."""
 
 
-class ModelMismatch(ValueError):
+class ModelMismatch(MtlsiError, ValueError):
     """A model file that does not fit its bundle or the runtime refuses; one line."""
 
 

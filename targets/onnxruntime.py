@@ -83,6 +83,7 @@ class ORTRunner:
 
 
 class ONNXRuntimeTarget:
+    model_file = "model.onnx"  # what the precision label and I/O checks read
     name = "onnxruntime"
     precisions = ("fp32", "int8")
 

@@ -28,6 +28,13 @@ def _with_nhwc_outputs(model, outputs: list[str]):
     return ppp.build()
 
 
+def _first_line(e: Exception) -> str:
+    """OpenVINO's messages start with a C++ source location; keep the reason."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    reasons = [ln for ln in lines if not ln.startswith(("Exception from", "Check "))]
+    return (reasons or lines or [type(e).__name__])[0][:300]
+
+
 class OpenVINORunner:
     name = "openvino"
 
@@ -41,7 +48,10 @@ class OpenVINORunner:
         if device != "AUTO" and not any(d.startswith(device) for d in core.available_devices):
             raise TargetUnavailable(f"OpenVINO device {device} not present (available: "
                                     f"{', '.join(core.available_devices)})")
-        model = core.read_model(str(xml))
+        try:
+            model = core.read_model(str(xml))
+        except RuntimeError as e:  # OpenVINO reports unreadable IRs as RuntimeError
+            raise ModelMismatch(f"{xml}: OpenVINO cannot read it: {_first_line(e)}") from None
         names = {n for o in model.outputs for n in o.get_names()}
         missing = [n for n in outputs if n not in names]
         if missing:
@@ -67,7 +77,10 @@ class OpenVINORunner:
             import openvino.properties as props
 
             cfg[props.cache_dir] = str(cache_dir)
-        self.compiled = core.compile_model(model, device, cfg)
+        try:
+            self.compiled = core.compile_model(model, device, cfg)
+        except RuntimeError as e:
+            raise ModelMismatch(f"{xml}: OpenVINO cannot compile it: {_first_line(e)}") from None
         self.request = self.compiled.create_infer_request()
         self.device, self.precision, self.outputs = device, opts.precision, outputs
         self.layouts = {n: "NHWC" for n in outputs}
@@ -94,6 +107,7 @@ class OpenVINORunner:
 
 
 class OpenVINOTarget:
+    model_file = "model.xml"  # what the precision label and I/O checks read
     name = "openvino"
     precisions = ("fp32", "fp16", "int8")
 

@@ -54,6 +54,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from mtlsi_edge.tasks import IGNORE_INDEX, TaskSet, get_task_set
+from mtlsi_edge.errors import MtlsiError
 
 __all__ = [
     "DatasetError",
@@ -70,7 +71,7 @@ TransformFn = Callable[[Sample, np.random.Generator], Sample]
 _NORMAL_MIN_NORM = 0.5
 
 
-class DatasetError(ValueError):
+class DatasetError(MtlsiError, ValueError):
     """A malformed dataset folder; the message is one line naming the offending file."""
 
 

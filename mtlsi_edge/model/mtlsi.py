@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.model.backbone import Backbone
 from mtlsi_edge.model.blocks import CWIB, MTMQLFB, ConvBNAct, SemanticTokenDistiller
 from mtlsi_edge.tasks import TaskSet, get_task_set
@@ -58,15 +59,85 @@ class MTLSIConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> MTLSIConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        d = dict(d)
-        for k in ("backbone_out_indices", "input_size", "query_scales", "cwib_depths"):
-            if d.get(k) is not None:
-                d[k] = tuple(d[k])
-        return cls(**d)
+        """A config from a (checkpoint's or user's) dict; every key and value is checked."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"model config must be an object, got {type(d).__name__}")
+        cfg = cls(**check_config_values(d))
+        check_consistency(cfg)
+        return cfg
+
+
+#: Allowed values of the config fields that take a choice.
+CHOICES = {"kernel": ("relu", "elu"), "output_stride": (1, 4)}
+#: Lower bounds of the integer fields.
+MINIMUM = {"dim": 8, "heads": 1, "fusion_blocks": 0, "num_tokens": 1, "window": 1}
+
+
+def check_config_values(d: dict) -> dict:
+    """Check model config overrides against :class:`MTLSIConfig`'s fields (name, type,
+    range); returns them with lists turned into tuples.  Raises :class:`ConfigError` naming
+    the field and what it accepts."""
+    fields = {f.name: f for f in dataclasses.fields(MTLSIConfig)}
+    out = {}
+    for key, v in d.items():
+        if key not in fields:
+            raise ConfigError(f"unknown model config key {key!r}; known: {', '.join(fields)}")
+        default = fields[key].default
+
+        def bad(what: str, key=key, v=v) -> ConfigError:
+            return ConfigError(f"model config {key!r} must be {what}, got {v!r}")
+
+        def is_int(x) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise bad("true or false")
+        elif isinstance(default, int):
+            if not is_int(v):
+                raise bad("an integer")
+            if v < MINIMUM.get(key, 1):
+                raise bad(f"≥ {MINIMUM.get(key, 1)}")
+        elif isinstance(default, float):
+            if not (is_int(v) or isinstance(v, float)) or not 0 < v < 1e3:
+                raise bad("a positive number")
+            v = float(v)
+        elif isinstance(default, str):
+            if not isinstance(v, str) or not v:
+                raise bad("a non-empty string")
+        elif isinstance(default, tuple) or key == "backbone_out_indices":
+            if v is None and key == "backbone_out_indices":
+                out[key] = None
+                continue
+            if not isinstance(v, (list, tuple)) or not v or not all(is_int(x) for x in v):
+                raise bad("a list of integers")
+            if isinstance(default, tuple) and key in ("input_size", "cwib_depths") \
+                    and len(v) != len(default):
+                raise bad(f"a list of {len(default)} integers")
+            v = tuple(v)
+        if key in CHOICES and v not in CHOICES[key]:
+            raise bad("one of " + ", ".join(map(str, CHOICES[key])))
+        out[key] = v
+    if "input_size" in out and not all(32 <= x <= 4096 for x in out["input_size"]):
+        raise ConfigError(f"model config 'input_size' must be [H, W] with both in 32..4096, "
+                          f"got {list(out['input_size'])}")
+    if "query_scales" in out and not all(k >= 1 and k % 2 for k in out["query_scales"]):
+        raise ConfigError(f"model config 'query_scales' must be odd kernel sizes ≥ 1, got "
+                          f"{list(out['query_scales'])}")
+    if "cwib_depths" in out and any(k < 0 for k in out["cwib_depths"]):
+        raise ConfigError("model config 'cwib_depths' must be ≥ 0")
+    if "task_set" in out:
+        try:
+            get_task_set(out["task_set"])
+        except KeyError as e:
+            raise ConfigError(str(e).strip("'\"")) from None
+    if "backbone" in out:
+        import timm
+
+        if not timm.is_model(out["backbone"]):
+            raise ConfigError(f"model config 'backbone' {out['backbone']!r} is not a timm "
+                              f"model name (timm.list_models() lists them)")
+    return out
 
 
 class PreliminaryDecoder(nn.Module):
@@ -217,8 +288,16 @@ def create_model(name: str = DEFAULT_VARIANT, **overrides) -> MTLSINet:
     """
     if name not in VARIANTS:
         raise KeyError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
-    cfg = dataclasses.replace(VARIANTS[name].config, **overrides)
+    cfg = dataclasses.replace(VARIANTS[name].config, **check_config_values(overrides))
+    check_consistency(cfg)
     return MTLSINet(cfg)
+
+
+def check_consistency(cfg: MTLSIConfig) -> None:
+    """Relations between fields (each value may be fine alone)."""
+    if cfg.dim % cfg.heads:
+        raise ConfigError(f"model config 'dim' ({cfg.dim}) must be a multiple of 'heads' "
+                          f"({cfg.heads})")
 
 
 def part_of(module_name: str) -> str | None:

@@ -17,10 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mtlsi_edge.errors import MtlsiError
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-class CaptureError(RuntimeError):
+class CaptureError(MtlsiError, RuntimeError):
     """A source that cannot be opened or read; the message names it."""
 
 
@@ -144,7 +146,9 @@ class LatestFrameGrabber:
 
     def __init__(self, source: Source, pace: bool = True):
         self.source = source
-        self.pace = pace and source.info.kind in ("file", "folder")
+        # Only videos are paced like a camera; an image folder is a set to process, not a
+        # stream: every image is shown (and recorded), none dropped.
+        self.pace = pace and source.info.kind == "file"
         self.live = source.info.kind in ("camera", "url")
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.runtime.capture import LatestFrameGrabber, Source
 from mtlsi_edge.runtime.overlay import LAYOUTS, Renderer, draw_hud
 
@@ -79,13 +80,17 @@ class _Stop:
             signal.signal(sig, h)
 
 
+class RecordingError(MtlsiError, OSError):
+    """A recording that could not be written completely."""
+
+
 def open_writer(path: Path, fps: float, size_wh: tuple[int, int]) -> cv2.VideoWriter:
     """An mp4v (.mp4) or MJPG (.avi) writer; H.264 writers fail in the pip OpenCV builds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
     w = cv2.VideoWriter(str(path), fourcc, fps, size_wh)
     if not w.isOpened():
-        raise OSError(f"{path}: cannot open a video writer (use .mp4 or .avi)")
+        raise RecordingError(f"{path}: cannot open a video writer (use .mp4 or .avi)")
     return w
 
 
@@ -109,7 +114,7 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
     grabber = LatestFrameGrabber(source, pace=pace)
     stats = LoopStats(stages_ms={k: [] for k in
                                  ("capture", "preprocess", "inference", "postprocess", "render")})
-    state = {"writer": None, "layout": layout, "last_view": None}
+    state = {"writer": None, "layout": layout, "last_view": None, "written": 0}
     recent = deque(maxlen=30)
     pool = ThreadPoolExecutor(1, thread_name_prefix="infer") if pipeline else None
     pending = None  # (frame, future, capture wait ms) of the frame being inferred
@@ -133,10 +138,15 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
             stats.stages_ms[k].append(v)
         if record is not None:
             if state["writer"] is None:
-                state["writer"] = open_writer(record, source.info.fps,
-                                              (view.shape[1], view.shape[0]))
+                state["size"] = (view.shape[1], view.shape[0])
+                state["writer"] = open_writer(record, source.info.fps, state["size"])
                 stats.recording = str(record)
+            if (view.shape[1], view.shape[0]) != state["size"]:
+                # A writer takes one size; it silently drops frames of any other (folders
+                # of mixed image sizes).
+                view = cv2.resize(view, state["size"], interpolation=cv2.INTER_AREA)
             state["writer"].write(view)
+            state["written"] += 1
         stats.frames += 1
         state["last_view"] = view
         if on_frame is not None:
@@ -196,7 +206,25 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
                 state["writer"].release()
             if not headless:
                 cv2.destroyAllWindows()
+    if state["writer"] is not None:
+        check_recording(record, state["written"])
     return stats
+
+
+def check_recording(path: Path, written: int) -> None:
+    """Read the finished recording back: the writer reports no failed write (a full disk or
+    a file-size limit leaves an empty or short file), so count what is really there."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.isOpened():
+        ok, _ = cap.read()
+        if not ok:
+            break
+        n += 1
+    cap.release()
+    if n < written:
+        raise RecordingError(f"{path}: recording holds {n} of {written} frames (disk full or "
+                             f"file-size limit?)")
 
 
 def frame_grid_ok(img: np.ndarray) -> bool:

@@ -15,11 +15,12 @@ import cv2
 import numpy as np
 
 from mtlsi_edge.bundle import check_io, load_bundle
+from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.targets import CompileOptions, TargetUnavailable, get_target
 from mtlsi_edge.tasks import TaskSet
 
 
-class FrameError(ValueError):
+class FrameError(MtlsiError, ValueError):
     """A frame the Predictor cannot use (wrong dtype, shape or channel count)."""
 
 

@@ -25,13 +25,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from mtlsi_edge.errors import ConfigError, MtlsiError
 from mtlsi_edge.fileio import atomic_write, atomic_write_json, read_json_doc, sha256
 
 SCHEMA = "mtlsi-edge/checkpoint@1"
 _OURS = re.compile(r".+\.[0-9a-f]{12}\.(state\.)?safetensors")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MtlsiError, ValueError):
     """A checkpoint that cannot be used; the message is one line naming the file."""
 
 
@@ -196,13 +197,21 @@ def build_from_checkpoint(path: str | Path, task_set: str | None = None):
     from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet
 
     doc, sd = load_weights(path)
-    cfg = MTLSIConfig.from_dict(doc["model_config"])
+    try:
+        cfg = MTLSIConfig.from_dict(doc["model_config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    pruned = doc.get("pruned")
+    if pruned is not None and not (isinstance(pruned, dict)
+                                   and pruned.get("method") in ("channels", "magnitude")):
+        raise CheckpointError(f"{path}: 'pruned' must be null or an object with method "
+                              f"channels|magnitude, got {pruned!r}")
     if task_set is not None and cfg.task_set != task_set:
         raise CheckpointError(
             f"{path}: checkpoint is for task set {cfg.task_set!r}, not {task_set!r}")
     cfg.pretrained = False
     model = MTLSINet(cfg)
-    if doc.get("pruned", {}).get("method") == "channels":
+    if (pruned or {}).get("method") == "channels":
         from mtlsi_edge.quantize.prune import fit_to_state_dict
 
         fit_to_state_dict(model, sd)

@@ -1,0 +1,14 @@
+"""One base for every error a user can cause: the CLI turns it into one line and an exit code
+(``exit_code``) in one place; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+
+class MtlsiError(Exception):
+    """A problem with the user's input, files or machine; the message is one line."""
+
+    exit_code = 2
+
+
+class ConfigError(MtlsiError, ValueError):
+    """A model config value that is unknown, of the wrong type or out of range."""
