@@ -137,6 +137,7 @@ def compile_bundle(
             "runtime_versions": {target: tgt.runtime_version()},
             "files": {},
         }
+        manifest.update(opts.extra.pop("manifest", {}))  # the target's build record
         manifest.update(extra_manifest or {})
         # Parity against the reference on real rendered images: PyTorch when we have the
         # checkpoint, else ONNX Runtime FP32 on the source ONNX.

@@ -284,18 +284,29 @@ def export(
 
 @app.command("compile")
 def compile_(
-    target: str = typer.Option(..., help="torch | onnxruntime | openvino | tensorrt"),
+    target: str = typer.Option(..., help="torch | onnxruntime | openvino | tensorrt | "
+                               "torch-tensorrt"),
     precision: str = typer.Option("fp32", help="fp32 | fp16 | int8"),
     checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
     onnx: Path = typer.Option(None, help="An exported (or quantised) ONNX instead."),
     out: Path = typer.Option(None, help="Bundle folder (default runs/compile/TARGET-PREC)."),
     device: str = typer.Option(None, help="Target device (CPU, GPU, AUTO, cuda:0 …)."),
+    dla_core: int = typer.Option(None, min=0, help="tensorrt: Jetson DLA core (GPU fallback "
+                                 "on; fp16/int8)."),
+    workspace_mb: int = typer.Option(None, min=1, help="tensorrt: builder workspace (MiB, "
+                                     "default 1024)."),
+    input_size: str = typer.Option(None, help="tensorrt: HxW optimisation-profile size for an "
+                                   "ONNX with symbolic H/W."),
+    timing_cache: Path = typer.Option(None, help="tensorrt: timing cache file (read, then "
+                                      "updated) to speed up rebuilds."),
 ) -> None:
     """Compile a bundle (manifest + model files, checksummed) for a target.
 
     Examples:
       mtlsi-edge compile --target openvino --precision fp16
       mtlsi-edge compile --target onnxruntime --onnx runs/export/model.onnx --out b/ort
+      mtlsi-edge compile --target tensorrt --precision int8 --onnx runs/quantize/trt.onnx
+      mtlsi-edge compile --target tensorrt --precision fp16 --dla-core 0 --workspace-mb 512
     """
     from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
     from mtlsi_edge.targets import CompileOptions, TargetUnavailable
@@ -304,8 +315,16 @@ def compile_(
     if checkpoint is None and onnx is None:
         checkpoint = default_checkpoint()
     out = out or Path("runs/compile") / f"{target}-{precision}"
-    default_dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
+    default_dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0",
+                   "torch-tensorrt": "cuda:0"}.get(target, "CPU")
     opts = CompileOptions(precision=precision, device=device or default_dev)
+    trt_opts = {"dla_core": dla_core, "workspace_mb": workspace_mb,
+                "input_size": _parse_size(input_size) if input_size else None,
+                "timing_cache": timing_cache}
+    if any(v is not None for v in trt_opts.values()) and target != "tensorrt":
+        fail("--dla-core, --workspace-mb, --input-size and --timing-cache apply to "
+             "--target tensorrt only")
+    opts.extra.update({k: v for k, v in trt_opts.items() if v is not None})
     try:
         with console.status(f"compiling for {target} {precision}…"):
             path = compile_bundle(out, target, precision, checkpoint=checkpoint, onnx_path=onnx,
@@ -486,6 +505,8 @@ def quantize(
     preset: str = typer.Option("performance", help="performance | mixed"),
     ignore: str = typer.Option("attention-norm", help="none | attention-norm | attention"),
     out: Path = typer.Option(Path("runs/quantize/model"), help="Output stem."),
+    target: str = typer.Option(None, help="tensorrt: a Q/DQ ONNX TensorRT can build "
+                               "(signed symmetric INT8; needs --format onnx)."),
 ) -> None:
     """NNCF INT8 post-training quantisation, optionally with per-task accuracy budgets.
 
@@ -493,12 +514,13 @@ def quantize(
       mtlsi-edge quantize --format openvino --val data/synth
       mtlsi-edge quantize --val data/synth --max-drop miou=0.5 --max-drop rmse=1% \\
           --max-drop normals=0.5 --max-drop boundary=0.5
+      mtlsi-edge quantize --format onnx --target tensorrt --out runs/quantize/trt
     """
     from mtlsi_edge.quantize.run import QuantizeError, run_quantize
 
     try:
         res = run_quantize(checkpoint or default_checkpoint(), fmt, calib, n, val, val_limit,
-                           max_drop, preset, ignore, out, console=console)
+                           max_drop, preset, ignore, out, console=console, target=target)
     except QuantizeError as e:
         fail(str(e))
     if res.get("report"):

@@ -30,8 +30,11 @@ def load_or_build_calibration(calib: str, n: int, size: tuple[int, int]):
 def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
                  max_drop: list[str], preset: str, ignore: str, out: Path,
                  console=None, onnx_path: Path | None = None,
-                 accuracy_control: bool = True) -> dict:
-    """Quantise; returns ``{"path", "info", "report", "fp32", "int8", "failed"}``."""
+                 accuracy_control: bool = True, target: str | None = None) -> dict:
+    """Quantise; returns ``{"path", "info", "report", "fp32", "int8", "failed"}``.
+
+    ``target="tensorrt"``: a Q/DQ ONNX that follows TensorRT's rules, checked by
+    :func:`mtlsi_edge.targets.tensorrt.qdq_problems` before it is written."""
     import onnx
 
     from mtlsi_edge.export import export_onnx
@@ -45,6 +48,13 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
         raise QuantizeError(f"--ignore must be one of {', '.join(IGNORE_PRESETS)}")
     if preset not in ("performance", "mixed"):
         raise QuantizeError("--preset must be performance or mixed")
+    if target not in (None, "tensorrt"):
+        raise QuantizeError(f"--target must be tensorrt (or omitted), not {target!r}")
+    if target == "tensorrt" and fmt != "onnx":
+        raise QuantizeError("--target tensorrt needs --format onnx (a Q/DQ ONNX)")
+    if target == "tensorrt" and preset != "performance":
+        raise QuantizeError("--target tensorrt needs --preset performance (TensorRT takes "
+                            "symmetric INT8 only; mixed makes activations asymmetric)")
     try:
         model, _ = build_from_checkpoint(checkpoint)
     except CheckpointError as e:
@@ -97,7 +107,14 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
     q, info = quantize_model(
         fp32_model, cs.items(), fmt, preset, ignore, budgets=budgets if control else None,
         evaluate=evaluate if control else None, fp32_metrics=fp32_metrics,
-        val_items=valset.items if valset is not None else None)
+        val_items=valset.items if valset is not None else None, target=target)
+    if target == "tensorrt":
+        from mtlsi_edge.targets.tensorrt import qdq_problems
+
+        problems = qdq_problems(q)
+        if problems:  # a bug in our NNCF settings, not a user error: say exactly what broke
+            raise RuntimeError(f"NNCF output breaks TensorRT's Q/DQ rules: {problems[0]}")
+        info["tensorrt_qdq_check"] = "pass"
     info["seconds"] = round(time.perf_counter() - t0, 1)
     info["accuracy_control"] = control
     info["calibration"] = {"source": cs.source, "n": len(cs.origins), "skipped": cs.skipped}
