@@ -125,14 +125,24 @@ def qdq_problems(model) -> list[str]:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
 
-    def weight_of(name: str):
-        """The constant weight behind ``name`` (itself, or the input of its producing Q)."""
-        if name in consts:
-            return consts[name]
+    # Tensors computed from constants only (e.g. a Gather of a relative-bias table): TensorRT
+    # folds them into build-time weights, so they may be quantised per channel like weights.
+    const_derived = set(consts)
+    for n in g.node:  # ONNX graphs are topologically sorted
+        if all(i in const_derived for i in n.input if i):
+            const_derived.update(n.output)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim)
+             for vi in [*inferred.graph.value_info, *inferred.graph.input]}
+    ranks.update({name: len(t.dims) for name, t in consts.items()})
+
+    def weight_rank(name: str) -> int | None:
+        """Rank of the constant (or constant-derived) weight behind ``name`` (itself, or the
+        input of its producing Q); None for an activation."""
         p = producer.get(name)
-        if p is not None and p.op_type == "QuantizeLinear" and p.input[0] in consts:
-            return consts[p.input[0]]
-        return None
+        if name not in const_derived and p is not None and p.op_type == "QuantizeLinear":
+            name = p.input[0]
+        return ranks.get(name, 0) if name in const_derived else None
 
     qdq = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
            and n.domain in ("", "ai.onnx")]
@@ -165,12 +175,11 @@ def qdq_problems(model) -> list[str]:
             problems.append(f"{where}: scale has non-positive or non-finite values")
         if s.size <= 1:
             continue
-        weight = weight_of(n.input[0])
-        if weight is None:
+        rank = weight_rank(n.input[0])
+        if rank is None:
             problems.append(f"{where}: per-channel scale on an activation; TensorRT quantises "
                             "activations per tensor")
             continue
-        rank = len(weight.dims)
         axis = attrs.get("axis", 1)
         axis = axis + rank if axis < 0 else axis
         if n.op_type != "DequantizeLinear":
