@@ -543,6 +543,20 @@ def _qdq_model(zp_type=TensorProto.INT8, zp_val=0, w_axis=0, act_scale_shape=())
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
+def test_qdq_rules_on_small_nncf_output(tiny_dyn_onnx, tiny_qdq):
+    """Real NNCF on a small graph: the CPU settings break the rules (UINT8 after ReLU), the
+    tensorrt settings pass (the full model: test_tensorrt_qdq.py, -m slow)."""
+    from mtlsi_edge.quantize.ptq import quantize_model
+
+    items = [np.random.default_rng(i).standard_normal((1, 3, 32, 48)).astype(np.float32)
+             for i in range(4)]
+    q, _ = quantize_model(onnx.load(str(tiny_dyn_onnx)), items, "onnx", ignore="none",
+                          transformer=False)
+    problems = qdq_problems(q)
+    assert problems and all("UINT8" in p for p in problems), problems
+    assert qdq_problems(onnx.load(str(tiny_qdq))) == []
+
+
 def test_qdq_rules_on_hand_made_graphs():
     assert qdq_problems(_qdq_model()) == []
     assert "UINT8" in qdq_problems(_qdq_model(zp_type=TensorProto.UINT8))[0]
