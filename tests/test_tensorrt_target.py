@@ -468,6 +468,41 @@ def test_bundle_round_trip_records_dla_and_workspace(fake_trt, tiny_checkpoint, 
     assert pred.runner.device.endswith("+DLA0")
 
 
+def test_cli_compile_passes_tensorrt_options(fake_trt, tiny_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.cli import app
+
+    fake_trt("10.3.0")
+    out, cache = tmp_path / "b", tmp_path / "t.cache"
+    res = CliRunner().invoke(app, [str(a) for a in (
+        "compile", "--target", "tensorrt", "--precision", "fp16", "--checkpoint",
+        tiny_checkpoint, "--out", out, "--dla-core", 1, "--workspace-mb", 64,
+        "--timing-cache", cache)])
+    assert res.exit_code == 0, res.output
+    rec = load_bundle(out)[0]["tensorrt"]
+    assert (rec["dla_core"], rec["workspace_mb"], rec["timing_cache"]) == (1, 64, str(cache))
+    assert cache.is_file()
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--target", "onnxruntime", "--dla-core", "0"], "apply to --target tensorrt only"),
+    (["--target", "tensorrt", "--input-size", "12x12"], "bad size"),
+])
+def test_cli_compile_option_errors_are_one_line(tiny_onnx, tmp_path, args, fragment):
+    from typer.testing import CliRunner
+
+    from mtlsi_edge.cli import app
+
+    res = CliRunner().invoke(app, ["compile", "--onnx", str(tiny_onnx), "--out",
+                                   str(tmp_path / "b"), *args])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and fragment in lines[0], res.stderr
+    assert not (tmp_path / "b").exists()
+
+
 # -- refusals that need no TensorRT ----------------------------------------------------------
 
 @pytest.fixture
