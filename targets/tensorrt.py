@@ -23,7 +23,7 @@ DLA layer placement) is handed to the bundle manifest through ``opts.extra["mani
 
 UNVERIFIED: no NVIDIA GPU was available while writing this; the build and inference paths ran
 only against a stand-in module that accepts exactly the API names of the real 10.3, 10.16,
-11.1 and 11.4 bindings (tests/test_tensorrt_api_names.py).  See docs/nvidia.md.
+11.1 and 11.4 bindings (tests/test_tensorrt_target.py).  See docs/nvidia.md.
 """
 
 from __future__ import annotations
