@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.machinery
 import importlib.util
 import json
 import sys
@@ -119,6 +120,8 @@ class FakeTRT(types.ModuleType):
 
     def __init__(self, version: str, can_run_on_dla=lambda layer: True):
         super().__init__("tensorrt")
+        # torch._dynamo looks modules up with find_spec, which needs a spec
+        self.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
         self.names, self.used, self.calls = api_names(version), set(), []
         self.__version__ = version
         self.engines: dict[bytes, bytes] = {}  # serialized "engine" → the parsed ONNX
