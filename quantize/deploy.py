@@ -56,7 +56,8 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
         log(f"[3/5] calibrate + NNCF INT8 ({fmt}), gated on {', '.join(max_drop) or 'nothing'}")
         q = run_quantize(checkpoint, fmt, calib, n_calib, val, val_limit, max_drop, "performance",
                          ignore, out / "work" / "model.int8", console=console,
-                         onnx_path=fp32_onnx, accuracy_control=accuracy_control)
+                         onnx_path=fp32_onnx, accuracy_control=accuracy_control,
+                         target="tensorrt" if target == "tensorrt" else None)
         result["failed"] = q["failed"]
         steps.append(f"quantise {fmt}: {q['info']['seconds']} s, "
                      f"{len(q['info']['float_ops'])} heavy ops left in float")
