@@ -200,6 +200,7 @@ def compile_bundle(
             "runtime_versions": {target: tgt.runtime_version()},
             "files": {},
         }
+        manifest.update(opts.extra.pop("manifest", {}))  # the target's build record
         manifest.update(extra_manifest or {})
         # Gate and parity on held-out frames, through the Predictor's own preprocessing.
         from mtlsi_edge.runtime.predictor import Predictor

@@ -342,7 +342,8 @@ def export(
 
 @app.command("compile")
 def compile_(
-    target: str = typer.Option(..., help="torch | onnxruntime | openvino | tensorrt"),
+    target: str = typer.Option(..., help="torch | onnxruntime | openvino | tensorrt | "
+                               "torch-tensorrt"),
     precision: str = typer.Option("fp32", help="fp32 | fp16 | int8"),
     checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
     onnx: Path = typer.Option(None, help="An exported (or quantised) ONNX / OpenVINO IR "
@@ -355,6 +356,14 @@ def compile_(
                                                       "(repeatable; see docs/trust.md)."),
     force: bool = typer.Option(False, help="Write the bundle even if it fails its parity gate "
                                            "(the manifest records the failure)."),
+    dla_core: int = typer.Option(None, min=0, help="tensorrt: Jetson DLA core (GPU fallback "
+                                 "on; fp16/int8)."),
+    workspace_mb: int = typer.Option(None, min=1, help="tensorrt: builder workspace (MiB, "
+                                     "default 1024)."),
+    input_size: str = typer.Option(None, help="tensorrt: HxW optimisation-profile size for an "
+                                   "ONNX with symbolic H/W."),
+    timing_cache: Path = typer.Option(None, help="tensorrt: timing cache file (read, then "
+                                      "updated) to speed up rebuilds."),
 ) -> None:
     """Compile a bundle (manifest + model files + reference outputs, checksummed) for a
     target, gated against the FP32 model on held-out frames: exit 3 when the gate fails.
@@ -363,6 +372,8 @@ def compile_(
       mtlsi-edge compile --target openvino --precision fp16
       mtlsi-edge compile --target onnxruntime --onnx runs/export/model.onnx --out b/ort
       mtlsi-edge compile --target openvino --precision int8 --onnx runs/quantize/model.xml
+      mtlsi-edge compile --target tensorrt --precision int8 --onnx runs/quantize/trt.onnx
+      mtlsi-edge compile --target tensorrt --precision fp16 --dla-core 0 --workspace-mb 512
     """
     from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
     from mtlsi_edge.targets import CompileOptions, ModelMismatch, TargetUnavailable
@@ -372,8 +383,16 @@ def compile_(
     if checkpoint is None and onnx is None:
         checkpoint = default_checkpoint()
     out = out or Path("runs/compile") / f"{target}-{precision}"
-    default_dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
+    default_dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0",
+                   "torch-tensorrt": "cuda:0"}.get(target, "CPU")
     opts = CompileOptions(precision=precision, device=device or default_dev)
+    trt_opts = {"dla_core": dla_core, "workspace_mb": workspace_mb,
+                "input_size": _parse_size(input_size) if input_size else None,
+                "timing_cache": timing_cache}
+    if any(v is not None for v in trt_opts.values()) and target != "tensorrt":
+        fail("--dla-core, --workspace-mb, --input-size and --timing-cache apply to "
+             "--target tensorrt only")
+    opts.extra.update({k: v for k, v in trt_opts.items() if v is not None})
     try:
         overrides = parse_gate_overrides(gate)
         with console.status(f"compiling for {target} {precision}…"):
@@ -632,6 +651,8 @@ def quantize(
                                                       "(repeatable; see docs/trust.md)."),
     force: bool = typer.Option(False, help="Write the model even if it fails its parity "
                                            "gate."),
+    target: str = typer.Option(None, help="tensorrt: a Q/DQ ONNX TensorRT can build "
+                               "(signed symmetric INT8; needs --format onnx)."),
 ) -> None:
     """NNCF INT8 post-training quantisation, optionally with per-task accuracy budgets.
 
@@ -639,6 +660,7 @@ def quantize(
       mtlsi-edge quantize --format openvino --val data/synth
       mtlsi-edge quantize --val data/synth --max-drop miou=0.5 --max-drop rmse=1% \\
           --max-drop normals=0.5 --max-drop boundary=0.5
+      mtlsi-edge quantize --format onnx --target tensorrt --out runs/quantize/trt
     """
     from mtlsi_edge.quantize.run import QuantizeError, run_quantize
     from mtlsi_edge.verify import VerificationError, parse_gate_overrides
@@ -651,7 +673,8 @@ def quantize(
     try:
         res = run_quantize(checkpoint or default_checkpoint(), fmt, calib, n, val, val_limit,
                            max_drop, preset, ignore, out, console=console,
-                           act_matmuls=act_matmuls, gate_overrides=overrides, force=force)
+                           act_matmuls=act_matmuls, gate_overrides=overrides, force=force,
+                           target=target)
     except VerificationError as e:
         if e.result is not None:
             console.print(gate_table(e.result.rows, "INT8 parity gate (held-out frames, vs "

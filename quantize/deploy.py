@@ -62,7 +62,8 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
                              "performance", ignore, out / "work" / "model.int8",
                              console=console, onnx_path=fp32_onnx,
                              accuracy_control=accuracy_control, act_matmuls=act_matmuls,
-                             gate_overrides=gate_overrides)
+                             gate_overrides=gate_overrides,
+                             target="tensorrt" if target == "tensorrt" else None)
             result["failed"] = q["failed"]
             steps.append(f"quantise {fmt}: {q['info']['seconds']} s, "
                          f"{len(q['info']['float_ops'])} heavy ops left in float")

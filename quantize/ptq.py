@@ -92,11 +92,13 @@ def headroom(budgets: list[Budget], fp32: dict, q: dict) -> float:
 
 
 def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
-                 overflow_fix: bool, also_ignore: list[str] = ()):
+                 overflow_fix: bool, also_ignore: list[str] = (), target: str | None = None):
     import nncf
+    from nncf.common.quantization.structs import QuantizationScheme as QS
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
         OverflowFix,
+        QuantizationParameters,
     )
 
     patterns = IGNORE_PRESETS[ignore]
@@ -110,6 +112,19 @@ def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
         ignored_scope=ignored,
         target_device=nncf.TargetDevice.CPU,
     )
+    if target == "tensorrt":
+        # TensorRT's explicit quantisation: symmetric per-tensor activations, symmetric
+        # per-channel weights; no 7-bit overflow fix (that is a CPU-without-VNNI workaround).
+        # NNCF cannot force *signed* activations (its hardware configs reject
+        # signedness_to_force for activations), see to_signed_int8_qdq.
+        kwargs["target_device"] = nncf.TargetDevice.ANY
+        adv = AdvancedQuantizationParameters(
+            overflow_fix=OverflowFix.DISABLE,
+            activations_quantization_params=QuantizationParameters(
+                mode=QS.SYMMETRIC, per_channel=False),
+            weights_quantization_params=QuantizationParameters(
+                mode=QS.SYMMETRIC, per_channel=True))
+        return kwargs, adv, matched
     # Without VNNI, int8 dot products can saturate; overflow_fix uses 7-bit weights
     # (measured here: ~8× lower INT8 error on AVX2).
     adv = AdvancedQuantizationParameters(
@@ -151,6 +166,43 @@ def activation_matmuls(model, fmt: str) -> list[str]:
 
     return [n.name for n in g.node if n.op_type == "MatMul"
             and not any(is_const_name(i) for i in n.input[:2])]
+def to_signed_int8_qdq(model) -> int:
+    """Turn NNCF's unsigned (UINT8, zero point 0) activation Q/DQ pairs into signed INT8 ones
+    in place; returns how many.  Same covered range [0, 255·s], so the scale becomes
+    ``s · 255 / 127`` (one bit less resolution, what a signed symmetric quantiser gives a
+    non-negative tensor).  Asymmetric (non-zero) zero points are left for the validator."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    dq_of: dict[str, list] = {}
+    for n in g.node:
+        if n.op_type == "DequantizeLinear":
+            dq_of.setdefault(n.input[0], []).append(n)
+    count = 0
+    for q in [n for n in g.node if n.op_type == "QuantizeLinear"]:
+        zp = inits.get(q.input[2]) if len(q.input) > 2 else None
+        if zp is None or zp.data_type != onnx.TensorProto.UINT8 or q.input[1] not in inits:
+            continue
+        if numpy_helper.to_array(zp).any():
+            continue
+        scale = numpy_helper.to_array(inits[q.input[1]]).astype(np.float32) * (255.0 / 127.0)
+        base = f"{q.output[0]}_signed"
+        g.initializer.extend([
+            numpy_helper.from_array(scale, f"{base}_scale"),
+            numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{base}_zero_point")])
+        for n in [q, *dq_of.get(q.output[0], [])]:
+            n.input[1], n.input[2] = f"{base}_scale", f"{base}_zero_point"
+        for vi in g.value_info:  # NNCF records the Q output's (now stale) UINT8 type
+            if vi.name == q.output[0]:
+                vi.type.tensor_type.elem_type = onnx.TensorProto.INT8
+        count += 1
+    used = {i for n in g.node for i in n.input}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return count
 
 
 def cpu_has_vnni() -> bool:
@@ -163,13 +215,15 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
                    budgets: list[Budget] | None = None,
                    evaluate: Callable[[object], dict] | None = None,
                    fp32_metrics: dict | None = None, val_items: list | None = None,
-                   max_reverts: int = 40, act_matmuls: str = "float"):
+                   max_reverts: int = 40, act_matmuls: str = "float",
+                   target: str | None = None):
     """Quantise an ``openvino.Model`` (fmt ``openvino``) or ``onnx.ModelProto`` (``onnx``).
 
     With ``budgets``, runs accuracy control: ``evaluate(model_for_inference)`` must return
     ``{task: {metric: value}}`` on the validation set.  ``act_matmuls="float"`` keeps the
-    activation × activation MatMuls in float (:func:`activation_matmuls`).  Returns
-    (model, info dict).
+    activation × activation MatMuls in float (:func:`activation_matmuls`).
+    ``target="tensorrt"`` (onnx only) produces a Q/DQ model that follows TensorRT's rules.
+    Returns (model, info dict).
     """
     if act_matmuls not in ("float", "int8"):
         raise ValueError(f"act_matmuls must be float or int8, not {act_matmuls!r}")
@@ -181,8 +235,14 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
         names = [op.get_friendly_name() for op in model.get_ops()]
     else:
         names = [n.name for n in model.graph.node]
+    if target == "tensorrt" and (fmt != "onnx" or preset != "performance"):
+        raise ValueError("target tensorrt needs format onnx and preset performance "
+                         "(TensorRT takes signed, symmetric INT8 only)")
+    if target == "tensorrt":
+        overflow_fix = False
     act = activation_matmuls(model, fmt) if act_matmuls == "float" else []
-    kwargs, adv, matched = _nncf_params(preset, ignore, names, transformer, overflow_fix, act)
+    kwargs, adv, matched = _nncf_params(preset, ignore, names, transformer, overflow_fix, act,
+                                        target)
     # NNCF's ONNX engine feeds sessions with {input name: array}; OpenVINO takes arrays.
     as_input = (lambda x: {"image": x}) if fmt == "onnx" else (lambda x: x)
     calib = nncf.Dataset(calib_items, as_input)
@@ -193,7 +253,7 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
     if not budgets:
         q = nncf.quantize(model, calib, subset_size=min(subset_size, len(calib_items)),
                           advanced_parameters=adv, **kwargs)
-        return q, info
+        return _finish(q, info, target)
     assert evaluate is not None and fp32_metrics is not None and val_items is not None
 
     def validation_fn(compiled, items) -> tuple[float, None]:
@@ -213,6 +273,13 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
         advanced_quantization_parameters=adv, advanced_accuracy_restorer_parameters=restorer,
         **kwargs)
     info["budgets"] = [b.describe() for b in budgets]
+    return _finish(q, info, target)
+
+
+def _finish(q, info: dict, target: str | None):
+    if target == "tensorrt":
+        info["target"] = "tensorrt"
+        info["signed_activation_qdq"] = to_signed_int8_qdq(q)
     return q, info
 
 

@@ -35,8 +35,14 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
                  max_drop: list[str], preset: str, ignore: str, out: Path,
                  console=None, onnx_path: Path | None = None,
                  accuracy_control: bool = True, act_matmuls: str = "float",
-                 gate_overrides: dict | None = None, force: bool = False) -> dict:
-    """Quantise; returns ``{"path", "info", "report", "fp32", "int8", "failed"}``."""
+                 gate_overrides: dict | None = None, force: bool = False,
+                 target: str | None = None) -> dict:
+    """Quantise; returns ``{"path", "info", "report", "fp32", "int8", "failed"}``.
+
+    ``target="tensorrt"``: a Q/DQ ONNX that follows TensorRT's rules, checked by
+    :func:`mtlsi_edge.targets.tensorrt.qdq_problems` before it is written.  The INT8 model
+    passes a parity gate against FP32 on held-out frames before anything is written
+    (``force`` writes it anyway)."""
     import onnx
 
     from mtlsi_edge.export import export_onnx
@@ -53,6 +59,13 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
         raise QuantizeError(f"--act-matmuls must be float or int8, not {act_matmuls!r}")
     if preset not in ("performance", "mixed"):
         raise QuantizeError("--preset must be performance or mixed")
+    if target not in (None, "tensorrt"):
+        raise QuantizeError(f"--target must be tensorrt (or omitted), not {target!r}")
+    if target == "tensorrt" and fmt != "onnx":
+        raise QuantizeError("--target tensorrt needs --format onnx (a Q/DQ ONNX)")
+    if target == "tensorrt" and preset != "performance":
+        raise QuantizeError("--target tensorrt needs --preset performance (TensorRT takes "
+                            "symmetric INT8 only; mixed makes activations asymmetric)")
     try:
         model, _ = build_from_checkpoint(checkpoint)
     except CheckpointError as e:
@@ -105,7 +118,15 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
     q, info = quantize_model(
         fp32_model, cs.items(), fmt, preset, ignore, budgets=budgets if control else None,
         evaluate=evaluate if control else None, fp32_metrics=fp32_metrics,
-        val_items=valset.items if valset is not None else None, act_matmuls=act_matmuls)
+        val_items=valset.items if valset is not None else None, act_matmuls=act_matmuls,
+        target=target)
+    if target == "tensorrt":
+        from mtlsi_edge.targets.tensorrt import qdq_problems
+
+        problems = qdq_problems(q)
+        if problems:  # a bug in our NNCF settings, not a user error: say exactly what broke
+            raise RuntimeError(f"NNCF output breaks TensorRT's Q/DQ rules: {problems[0]}")
+        info["tensorrt_qdq_check"] = "pass"
     info["seconds"] = round(time.perf_counter() - t0, 1)
     info["accuracy_control"] = control
     info["calibration"] = {"source": cs.source, "n": len(cs.origins), "skipped": cs.skipped}

@@ -13,9 +13,11 @@ from mtlsi_edge.targets.onnxruntime import ONNXRuntimeTarget
 from mtlsi_edge.targets.openvino import OpenVINOTarget
 from mtlsi_edge.targets.tensorrt import TensorRTTarget
 from mtlsi_edge.targets.torch import TorchTarget
+from mtlsi_edge.targets.torch_tensorrt import TorchTensorRTTarget
 
 TARGETS: dict[str, Target] = {
-    t.name: t for t in (TorchTarget(), ONNXRuntimeTarget(), OpenVINOTarget(), TensorRTTarget())
+    t.name: t for t in (TorchTarget(), ONNXRuntimeTarget(), OpenVINOTarget(), TensorRTTarget(),
+                        TorchTensorRTTarget())
 }
 
 

@@ -1,107 +1,225 @@
-"""TensorRT backend: ONNX → serialized TensorRT engine (``model.engine``) → GPU Runner.
+"""TensorRT backend for 10.x (JetPack 6, Jetson) and 11.x (desktop/server pip wheels).
 
-``compile`` parses the ONNX file with TensorRT's ONNX parser, configures the builder
-(workspace pool, FP16 / INT8 flags, optional DLA core on Jetson, an optimisation profile when
-the input has symbolic N/H/W) and writes the serialized engine atomically.  ``load``
-deserialises it and returns a :class:`TensorRTRunner` that keeps its device buffers in torch
-CUDA tensors (torch is already a dependency, so no pycuda / cuda-python is needed) and runs
-``execute_async_v3`` on a ``torch.cuda.Stream``.
+ONNX → serialized engine (``model.engine``) → :class:`TensorRTRunner` (``execute_async_v3`` on
+torch CUDA buffers; no pycuda / cuda-python needed).
 
-API level: written against the TensorRT **10.x** Python API (name-based I/O tensors,
-``execute_async_v3``, ``build_serialized_network``, ``set_memory_pool_limit``; no implicit
-batch).  TensorRT 8.6 exposes the same calls, so it is accepted too: the only difference
-handled is the ``EXPLICIT_BATCH`` network flag, required before 10.0 and ignored (deprecated)
-from 10.0 on.  Older releases are reported as unavailable.
+How a precision is built depends on the TensorRT major version (:func:`build_plan`):
 
-INT8 means *explicit* quantisation only: the ONNX must already hold QuantizeLinear /
-DequantizeLinear nodes (a QDQ model, e.g. from ``mtlsi_edge.quantize``).  Implicit calibration
-(``int8_calibrator``) is deprecated since TensorRT 10.1 and is not offered.
+- **int8** is explicit quantisation only: a Q/DQ ONNX that passes :func:`check_qdq` (signed
+  INT8, zero point 0, per-tensor activations, per-channel weights on the output-channel axis;
+  ``mtlsi-edge quantize --format onnx --target tensorrt`` writes one) built as a *strongly
+  typed* network, the one way 11.x accepts and NVIDIA's recommended way on 10.x.
+- **fp16** on 10.x: the ``BuilderFlag.FP16`` (weak typing; deprecated from 10.12, still the
+  route DLA on JetPack 6 documents).  On 11.x that flag no longer exists: the ONNX is cast to
+  FP16 (I/O kept FP32) and built strongly typed.
+- **fp32**: strongly typed as exported.
 
-Order of checks in ``compile`` (deliberate): option validation (precision, DLA needs fp16 /
-int8) and the INT8 QDQ check come first and need only the ``onnx`` package, so a model that
-could never be built is refused with a ``ValueError`` on any machine; only then is TensorRT
-required (:class:`TargetUnavailable` if it is missing or no CUDA device is visible).
+Checks that need no TensorRT (precision, DLA options, the Q/DQ rules) run before the version
+and CUDA checks, so a model that could never build is refused on any machine with one line.
 
-UNTESTED HERE: the development machine has no NVIDIA GPU and TensorRT cannot be installed on
-it, so the build and inference paths below have never been executed.  The tests that exercise
-them skip with the reason from :meth:`TensorRTTarget.available`.
+The build record (TensorRT version, typing, flags, workspace, DLA core, optimisation profile,
+DLA layer placement) is handed to the bundle manifest through ``opts.extra["manifest"]``;
+``load`` re-applies the DLA core from it and refuses an engine built by another TensorRT.
 
-API verified against (NVIDIA documentation, by page title):
-- TensorRT Python API: "Builder" (``Builder``, ``create_network``, ``create_builder_config``,
-  ``create_optimization_profile``, ``build_serialized_network``;
-  ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` "[DEPRECATED] Ignored ... in TensorRT 10.0")
-- TensorRT Python API: "IBuilderConfig" (``set_memory_pool_limit``, ``MemoryPoolType.WORKSPACE``,
-  ``set_flag``, ``BuilderFlag.FP16/INT8/GPU_FALLBACK``, ``default_device_type``, ``DLA_core``,
-  ``add_optimization_profile``; ``int8_calibrator`` deprecated in 10.1)
-- TensorRT Python API: "IOptimizationProfile" (``set_shape(input, min, opt, max)``)
-- TensorRT Python API: "Onnx Parser" (``OnnxParser``, ``parse_from_file``, ``num_errors``,
-  ``get_error``, ``ParserError``)
-- TensorRT Python API: "Runtime" (``deserialize_cuda_engine`` → None on failure, ``DLA_core``)
-- TensorRT Python API: "ICudaEngine" (``num_io_tensors``, ``get_tensor_name``,
-  ``get_tensor_mode``, ``TensorIOMode``, ``get_tensor_dtype``, ``create_execution_context``)
-- TensorRT Python API: "IExecutionContext" (``set_input_shape``, ``get_tensor_shape``,
-  ``set_tensor_address``, ``execute_async_v3(stream_handle)``)
-- TensorRT Developer Guide: "Working with DLA" / "Building and Launching the Loadable"
-  (DLA runs FP16 / INT8 networks; GPU fallback mode)
-- Cross-checked with NVIDIA/TensorRT ``samples/python/common_runtime.py`` and
-  ``samples/python/detectron2/build_engine.py`` and the pybind11 sources
-  ``python/src/infer/pyCore.cpp`` / ``python/src/parsers/pyOnnx.cpp``.
+UNVERIFIED: no NVIDIA GPU was available while writing this; the build and inference paths ran
+only against a stand-in module that accepts exactly the API names of the real 10.3, 10.16,
+11.1 and 11.4 bindings (tests/test_tensorrt_target.py).  See docs/nvidia.md.
 """
 
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from mtlsi_edge.fileio import atomic_write_bytes
 from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
 
 ENGINE_FILE = "model.engine"
-MIN_VERSION = (8, 6)
-_MISSING = ("tensorrt Python package not installed (TensorRT runs on NVIDIA GPUs/Jetson; "
-            "pip install tensorrt on such a machine)")
+SUPPORTED_MAJORS = (10, 11)
+INSTALL_HINT = ('pip install "mtlsi-edge[tensorrt]" on x86-64 Linux with CUDA 13; on Jetson '
+                "use the TensorRT that JetPack 6 installs")
+_MISSING = f"tensorrt Python package not installed ({INSTALL_HINT})"
 _NO_CUDA = "no CUDA device visible"
+DEFAULT_WORKSPACE_MB = 1024
 
 
-def _version_tuple(v: str) -> tuple[int, ...]:
+def version_tuple(v: str) -> tuple[int, int, int]:
+    """``"10.3.0.26"`` → ``(10, 3, 0)`` (missing or non-numeric parts count as 0)."""
     out = []
-    for part in v.split(".")[:2]:
+    for part in (str(v).split(".") + ["0", "0", "0"])[:3]:
         digits = "".join(ch for ch in part if ch.isdigit())
         out.append(int(digits or 0))
-    return tuple(out)
+    return out[0], out[1], out[2]
 
 
-def _has_qdq(onnx_path: Path) -> bool:
-    """True if the ONNX graph (incl. subgraphs and local functions) has a standard-domain
-    ``QuantizeLinear`` node, i.e. it is an explicitly quantised (QDQ) model."""
+def version_problem(version: str) -> str | None:
+    """None when this TensorRT version is supported, else the one-line reason."""
+    major = version_tuple(version)[0]
+    if major in SUPPORTED_MAJORS:
+        return None
+    which = "too old" if major < SUPPORTED_MAJORS[0] else "newer than this target knows"
+    return (f"tensorrt {version} is {which}: the tensorrt target supports 10.x and 11.x "
+            f"({INSTALL_HINT})")
+
+
+def dla_problem(version: str) -> str | None:
+    """DLA availability by version (NVIDIA 'Working with DLA' / 'Strongly Typed Networks for
+    DLA' pages): 10.x on Jetson (JetPack 6); not in 11.0-11.4.0; 11.4.1+ on Jetson AGX Orin
+    with JetPack 7.2.2+."""
+    v = version_tuple(version)
+    if v[0] == 11 and v < (11, 4, 1):
+        return (f"TensorRT {version} has no DLA support (11.0 to 11.4.0); use JetPack 6 "
+                "(TensorRT 10.x) or TensorRT 11.4.1+ from JetPack 7.2.2+ on Jetson AGX Orin")
+    return None
+
+
+def build_plan(version: str, precision: str, dla_core: int | None) -> dict:
+    """How ``precision`` is built on this TensorRT version (pure: no TensorRT needed).
+
+    Returns ``{"strongly_typed", "builder_flags", "fp16_onnx_cast", "gpu_fallback"}``;
+    flag names are ``trt.BuilderFlag`` members.
+    """
+    major = version_tuple(version)[0]
+    weak_fp16 = precision == "fp16" and major == 10
+    flags = ["FP16"] if weak_fp16 else []
+    if dla_core is not None:
+        flags.append("GPU_FALLBACK")
+    return {"strongly_typed": not weak_fp16, "builder_flags": flags,
+            "fp16_onnx_cast": precision == "fp16" and major >= 11,
+            "gpu_fallback": dla_core is not None}
+
+
+# -- the Q/DQ rules -------------------------------------------------------------------------
+
+#: Weight input index and output-channel axis of the ops TensorRT quantises per channel.
+_WEIGHT_AXIS = {"Conv": (1, 0), "ConvTranspose": (1, 1), "MatMul": (1, -1), "Gemm": (1, None)}
+
+
+def _load_onnx(path: Path):
     import onnx
 
-    if not Path(onnx_path).is_file():
-        raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"ONNX file not found: {path}")
+    return onnx.load(str(path), load_external_data=False)
 
-    def graph_has(graph) -> bool:
-        for node in graph.node:
-            if node.op_type == "QuantizeLinear" and node.domain in ("", "ai.onnx"):
-                return True
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH and graph_has(attr.g):
-                    return True
-                if attr.type == onnx.AttributeProto.GRAPHS and any(graph_has(g)
-                                                                    for g in attr.graphs):
-                    return True
-        return False
 
-    if graph_has(model.graph):
-        return True
-    return any(n.op_type == "QuantizeLinear" and n.domain in ("", "ai.onnx")
-               for f in model.functions for n in f.node)
+def qdq_problems(model) -> list[str]:
+    """Every way ``model`` (an ``onnx.ModelProto``) breaks TensorRT's explicit-quantisation
+    rules; an empty list means it conforms.  Checks: Q/DQ present; zero points INT8 and all 0
+    (signed, symmetric); scales constant and positive; activations per tensor; per-channel
+    scales only on a weight, along its output-channel axis."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = model.graph
+    consts = {i.name: i for i in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and \
+                n.attribute[0].type == onnx.AttributeProto.TENSOR:
+            consts[n.output[0]] = n.attribute[0].t
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    # Tensors computed from constants only (e.g. a Gather of a relative-bias table): TensorRT
+    # folds them into build-time weights, so they may be quantised per channel like weights.
+    const_derived = set(consts)
+    for n in g.node:  # ONNX graphs are topologically sorted
+        if all(i in const_derived for i in n.input if i):
+            const_derived.update(n.output)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim)
+             for vi in [*inferred.graph.value_info, *inferred.graph.input]}
+    ranks.update({name: len(t.dims) for name, t in consts.items()})
+
+    def weight_rank(name: str) -> int | None:
+        """Rank of the constant (or constant-derived) weight behind ``name`` (itself, or the
+        input of its producing Q); None for an activation."""
+        p = producer.get(name)
+        if name not in const_derived and p is not None and p.op_type == "QuantizeLinear":
+            name = p.input[0]
+        return ranks.get(name, 0) if name in const_derived else None
+
+    qdq = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+           and n.domain in ("", "ai.onnx")]
+    if not any(n.op_type == "QuantizeLinear" for n in qdq):
+        return ["no QuantizeLinear nodes (not an explicitly quantised Q/DQ model)"]
+    problems = []
+    for n in qdq:
+        where = f"{n.op_type} {n.name or n.output[0]!r}"
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        zp_name = n.input[2] if len(n.input) > 2 else ""
+        if zp_name and zp_name not in consts:
+            problems.append(f"{where}: zero point is not a constant")
+        elif zp_name:
+            zp = consts[zp_name]
+            if zp.data_type != onnx.TensorProto.INT8:
+                kind = onnx.TensorProto.DataType.Name(zp.data_type)
+                problems.append(f"{where}: zero point is {kind}; TensorRT needs signed INT8")
+            elif np.any(numpy_helper.to_array(zp) != 0):
+                problems.append(f"{where}: zero point is not 0 (asymmetric); TensorRT needs "
+                                "symmetric quantisation")
+        elif n.op_type == "QuantizeLinear" and \
+                attrs.get("output_dtype", onnx.TensorProto.UINT8) != onnx.TensorProto.INT8:
+            problems.append(f"{where}: no INT8 zero point, so the output is UINT8 (the ONNX "
+                            "default); TensorRT needs signed INT8")
+        if n.input[1] not in consts:
+            problems.append(f"{where}: scale is not a constant")
+            continue
+        s = numpy_helper.to_array(consts[n.input[1]])
+        if np.any(~np.isfinite(s)) or np.any(s <= 0):
+            problems.append(f"{where}: scale has non-positive or non-finite values")
+        if s.size <= 1:
+            continue
+        rank = weight_rank(n.input[0])
+        if rank is None:
+            problems.append(f"{where}: per-channel scale on an activation; TensorRT quantises "
+                            "activations per tensor")
+            continue
+        axis = attrs.get("axis", 1)
+        axis = axis + rank if axis < 0 else axis
+        if n.op_type != "DequantizeLinear":
+            continue  # the DQ that feeds the consumer carries the same axis
+        for c in consumers.get(n.output[0], []):
+            if c.op_type not in _WEIGHT_AXIS:
+                continue
+            idx, want = _WEIGHT_AXIS[c.op_type]
+            if c.op_type == "Gemm":
+                want = 0 if next((a.i for a in c.attribute if a.name == "transB"), 0) else 1
+            want = want + rank if want < 0 else want
+            if list(c.input).index(n.output[0]) == idx and axis != want:
+                problems.append(f"{where}: per-channel axis {axis} on the {c.op_type} weight; "
+                                f"TensorRT needs the output-channel axis {want}")
+    return problems
+
+
+def check_qdq(onnx_path: Path) -> None:
+    """Refuse, with one line, a Q/DQ ONNX TensorRT cannot build (see :func:`qdq_problems`)."""
+    problems = qdq_problems(_load_onnx(onnx_path))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ValueError(f"{onnx_path} is not a TensorRT-ready Q/DQ model: {problems[0]}{more}; "
+                         "quantise with `mtlsi-edge quantize --format onnx --target tensorrt`")
+
+
+def cast_fp16(src: Path, dst: Path) -> Path:
+    """Write ``src`` with FP16 weights and compute, FP32 inputs/outputs (what a strongly typed
+    FP16 build needs on TensorRT 11, where ``BuilderFlag.FP16`` is gone)."""
+    import onnx
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(src))
+    onnx.save(float16.convert_float_to_float16(model, keep_io_types=True), str(dst))
+    return dst
 
 
 def _cuda_device(device: str | None) -> str:
-    """TensorRT always executes from a CUDA context: ``cuda`` / ``cuda:N`` are kept, anything
-    else (the generic ``CPU`` default, ``GPU``, ``AUTO``) means ``cuda:0``."""
+    """TensorRT runs from a CUDA context: ``cuda`` / ``cuda:N`` are kept, anything else (the
+    generic ``CPU`` default, ``GPU``, ``AUTO``) means ``cuda:0``."""
     d = (device or "").strip().lower()
     if d == "cuda":
         return "cuda:0"
@@ -114,15 +232,16 @@ def _size_hw(value, what: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"TensorRT: opts.extra[{what!r}] must be (H, W); got {value!r}") from None
+        raise ValueError(f"TensorRT: {what} must be (H, W); got {value!r}") from None
     return h, w
 
 
 class TensorRTTarget:
     """ONNX → TensorRT engine.  ``opts.extra`` knobs: ``workspace_mb`` (1024), ``dla_core``
-    (Jetson DLA core index; GPU fallback on), ``input_size`` (H, W: the optimisation-profile
-    *opt* shape, required when H/W are symbolic), ``min_size`` / ``max_size`` (defaults: half
-    and double of ``input_size``), ``max_batch`` (profile max N when N is symbolic; default 1)."""
+    (Jetson DLA core; GPU fallback on), ``timing_cache`` (file read before and written after
+    the build), ``input_size`` (H, W: the optimisation-profile *opt* shape, required when H/W
+    are symbolic), ``min_size`` / ``max_size`` (default half / double of ``input_size``),
+    ``max_batch`` (profile max N when N is symbolic; default 1)."""
 
     name = "tensorrt"
     precisions = ("fp32", "fp16", "int8")
@@ -134,12 +253,11 @@ class TensorRTTarget:
         except ImportError:
             return False, _MISSING
         except Exception as e:  # a broken install (missing libnvinfer, CUDA mismatch, ...)
-            return False, (f"tensorrt Python package failed to import "
-                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
-        version = str(getattr(trt, "__version__", "0"))
-        if _version_tuple(version) < MIN_VERSION:
-            return False, (f"tensorrt {version} is too old (this backend needs the "
-                           f">= {'.'.join(map(str, MIN_VERSION))} name-based I/O API)")
+            first = str(e).splitlines()[0] if str(e) else ""
+            return False, f"tensorrt Python package failed to import ({type(e).__name__}: {first})"
+        problem = version_problem(str(getattr(trt, "__version__", "0")))
+        if problem:
+            return False, problem
         import torch
 
         if not torch.cuda.is_available():
@@ -166,40 +284,55 @@ class TensorRTTarget:
         """Everything decidable without TensorRT (runs before the availability check)."""
         if opts.precision not in self.precisions:
             raise ValueError(f"TensorRT: unknown precision {opts.precision!r}; "
-                             f"choose from {self.precisions}")
+                             f"choose from {', '.join(self.precisions)}")
         dla = opts.extra.get("dla_core")
         if dla is not None:
             if int(dla) < 0:
-                raise ValueError(f"TensorRT: dla_core must be >= 0, got {dla!r}")
+                raise ValueError(f"TensorRT: --dla-core must be >= 0, got {dla}")
             if opts.precision == "fp32":
                 raise ValueError("TensorRT: DLA runs FP16 or INT8 networks only; "
-                                 "use precision fp16 or int8 with dla_core")
-        if opts.precision == "int8" and not _has_qdq(onnx_path):
-            raise ValueError(
-                f"TensorRT int8 needs an explicitly quantised (QDQ) ONNX, but {onnx_path} has "
-                "no QuantizeLinear nodes; quantise it first (QDQ format) or build fp16 "
-                "(implicit INT8 calibration is deprecated since TensorRT 10.1 and not offered)")
+                                 "use --precision fp16 or int8 with --dla-core")
+        if int(opts.extra.get("workspace_mb", DEFAULT_WORKSPACE_MB)) <= 0:
+            raise ValueError("TensorRT: --workspace-mb must be > 0")
+        if opts.precision == "int8":
+            check_qdq(onnx_path)
+        elif not Path(onnx_path).is_file():
+            raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
 
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
                 outputs: list[str]) -> list[str]:
         onnx_path, out_dir = Path(onnx_path), Path(out_dir)
         self._check_options(onnx_path, opts)
         trt = self._require()
-        if not onnx_path.is_file():
-            raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+        version = str(trt.__version__)
+        dla = opts.extra.get("dla_core")
+        dla = None if dla is None else int(dla)
+        if dla is not None and dla_problem(version):
+            raise ValueError(dla_problem(version))
+        plan = build_plan(version, opts.precision, dla)
+        with tempfile.TemporaryDirectory(prefix=".trt-build.") as tmp:
+            src = cast_fp16(onnx_path, Path(tmp) / "fp16.onnx") if plan["fp16_onnx_cast"] \
+                else onnx_path
+            serialized, record = self._build(trt, src, plan, opts, outputs, dla)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out_dir / ENGINE_FILE, bytes(serialized))
+        record.update(version=version, precision=opts.precision, dla_core=dla, **plan)
+        opts.extra.setdefault("manifest", {})["tensorrt"] = record
+        return [ENGINE_FILE]
 
+    def _build(self, trt, src: Path, plan: dict, opts: CompileOptions, outputs: list[str],
+               dla: int | None):
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
         flags = 0
-        if _version_tuple(trt.__version__) < (10, 0):  # 8.6: explicit batch must be requested
-            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        if plan["strongly_typed"]:  # required on 10.x for Q/DQ; implied (ignored) on 11.x
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
-        if not parser.parse_from_file(str(onnx_path)):
+        if not parser.parse_from_file(str(src)):
             errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
             msg = " | ".join(" ".join(e.split()) for e in errs) or "no parser error recorded"
-            raise RuntimeError(f"TensorRT ONNX parser failed on {onnx_path}: {msg}")
-
+            raise RuntimeError(f"TensorRT ONNX parser failed on {src}: {msg}")
         net_outputs = [network.get_output(i).name for i in range(network.num_outputs)]
         missing = [n for n in (outputs or []) if n not in net_outputs]
         if missing:
@@ -207,49 +340,60 @@ class TensorRTTarget:
                              f"(graph outputs: {net_outputs})")
 
         config = builder.create_builder_config()
-        workspace_mb = int(opts.extra.get("workspace_mb", 1024))
+        workspace_mb = int(opts.extra.get("workspace_mb", DEFAULT_WORKSPACE_MB))
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-        if opts.precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)  # int8: FP16 for layers left unquantised
-        if opts.precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)  # explicit quantisation: Q/DQ scales rule
-        dla = opts.extra.get("dla_core")
+        for name in plan["builder_flags"]:
+            config.set_flag(getattr(trt.BuilderFlag, name))
+        record: dict = {"workspace_mb": workspace_mb}
         if dla is not None:
             config.default_device_type = trt.DeviceType.DLA
-            config.DLA_core = int(dla)
-            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-
-        profile = self._profile(builder, network, opts)
+            config.DLA_core = dla
+            record["layer_placement"] = self._placement(network, config)
+        profile, record["profile"] = self._profile(builder, network, opts)
         if profile is not None:
             config.add_optimization_profile(profile)
 
+        cache_path = opts.extra.get("timing_cache")
+        if cache_path:
+            cache_path = Path(cache_path)
+            blob = cache_path.read_bytes() if cache_path.is_file() else b""
+            cache = config.create_timing_cache(blob)
+            # ignore_mismatch=False: a cache from another GPU / TensorRT is not reused.
+            if not config.set_timing_cache(cache, False):
+                cache = config.create_timing_cache(b"")
+                config.set_timing_cache(cache, False)
+            record["timing_cache"] = str(cache_path)
+
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
-            raise RuntimeError(f"TensorRT engine build failed for {onnx_path} "
+            raise RuntimeError(f"TensorRT engine build failed for {src} "
                                f"(precision={opts.precision}; see the TensorRT log above)")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        final = out_dir / ENGINE_FILE
-        tmp = out_dir / f".{ENGINE_FILE}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(serialized)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return [ENGINE_FILE]
+        if cache_path:
+            atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+        return serialized, record
+
+    @staticmethod
+    def _placement(network, config) -> dict:
+        """Which layers the builder can put on the DLA; the rest fall back to the GPU."""
+        on_dla, on_gpu = [], []
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            (on_dla if config.can_run_on_DLA(layer) else on_gpu).append(layer.name)
+        return {"dla_layers": len(on_dla), "gpu_fallback_layers": len(on_gpu),
+                "gpu_fallback": on_gpu}
 
     @staticmethod
     def _profile(builder, network, opts: CompileOptions):
-        """An optimisation profile when an input has symbolic dims (shown as -1), else None.
+        """(profile, record) when an input has symbolic dims (shown as -1), else (None, None).
 
         N×C×H×W inputs only: N → (1, 1, max_batch); H, W → min / opt / max sizes."""
         inputs = [network.get_input(i) for i in range(network.num_inputs)]
         dynamic = [t for t in inputs if any(int(d) < 0 for d in t.shape)]
         if not dynamic:
-            return None
+            return None, None
         extra = opts.extra
         profile = builder.create_optimization_profile()
+        record = {}
         for t in dynamic:
             shape = [int(d) for d in t.shape]
             if len(shape) != 4:
@@ -259,9 +403,8 @@ class TensorRTTarget:
                 raise ValueError(f"TensorRT: input {t.name!r} has a symbolic channel dim")
             if "input_size" not in extra and (shape[2] < 0 or shape[3] < 0):
                 raise ValueError(
-                    f"TensorRT: input {t.name!r} has symbolic H/W {shape}; pass "
-                    "opts.extra['input_size'] = (H, W) (and optionally min_size / max_size) "
-                    "for the optimisation profile")
+                    f"TensorRT: input {t.name!r} has symbolic H/W; pass --input-size HxW "
+                    "(opts.extra['input_size']) for the optimisation profile")
             if "input_size" in extra:
                 oh, ow = _size_hw(extra["input_size"], "input_size")
             else:
@@ -272,51 +415,52 @@ class TensorRTTarget:
             if not (lh <= oh <= hh and lw <= ow <= hw):
                 raise ValueError(f"TensorRT: need min_size <= input_size <= max_size, got "
                                  f"{(lh, lw)}, {(oh, ow)}, {(hh, hw)}")
-            max_n = int(extra.get("max_batch", 1))
-            mins, opts_, maxs = [], [], []
-            for axis, d in enumerate(shape):
-                if d >= 0:
-                    lo, op, hi = d, d, d
-                elif axis == 0:
-                    lo, op, hi = 1, 1, max(1, max_n)
-                elif axis == 2:
-                    lo, op, hi = lh, oh, hh
-                else:
-                    lo, op, hi = lw, ow, hw
-                mins.append(lo)
-                opts_.append(op)
-                maxs.append(hi)
+            max_n = max(1, int(extra.get("max_batch", 1)))
+            dims = {0: (1, 1, max_n), 2: (lh, oh, hh), 3: (lw, ow, hw)}
+            mins, opts_, maxs = zip(*[(d, d, d) if d >= 0 else dims[ax]
+                                      for ax, d in enumerate(shape)])
             profile.set_shape(t.name, tuple(mins), tuple(opts_), tuple(maxs))
-        return profile
+            record[t.name] = {"min": list(mins), "opt": list(opts_), "max": list(maxs)}
+        return profile, record
 
     # -- load -----------------------------------------------------------------------------
     def load(self, bundle_dir: Path, manifest: dict, opts: CompileOptions) -> TensorRTRunner:
-        self._require()
+        trt = self._require()
+        built = manifest.get("tensorrt") or {}
+        have = str(trt.__version__)
+        if built.get("version") and version_tuple(built["version"]) != version_tuple(have):
+            raise TargetUnavailable(f"engine built with TensorRT {built['version']}, this "
+                                    f"machine has {have}; recompile the bundle here")
         files = [f for f in manifest.get("files", []) if str(f).endswith(".engine")]
         path = Path(bundle_dir) / (files[0] if files else ENGINE_FILE)
         if not path.is_file():
             raise FileNotFoundError(f"TensorRT engine not found: {path}")
+        dla = opts.extra.get("dla_core", built.get("dla_core"))
         return TensorRTRunner(path, list(manifest.get("outputs") or []),
                               device=_cuda_device(opts.device),
                               precision=manifest.get("precision", opts.precision),
-                              dla_core=opts.extra.get("dla_core"))
+                              dla_core=dla)
 
 
 def _torch_dtype(trt, dtype):
-    """TensorRT DataType → torch dtype (names that exist in this TensorRT version only)."""
+    """TensorRT DataType → torch dtype via the module-level ``trt.float32`` ... aliases (present
+    in 10.x and 11.x, unlike ``trt.DataType`` whose name 10.3's bindings do not list)."""
     import torch
 
-    table = [("FLOAT", torch.float32), ("HALF", torch.float16), ("BF16", torch.bfloat16),
-             ("INT8", torch.int8), ("UINT8", torch.uint8), ("INT32", torch.int32),
-             ("INT64", torch.int64), ("BOOL", torch.bool)]
+    table = [("float32", torch.float32), ("float16", torch.float16), ("bfloat16", torch.bfloat16),
+             ("int8", torch.int8), ("uint8", torch.uint8), ("int32", torch.int32),
+             ("int64", torch.int64)]
     for name, tdt in table:
-        if hasattr(trt.DataType, name) and dtype == getattr(trt.DataType, name):
+        if hasattr(trt, name) and dtype == getattr(trt, name):
             return tdt
     raise TypeError(f"TensorRT I/O dtype {dtype} has no torch equivalent")
 
 
 class TensorRTRunner:
-    """Runs a serialized engine.  ``batch`` (N×3×H×W float32, host) → {output: np.ndarray}."""
+    """Runs a serialized engine.  ``batch`` (N×3×H×W float32, host) → {output: np.ndarray}.
+
+    Output buffers are (re)allocated only when the input shape changes; every I/O tensor gets
+    its address before ``execute_async_v3``, as the name-based API requires."""
 
     name = "tensorrt"
 
@@ -333,7 +477,7 @@ class TensorRTRunner:
         self._runtime = trt.Runtime(self._logger)
         if dla_core is not None:
             self._runtime.DLA_core = int(dla_core)
-        with torch.cuda.device(self._dev):
+        with self._on_device():
             self._engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
             if self._engine is None:
                 raise RuntimeError(f"TensorRT could not deserialise {engine_path} (built with a "
@@ -341,7 +485,7 @@ class TensorRTRunner:
             self._context = self._engine.create_execution_context()
             if self._context is None:
                 raise RuntimeError("TensorRT could not create an execution context")
-            self._stream = torch.cuda.Stream(device=self._dev)
+            self._stream = self._new_stream()
 
         eng = self._engine
         names = [eng.get_tensor_name(i) for i in range(eng.num_io_tensors)]
@@ -358,6 +502,19 @@ class TensorRTRunner:
         self._cache_shape: tuple | None = None
         self._bufs: dict = {}
 
+    # Device hooks (a test replaces them to run the buffer logic on the CPU).
+    def _on_device(self):
+        return self._torch.cuda.device(self._dev)
+
+    def _new_stream(self):
+        return self._torch.cuda.Stream(device=self._dev)
+
+    def _stream_ctx(self):
+        return self._torch.cuda.stream(self._stream)
+
+    def _stream_handle(self) -> int:
+        return self._stream.cuda_stream
+
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         torch = self._torch
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -366,8 +523,8 @@ class TensorRTRunner:
         name_in = self._inputs[0]
         shape = tuple(int(s) for s in batch.shape)
         ctx = self._context
-        with torch.cuda.device(self._dev), torch.cuda.stream(self._stream):
-            x = torch.from_numpy(batch).to(self._dev, non_blocking=False)
+        with self._on_device(), self._stream_ctx():
+            x = torch.from_numpy(batch).to(self._dev)
             if self._dtypes[name_in] != torch.float32:
                 x = x.to(self._dtypes[name_in])
             if shape != self._cache_shape:
@@ -382,7 +539,7 @@ class TensorRTRunner:
                     ctx.set_tensor_address(n, buf.data_ptr())
                 self._cache_shape = shape
             ctx.set_tensor_address(name_in, x.data_ptr())
-            if not ctx.execute_async_v3(self._stream.cuda_stream):
+            if not ctx.execute_async_v3(self._stream_handle()):
                 raise RuntimeError("TensorRT execute_async_v3 failed")
             self._stream.synchronize()
             res = {}
@@ -390,5 +547,6 @@ class TensorRTRunner:
                 t = self._bufs[n]
                 if t.is_floating_point() and t.dtype != torch.float32:
                     t = t.float()
-                res[n] = t.cpu().numpy()
+                res[n] = t.cpu().numpy().copy()
         return res
+

@@ -56,17 +56,25 @@ class TorchTarget:
         return ["model.safetensors"]
 
     def load(self, bundle_dir: Path, manifest: dict, opts: CompileOptions) -> TorchRunner:
-        from safetensors.torch import load_file
-
-        from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet
-
-        cfg = MTLSIConfig.from_dict(manifest["model"]["config"])
-        cfg.pretrained = False
-        model = MTLSINet(cfg)
-        sd = load_file(str(bundle_dir / "model.safetensors"))
-        if (manifest["model"].get("pruned") or {}).get("method") == "channels":
-            from mtlsi_edge.quantize.prune import fit_to_state_dict
-
-            fit_to_state_dict(model, sd)
-        model.load_state_dict(sd)
+        model = model_from_weights(manifest["model"]["config"], bundle_dir / "model.safetensors",
+                                   manifest["model"].get("pruned"))
         return TorchRunner(model, opts, manifest["output_stride"])
+
+
+def model_from_weights(config: dict, weights: Path, pruned: dict | None = None):
+    """An ``MTLSINet`` built from its config dict and a safetensors state dict (channel-pruned
+    checkpoints are re-shaped to the stored tensors first)."""
+    from safetensors.torch import load_file
+
+    from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet
+
+    cfg = MTLSIConfig.from_dict(config)
+    cfg.pretrained = False
+    model = MTLSINet(cfg)
+    sd = load_file(str(weights))
+    if (pruned or {}).get("method") == "channels":
+        from mtlsi_edge.quantize.prune import fit_to_state_dict
+
+        fit_to_state_dict(model, sd)
+    model.load_state_dict(sd)
+    return model

@@ -215,7 +215,7 @@ def test_unknown_target_is_a_clear_error(tiny_onnx, tmp_path):
 
 
 def test_registry_names_match():
-    assert set(TARGETS) == {"torch", "onnxruntime", "openvino", "tensorrt"}
+    assert set(TARGETS) == {"torch", "onnxruntime", "openvino", "tensorrt", "torch-tensorrt"}
     assert all(t.name == name for name, t in TARGETS.items())
 
 

@@ -1,335 +1,678 @@
-"""TensorRT target: availability reporting, refusal paths, and (on an NVIDIA GPU with TensorRT)
-real engine builds checked against onnxruntime.
+"""TensorRT target without a GPU: version dispatch, the real API names of 10.x / 11.x, the
+build / load / run code paths against a stand-in that accepts only those names, the manifest
+round trip of the DLA core and workspace, and refusals.
 
-The refusal tests run everywhere: option / QDQ validation happens before TensorRT is needed, and
-the "unavailable" paths are forced by hiding the ``tensorrt`` module.  The real-engine tests skip
-with the reason :meth:`TensorRTTarget.available` gives (here: the package is not installed).
+The stand-in (:class:`FakeTRT`) is built from ``tests/tensorrt_api/tensorrt-X.Y.json``, the
+names NVIDIA's bindings wheels expose (``tests/tensorrt_api/extract_names.py``): reading or
+setting any attribute the real module of that version does not have raises AttributeError, as
+the real module would.  Its "engine" is the parsed ONNX run by ONNX Runtime, and its execution
+context reads and writes the raw addresses the runner hands it, so the buffer and shape logic
+is checked by value.  Real-engine tests at the end skip unless TensorRT and a GPU are present.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import importlib.machinery
 import importlib.util
-import io
+import json
 import sys
 import types
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
-from torch import nn
 
 from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
-from mtlsi_edge.targets.tensorrt import ENGINE_FILE, TensorRTTarget, _has_qdq
+from mtlsi_edge.targets.tensorrt import (
+    ENGINE_FILE,
+    TensorRTRunner,
+    TensorRTTarget,
+    build_plan,
+    cast_fp16,
+    dla_problem,
+    qdq_problems,
+    version_problem,
+)
 
+API_DIR = Path(__file__).parent / "tensorrt_api"
+VERSIONS = {json.loads(p.read_text())["tensorrt_version"]: p
+            for p in sorted(API_DIR.glob("tensorrt-*.json"))}
 AVAILABLE, REASON = TensorRTTarget().available()
 needs_trt = pytest.mark.skipif(not AVAILABLE, reason=REASON or "TensorRT available")
-OUTPUTS = ["semseg", "boundary"]
-MISSING = ("tensorrt Python package not installed (TensorRT runs on NVIDIA GPUs/Jetson; "
-           "pip install tensorrt on such a machine)")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-class TwoConv(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
-        self.c2 = nn.Conv2d(8, 4, 3, padding=1)
-
-    def forward(self, x):
-        y = self.c2(torch.relu(self.c1(x)))
-        return y, torch.sigmoid(y[:, :1])
+def api_names(version: str) -> set[str]:
+    doc = json.loads(VERSIONS[version].read_text())
+    return set(doc["so_names"]) | set(doc["python_names"])
 
 
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
-    """A 2-conv model with symbolic N, H, W (as ``export_onnx(dynamic=True)`` writes)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("trt") / "tiny.onnx"
-    axes = {"image": {0: "N", 2: "H", 3: "W"}}
-    axes.update({n: {0: "N", 2: "h", 3: "w"} for n in OUTPUTS})
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(TwoConv().eval(), (torch.zeros(1, 3, 32, 48),), str(path),
-                          input_names=["image"], output_names=OUTPUTS, dynamic_axes=axes,
-                          opset_version=17, dynamo=False)
-    return path
+def has_name(names: set[str], name: str) -> bool:
+    """Present as a stored string or at the end of one (the linker merges "INT8" into
+    "UINT8"'s tail)."""
+    return name in names or any(s.endswith(name) for s in names)
 
 
-@pytest.fixture(scope="module")
-def qdq_onnx(tmp_path_factory):
-    """Smallest explicitly quantised graph: x → QuantizeLinear → DequantizeLinear → y."""
-    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.05])
-    zp = helper.make_tensor("z", TensorProto.INT8, [], [0])
-    graph = helper.make_graph(
-        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
-         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])],
-        "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
-        initializer=[scale, zp])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.checker.check_model(model)
-    path = tmp_path_factory.mktemp("trt") / "qdq.onnx"
-    onnx.save(model, str(path))
-    return path
+# -- the name lists themselves ---------------------------------------------------------------
+
+def test_name_lists_cover_both_supported_majors():
+    majors = {int(v.split(".")[0]) for v in VERSIONS}
+    assert majors == {10, 11}
+    for v in VERSIONS:
+        doc = json.loads(VERSIONS[v].read_text())
+        assert doc["command"].startswith("pip download --no-deps tensorrt-cu1")
+        assert len(doc["so_names"]) > 3000 and "__version__" in doc["python_names"]
+
+
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_removed_in_11_names_are_absent_there(version):
+    """The oracle can say no: 11.x dropped the weak-typing flags (NVIDIA's 10.x → 11.x
+    migration page), 10.x still has them."""
+    names = api_names(version)
+    gone = ["OBEY_PRECISION_CONSTRAINTS", "EXPLICIT_BATCH", "platform_has_fast_fp16"]
+    present = {n: has_name(names, n) for n in ["FP16", *gone]}
+    if version.startswith("11."):
+        assert not any(present.values()), present
+    else:
+        assert all(present.values()), present
+
+
+# -- a stand-in tensorrt module that accepts only the real names -----------------------------
+
+class Tok(str):
+    """An enum member / constant of the stand-in (``int()`` gives its bit index)."""
+
+    def __int__(self) -> int:
+        return 3
+
+
+class Obj:
+    """An object of the stand-in: attribute reads and writes are checked against the API."""
+
+    def __init__(self, api: FakeTRT, label: str, call=None, **members):
+        object.__setattr__(self, "_api", api)
+        object.__setattr__(self, "_label", label)
+        object.__setattr__(self, "_call", call)
+        object.__setattr__(self, "_members", members)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._api.check(name)
+        return self._members.get(name, Tok(f"{self._label}.{name}"))
+
+    def __setattr__(self, name, value):
+        self._api.check(name)
+        self._api.calls.append(("set", self._label, name, value))
+
+    def __call__(self, *args):
+        return self._call(*args)
+
+
+class FakeTRT(types.ModuleType):
+    """``tensorrt`` as version ``version`` exposes it; every name used is recorded."""
+
+    def __init__(self, version: str, can_run_on_dla=lambda layer: True):
+        super().__init__("tensorrt")
+        # torch._dynamo looks modules up with find_spec, which needs a spec
+        self.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
+        self.names, self.used, self.calls = api_names(version), set(), []
+        self.__version__ = version
+        self.engines: dict[bytes, bytes] = {}  # serialized "engine" → the parsed ONNX
+        api = self
+        ns = {}
+        for enum in ("BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolType",
+                     "DeviceType", "TensorIOMode"):
+            ns[enum] = Obj(api, enum)
+        ns["Logger"] = Obj(api, "Logger", call=lambda sev: Obj(api, "logger"))
+        ns["Builder"] = lambda logger: api._builder()
+        ns["OnnxParser"] = lambda network, logger: api._parser(network)
+        ns["Runtime"] = lambda logger: api._runtime()
+        self._can_run_on_dla = can_run_on_dla
+        self._ns = ns
+
+    def __getattr__(self, name):  # module attributes
+        if name.startswith("__") or name in ("names", "used", "calls", "engines", "_ns",
+                                              "_can_run_on_dla"):
+            raise AttributeError(name)
+        self.check(name)
+        return self._ns.get(name, Tok(f"tensorrt.{name}"))
+
+    def check(self, name: str) -> None:
+        if not has_name(self.names, name):
+            raise AttributeError(f"TensorRT {self.__version__} has no attribute {name!r}")
+        self.used.add(name)
+
+    # -- builder side ---------------------------------------------------------------------
+    def _builder(self):
+        api = self
+
+        def create_network(flags):
+            api.calls.append(("create_network", flags))
+            api.network = api._network()
+            return api.network
+
+        def build(network, config):
+            api.calls.append(("build",))
+            blob = f"ENGINE{len(api.engines)}".encode()
+            api.engines[blob] = api.parsed
+            return memoryview(blob)
+
+        return Obj(api, "builder", create_network=create_network,
+                   create_builder_config=lambda: api._config(),
+                   create_optimization_profile=lambda: Obj(
+                       api, "profile",
+                       set_shape=lambda *a: api.calls.append(("set_shape", *a))),
+                   build_serialized_network=build)
+
+    def _network(self):
+        api = self
+        layers = [Obj(api, "layer", name=f"layer{i}") for i in range(3)]
+        return Obj(api, "network", num_layers=3, get_layer=lambda i: layers[i],
+                   num_inputs=1, num_outputs=0)
+
+    def _parser(self, network):
+        api = self
+
+        def parse(path):
+            import onnxruntime as ort
+
+            api.parsed = Path(path).read_bytes()  # the build's temp files do not outlive it
+            model = onnx.load(str(path))
+            api.calls.append(("parse", path))
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            inp = sess.get_inputs()[0]
+            shape = [d if isinstance(d, int) else -1 for d in inp.shape]
+            outs = [o.name for o in sess.get_outputs()]
+            members = network._members
+            members.update(num_inputs=1, get_input=lambda i: Obj(api, "tensor", name=inp.name,
+                                                                 shape=shape),
+                           num_outputs=len(outs),
+                           get_output=lambda i: Obj(api, "tensor", name=outs[i]))
+            api.parsed_initializer_types = {i.data_type for i in model.graph.initializer}
+            return True
+
+        return Obj(api, "parser", parse_from_file=parse, num_errors=0,
+                   get_error=lambda i: "")
+
+    def _config(self):
+        api = self
+
+        def create_timing_cache(blob):
+            api.calls.append(("create_timing_cache", bytes(blob)))
+            return Obj(api, "timing_cache", serialize=lambda: memoryview(b"CACHE+" + blob))
+
+        def set_timing_cache(cache, ignore_mismatch):
+            api.calls.append(("set_timing_cache", ignore_mismatch))
+            api.cache = cache
+            return True
+
+        return Obj(api, "config",
+                   set_memory_pool_limit=lambda pool, size: api.calls.append(("pool", pool,
+                                                                              size)),
+                   set_flag=lambda f: api.calls.append(("flag", f)),
+                   add_optimization_profile=lambda p: api.calls.append(("add_profile",)),
+                   can_run_on_DLA=self._can_run_on_dla,
+                   create_timing_cache=create_timing_cache, set_timing_cache=set_timing_cache,
+                   get_timing_cache=lambda: api.cache)
+
+    # -- runtime side: the "engine" runs the parsed ONNX in ONNX Runtime --------------------
+    def _runtime(self):
+        api = self
+        return Obj(api, "runtime", deserialize_cuda_engine=lambda blob: api._engine(
+            api.engines.get(bytes(blob))))
+
+    def _engine(self, onnx_bytes):
+        import onnxruntime as ort
+
+        if onnx_bytes is None:
+            return None
+        api = self
+        sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        name_in = sess.get_inputs()[0].name
+        names = [name_in] + [o.name for o in sess.get_outputs()]
+
+        def ctx():
+            state = {"addr": {}, "shape": None}
+
+            def set_input_shape(name, shape):
+                api.calls.append(("set_input_shape", name, tuple(shape)))
+                if shape[-1] > 4096:  # the stand-in's "optimisation profile"
+                    return False
+                state["shape"] = tuple(shape)
+                state["out"] = dict(zip(names[1:], sess.run(
+                    None, {name_in: np.zeros(shape, np.float32)})))
+                return True
+
+            def set_tensor_address(name, ptr):
+                api.calls.append(("set_tensor_address", name))
+                state["addr"][name] = ptr
+
+            def execute(stream):
+                n = int(np.prod(state["shape"]))
+                x = np.ctypeslib.as_array((ctypes.c_float * n).from_address(
+                    state["addr"][name_in])).reshape(state["shape"]).copy()
+                for name, y in zip(names[1:], sess.run(None, {name_in: x})):
+                    y = np.ascontiguousarray(y, np.float32)
+                    ctypes.memmove(state["addr"][name], y.ctypes.data, y.nbytes)
+                return True
+
+            return Obj(api, "context", set_input_shape=set_input_shape,
+                       get_tensor_shape=lambda name: state["out"][name].shape,
+                       set_tensor_address=set_tensor_address, execute_async_v3=execute)
+
+        return Obj(api, "engine", num_io_tensors=len(names),
+                   get_tensor_name=lambda i: names[i],
+                   get_tensor_mode=lambda n: Tok("TensorIOMode.INPUT" if n == name_in
+                                                 else "TensorIOMode.OUTPUT"),
+                   get_tensor_dtype=lambda n: Tok("tensorrt.float32"),
+                   create_execution_context=ctx)
+
+
+class CPURunner(TensorRTRunner):
+    """The real runner with its four CUDA hooks pointed at the CPU."""
+
+    def _on_device(self):
+        return contextlib.nullcontext()
+
+    def _new_stream(self):
+        return types.SimpleNamespace(synchronize=lambda: None)
+
+    def _stream_ctx(self):
+        return contextlib.nullcontext()
+
+    def _stream_handle(self) -> int:
+        return 0
 
 
 @pytest.fixture
-def no_tensorrt(monkeypatch):
-    """Make ``import tensorrt`` fail, whatever is installed."""
-    monkeypatch.setitem(sys.modules, "tensorrt", None)
+def fake_trt(monkeypatch):
+    """``fake_trt(version)`` installs the stand-in as ``tensorrt`` (CUDA reported visible,
+    runners on the CPU)."""
+    import mtlsi_edge.targets.tensorrt as mod
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(mod, "TensorRTRunner", CPURunner)
+    monkeypatch.setattr(mod, "_cuda_device", lambda d: "cpu")
+
+    def install(version: str, **kw) -> FakeTRT:
+        fake = FakeTRT(version, **kw)
+        monkeypatch.setitem(sys.modules, "tensorrt", fake)
+        return fake
+
+    return install
 
 
-def _fake_tensorrt(monkeypatch, version: str):
-    fake = types.ModuleType("tensorrt")
-    fake.__version__ = version
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+# -- version dispatch ------------------------------------------------------------------------
+
+def test_version_dispatch():
+    assert version_problem("10.3.0.26") is None and version_problem("11.4.0.106") is None
+    for v, word in [("8.6.1", "too old"), ("9.3.0", "too old"), ("12.0.1", "newer")]:
+        msg = version_problem(v)
+        assert word in msg and "10.x and 11.x" in msg and "pip install" in msg
+        assert "\n" not in msg
+    assert dla_problem("10.3.0") is None and dla_problem("11.4.1") is None
+    assert "no DLA" in dla_problem("11.1.0.106") and "no DLA" in dla_problem("11.4.0")
 
 
-# -- runs everywhere -------------------------------------------------------------------------
+def test_build_plan_per_major():
+    assert build_plan("10.3.0", "fp16", None) == {
+        "strongly_typed": False, "builder_flags": ["FP16"], "fp16_onnx_cast": False,
+        "gpu_fallback": False}
+    assert build_plan("11.1.0", "fp16", None) == {
+        "strongly_typed": True, "builder_flags": [], "fp16_onnx_cast": True,
+        "gpu_fallback": False}
+    for v in ("10.16.1", "11.4.0"):
+        assert build_plan(v, "int8", None)["strongly_typed"]
+        assert build_plan(v, "int8", None)["builder_flags"] == []
+        assert build_plan(v, "fp32", None)["builder_flags"] == []
+    assert build_plan("10.3.0", "int8", 0)["builder_flags"] == ["GPU_FALLBACK"]
 
-def test_attributes():
+
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_every_name_used_exists_in_every_supported_version(fake_trt, tiny_qdq, tiny_dyn_onnx,
+                                                           tmp_path, version, precision):
+    """compile → load → run on the stand-in of each version: any TensorRT name the target
+    uses that this version lacks raises AttributeError here."""
+    trt = fake_trt(version)
+    src = tiny_qdq if precision == "int8" else tiny_dyn_onnx
+    opts = CompileOptions(precision=precision, extra={
+        "input_size": (32, 48), "timing_cache": tmp_path / "trt.cache"})
     t = TensorRTTarget()
-    assert t.name == "tensorrt"
-    assert t.precisions == ("fp32", "fp16", "int8")
+    assert t.compile(src, tmp_path, opts, ["y"]) == [ENGINE_FILE]
+    rec = opts.extra["manifest"]["tensorrt"]
+    assert rec["version"] == version and rec["precision"] == precision
+    net_flags = [c[1] for c in trt.calls if c[0] == "create_network"]
+    strongly = precision != "fp16" or version.startswith("11.")
+    assert net_flags == [1 << 3 if strongly else 0]
+    flags = [c[1] for c in trt.calls if c[0] == "flag"]
+    assert flags == (["BuilderFlag.FP16"] if not strongly else [])
+    if precision == "fp16" and version.startswith("11."):  # FP16 lives in the parsed graph
+        assert TensorProto.FLOAT16 in trt.parsed_initializer_types
+    runner = t.load(tmp_path, {"files": {ENGINE_FILE: ""}, "outputs": ["y"],
+                               "precision": precision, "tensorrt": rec}, CompileOptions())
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 48)).astype(np.float32)
+    assert runner(x)["y"].shape == (1, 4, 16, 24)
+    assert ("STRONGLY_TYPED" in trt.used) == strongly and "execute_async_v3" in trt.used
+
+
+@pytest.mark.parametrize("version", ["11.1.0.106", "11.4.0.106"])
+def test_removed_flag_would_fail_on_11(fake_trt, version):
+    """The stand-in really refuses what 11.x removed (the bug this target fixes)."""
+    trt = fake_trt(version)
+    with pytest.raises(AttributeError, match="FP16"):
+        trt.BuilderFlag.FP16  # noqa: B018
+    with pytest.raises(AttributeError, match="EXPLICIT_BATCH"):
+        trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH  # noqa: B018
+
+
+def test_dla_build_records_placement_and_load_reapplies_core(fake_trt, tiny_dyn_onnx, tmp_path):
+    trt = fake_trt("10.3.0", can_run_on_dla=lambda layer: layer.name != "layer1")
+    opts = CompileOptions(precision="fp16", extra={"dla_core": 1, "workspace_mb": 256,
+                                                   "input_size": (32, 48)})
+    TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
+    rec = opts.extra["manifest"]["tensorrt"]
+    assert rec["dla_core"] == 1 and rec["workspace_mb"] == 256 and rec["gpu_fallback"]
+    assert rec["layer_placement"] == {"dla_layers": 2, "gpu_fallback_layers": 1,
+                                      "gpu_fallback": ["layer1"]}
+    assert ("set", "config", "DLA_core", 1) in trt.calls
+    assert ("set", "config", "default_device_type", "DeviceType.DLA") in trt.calls
+    assert ("pool", "MemoryPoolType.WORKSPACE", 256 << 20) in trt.calls
+    assert ("flag", "BuilderFlag.GPU_FALLBACK") in trt.calls
+    assert ("set_shape", "image", (1, 3, 16, 24), (1, 3, 32, 48), (1, 3, 64, 96)) in trt.calls
+    # load takes the DLA core from the manifest record, not from the caller's options
+    runner = TensorRTTarget().load(tmp_path, {"files": {ENGINE_FILE: ""}, "outputs": ["y"],
+                                              "tensorrt": rec}, CompileOptions())
+    assert ("set", "runtime", "DLA_core", 1) in trt.calls
+    assert runner.device.endswith("+DLA1")
+
+
+def test_dla_refused_on_11_before_build(fake_trt, tiny_dyn_onnx, tmp_path):
+    trt = fake_trt("11.4.0.106")
+    opts = CompileOptions(precision="fp16", extra={"dla_core": 0, "input_size": (32, 48)})
+    with pytest.raises(ValueError, match="no DLA support") as e:
+        TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
+    assert "\n" not in str(e.value) and not [c for c in trt.calls if c[0] == "build"]
+
+
+def test_load_refuses_engine_from_other_version(fake_trt, tmp_path):
+    fake_trt("10.3.0")
+    (tmp_path / ENGINE_FILE).write_bytes(b"x")
+    with pytest.raises(TargetUnavailable, match="built with TensorRT 11.1.0.106"):
+        TensorRTTarget().load(tmp_path, {"files": {ENGINE_FILE: ""}, "outputs": ["y"],
+                                         "tensorrt": {"version": "11.1.0.106"}},
+                              CompileOptions())
+
+
+def test_timing_cache_is_read_and_written(fake_trt, tiny_dyn_onnx, tmp_path):
+    trt = fake_trt("11.4.0.106")
+    cache = tmp_path / "trt.cache"
+    cache.write_bytes(b"OLD")
+    opts = CompileOptions(extra={"input_size": (32, 48), "timing_cache": cache})
+    TensorRTTarget().compile(tiny_dyn_onnx, tmp_path / "b", opts, ["y"])
+    assert ("create_timing_cache", b"OLD") in trt.calls
+    assert ("set_timing_cache", False) in trt.calls
+    assert cache.read_bytes() == b"CACHE+OLD"
+
+
+def test_runner_buffers_follow_the_input_shape(fake_trt, tiny_dyn_onnx, tmp_path):
+    """Outputs are allocated per shape, every output gets an address, and values are those of
+    the graph for each shape (ONNX Runtime on the same ONNX as reference)."""
+    import onnxruntime as ort
+
+    trt = fake_trt("10.16.1.11")
+    opts = CompileOptions(extra={"input_size": (32, 48)})
+    TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
+    runner = TensorRTTarget().load(tmp_path, {"files": {ENGINE_FILE: ""}, "outputs": ["y"],
+                                              "tensorrt": opts.extra["manifest"]["tensorrt"]},
+                                   CompileOptions())
+    ref = ort.InferenceSession(str(tiny_dyn_onnx), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for shape in [(1, 3, 32, 48), (1, 3, 32, 48), (2, 3, 16, 40), (1, 3, 32, 48)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        got = runner(x)["y"]
+        np.testing.assert_allclose(got, ref.run(["y"], {"image": x})[0], rtol=1e-5, atol=1e-5)
+    shapes = [c[2] for c in trt.calls if c[0] == "set_input_shape"]
+    assert shapes == [(1, 3, 32, 48), (2, 3, 16, 40), (1, 3, 32, 48)]  # not for a repeat
+    outs = [c for c in trt.calls if c == ("set_tensor_address", "y")]
+    assert len(outs) == 3
+    with pytest.raises(ValueError, match="outside its optimisation profile"):
+        runner(np.zeros((1, 3, 8, 5000), np.float32))
+    with pytest.raises(ValueError, match="N×3×H×W"):
+        runner(np.zeros((3, 8, 8), np.float32))
+
+
+def test_bundle_round_trip_records_dla_and_workspace(fake_trt, tiny_checkpoint, tmp_path):
+    """compile_bundle → load_bundle → Predictor: the manifest keeps the DLA core / workspace,
+    and loading re-applies the core (the stand-in engine runs the real model's ONNX)."""
+    from mtlsi_edge.bundle import compile_bundle, load_bundle
+    from mtlsi_edge.runtime.predictor import Predictor
+
+    trt = fake_trt("10.3.0")
+    opts = CompileOptions(extra={"dla_core": 0, "workspace_mb": 128})
+    out = compile_bundle(tmp_path / "trt", "tensorrt", "fp16", checkpoint=tiny_checkpoint,
+                         opts=opts)
+    m, _ = load_bundle(out)
+    rec = m["tensorrt"]
+    assert (rec["dla_core"], rec["workspace_mb"], rec["version"]) == (0, 128, "10.3.0")
+    assert rec["builder_flags"] == ["FP16", "GPU_FALLBACK"] and not rec["strongly_typed"]
+    assert rec["layer_placement"]["gpu_fallback_layers"] == 0
+    assert m["parity"]["per_task"]["semseg"]["argmax_agree_pct"] > 99
+    n_before = trt.calls.count(("set", "runtime", "DLA_core", 0))
+    pred = Predictor.from_bundle(out)
+    assert trt.calls.count(("set", "runtime", "DLA_core", 0)) == n_before + 1
+    assert pred.runner.device.endswith("+DLA0")
+
+
+def test_cli_compile_passes_tensorrt_options(fake_trt, tiny_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.cli import app
+
+    fake_trt("10.3.0")
+    out, cache = tmp_path / "b", tmp_path / "t.cache"
+    res = CliRunner().invoke(app, [str(a) for a in (
+        "compile", "--target", "tensorrt", "--precision", "fp16", "--checkpoint",
+        tiny_checkpoint, "--out", out, "--dla-core", 1, "--workspace-mb", 64,
+        "--timing-cache", cache)])
+    assert res.exit_code == 0, res.output
+    rec = load_bundle(out)[0]["tensorrt"]
+    assert (rec["dla_core"], rec["workspace_mb"], rec["timing_cache"]) == (1, 64, str(cache))
+    assert cache.is_file()
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--target", "onnxruntime", "--dla-core", "0"], "apply to --target tensorrt only"),
+    (["--target", "tensorrt", "--input-size", "12x12"], "bad size"),
+])
+def test_cli_compile_option_errors_are_one_line(tiny_onnx, tmp_path, args, fragment):
+    from typer.testing import CliRunner
+
+    from mtlsi_edge.cli import app
+
+    res = CliRunner().invoke(app, ["compile", "--onnx", str(tiny_onnx), "--out",
+                                   str(tmp_path / "b"), *args])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and fragment in lines[0], res.stderr
+    assert not (tmp_path / "b").exists()
+
+
+# -- refusals that need no TensorRT ----------------------------------------------------------
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
                     reason="tensorrt is installed here")
-def test_available_here_reports_missing_package():
+def test_available_here_says_what_to_install():
     ok, why = TensorRTTarget().available()
-    assert (ok, why) == (False, MISSING)
-    assert "tensorrt" in why
-    assert TensorRTTarget().runtime_version() == "not installed"
+    assert not ok and "not installed" in why and 'pip install "mtlsi-edge[tensorrt]"' in why
+    assert "JetPack" in why and TensorRTTarget().runtime_version() == "not installed"
 
 
-def test_available_without_package(no_tensorrt):
-    ok, why = TensorRTTarget().available()
-    assert not ok and why == MISSING
-    assert TensorRTTarget().runtime_version() == "not installed"
-
-
-def test_available_without_cuda(monkeypatch):
-    _fake_tensorrt(monkeypatch, "10.3.0")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert TensorRTTarget().available() == (False, "no CUDA device visible")
-    assert TensorRTTarget().runtime_version() == "10.3.0"
-
-
-def test_available_rejects_old_tensorrt(monkeypatch):
-    _fake_tensorrt(monkeypatch, "8.2.5.1")
+def test_available_rejects_unsupported_versions(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    ok, why = TensorRTTarget().available()
-    assert not ok and "8.2.5.1" in why and "too old" in why
+    for v in ("8.6.1", "12.0.0"):
+        monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=v))
+        ok, why = TensorRTTarget().available()
+        assert not ok and v in why and "10.x and 11.x" in why
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    assert TensorRTTarget().available() == (False, "no CUDA device visible")
 
 
-def test_compile_and_load_raise_unavailable(no_tensorrt, tiny_onnx, tmp_path):
+def test_int8_refuses_non_conforming_qdq_before_tensorrt(no_tensorrt, tiny_dyn_onnx,
+                                                         tiny_qdq_uint8, tmp_path):
     t = TensorRTTarget()
-    with pytest.raises(TargetUnavailable, match="tensorrt Python package not installed") as e:
-        t.compile(tiny_onnx, tmp_path / "out", CompileOptions(precision="fp16"), OUTPUTS)
-    assert MISSING in str(e.value)
-    assert not (tmp_path / "out").exists()
-    with pytest.raises(TargetUnavailable) as e:
-        t.load(tmp_path, {"files": [ENGINE_FILE], "outputs": OUTPUTS}, CompileOptions())
-    assert MISSING in str(e.value)
+    with pytest.raises(ValueError, match="no QuantizeLinear") as e:
+        t.compile(tiny_dyn_onnx, tmp_path, CompileOptions(precision="int8"), ["y"])
+    assert "quantize --format onnx --target tensorrt" in str(e.value)
+    with pytest.raises(ValueError, match="UINT8") as e:
+        t.compile(tiny_qdq_uint8, tmp_path, CompileOptions(precision="int8"), ["y"])
+    assert "\n" not in str(e.value)
 
 
-def test_int8_refuses_non_qdq_onnx_before_needing_tensorrt(no_tensorrt, tiny_onnx, tmp_path):
-    """QDQ is checked first (documented order), so this refusal works without TensorRT."""
-    assert not _has_qdq(tiny_onnx)
-    with pytest.raises(ValueError, match="QDQ") as e:
-        TensorRTTarget().compile(tiny_onnx, tmp_path, CompileOptions(precision="int8"), OUTPUTS)
-    assert str(tiny_onnx) in str(e.value)
-
-
-def test_int8_qdq_onnx_passes_check_then_needs_tensorrt(no_tensorrt, qdq_onnx, tmp_path):
-    assert _has_qdq(qdq_onnx)
-    with pytest.raises(TargetUnavailable):
-        TensorRTTarget().compile(qdq_onnx, tmp_path, CompileOptions(precision="int8"), ["y"])
-
-
-def test_option_validation(no_tensorrt, tiny_onnx, tmp_path):
+def test_option_validation(no_tensorrt, tiny_dyn_onnx, tmp_path):
     t = TensorRTTarget()
     with pytest.raises(ValueError, match="precision"):
-        t.compile(tiny_onnx, tmp_path, CompileOptions(precision="int4"), OUTPUTS)
-    with pytest.raises(ValueError, match="DLA"):
-        t.compile(tiny_onnx, tmp_path, CompileOptions(precision="fp32", extra={"dla_core": 0}),
-                  OUTPUTS)
+        t.compile(tiny_dyn_onnx, tmp_path, CompileOptions(precision="int4"), ["y"])
+    with pytest.raises(ValueError, match="DLA runs FP16 or INT8"):
+        t.compile(tiny_dyn_onnx, tmp_path, CompileOptions(extra={"dla_core": 0}), ["y"])
     with pytest.raises(FileNotFoundError):
-        t.compile(tmp_path / "nope.onnx", tmp_path, CompileOptions(precision="int8"), OUTPUTS)
+        t.compile(tmp_path / "nope.onnx", tmp_path, CompileOptions(precision="int8"), ["y"])
+    with pytest.raises(TargetUnavailable, match="not installed"):
+        t.compile(tiny_dyn_onnx, tmp_path, CompileOptions(), ["y"])
 
 
-class _Rec:
-    """Records what ``compile`` asks of TensorRT (a stand-in, not the real API: it only checks
-    this module's control flow; the calls themselves are verified against NVIDIA's docs)."""
+# -- the Q/DQ rules on hand-made graphs (real NNCF output: test_tensorrt_qdq.py) -------------
 
-    def __init__(self, version="10.3.0", parse_ok=True, in_shape=(-1, 3, -1, -1)):
-        self.calls, self.parse_ok, self.in_shape = [], parse_ok, in_shape
-        trt = types.ModuleType("tensorrt")
-        trt.__version__ = version
-        ns = types.SimpleNamespace
-        trt.Logger = type("Logger", (), {"WARNING": "W", "__init__": lambda s, sev: None})
-        trt.NetworkDefinitionCreationFlag = ns(EXPLICIT_BATCH=0)
-        trt.MemoryPoolType = ns(WORKSPACE="WORKSPACE")
-        trt.BuilderFlag = ns(FP16="FP16", INT8="INT8", GPU_FALLBACK="GPU_FALLBACK")
-        trt.DeviceType = ns(GPU="GPU", DLA="DLA")
-        rec = self
-
-        class Config:
-            def set_memory_pool_limit(self, pool, size):
-                rec.calls.append(("pool", pool, size))
-
-            def set_flag(self, flag):
-                rec.calls.append(("flag", flag))
-
-            def add_optimization_profile(self, p):
-                rec.calls.append(("add_profile",))
-
-            def __setattr__(self, k, v):
-                rec.calls.append(("set", k, v))
-
-        class Profile:
-            def set_shape(self, name, mn, opt, mx):
-                rec.calls.append(("shape", name, mn, opt, mx))
-
-        class Network:
-            num_inputs, num_outputs = 1, len(OUTPUTS)
-
-            def get_input(self, i):
-                return ns(name="image", shape=rec.in_shape)
-
-            def get_output(self, i):
-                return ns(name=OUTPUTS[i])
-
-        class Parser:
-            num_errors = 1
-
-            def __init__(self, network, logger):
-                pass
-
-            def parse_from_file(self, path):
-                rec.calls.append(("parse", path))
-                return rec.parse_ok
-
-            def get_error(self, i):
-                return "In node 3 (importConv):\n UNSUPPORTED_NODE: bad"
-
-        class Builder:
-            def __init__(self, logger):
-                pass
-
-            def create_network(self, flags):
-                rec.calls.append(("network", flags))
-                return Network()
-
-            def create_builder_config(self):
-                return Config()
-
-            def create_optimization_profile(self):
-                return Profile()
-
-            def build_serialized_network(self, network, config):
-                return b"ENGINE"
-
-        trt.Builder, trt.OnnxParser = Builder, Parser
-        self.trt = trt
+def _qdq_model(zp_type=TensorProto.INT8, zp_val=0, w_axis=0, act_scale_shape=()):
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    inits = [
+        helper.make_tensor("sa", TensorProto.FLOAT, list(act_scale_shape),
+                           [0.05] * int(np.prod(act_scale_shape or [1]))),
+        helper.make_tensor("za", zp_type, list(act_scale_shape),
+                           [zp_val] * int(np.prod(act_scale_shape or [1]))),
+        onnx.numpy_helper.from_array(w, "w"),
+        helper.make_tensor("sw", TensorProto.FLOAT, [w.shape[w_axis]], [0.01] * w.shape[w_axis]),
+        helper.make_tensor("zw", TensorProto.INT8, [w.shape[w_axis]], [0] * w.shape[w_axis]),
+    ]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sa", "za"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sa", "za"], ["xd"]),
+             helper.make_node("QuantizeLinear", ["w", "sw", "zw"], ["wq"], axis=w_axis),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=w_axis),
+             helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                             [1, 4, 8, 8])], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-def test_compile_control_flow_with_recorded_tensorrt(monkeypatch, tiny_onnx, tmp_path):
-    rec = _Rec()
-    monkeypatch.setitem(sys.modules, "tensorrt", rec.trt)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    opts = CompileOptions(precision="fp16", extra={"input_size": (64, 96), "workspace_mb": 512,
-                                                   "dla_core": 1, "max_batch": 4})
-    assert TensorRTTarget().compile(tiny_onnx, tmp_path, opts, OUTPUTS) == [ENGINE_FILE]
-    assert (tmp_path / ENGINE_FILE).read_bytes() == b"ENGINE"
-    assert not list(tmp_path.glob(".*"))
-    c = rec.calls
-    assert ("network", 0) in c and ("parse", str(tiny_onnx)) in c
-    assert ("pool", "WORKSPACE", 512 << 20) in c
-    assert ("flag", "FP16") in c and ("flag", "INT8") not in c
-    assert {("set", "default_device_type", "DLA"), ("set", "DLA_core", 1),
-            ("flag", "GPU_FALLBACK")} <= set(c)
-    assert ("shape", "image", (1, 3, 32, 48), (1, 3, 64, 96), (4, 3, 128, 192)) in c
-    assert ("add_profile",) in c
+def test_qdq_rules_on_small_nncf_output(tiny_dyn_onnx, tiny_qdq):
+    """Real NNCF on a small graph: the CPU settings break the rules (UINT8 after ReLU), the
+    tensorrt settings pass (the full model: test_tensorrt_qdq.py, -m slow)."""
+    from mtlsi_edge.quantize.ptq import quantize_model
+
+    items = [np.random.default_rng(i).standard_normal((1, 3, 32, 48)).astype(np.float32)
+             for i in range(4)]
+    q, _ = quantize_model(onnx.load(str(tiny_dyn_onnx)), items, "onnx", ignore="none",
+                          transformer=False)
+    problems = qdq_problems(q)
+    assert problems and all("UINT8" in p for p in problems), problems
+    assert qdq_problems(onnx.load(str(tiny_qdq))) == []
 
 
-def test_compile_control_flow_static_and_trt86(monkeypatch, tiny_onnx, tmp_path):
-    rec = _Rec(version="8.6.1", in_shape=(1, 3, 64, 96))
-    monkeypatch.setitem(sys.modules, "tensorrt", rec.trt)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    TensorRTTarget().compile(tiny_onnx, tmp_path, CompileOptions(), OUTPUTS)
-    assert ("network", 1 << 0) in rec.calls  # EXPLICIT_BATCH before 10.0
-    assert not [x for x in rec.calls if x[0] in ("shape", "add_profile", "flag")]
+def test_qdq_rules_on_hand_made_graphs():
+    assert qdq_problems(_qdq_model()) == []
+    assert "UINT8" in qdq_problems(_qdq_model(zp_type=TensorProto.UINT8))[0]
+    assert "asymmetric" in qdq_problems(_qdq_model(zp_val=3))[0]
+    assert "output-channel axis 0" in qdq_problems(_qdq_model(w_axis=1))[0]
+    assert "per-channel scale on an activation" in qdq_problems(
+        _qdq_model(act_scale_shape=(3,)))[0]
 
 
-def test_compile_errors_with_recorded_tensorrt(monkeypatch, tiny_onnx, tmp_path):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setitem(sys.modules, "tensorrt", _Rec(parse_ok=False).trt)
-    with pytest.raises(RuntimeError, match="parser failed") as e:
-        TensorRTTarget().compile(tiny_onnx, tmp_path, CompileOptions(), OUTPUTS)
-    assert "\n" not in str(e.value) and "UNSUPPORTED_NODE: bad" in str(e.value)
-    monkeypatch.setitem(sys.modules, "tensorrt", _Rec().trt)
-    with pytest.raises(ValueError, match="input_size"):  # symbolic H/W need a profile size
-        TensorRTTarget().compile(tiny_onnx, tmp_path, CompileOptions(), OUTPUTS)
-    with pytest.raises(ValueError, match="not in the ONNX graph"):
-        TensorRTTarget().compile(tiny_onnx, tmp_path, CompileOptions(
-            extra={"input_size": (64, 96)}), ["nope"])
-    assert not (tmp_path / ENGINE_FILE).exists()
+# -- FP16 cast used for TensorRT 11 -----------------------------------------------------------
 
-
-# -- needs TensorRT and a CUDA GPU -----------------------------------------------------------
-
-def _ort(path, x):
+def test_cast_fp16_keeps_fp32_io_and_values(tiny_dyn_onnx, tmp_path):
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return dict(zip(OUTPUTS, sess.run(OUTPUTS, {"image": x}), strict=True))
+    dst = cast_fp16(tiny_dyn_onnx, tmp_path / "fp16.onnx")
+    m = onnx.load(str(dst))
+    assert {i.data_type for i in m.graph.initializer} == {TensorProto.FLOAT16}
+    assert m.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 48)).astype(np.float32)
+    runs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
+        ["y"], {"image": x})[0] for p in (tiny_dyn_onnx, dst)]
+    assert runs[1].dtype == np.float32
+    np.testing.assert_allclose(runs[1], runs[0], atol=2e-2, rtol=2e-2)
 
 
-def _build(tiny_onnx, out_dir, precision, outputs=OUTPUTS):
-    t = TensorRTTarget()
-    opts = CompileOptions(precision=precision, device="cuda:0",
-                          extra={"input_size": (64, 96), "workspace_mb": 256})
-    files = t.compile(tiny_onnx, out_dir, opts, OUTPUTS)
-    manifest = {"files": files, "outputs": outputs, "precision": precision}
-    return files, t.load(out_dir, manifest, opts)
+# -- fixtures --------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def tiny_dyn_onnx(tmp_path_factory) -> Path:
+    """conv(3→8, s2) → ReLU → conv(8→4), symbolic N/H/W, input "image", output "y"."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 4, 3, padding=1)).eval()
+    path = tmp_path_factory.mktemp("trt") / "tiny.onnx"
+    with contextlib.redirect_stdout(None), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, 32, 48),), str(path), input_names=["image"],
+                          output_names=["y"], opset_version=17, dynamo=False,
+                          dynamic_axes={"image": {0: "N", 2: "H", 3: "W"},
+                                        "y": {0: "N", 2: "h", 3: "w"}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_qdq(tiny_dyn_onnx, tmp_path_factory) -> Path:
+    """``tiny_dyn_onnx`` quantised by NNCF for TensorRT (the real quantiser, 4 samples)."""
+    from mtlsi_edge.quantize.ptq import quantize_model
+
+    items = [np.random.default_rng(i).standard_normal((1, 3, 32, 48)).astype(np.float32)
+             for i in range(4)]
+    q, _ = quantize_model(onnx.load(str(tiny_dyn_onnx)), items, "onnx", ignore="none",
+                          transformer=False, target="tensorrt")
+    path = tmp_path_factory.mktemp("trt") / "tiny_qdq.onnx"
+    onnx.save(q, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_qdq_uint8(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("trt") / "uint8.onnx"
+    onnx.save(_qdq_model(zp_type=TensorProto.UINT8), str(path))
+    return path
+
+
+# -- needs TensorRT and a CUDA GPU (skipped here) --------------------------------------------
 
 @needs_trt
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-2), ("fp16", 5e-2)])
-def test_engine_matches_onnxruntime(tiny_onnx, tmp_path, precision, tol):
-    files, runner = _build(tiny_onnx, tmp_path, precision)
-    assert files == [ENGINE_FILE] and (tmp_path / ENGINE_FILE).stat().st_size > 0
-    assert not list(tmp_path.glob(".*.tmp"))
-    assert (runner.name, runner.precision) == ("tensorrt", precision)
-    assert runner.device.startswith("cuda")
-    assert runner.layouts == {n: "NCHW" for n in OUTPUTS}
-    rng = np.random.default_rng(0)
-    for shape in [(1, 3, 64, 96), (1, 3, 48, 80), (1, 3, 64, 96)]:  # opt, other, back to opt
-        x = rng.standard_normal(shape, dtype=np.float32)
-        got, ref = runner(x), _ort(tiny_onnx, x)
-        assert set(got) == set(OUTPUTS)
-        for n in OUTPUTS:
-            assert got[n].shape == ref[n].shape and got[n].dtype == np.float32
-            np.testing.assert_allclose(got[n], ref[n], atol=tol, rtol=tol)
+def test_real_engine_matches_onnxruntime(tiny_dyn_onnx, tmp_path, precision, tol):
+    import onnxruntime as ort
 
-
-@needs_trt
-def test_runner_returns_manifest_outputs_only_and_rejects_out_of_profile(tiny_onnx, tmp_path):
-    _, runner = _build(tiny_onnx, tmp_path, "fp32", outputs=["boundary"])
-    x = np.zeros((1, 3, 64, 96), np.float32)
-    assert set(runner(x)) == {"boundary"}
-    with pytest.raises(ValueError, match="profile"):
-        runner(np.zeros((1, 3, 256, 384), np.float32))  # max_size defaults to 2× = 128×192
-
-
-@needs_trt
-def test_parser_error_is_one_line(tmp_path):
-    bad = tmp_path / "bad.onnx"
-    bad.write_bytes(b"not an onnx model")
-    with pytest.raises(RuntimeError, match="ONNX parser failed") as e:
-        TensorRTTarget().compile(bad, tmp_path / "out", CompileOptions(), ["y"])
-    assert "\n" not in str(e.value)
+    t = TensorRTTarget()
+    opts = CompileOptions(precision=precision, device="cuda:0", extra={"input_size": (32, 48)})
+    files = t.compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
+    runner = t.load(tmp_path, {"files": files, "outputs": ["y"], "precision": precision,
+                               "tensorrt": opts.extra["manifest"]["tensorrt"]}, opts)
+    ref = ort.InferenceSession(str(tiny_dyn_onnx), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 48)).astype(np.float32)
+    np.testing.assert_allclose(runner(x)["y"], ref.run(["y"], {"image": x})[0], atol=tol,
+                               rtol=tol)
