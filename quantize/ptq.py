@@ -93,7 +93,9 @@ def headroom(budgets: list[Budget], fp32: dict, q: dict) -> float:
 
 def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
                  overflow_fix: bool, also_ignore: list[str] = (), target: str | None = None):
-    import nncf
+    from mtlsi_edge.quantize import quiet_nncf
+
+    nncf = quiet_nncf()
     from nncf.common.quantization.structs import QuantizationScheme as QS
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
@@ -227,7 +229,9 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
     """
     if act_matmuls not in ("float", "int8"):
         raise ValueError(f"act_matmuls must be float or int8, not {act_matmuls!r}")
-    import nncf
+    from mtlsi_edge.quantize import quiet_nncf
+
+    nncf = quiet_nncf()
 
     if overflow_fix is None:
         overflow_fix = not cpu_has_vnni()

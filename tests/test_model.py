@@ -62,7 +62,7 @@ def test_config_round_trip_and_overrides():
     assert cfg == m.cfg and cfg.num_tokens == 16 and cfg.query_scales == (1,)
     assert m.distiller.seeds.shape[0] == 16
     assert len(m.fusion[0].scales) == 1
-    with pytest.raises(ValueError, match="unknown model config keys"):
+    with pytest.raises(ValueError, match="unknown model config key .bogus."):
         MTLSIConfig.from_dict({**m.cfg.to_dict(), "bogus": 1})
     with pytest.raises(KeyError, match="unknown variant"):
         create_model("nope")
