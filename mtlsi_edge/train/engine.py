@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mtlsi_edge.data.datasets import MultiTaskDataset, build_dataset
 from mtlsi_edge.data.transforms import train_transforms, val_transforms
+from mtlsi_edge.metrics import BoundaryMonitor
 from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet, create_model
 from mtlsi_edge.tasks import TaskSet
 from mtlsi_edge.train.checkpoint import (
@@ -242,11 +243,14 @@ def _collate_eval(batch: list[dict]) -> dict:
 
 @torch.no_grad()
 def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4,
-             workers: int = 0, limit: int | None = None, progress: bool = False) -> dict:
+             workers: int = 0, limit: int | None = None, progress: bool = False,
+             boundary_monitor: bool = False) -> dict:
     """Pooled metrics of every task on a split: ``{task: {metric: value}}``.
 
     Images are padded to a multiple of 32 (labels untouched), predictions are upsampled to
-    the padded size and cropped back to each image's own size.
+    the padded size and cropped back to each image's own size. Boundary tasks are scored on
+    the SEISM protocol at the task's tolerance; ``boundary_monitor`` adds the fast
+    approximation (``odsF_approx``) next to it.
     """
     model.eval()
     task_set = model.task_set
@@ -259,6 +263,8 @@ def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate_eval)
     metrics = {t.name: t.metric() for t in task_set}
+    monitors = {t.name: BoundaryMonitor(t) for t in task_set
+                if boundary_monitor and t.kind == "boundary"}
     device = next(model.parameters()).device
     it = loader
     if progress:
@@ -274,5 +280,11 @@ def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4
             gt = batch[t.name].numpy()
             for i, m in enumerate(batch["meta"]):
                 oh, ow = m["orig_size"]
-                metrics[t.name].update(pred[i:i + 1, ..., :oh, :ow], gt[i:i + 1, ..., :oh, :ow])
-    return {name: m.compute() for name, m in metrics.items()}
+                p, g = pred[i:i + 1, ..., :oh, :ow], gt[i:i + 1, ..., :oh, :ow]
+                metrics[t.name].update(p, g)
+                if t.name in monitors:
+                    monitors[t.name].update(p, g)
+    out = {name: m.compute() for name, m in metrics.items()}
+    for name, m in monitors.items():
+        out[name].update(m.compute())
+    return out
