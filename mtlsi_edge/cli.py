@@ -218,6 +218,8 @@ def eval_(
 
     Example:  mtlsi-edge eval --checkpoint runs/train/edge/last.json --data data/synth
     """
+    import math
+
     from mtlsi_edge.data.datasets import DatasetError
     from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint
     from mtlsi_edge.train.engine import evaluate
@@ -227,10 +229,15 @@ def eval_(
         res = evaluate(model, str(data), split, batch_size, limit=limit, progress=not as_json)
     except (CheckpointError, DatasetError, FileNotFoundError) as e:
         fail(str(e))
+    # A task without any valid pixel in the split scores NaN (undefined), never a score.
+    empty = [name for name, m in res.items() if all(math.isnan(v) for v in m.values())]
     if as_json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps({name: {k: None if math.isnan(v) else v for k, v in m.items()}
+                          for name, m in res.items()}, indent=2))
         return
     console.print(metrics_table(res, model.task_set))
+    for name in empty:
+        console.print(f"[yellow]{name}: no valid pixels in split {split!r} (metrics are NaN)")
 
 
 @app.command()

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class TrainConfig:
     workers: int = 2
     ckpt_every: int = 200
     log_every: int = 10
-    amp: bool = True  # only used on CUDA
+    amp: bool = True  # CUDA only: BF16 autocast where supported, else FP16 (see amp_dtype)
 
 
 class _Stream(Dataset):
@@ -100,6 +101,16 @@ class _Positions(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start) * self.batch
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for training on ``device``: BF16 where the GPU supports it, else FP16;
+    None (full FP32) on CPU, where autocast is slower than FP32 on most machines.
+
+    Either way the linear-attention sums run in FP32 (``MTMQLFB.fp32_core``)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -187,8 +198,9 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
                         sampler=_Positions(start, cfg.steps, cfg.batch_size, rank, world),
                         num_workers=cfg.workers, persistent_workers=False,
                         pin_memory=device.type == "cuda")
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp = amp_dtype(device) if cfg.amp else None
+    # Only FP16 needs loss scaling; BF16 has FP32's exponent range.
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     log_path = out / "log.jsonl"
     meta = {"model_config": mcfg.to_dict(), "task_set": task_set.to_dict(),
             "variant": cfg.variant}
@@ -207,7 +219,7 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * lr_factor(step, cfg)
-            with torch.autocast(device.type, enabled=use_amp):
+            with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
                 out_ = net(batch["image"])
             loss, parts = multitask_loss(out_, batch, task_set, cfg.deep_supervision)
             opt.zero_grad(set_to_none=True)
