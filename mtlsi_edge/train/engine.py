@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from mtlsi_edge.data.datasets import MultiTaskDataset, build_dataset
 from mtlsi_edge.data.transforms import train_transforms, val_transforms
 from mtlsi_edge.metrics import BoundaryMonitor
-from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet, create_model
+from mtlsi_edge.model.mtlsi import VARIANTS, MTLSIConfig, MTLSINet, create_model
 from mtlsi_edge.tasks import TaskSet
 from mtlsi_edge.train.checkpoint import (
     load_training_state,
@@ -51,7 +51,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # adam | adamw
     schedule: str = "poly"  # poly | cosine
     warmup_steps: int = 100
-    grad_clip: float = 10.0
+    grad_clip: float = 10.0  # 0 = off
     deep_supervision: bool = True
     crop: tuple[int, int] | None = None  # default: the variant's input size
     scale: tuple[float, float] = (0.5, 2.0)
@@ -148,6 +148,24 @@ def multitask_loss(out: dict, batch: dict, task_set: TaskSet, deep_supervision: 
     return total, parts
 
 
+class PretrainedUnavailable(RuntimeError):
+    """The backbone's pretrained weights could not be fetched (offline, hub unreachable)."""
+
+
+def _create(cfg: TrainConfig) -> MTLSINet:
+    """The run's model; pretrained backbone weights come through timm from the HF hub."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return create_model(cfg.variant, **cfg.model_overrides)
+    except LocalEntryNotFoundError:
+        backbone = cfg.model_overrides.get("backbone", VARIANTS[cfg.variant].config.backbone)
+        raise PretrainedUnavailable(
+            f"pretrained weights of backbone {backbone!r} are not reachable on the Hugging Face "
+            "hub and not in the local cache (offline?); connect, or pre-fill the cache "
+            "(HF_HOME), or train from scratch with --set pretrained=false") from None
+
+
 def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -176,7 +194,7 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
         model.load_state_dict(load_weights(stem.with_suffix(".json"))[1])
         start = int(doc["step"])
     else:
-        model = create_model(cfg.variant, **cfg.model_overrides)
+        model = _create(cfg)
     mcfg = model.cfg
     crop = tuple(cfg.crop or mcfg.input_size)
     cfg.crop = crop
@@ -225,7 +243,9 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            # grad_clip 0 = no clipping (InvPT clips nothing); the norm is logged either way.
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                   cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
             scaler.step(opt)
             scaler.update()
             step += 1
