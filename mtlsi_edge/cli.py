@@ -175,19 +175,32 @@ def data_synth(
         console.print(f"walkthrough video: [bold]{video}[/]")
 
 
+def _recipe_help() -> str:
+    from mtlsi_edge.train.recipes import RECIPES
+
+    return ("Named schedule (explicit options override it; --show-recipe prints it). "
+            + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()))
+
+
 @app.command()
 def train(
     data: Path = typer.Option(None, help="Dataset folder (NYUD or PASCAL-MT layout)."),
     out: Path = typer.Option(Path("runs/train/exp"), help="Run folder (checkpoints, log)."),
-    variant: str = typer.Option("edge-effvit-b0", help="Model variant (mtlsi-edge info)."),
-    steps: int = typer.Option(2000, min=1),
-    batch_size: int = typer.Option(8, min=1),
-    lr: float = typer.Option(1e-3),
-    weight_decay: float = typer.Option(1e-4),
-    optimizer: str = typer.Option("adamw", help="adam | adamw"),
-    schedule: str = typer.Option("poly", help="poly | cosine"),
-    warmup: int = typer.Option(100, help="Linear warm-up steps."),
-    scale: str = typer.Option("0.5,2.0", help="Random scale range lo,hi."),
+    recipe: str = typer.Option(None, help=_recipe_help()),
+    show_recipe: bool = typer.Option(False, "--show-recipe",
+                                     help="Print the --recipe's settings and exit."),
+    variant: str = typer.Option(None, help="Model variant (mtlsi-edge info) "
+                                           "[default: edge-effvit-b0, or the recipe's]."),
+    steps: int = typer.Option(None, min=1, help="[default: 2000]"),
+    batch_size: int = typer.Option(None, min=1, help="Per process. [default: 8]"),
+    lr: float = typer.Option(None, help="[default: 1e-3]"),
+    weight_decay: float = typer.Option(None, help="[default: 1e-4]"),
+    optimizer: str = typer.Option(None, help="adam | adamw [default: adamw]"),
+    schedule: str = typer.Option(None, help="poly | cosine [default: poly]"),
+    warmup: int = typer.Option(None, help="Linear warm-up steps. [default: 100]"),
+    scale: str = typer.Option(None, help="Random scale range lo,hi. [default: 0.5,2.0]"),
+    amp: bool = typer.Option(True, "--amp/--no-amp",
+                             help="CUDA autocast: BF16 where supported, else FP16."),
     seed: int = typer.Option(0),
     workers: int = typer.Option(2, min=0),
     ckpt_every: int = typer.Option(200, min=1),
@@ -198,21 +211,51 @@ def train(
 
     Examples:
       mtlsi-edge train --data data/synth --steps 4000 --out runs/train/edge
+      mtlsi-edge train --recipe paper-nyud --show-recipe
+      mtlsi-edge train --recipe paper-nyud --data /data/NYUDv2 --out runs/train/nyud
       mtlsi-edge train --out runs/train/edge --resume
       torchrun --nproc_per_node 2 -m mtlsi_edge.cli train --data data/synth --workers 0
     """
     from mtlsi_edge.train.checkpoint import CheckpointError
-    from mtlsi_edge.train.engine import TrainConfig
+    from mtlsi_edge.train.engine import PretrainedUnavailable, TrainConfig
     from mtlsi_edge.train.engine import train as run_train
+    from mtlsi_edge.train.recipes import get_recipe
 
+    settings = {"variant": "edge-effvit-b0", "steps": 2000, "batch_size": 8, "lr": 1e-3,
+                "weight_decay": 1e-4, "optimizer": "adamw", "schedule": "poly",
+                "warmup_steps": 100, "scale": (0.5, 2.0)}
+    overrides = {}
+    if recipe is not None:
+        try:
+            r = get_recipe(recipe)
+        except KeyError as e:
+            fail(str(e).strip("'\""))
+        if show_recipe:
+            for line in r.lines():
+                console.print(line, highlight=False, soft_wrap=True)
+            return
+        settings.update(r.train, variant=r.variant)
+        overrides.update(r.model)
+    elif show_recipe:
+        fail("--show-recipe needs --recipe NAME")
+    given = {"variant": variant, "steps": steps, "batch_size": batch_size, "lr": lr,
+             "weight_decay": weight_decay, "optimizer": optimizer, "schedule": schedule,
+             "warmup_steps": warmup}
+    settings.update({k: v for k, v in given.items() if v is not None})
+    if scale is not None:
+        try:
+            lo, hi = (float(x) for x in scale.split(","))
+        except ValueError:
+            fail(f"bad --scale {scale!r}: expected lo,hi e.g. 0.5,2.0")
+        settings["scale"] = (lo, hi)
     if not resume:
-        _variant_or_fail(variant)
+        _variant_or_fail(settings["variant"])
         if data is None:
             fail("--data is required (a NYUD/PASCAL folder, or render one: mtlsi-edge data synth)")
-        if optimizer not in ("adam", "adamw") or schedule not in ("poly", "cosine"):
+        if settings["optimizer"] not in ("adam", "adamw") or settings["schedule"] not in (
+                "poly", "cosine"):
             fail("--optimizer must be adam|adamw and --schedule poly|cosine")
     check_output_dir(out, "run folder")
-    overrides = {}
     for kv in set_:
         k, sep, v = kv.partition("=")
         if not sep or not k:
@@ -225,17 +268,11 @@ def train(
         from mtlsi_edge.model.mtlsi import check_config_values
 
         check_config_values(overrides)
-    try:
-        lo, hi = (float(x) for x in scale.split(","))
-    except ValueError:
-        fail(f"bad --scale {scale!r}: expected lo,hi e.g. 0.5,2.0")
-    cfg = TrainConfig(data=str(data), out=str(out), variant=variant, model_overrides=overrides,
-                      steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                      optimizer=optimizer, schedule=schedule, warmup_steps=warmup,
-                      scale=(lo, hi), seed=seed, workers=workers, ckpt_every=ckpt_every)
+    cfg = TrainConfig(data=str(data), out=str(out), model_overrides=overrides, amp=amp,
+                      seed=seed, workers=workers, ckpt_every=ckpt_every, **settings)
     try:
         last = run_train(cfg, resume=resume, console=console)
-    except CheckpointError as e:
+    except (CheckpointError, PretrainedUnavailable) as e:
         fail(str(e))
     console.print(f"checkpoint: [bold]{last}[/]")
 
@@ -258,6 +295,8 @@ def eval_(
       mtlsi-edge eval --checkpoint runs/train/edge/last.json --data data/synth
       mtlsi-edge eval --bundle runs/compile/openvino-int8 --data data/synth --limit 200
     """
+    import math
+
     from mtlsi_edge.bundle import BundleError
     from mtlsi_edge.data.datasets import DatasetError
     from mtlsi_edge.targets import ModelMismatch, TargetUnavailable
@@ -285,10 +324,16 @@ def eval_(
     except (CheckpointError, DatasetError, BundleError, TargetUnavailable, ModelMismatch,
             FileNotFoundError) as e:
         fail(str(e))
+    # A task without any valid pixel in the split scores NaN (undefined), never a score.
+    empty = [name for name, m in res.items() if all(math.isnan(v) for v in m.values())]
     if as_json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps({name: {k: None if math.isnan(v) else v for k, v in m.items()}
+                          for name, m in res.items()}, indent=2))
         return
     console.print(metrics_table(res, task_set))
+    for name in empty:
+        console.print(escape(f"{name}: no valid pixels in split {split!r} (metrics are NaN)"),
+                      style="yellow")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Per-kind training losses (see ``shared/design/multitask-conventions.md``).
+"""Per-kind training losses, as the InvPT / Multi-Task-Learning-PyTorch references define them.
 
 Every loss takes ``(pred, gt)`` and returns a scalar tensor. ``pred`` is the raw head output
 (logits for segmentation / boundary / saliency, metres for depth, unnormalised vectors for
@@ -82,20 +82,22 @@ def depth_loss(pred: Tensor, gt: Tensor) -> Tensor:
 
 
 def normals_loss(pred: Tensor, gt: Tensor) -> Tensor:
-    """L1 between the L2-normalised prediction and the ground truth on valid pixels.
+    """L1 between the L2-normalised prediction and the ground truth, summed over the three
+    channels and averaged over valid pixels (InvPT's ``L1Loss(normalize=True)``).
 
     pred: ``B×3×h×w`` (any scale). gt: ``B×3×H×W`` unit normals; a pixel is invalid where its
-    gt norm is 0 or any channel equals 255. The mean runs over valid pixels × 3 channels.
+    gt norm is 0 or any channel equals 255. ``Σ_valid Σ_c |n̂_c − g_c| / N_valid`` — 3× a
+    per-element mean, which is what the reference weight 10 was tuned with.
     """
     gt = gt.to(torch.float32)
     pred = resize_to(pred.float(), gt)
     unit = F.normalize(pred, p=2, dim=1)
     valid = (gt.norm(p=2, dim=1, keepdim=True) > 0) & (gt != IGNORE_INDEX).all(1, keepdim=True)
-    valid = valid.expand_as(gt)
-    return _masked_mean((unit - gt).abs(), valid)
+    per_pixel = (unit - gt).abs().sum(1, keepdim=True)
+    return _masked_mean(per_pixel, valid)
 
 
-def balanced_bce_with_logits(pred: Tensor, gt: Tensor, pos_weight: float | None) -> Tensor:
+def balanced_bce_with_logits(pred: Tensor, gt: Tensor, pos_weight: float | Tensor | None) -> Tensor:
     """Binary cross-entropy with logits, averaged over pixels whose gt is not 255.
 
     With ``pos_weight = w``: ``-[w·y·log σ(x) + (1-w)·(1-y)·log(1-σ(x))]`` (class-balanced, HED /
@@ -120,9 +122,21 @@ def boundary_loss(pred: Tensor, gt: Tensor) -> Tensor:
 
 
 def saliency_loss(pred: Tensor, gt: Tensor) -> Tensor:
-    """Plain BCE with logits averaged over non-ignored pixels. Shapes as in
-    :func:`balanced_bce_with_logits`."""
-    return balanced_bce_with_logits(pred, gt, None)
+    """Balanced two-class cross-entropy (InvPT / TaskPrompter ``CrossEntropyLoss(balanced=True)``).
+
+    With ``w = #negatives / #valid`` over the batch, the positive class is weighted ``w`` and the
+    negative ``1 − w``; the weighted per-pixel losses are summed and divided by the number of
+    valid pixels. Our head emits one logit ``x``: the two-class softmax of logits ``(0, x)`` is
+    exactly ``σ(x)``, so the loss is ``−Σ[w·y·log σ(x) + (1−w)(1−y)·log σ(−x)] / N_valid``.
+    Shapes as in :func:`balanced_bce_with_logits`.
+    """
+    gt = _channel_gt(gt).to(torch.float32)
+    valid = gt != IGNORE_INDEX
+    n_valid = valid.sum()
+    n_neg = (valid & (gt < 0.5)).sum()
+    # The weight is a statistic of the labels, not a function of the prediction.
+    w = (n_neg.float() / n_valid.clamp(min=1).float()).detach()
+    return balanced_bce_with_logits(pred, gt, w)
 
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {

@@ -3,8 +3,9 @@
 Every accumulator is built as ``METRICS[task.kind](task)`` (or ``task.metric()``), fed with
 ``update(pred, gt)`` once per image or per batch, and read with ``compute() -> dict[str, float]``.
 Counts and sums are pooled over the whole split (not averaged per image), as in the reference
-implementations listed in ``shared/design/multitask-conventions.md``. ``pred`` and ``gt`` may be
+implementations (Multi-Task-Learning-PyTorch, InvPT). ``pred`` and ``gt`` may be
 numpy arrays or anything ``np.asarray`` accepts (e.g. CPU tensors). 255 marks invalid ground truth.
+A split without any valid pixel for a task scores NaN on every key (never a perfect score).
 
 Input shapes (``N`` = images in the batch; the batch axis may be omitted for one image):
 
@@ -38,6 +39,7 @@ except ImportError:  # pragma: no cover - exercised only where OpenCV is missing
 __all__ = [
     "METRICS",
     "BoundaryMetric",
+    "BoundaryMonitor",
     "DepthMetric",
     "NormalsMetric",
     "SaliencyMetric",
@@ -117,7 +119,9 @@ class SegmentationMetric:
 
     def compute(self) -> dict[str, float]:
         total = self.confusion.sum()
-        acc = float(np.trace(self.confusion) / total) if total else 0.0
+        if total == 0:  # no valid pixel in the split: undefined, never a score
+            return {"miou": math.nan, "pixel_acc": math.nan}
+        acc = float(np.trace(self.confusion) / total)
         return {"miou": float(self.per_class_iou().mean() * 100.0), "pixel_acc": acc * 100.0}
 
 
@@ -157,7 +161,9 @@ class DepthMetric:
         self.delta1 += int(np.count_nonzero(np.maximum(g / p, p / g) < 1.25))
 
     def compute(self) -> dict[str, float]:
-        n = max(self.n, 1)
+        if self.n == 0:  # no valid pixel: NaN, not a perfect 0.0
+            return dict.fromkeys(("rmse", "abs_rel", "log_rmse", "delta1"), math.nan)
+        n = self.n
         return {
             "rmse": math.sqrt(self.sq / n),
             "abs_rel": self.abs_rel / n,
@@ -240,7 +246,10 @@ class NormalsMetric:
         return 0.5 * (self._order_statistic(self.n // 2) + self._order_statistic(self.n // 2 + 1))
 
     def compute(self) -> dict[str, float]:
-        n = max(self.n, 1)
+        if self.n == 0:  # no valid pixel: NaN, not a perfect 0°
+            keys = ("mean", "median", "rmse", *(f"{t:g}" for t in self.THRESHOLDS))
+            return dict.fromkeys(keys, math.nan)
+        n = self.n
         out = {
             "mean": self.sum / n,
             "median": self._median(),
@@ -279,30 +288,24 @@ def _dilate_max(img: np.ndarray, kernel: np.ndarray, use_cv2: bool | None = None
     return out
 
 
-class BoundaryMetric:
-    """Optimal-dataset-scale F-measure (ODS-F) of boundary probability maps, in %.
+class BoundaryMonitor:
+    """Fast approximate ODS-F of boundary maps, in % — a training-time monitor, NOT the
+    published protocol (use :class:`BoundaryMetric` for numbers to compare with papers).
 
-    For each threshold ``t`` (``n_thresholds`` values evenly spaced over 0.01..0.99; 99 = step
-    0.01) a prediction pixel with ``p >= t`` is a true positive when a gt boundary pixel lies
-    within ``max_dist × image diagonal`` pixels (Euclidean), and a gt boundary pixel is recalled
-    when a prediction pixel with ``p >= t`` lies within the same distance. Counts are pooled over
-    the split per threshold; ODS-F = max_t 2PR/(P+R). Pixels with gt 255 are left out entirely.
-
-    Both matching tests are done for all thresholds at once with two disk dilations per image
-    (of the gt map, and a grey-level max filter of the probability map), which is equivalent to
-    thresholding and distance-transforming per threshold.
-
-    This only approximates the MATLAB SEISM / BSDS numbers of the papers: there is no
-    non-maximum suppression / thinning of the prediction and no one-to-one (bipartite)
-    correspondence between prediction and gt pixels, so thick predictions score a higher
-    precision here. Expect values to differ slightly; say so wherever they are reported.
-    Use ``max_dist=0.011`` for NYUD and ``0.0075`` for PASCAL.
+    For each threshold ``t`` (``n_thresholds`` values evenly spaced over 0.01..0.99) a
+    prediction pixel with ``p >= t`` counts as a true positive when a gt boundary pixel lies
+    within ``max_dist × image diagonal`` pixels, and a gt pixel is recalled when a prediction
+    pixel with ``p >= t`` lies within the same distance; counts are pooled over the split and
+    ``odsF_approx = max_t 2PR/(P+R)``. There is no thinning and no one-to-one matching, so a
+    thick prediction scores a higher precision than under SEISM (several points on real data).
+    Both tests run for all thresholds at once with two disk dilations per image.
+    ``max_dist`` defaults to the task's own tolerance. Pixels with gt 255 are left out.
     """
 
-    def __init__(self, task: Task, n_thresholds: int = 99, max_dist: float = 0.011) -> None:
+    def __init__(self, task: Task, n_thresholds: int = 99, max_dist: float | None = None) -> None:
         self.task = task
         self.thresholds = np.linspace(0.01, 0.99, int(n_thresholds)).round(10)
-        self.max_dist = float(max_dist)
+        self.max_dist = _task_max_dist(task) if max_dist is None else float(max_dist)
         self._kernels: dict[tuple[int, int], np.ndarray] = {}
         self.reset()
 
@@ -312,6 +315,7 @@ class BoundaryMetric:
         self.sum_p = np.zeros(k, np.int64)  # predicted pixels
         self.cnt_r = np.zeros(k, np.int64)  # recalled gt pixels
         self.sum_r = 0  # gt boundary pixels
+        self.n_valid = 0
 
     def _kernel(self, h: int, w: int) -> np.ndarray:
         if (h, w) not in self._kernels:
@@ -334,6 +338,7 @@ class BoundaryMetric:
             self.cnt_p += _count_at_or_above(p[valid & near_gt], self.thresholds)
             self.cnt_r += _count_at_or_above(near_pred[edge], self.thresholds)
             self.sum_r += int(np.count_nonzero(edge))
+            self.n_valid += int(np.count_nonzero(valid))
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(thresholds, precision, recall, f)`` as fractions, one entry per threshold."""
@@ -344,7 +349,199 @@ class BoundaryMetric:
         return self.thresholds, precision, recall, f
 
     def compute(self) -> dict[str, float]:
-        return {"odsF": float(self.curve()[3].max() * 100.0)}
+        if self.n_valid == 0:
+            return {"odsF_approx": math.nan}
+        return {"odsF_approx": float(self.curve()[3].max() * 100.0)}
+
+
+def _task_max_dist(task: Task) -> float:
+    """The boundary tolerance a task carries (fraction of the image diagonal)."""
+    if not task.max_dist > 0:
+        raise ValueError(f"task {task.name!r} has no boundary tolerance (max_dist)")
+    return float(task.max_dist)
+
+
+def thin(mask: np.ndarray) -> np.ndarray:
+    """MATLAB ``bwmorph(mask, 'thin', Inf)`` of a 2-D bool array (scikit-image's ``thin``
+    implements the same Guo-Hall look-up tables)."""
+    from skimage.morphology import thin as _thin
+
+    return _thin(mask)
+
+
+def _disk_offsets(radius: float) -> np.ndarray:
+    """``K×2`` (dy, dx) offsets with ``dy² + dx² <= radius²`` (BSDS ``correspondPixels``)."""
+    r = int(math.ceil(radius))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    keep = dy * dy + dx * dx <= radius * radius
+    return np.stack([dy[keep], dx[keep]], 1)
+
+
+class _GtMatcher:
+    """One image's thinned gt boundary, ready to be matched against many prediction maps."""
+
+    def __init__(self, gt: np.ndarray, radius: float) -> None:
+        self.shape = gt.shape
+        gy, gx = np.nonzero(gt)
+        self.n_gt = gy.size
+        self.index = np.full(gt.shape, -1, np.int64)
+        self.index[gy, gx] = np.arange(gy.size)
+        self.offsets = _disk_offsets(radius)
+        # Prediction pixels farther than ``radius`` from every gt pixel can never match:
+        # dropping them first keeps the bipartite graph small.
+        kernel = disk_kernel(radius)
+        self.near = _dilate_max(gt.astype(np.float32), kernel) > 0.5
+
+    def count(self, pred: np.ndarray) -> int:
+        """Size of a maximum matching between ``pred``'s pixels and the gt pixels."""
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import maximum_flow
+
+        if self.n_gt == 0:
+            return 0
+        py, px = np.nonzero(pred & self.near)
+        if py.size == 0:
+            return 0
+        h, w = self.shape
+        cy = py[:, None] + self.offsets[None, :, 0]  # P×K candidate gt positions
+        cx = px[:, None] + self.offsets[None, :, 1]
+        inside = (cy >= 0) & (cy < h) & (cx >= 0) & (cx < w)
+        cols = np.full(cy.shape, -1, np.int64)
+        cols[inside] = self.index[cy[inside], cx[inside]]
+        rows, k = np.nonzero(cols >= 0)
+        # Maximum matching = maximum flow of the unit-capacity network source → pred → gt →
+        # sink, solved with Dinic. (scipy's maximum_bipartite_matching takes exponential time
+        # on such layered line-next-to-line graphs: scipy issue #26147; 11 s for one map.)
+        n_p, n_g = py.size, self.n_gt
+        sink = n_p + n_g + 1
+        src = np.concatenate([np.zeros(n_p, np.int64), 1 + rows, 1 + n_p + np.arange(n_g)])
+        dst = np.concatenate([1 + np.arange(n_p), 1 + n_p + cols[rows, k],
+                              np.full(n_g, sink)])
+        graph = csr_matrix((np.ones(src.size, np.int32), (src, dst)), shape=(sink + 1, sink + 1))
+        return int(maximum_flow(graph, 0, sink, method="dinic").flow_value)
+
+
+def match_count(pred: np.ndarray, gt: np.ndarray, radius: float) -> int:
+    """Size of a maximum one-to-one matching between the ``True`` pixels of two ``H×W``
+    bool maps, a pair being allowed when their Euclidean distance is ``<= radius`` pixels.
+
+    This is the number of matched pixels of BSDS ``correspondPixels``: its min-cost
+    assignment, with an outlier cost of ``100 × radius`` per unmatched pixel, first maximises
+    the matching's size. A unit-capacity max-flow (scipy, Dinic) gives it exactly.
+    """
+    return _GtMatcher(np.asarray(gt, bool), radius).count(np.asarray(pred, bool))
+
+
+def _seism_pr(cnt_p, sum_p, cnt_r, sum_r) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall from counts with SEISM's conventions for empty sets: no gt
+    boundary → R 1, P 0; no prediction → R 0, P 1."""
+    cnt_p, sum_p, cnt_r, sum_r = (np.asarray(a, np.float64) for a in (cnt_p, sum_p, cnt_r, sum_r))
+    precision = np.where(sum_p > 0, cnt_p / np.maximum(sum_p, 1), 1.0)
+    recall = np.where(sum_r > 0, cnt_r / np.maximum(sum_r, 1), 0.0)
+    no_gt = sum_r == 0
+    precision = np.where(no_gt, 0.0, precision)
+    recall = np.where(no_gt, 1.0, recall)
+    return precision, recall
+
+
+def _f(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    denom = precision + recall
+    return np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0)
+
+
+class BoundaryMetric:
+    """ODS-F, OIS-F and AP of boundary probability maps on the SEISM protocol, in %.
+
+    This follows the MATLAB SEISM code behind the published NYUD / PASCAL-Context tables
+    (``read_one_cont_png`` + ``eval_cont`` → ``edgesEvalImg(..., 'thin', 0)``):
+
+    1. the prediction is quantised as the 8-bit PNG the references write (``⌊255·p⌋ / 255``);
+    2. for each threshold ``t`` in 0.01..0.99 (step 0.01, SEISM's HED parameters) the map
+       ``q > t`` is thinned to one-pixel lines (MATLAB ``bwmorph(·, 'thin', Inf)``);
+    3. the ground-truth boundary map is thinned the same way (SEISM rebuilds one-pixel
+       boundaries from the label map with ``seg2bmap``; PASCAL's 2-px edge maps would
+       otherwise halve the recall);
+    4. prediction and gt pixels are matched one-to-one (bipartite, BSDS ``correspondPixels``)
+       within ``max_dist × image diagonal`` pixels: 0.011 for NYUD, 0.0075 for PASCAL, taken
+       from ``task.max_dist``;
+    5. matched / predicted / gt counts are pooled over the split per threshold:
+       ``odsF = max_t F(t)``; ``oisF`` pools the counts at each image's best threshold; ``AP``
+       is SEISM's ``general_ap`` (precision interpolated at recall 0:0.01:1, summed / 100).
+
+    Pixels with gt 255 are removed from both maps. A split without any valid pixel gives NaN.
+    The references apply no NMS in this path; nor do we.
+    """
+
+    def __init__(self, task: Task, n_thresholds: int = 99, max_dist: float | None = None) -> None:
+        self.task = task
+        self.thresholds = np.linspace(0.01, 0.99, int(n_thresholds)).round(10)
+        self.max_dist = _task_max_dist(task) if max_dist is None else float(max_dist)
+        self.reset()
+
+    def reset(self) -> None:
+        # Per-image counts (images × thresholds): OIS needs each image's own curve.
+        self.counts: list[np.ndarray] = []  # each 4×T: cnt_p, sum_p, cnt_r, sum_r
+        self.n_valid = 0
+
+    def image_counts(self, prob: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        """``4×T`` int64 (matched pred, pred, matched gt, gt) of one ``H×W`` image."""
+        valid = gt != IGNORE_INDEX
+        edge = thin(valid & (gt >= 0.5))
+        q = np.floor(np.clip(prob.astype(np.float64), 0.0, 1.0) * 255.0) / 255.0
+        q = np.where(valid, q, 0.0)
+        matcher = _GtMatcher(edge, self.max_dist * math.hypot(*gt.shape))
+        out = np.zeros((4, len(self.thresholds)), np.int64)
+        out[3] = int(np.count_nonzero(edge))
+        top = q.max()
+        for k, t in enumerate(self.thresholds):
+            if t >= top:  # nothing above this threshold or any higher one
+                break
+            bmap = thin(q > t)
+            out[1, k] = int(np.count_nonzero(bmap))
+            out[0, k] = out[2, k] = matcher.count(bmap)  # one gt: cntP == cntR
+        return out
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """pred: probabilities ``N×1×H×W``, ``N×H×W`` or ``H×W``; gt: same shape, {0,1}, 255."""
+        pred = _as_single_channel(pred, "pred")
+        gt = _as_single_channel(gt, "gt")
+        _check_same(pred, gt)
+        for p, g in zip(pred, gt, strict=True):
+            self.counts.append(self.image_counts(p, g))
+            self.n_valid += int(np.count_nonzero(g != IGNORE_INDEX))
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(thresholds, precision, recall, f)`` of the pooled counts, as fractions."""
+        c = np.sum(self.counts, axis=0) if self.counts else np.zeros((4, len(self.thresholds)))
+        precision, recall = _seism_pr(*c)
+        return self.thresholds, precision, recall, _f(precision, recall)
+
+    def _ois(self) -> float:
+        c = np.stack(self.counts)  # N×4×T
+        per_image_f = _f(*_seism_pr(c[:, 0], c[:, 1], c[:, 2], c[:, 3]))
+        best = per_image_f.argmax(1)  # first maximum, as MATLAB's max
+        pooled = c[np.arange(len(c)), :, best].sum(0)
+        return float(_f(*_seism_pr(*pooled)))
+
+    def _ap(self, precision: np.ndarray, recall: np.ndarray) -> float:
+        # SEISM general_ap: unique recalls (first occurrence), linear interpolation of the
+        # precision at recall 0:0.01:1, points outside the measured range dropped, sum / 100.
+        rec, idx = np.unique(recall, return_index=True)
+        if rec.size < 2:
+            return 0.0
+        grid = np.linspace(0.0, 1.0, 101)
+        inside = (grid >= rec[0] - 1e-12) & (grid <= rec[-1] + 1e-12)
+        return float(np.interp(grid[inside], rec, precision[idx]).sum() / 100.0)
+
+    def compute(self) -> dict[str, float]:
+        if self.n_valid == 0:
+            return {"odsF": math.nan, "oisF": math.nan, "AP": math.nan}
+        _, precision, recall, f = self.curve()
+        return {
+            "odsF": float(f.max() * 100.0),
+            "oisF": self._ois() * 100.0,
+            "AP": self._ap(precision, recall) * 100.0,
+        }
 
 
 class SaliencyMetric:
@@ -368,6 +565,7 @@ class SaliencyMetric:
         self.tp = np.zeros(k, np.int64)
         self.pp = np.zeros(k, np.int64)
         self.ap = 0
+        self.n_valid = 0
 
     def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
         """pred: probabilities ``N×1×H×W``, ``N×H×W`` or ``H×W``; gt: same shape, {0,1}, 255."""
@@ -379,6 +577,7 @@ class SaliencyMetric:
         self.pp += _count_at_or_above(pred[valid], self.thresholds)
         self.tp += _count_at_or_above(pred[pos], self.thresholds)
         self.ap += int(np.count_nonzero(pos))
+        self.n_valid += int(np.count_nonzero(valid))
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(thresholds, precision, recall, f)`` as fractions, one entry per threshold."""
@@ -390,6 +589,8 @@ class SaliencyMetric:
         return self.thresholds, precision, recall, f
 
     def compute(self) -> dict[str, float]:
+        if self.n_valid == 0:
+            return {"maxF": math.nan}
         return {"maxF": float(self.curve()[3].max() * 100.0)}
 
 

@@ -7,7 +7,7 @@ file. Nothing else in the package branches on task names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -37,6 +37,8 @@ class Task:
     out_channels: channels the network's head emits (logits for segmentation/boundary/saliency).
     loss_weight: weight of this task in the total loss (InvPT-line recipe).
     class_names / palette: for segmentation kinds; palette is RGB per class.
+    max_dist: boundary kinds only — matching tolerance of the SEISM evaluation as a fraction of
+    the image diagonal (0.011 NYUD, 0.0075 PASCAL-Context, as in the published tables).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Task:
     palette: tuple[tuple[int, int, int], ...] = ()
     metric_name: str = ""
     higher_is_better: bool = True
+    max_dist: float = 0.0
 
     def loss(self, pred, gt):
         """Loss of a prediction ``B×K×H×W`` against ground truth at the same size."""
@@ -74,6 +77,7 @@ class Task:
             "palette": [list(c) for c in self.palette],
             "metric_name": self.metric_name,
             "higher_is_better": self.higher_is_better,
+            "max_dist": self.max_dist,
         }
 
     @classmethod
@@ -87,6 +91,7 @@ class Task:
             palette=tuple(tuple(c) for c in d.get("palette", ())),
             metric_name=d.get("metric_name", ""),
             higher_is_better=bool(d.get("higher_is_better", True)),
+            max_dist=float(d.get("max_dist", 0.0)),
         )
 
 
@@ -146,7 +151,19 @@ class TaskSet:
 
     @classmethod
     def from_dict(cls, d: dict) -> TaskSet:
-        return cls(name=d["name"], tasks=tuple(Task.from_dict(t) for t in d["tasks"]))
+        tasks = tuple(Task.from_dict(t) for t in d["tasks"])
+        # Files written before tasks carried max_dist: take the tolerance of the registered
+        # task set of the same name, so a PASCAL checkpoint is never scored at NYUD's.
+        known = TASK_SETS.get(d["name"])
+        fixed = []
+        for t in tasks:
+            if t.kind == "boundary" and not t.max_dist > 0:
+                if known is None or t.name not in known.names:
+                    raise ValueError(f"boundary task {t.name!r} of task set {d['name']!r} has "
+                                     "no max_dist (evaluation tolerance)")
+                t = replace(t, max_dist=known[t.name].max_dist)
+            fixed.append(t)
+        return cls(name=d["name"], tasks=tuple(fixed))
 
 
 NYUD_CLASSES = (
@@ -184,14 +201,15 @@ def _normals() -> Task:
     return Task("normals", "normals", 3, 10.0, metric_name="mean", higher_is_better=False)
 
 
-def _boundary() -> Task:
-    return Task("boundary", "boundary", 1, 50.0, metric_name="odsF", higher_is_better=True)
+def _boundary(max_dist: float) -> Task:
+    return Task("boundary", "boundary", 1, 50.0, metric_name="odsF", higher_is_better=True,
+                max_dist=max_dist)
 
 
 TASK_SETS: dict[str, TaskSet] = {
     "nyud": TaskSet(
         "nyud",
-        (_seg("semseg", NYUD_CLASSES, _NYUD_PALETTE), _depth(), _normals(), _boundary()),
+        (_seg("semseg", NYUD_CLASSES, _NYUD_PALETTE), _depth(), _normals(), _boundary(0.011)),
         input_size=(448, 576),
     ),
     "pascal": TaskSet(
@@ -201,7 +219,7 @@ TASK_SETS: dict[str, TaskSet] = {
             _seg("human_parts", PASCAL_PARTS, _PARTS_PALETTE, weight=2.0),
             Task("saliency", "saliency", 1, 5.0, metric_name="maxF", higher_is_better=True),
             _normals(),
-            _boundary(),
+            _boundary(0.0075),
         ),
         input_size=(512, 512),
     ),

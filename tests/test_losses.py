@@ -90,7 +90,73 @@ def test_normals_hand_case_with_invalid_pixels() -> None:
     # pixel 1: gt 255 (invalid); pixel 2: gt zero norm (invalid)
     pred = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0], [2.0, 5.0, 1.0]]).view(1, 3, 1, 3)
     gt = torch.tensor([[0.0, 255.0, 0.0], [1.0, 255.0, 0.0], [0.0, 255.0, 0.0]]).view(1, 3, 1, 3)
-    assert normals_loss(pred, gt).item() == pytest.approx(2.0 / 3.0, rel=1e-6)
+    # InvPT L1Loss(normalize=True): summed over channels, divided by valid *pixels* (1 here).
+    assert normals_loss(pred, gt).item() == pytest.approx(2.0, rel=1e-6)
+
+
+def _reference_normals_l1(out: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """InvPT ``L1Loss(normalize=True, ignore_index=255)`` (losses/loss_functions.py)."""
+    out = F.normalize(out, p=2, dim=1)
+    mask = (label != 255).all(dim=1, keepdim=True)
+    n_valid = mask.sum().item()
+    masked_out = torch.masked_select(out, mask)
+    masked_label = torch.masked_select(label, mask)
+    return F.l1_loss(masked_out, masked_label, reduction="sum") / max(n_valid, 1)
+
+
+def _reference_balanced_ce(out2: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """InvPT ``CrossEntropyLoss(balanced=True, ignore_index=255)`` on two-class logits."""
+    label = label.squeeze(1).long()
+    mask = label != 255
+    masked = torch.masked_select(label, mask)
+    w_pos = torch.sum(1.0 - masked) / masked.numel()
+    weight = torch.stack((1.0 - w_pos, w_pos))
+    loss = F.cross_entropy(out2, label, weight=weight, ignore_index=255, reduction="none")
+    return loss.sum() / max(mask.sum(), 1)
+
+
+def _reference_balanced_bce(output: torch.Tensor, label: torch.Tensor, w: float) -> torch.Tensor:
+    """InvPT ``BalancedBinaryCrossEntropyLoss(pos_weight=w, ignore_index=255)``."""
+    mask = label != 255
+    factor = 1.0 / (1 - w)
+    loss = F.binary_cross_entropy_with_logits(torch.masked_select(output, mask),
+                                              torch.masked_select(label, mask),
+                                              pos_weight=torch.tensor(w * factor))
+    return loss / factor
+
+
+def test_normals_loss_is_invpt_l1_on_random_tensors() -> None:
+    torch.manual_seed(5)
+    pred = torch.randn(2, 3, 6, 7)
+    gt = F.normalize(torch.randn(2, 3, 6, 7), dim=1)
+    gt[0, :, :2] = 255  # invalid rows
+    ours = normals_loss(pred, gt)
+    assert ours.item() == pytest.approx(_reference_normals_l1(pred, gt).item(), rel=1e-6)
+    # 3× the per-element mean: the weight 10 acts on the summed channels.
+    valid = (gt != 255).all(1, keepdim=True).expand_as(gt)
+    per_element = (F.normalize(pred, dim=1) - gt).abs()[valid].mean()
+    assert ours.item() == pytest.approx(3 * per_element.item(), rel=1e-5)
+
+
+def test_saliency_loss_is_invpt_balanced_ce_on_random_tensors() -> None:
+    torch.manual_seed(6)
+    x = torch.randn(2, 1, 5, 6) * 3
+    gt = (torch.rand(2, 1, 5, 6) > 0.7).float()
+    gt[1, 0, 0] = 255
+    two_class = torch.cat([torch.zeros_like(x), x], 1)  # softmax((0, x))[1] == σ(x)
+    expected = _reference_balanced_ce(two_class, gt)
+    assert saliency_loss(x, gt).item() == pytest.approx(expected.item(), rel=1e-5)
+    plain = F.binary_cross_entropy_with_logits(x[gt != 255], gt[gt != 255])
+    assert abs(saliency_loss(x, gt).item() - plain.item()) > 1e-3  # not plain BCE any more
+
+
+def test_boundary_loss_is_invpt_balanced_bce_on_random_tensors() -> None:
+    torch.manual_seed(7)
+    x = torch.randn(2, 1, 5, 6) * 3
+    gt = (torch.rand(2, 1, 5, 6) > 0.8).float()
+    gt[0, 0, :, 0] = 255
+    expected = _reference_balanced_bce(x, gt, 0.95)
+    assert boundary_loss(x, gt).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_boundary_balanced_bce_matches_hand_computation() -> None:
@@ -112,16 +178,6 @@ def test_bce_is_stable_for_extreme_logits() -> None:
     assert loss.item() == pytest.approx(100.0, rel=1e-5)
     loss.backward()
     assert torch.isfinite(pred.grad).all()
-
-
-def test_saliency_is_plain_bce_over_non_ignored_pixels() -> None:
-    torch.manual_seed(2)
-    pred = torch.randn(2, 1, 3, 3)
-    gt = (torch.rand(2, 1, 3, 3) > 0.5).float()
-    gt[0, 0, 0, :] = 255
-    valid = gt != 255
-    expected = F.binary_cross_entropy_with_logits(pred[valid], gt[valid])
-    assert saliency_loss(pred, gt).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_task_loss_dispatches_by_kind() -> None:

@@ -12,13 +12,14 @@ from mtlsi_edge import metrics
 from mtlsi_edge.metrics import (
     METRICS,
     BoundaryMetric,
+    BoundaryMonitor,
     DepthMetric,
     NormalsMetric,
     SaliencyMetric,
     SegmentationMetric,
     delta_m,
 )
-from mtlsi_edge.tasks import TASK_SETS, Task
+from mtlsi_edge.tasks import TASK_SETS, Task, TaskSet
 
 SEG4 = Task("seg", "segmentation", 4, 1.0, metric_name="miou")
 DEPTH = TASK_SETS["nyud"]["depth"]
@@ -159,72 +160,222 @@ def _line(col: int, size: int = 100, value: float = 1.0) -> np.ndarray:
     return img
 
 
-def test_boundary_one_pixel_shift_is_within_tolerance() -> None:
+def test_seism_hand_case_one_to_one_matching() -> None:
+    # 100×100, NYUD tolerance: r = 0.011 × 141.4 = 1.56 px. gt: row 10, cols 5..24 (20 px).
+    # Two one-pixel lines lie 1 px on either side of it: row 9 (cols 5..14, p 0.75) and
+    # row 11 (cols 5..24, p 0.35). Every predicted pixel is within r of the gt, but a gt pixel
+    # can match only one prediction:
+    #   t < 0.35          : 30 predicted, 20 matched → P 2/3, R 1   → F 0.8
+    #   0.35 <= t < 0.75  : 10 predicted, 10 matched → P 1,   R 1/2 → F 2/3
+    #   t >= 0.75         : nothing predicted        → P 1,   R 0   → F 0
+    # AP (SEISM general_ap): recalls {0, ½, 1} with precisions {1, 1, ⅔} at their first
+    # occurrence, interpolated at 0:0.01:1 → (51 + Σ_{k=1..50} (1 − k/150)) / 100 = 0.925.
+    gt = np.zeros((100, 100))
+    gt[10, 5:25] = 1
+    pred = np.zeros((100, 100))
+    pred[9, 5:15] = 0.75
+    pred[11, 5:25] = 0.35
+    m = BoundaryMetric(BOUNDARY)
+    m.update(pred, gt)
+    out = m.compute()
+    assert out["odsF"] == pytest.approx(80.0)
+    assert out["oisF"] == pytest.approx(80.0)  # one image: its best threshold is the dataset's
+    assert out["AP"] == pytest.approx(92.5)
+    _, precision, recall, _ = m.curve()
+    i34, i35 = np.searchsorted(m.thresholds, [0.34, 0.35])
+    assert (precision[i34], recall[i34]) == (pytest.approx(2 / 3), 1.0)
+    assert (precision[i35], recall[i35]) == (1.0, 0.5)
+    # The fast monitor counts all 30 predictions as correct: P 1, R 1.
+    fast = BoundaryMonitor(BOUNDARY)
+    fast.update(pred, gt)
+    assert fast.compute()["odsF_approx"] == pytest.approx(100.0)
+
+
+def test_seism_thins_two_pixel_wide_ground_truth() -> None:
+    # A 2-px wide gt band (as PASCAL's edge maps are built) is thinned to one line first;
+    # a one-pixel prediction on it then recalls almost everything. Without thinning, one-to-one
+    # matching would cap the recall at 1/2.
+    gt = np.zeros((100, 100))
+    gt[40:42, 10:90] = 1
+    pred = np.zeros((100, 100))
+    pred[40, 10:90] = 0.9
+    m = BoundaryMetric(BOUNDARY)
+    m.update(pred, gt)
+    assert metrics.thin(gt.astype(bool)).sum() <= 80
+    assert m.compute()["odsF"] > 97.0
+
+
+def test_seism_thins_thick_predictions() -> None:
+    # A 5-px wide predicted band around a one-pixel gt line: after thinning one line is left,
+    # so precision stays high; without thinning it would be ≈ 1/5.
+    gt = np.zeros((100, 100))
+    gt[50, 10:90] = 1
+    pred = np.zeros((100, 100))
+    pred[48:53, 10:90] = 0.8
+    m = BoundaryMetric(BOUNDARY)
+    m.update(pred, gt)
+    _, precision, recall, _ = m.curve()
+    k = np.searchsorted(m.thresholds, 0.5)
+    assert precision[k] > 0.95 and recall[k] >= 0.9  # thinning shortens the ends a little
+
+
+def test_seism_tolerance_comes_from_the_task() -> None:
+    nyud = TASK_SETS["nyud"]["boundary"]
+    pascal = TASK_SETS["pascal"]["boundary"]
+    assert (nyud.max_dist, pascal.max_dist) == (0.011, 0.0075)
+    assert nyud.metric().max_dist == 0.011 and pascal.metric().max_dist == 0.0075
+    # 200×200: r = 3.11 px (NYUD) vs 2.12 px (PASCAL); a 3-px shift matches only under NYUD.
+    gt = np.zeros((200, 200))
+    gt[:, 100] = 1
+    pred = np.zeros((200, 200))
+    pred[:, 103] = 0.9
+    scores = []
+    for task in (nyud, pascal):
+        m = task.metric()
+        m.update(pred, gt)
+        scores.append(m.compute()["odsF"])
+    assert scores == [pytest.approx(100.0), pytest.approx(0.0)]
+
+
+def test_task_set_from_old_dict_recovers_boundary_tolerance() -> None:
+    d = TASK_SETS["pascal"].to_dict()
+    for t in d["tasks"]:
+        t.pop("max_dist")
+    assert TaskSet.from_dict(d)["boundary"].max_dist == 0.0075
+    d["name"] = "custom"
+    with pytest.raises(ValueError, match="max_dist"):
+        TaskSet.from_dict(d)
+
+
+def test_seism_pools_counts_and_ois_picks_each_images_threshold() -> None:
+    # Image A is best at a low threshold, image B at a high one.
+    gt = np.zeros((100, 100))
+    gt[50, 10:90] = 1
+    a = np.zeros((100, 100))
+    a[50, 10:90] = 0.2  # right, but weak
+    b = np.zeros((100, 100))
+    b[50, 10:90] = 0.9
+    b[20, 10:90] = 0.3  # weak spurious line
+    m = BoundaryMetric(BOUNDARY)
+    m.update(np.stack([a, b])[:, None], np.stack([gt, gt])[:, None])
+    out = m.compute()
+    # ODS: t < 0.2 → P 160/240, R 1 → F 0.8; 0.2 <= t < 0.3 → P 80/160, R ½ → ½;
+    # 0.3 <= t < 0.9 → P 1, R ½ → ⅔. OIS: A at t < 0.2, B at 0.3 <= t → P 1, R 1.
+    assert out["odsF"] == pytest.approx(80.0)
+    assert out["oisF"] == pytest.approx(100.0)
+
+
+def test_match_count_is_a_maximum_matching() -> None:
+    # Greedy nearest matching would pair pred (0,1) with gt (0,1) and leave gt (0,0) unmatched
+    # (pred (0,3) is out of range of it); the maximum matching pairs all three.
+    pred = np.zeros((1, 6), bool)
+    pred[0, [1, 2]] = True
+    gt = np.zeros((1, 6), bool)
+    gt[0, [0, 1, 3]] = True
+    assert metrics.match_count(pred, gt, 1.0) == 2
+    assert metrics.match_count(gt, pred, 1.0) == 2
+
+
+def test_boundary_speed_on_a_smooth_240x320_map() -> None:
+    rng = np.random.default_rng(4)
+    gt = np.zeros((240, 320))
+    gt[::40] = 1
+    gt[:, ::40] = 1
+    pred = np.clip(gt * 0.8 + rng.normal(0, 0.1, gt.shape), 0, 1)
+    m = BoundaryMetric(BOUNDARY)
+    start = time.perf_counter()
+    m.update(pred, gt)
+    assert time.perf_counter() - start < 5.0
+    assert m.compute()["odsF"] > 90.0
+
+
+# --- empty splits --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", [t for ts in TASK_SETS.values() for t in ts],
+                         ids=lambda t: t.kind)
+def test_split_without_valid_pixels_is_nan_not_perfect(task) -> None:
+    m = task.metric()
+    out = m.compute()  # nothing at all
+    assert out and all(math.isnan(v) for v in out.values())
+    # an image whose every pixel is invalid
+    ch = {"segmentation": None, "depth": 1, "normals": 3, "boundary": 1, "saliency": 1}[task.kind]
+    if task.kind == "segmentation":
+        pred, gt = np.zeros((1, 4, 5), np.int64), np.full((1, 4, 5), 255)
+    elif task.kind == "depth":
+        pred, gt = np.ones((1, ch, 4, 5)), np.zeros((1, ch, 4, 5))
+    else:
+        pred, gt = np.full((1, ch, 4, 5), 0.5), np.full((1, ch, 4, 5), 255.0)
+    m.update(pred, gt)
+    assert all(math.isnan(v) for v in m.compute().values())
+
+
+def test_boundary_monitor_one_pixel_shift_is_within_tolerance() -> None:
     # 100×100: maxDist = 0.011 × 141.4 ≈ 1.56 px, so a 1-pixel shift still matches.
-    m = BoundaryMetric(BOUNDARY)
+    m = BoundaryMonitor(BOUNDARY)
     m.update(_line(51, value=0.9), _line(50))
-    assert m.compute()["odsF"] == pytest.approx(100.0)
+    assert m.compute()["odsF_approx"] == pytest.approx(100.0)
 
 
-def test_boundary_far_prediction_scores_zero() -> None:
-    m = BoundaryMetric(BOUNDARY)
+def test_boundary_monitor_far_prediction_scores_zero() -> None:
+    m = BoundaryMonitor(BOUNDARY)
     m.update(_line(80, value=0.9), _line(50))
-    assert m.compute()["odsF"] == pytest.approx(0.0)
+    assert m.compute()["odsF_approx"] == pytest.approx(0.0)
 
 
-def test_boundary_two_pixel_shift_is_outside_tolerance() -> None:
-    m = BoundaryMetric(BOUNDARY)
+def test_boundary_monitor_two_pixel_shift_is_outside_tolerance() -> None:
+    m = BoundaryMonitor(BOUNDARY)
     m.update(_line(52, value=0.9), _line(50))
-    assert m.compute()["odsF"] == pytest.approx(0.0)
-    wide = BoundaryMetric(BOUNDARY, max_dist=0.03)  # 4.2 px
+    assert m.compute()["odsF_approx"] == pytest.approx(0.0)
+    wide = BoundaryMonitor(BOUNDARY, max_dist=0.03)  # 4.2 px
     wide.update(_line(52, value=0.9), _line(50))
-    assert wide.compute()["odsF"] == pytest.approx(100.0)
+    assert wide.compute()["odsF_approx"] == pytest.approx(100.0)
 
 
-def test_boundary_half_recall_and_best_threshold() -> None:
+def test_boundary_monitor_half_recall_and_best_threshold() -> None:
     gt = np.maximum(_line(20), _line(50))
     pred = np.maximum(_line(51, value=0.9), _line(80, value=0.3))  # weak spurious line
-    m = BoundaryMetric(BOUNDARY)
+    m = BoundaryMonitor(BOUNDARY)
     m.update(pred, gt)
     thr, precision, recall, f = m.curve()
     low, high = np.searchsorted(thr, 0.3), np.searchsorted(thr, 0.5)
     assert precision[low] == pytest.approx(0.5) and recall[low] == pytest.approx(0.5)
     assert precision[high] == pytest.approx(1.0) and recall[high] == pytest.approx(0.5)
-    assert m.compute()["odsF"] == pytest.approx(200 / 3)  # P 1, R 0.5 above 0.3
+    assert m.compute()["odsF_approx"] == pytest.approx(200 / 3)  # P 1, R 0.5 above 0.3
 
 
-def test_boundary_ignores_255_and_pools_counts() -> None:
+def test_boundary_monitor_ignores_255_and_pools_counts() -> None:
     gt = _line(50)
     gt[:, 70:] = 255  # the spurious prediction at column 80 lies in the ignored region
     pred = np.maximum(_line(50, value=0.9), _line(80, value=0.9))
-    m = BoundaryMetric(BOUNDARY)
+    m = BoundaryMonitor(BOUNDARY)
     m.update(pred[None, None], gt[None, None])
-    assert m.compute()["odsF"] == pytest.approx(100.0)
+    assert m.compute()["odsF_approx"] == pytest.approx(100.0)
     m.update(_line(10, value=0.9), _line(50))  # second image: all wrong
     # pooled: P = 100/200, R = 100/200 → F = 0.5
-    assert m.compute()["odsF"] == pytest.approx(50.0)
+    assert m.compute()["odsF_approx"] == pytest.approx(50.0)
 
 
-def test_boundary_numpy_fallback_matches_opencv(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_boundary_monitor_numpy_fallback_matches_opencv(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(3)
     pred = rng.random((2, 1, 48, 64)).astype(np.float32)
     gt = (rng.random((2, 1, 48, 64)) > 0.9).astype(np.float32)
     gt[0, 0, :5] = 255
-    a = BoundaryMetric(BOUNDARY, n_thresholds=25, max_dist=0.05)
+    a = BoundaryMonitor(BOUNDARY, n_thresholds=25, max_dist=0.05)
     a.update(pred, gt)
     monkeypatch.setattr(metrics, "_HAVE_CV2", False)
-    b = BoundaryMetric(BOUNDARY, n_thresholds=25, max_dist=0.05)
+    b = BoundaryMonitor(BOUNDARY, n_thresholds=25, max_dist=0.05)
     b.update(pred, gt)
     np.testing.assert_array_equal(a.cnt_p, b.cnt_p)
     np.testing.assert_array_equal(a.cnt_r, b.cnt_r)
-    assert 0.0 < a.compute()["odsF"] < 100.0
+    assert 0.0 < a.compute()["odsF_approx"] < 100.0
 
 
-def test_boundary_speed_99_thresholds_240x320() -> None:
+def test_boundary_monitor_speed_99_thresholds_240x320() -> None:
     rng = np.random.default_rng(4)
     pred = rng.random((3, 1, 240, 320)).astype(np.float32)
     gt = (rng.random((3, 1, 240, 320)) > 0.97).astype(np.float32)
-    m = BoundaryMetric(BOUNDARY)
+    m = BoundaryMonitor(BOUNDARY)
     start = time.perf_counter()
     m.update(pred, gt)
     assert (time.perf_counter() - start) / 3 < 0.3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -121,3 +122,71 @@ def test_ddp_torchrun_two_processes(tiny_data, tmp_path):
     doc = json.loads((out / "last.json").read_text())
     assert doc["step"] == 2
     assert len(_log(out)) == 2  # only rank 0 logs
+
+
+def test_training_loss_goes_down_on_synthindoor(tiny_data, tmp_path):
+    # 40 steps of batch 2 on 64×96 SynthIndoor renders (augmented: random scale, crop, flip,
+    # photometric), AdamW 2e-3: the mean loss of the last 8 steps is well below the first 8.
+    out = tmp_path / "run"
+    train(_cfg(tiny_data, out, 40, seed=1))
+    losses = [r["loss"] for _, r in sorted(_log(out).items())]
+    assert len(losses) == 40 and all(math.isfinite(v) for v in losses)
+    first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
+    assert last < 0.8 * first, (first, last)
+
+
+def test_recipe_is_printed_and_explicit_options_win(tmp_path):
+    from typer.testing import CliRunner
+
+    from mtlsi_edge.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--recipe", "paper-nyud", "--show-recipe"])
+    assert res.exit_code == 0
+    for want in ("adam", "lr 2e-05", "weight decay 1e-06", "40000", "batch 2", "448×576",
+                 "nyud_vitLp16.yml", "paper-vit-l"):
+        assert want in res.output, want
+    res = CliRunner().invoke(app, ["train", "--recipe", "paper-pascal", "--show-recipe"])
+    assert "512×512" in res.output and "pascal_vitLp16.yml" in res.output
+    res = CliRunner().invoke(app, ["train", "--recipe", "paper-cityscapes", "--show-recipe"])
+    assert res.exit_code != 0 and "unknown recipe" in res.output
+    assert "paper-nyud" in CliRunner().invoke(app, ["train", "--help"]).output
+
+
+def test_recipe_without_reachable_hub_fails_with_one_line(tiny_data, tmp_path):
+    # The recipe asks for pretrained backbone weights; with the hub unreachable (offline mode,
+    # empty cache) the CLI must say so in one line and exit non-zero, without a traceback.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "mtlsi_edge.cli", "train", "--recipe", "paper-nyud",
+           "--variant", "edge-effvit-b0", "--set", "input_size=[64,96]", "--data",
+           str(tiny_data), "--out", str(tmp_path / "run"), "--steps", "1", "--workers", "0"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr + res.stdout
+    msg = (res.stderr + res.stdout).strip()
+    assert "pretrained weights of backbone 'efficientvit_b0'" in msg and "offline" in msg
+    assert "--set pretrained=false" in msg
+
+
+def test_cli_eval_reports_no_valid_pixels(tiny_data, tmp_path):
+    import shutil
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from mtlsi_edge.cli import app
+
+    data = tmp_path / "nodepth"
+    shutil.copytree(tiny_data, data)
+    for f in (data / "depth").glob("*.npy"):  # every depth pixel invalid (0)
+        np.save(f, np.zeros_like(np.load(f)))
+    last = train(_cfg(tiny_data, tmp_path / "run", 1))
+    args = ["eval", "--checkpoint", str(last), "--data", str(data), "--limit", "2"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "depth: no valid pixels" in res.output
+    assert "semseg: no valid pixels" not in res.output
+    res = CliRunner().invoke(app, [*args, "--json"])
+    out = json.loads(res.output)
+    assert out["depth"]["rmse"] is None and out["semseg"]["miou"] is not None
+    assert {"odsF", "oisF", "AP"} <= set(out["boundary"])

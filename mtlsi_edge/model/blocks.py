@@ -8,6 +8,8 @@ The formulation follows ``shared/design/paper.md`` §3 (a reconstruction; defaul
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,6 +95,17 @@ class MTMQLFB(nn.Module):
         )
         self.ffn = nn.ModuleDict({t: ConvFFN(dim, ffn_ratio) for t in self.tasks})
 
+    #: Compute the context G = φ(K)ᵀV, the normaliser z and Q·G, Q·z in FP32 with autocast off.
+    #: They are sums over every token of every task, so they grow with N and d (|G| ≈ 850 and
+    #: Q·z ≈ 2.9e3 on the starter at 240×320) and overflow FP16 (max 65504) at larger sizes.
+    fp32_core: bool = True
+
+    def _core(self, x: torch.Tensor):
+        return torch.autocast(x.device.type, enabled=False) if self.fp32_core else nullcontext()
+
+    def _f32(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() if self.fp32_core else x
+
     def _phi(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x) if self.kernel == "relu" else F.elu(x) + 1.0
 
@@ -112,19 +125,23 @@ class MTMQLFB(nn.Module):
                 x = x + self.task_embed[i]
             k, v = self.kv(x).chunk(2, dim=1)
             k, v = self._phi(self._heads(k)), self._heads(v)  # B×h×N×d
-            g = k.transpose(-1, -2) @ v  # B×h×d×d
-            s = k.sum(dim=2, keepdim=True)  # B×h×1×d
-            ctx = g if ctx is None else ctx + g
-            z = s if z is None else z + s
+            with self._core(k):
+                k, v = self._f32(k), self._f32(v)
+                g = k.transpose(-1, -2) @ v  # B×h×d×d
+                s = k.sum(dim=2, keepdim=True)  # B×h×1×d
+                ctx = g if ctx is None else ctx + g
+                z = s if z is None else z + s
         out = []
         for t, f, x in zip(self.tasks, feats, normed):
             q = self.q[t](x)
             reads = []
             for agg in self.scales:
                 qs = self._phi(self._heads(agg(q)))  # B×h×N×d
-                num = qs @ ctx  # B×h×N×d
-                den = (qs * z).sum(-1, keepdim=True) + self.eps  # B×h×N×1
-                o = (num / den).transpose(-1, -2).reshape(b, c, hh, ww)
+                with self._core(qs):
+                    qs = self._f32(qs)
+                    num = qs @ ctx  # B×h×N×d
+                    den = (qs * z).sum(-1, keepdim=True) + self.eps  # B×h×N×1
+                    o = (num / den).to(f.dtype).transpose(-1, -2).reshape(b, c, hh, ww)
                 reads.append(o)
             y = f + self.proj[t](torch.cat(reads, dim=1))
             out.append(y + self.ffn[t](y))

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from mtlsi_edge.data.datasets import MultiTaskDataset, build_dataset
 from mtlsi_edge.data.transforms import train_transforms, val_transforms
-from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet, create_model
+from mtlsi_edge.metrics import BoundaryMonitor
+from mtlsi_edge.model.mtlsi import VARIANTS, MTLSIConfig, MTLSINet, create_model
 from mtlsi_edge.tasks import TaskSet
 from mtlsi_edge.train.checkpoint import (
     load_training_state,
@@ -49,7 +51,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # adam | adamw
     schedule: str = "poly"  # poly | cosine
     warmup_steps: int = 100
-    grad_clip: float = 10.0
+    grad_clip: float = 10.0  # 0 = off
     deep_supervision: bool = True
     crop: tuple[int, int] | None = None  # default: the variant's input size
     scale: tuple[float, float] = (0.5, 2.0)
@@ -57,7 +59,7 @@ class TrainConfig:
     workers: int = 2
     ckpt_every: int = 200
     log_every: int = 10
-    amp: bool = True  # only used on CUDA
+    amp: bool = True  # CUDA only: BF16 autocast where supported, else FP16 (see amp_dtype)
 
 
 class _Stream(Dataset):
@@ -101,6 +103,16 @@ class _Positions(torch.utils.data.Sampler):
         return max(0, self.steps - self.start) * self.batch
 
 
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for training on ``device``: BF16 where the GPU supports it, else FP16;
+    None (full FP32) on CPU, where autocast is slower than FP32 on most machines.
+
+    Either way the linear-attention sums run in FP32 (``MTMQLFB.fp32_core``)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then poly(0.9) or cosine decay to 0 at ``cfg.steps``."""
     if step < cfg.warmup_steps:
@@ -136,6 +148,24 @@ def multitask_loss(out: dict, batch: dict, task_set: TaskSet, deep_supervision: 
     return total, parts
 
 
+class PretrainedUnavailable(RuntimeError):
+    """The backbone's pretrained weights could not be fetched (offline, hub unreachable)."""
+
+
+def _create(cfg: TrainConfig) -> MTLSINet:
+    """The run's model; pretrained backbone weights come through timm from the HF hub."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return create_model(cfg.variant, **cfg.model_overrides)
+    except LocalEntryNotFoundError:
+        backbone = cfg.model_overrides.get("backbone", VARIANTS[cfg.variant].config.backbone)
+        raise PretrainedUnavailable(
+            f"pretrained weights of backbone {backbone!r} are not reachable on the Hugging Face "
+            "hub and not in the local cache (offline?); connect, or pre-fill the cache "
+            "(HF_HOME), or train from scratch with --set pretrained=false") from None
+
+
 def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -164,7 +194,7 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
         model.load_state_dict(load_weights(stem.with_suffix(".json"))[1])
         start = int(doc["step"])
     else:
-        model = create_model(cfg.variant, **cfg.model_overrides)
+        model = _create(cfg)
     mcfg = model.cfg
     crop = tuple(cfg.crop or mcfg.input_size)
     cfg.crop = crop
@@ -186,8 +216,9 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
                         sampler=_Positions(start, cfg.steps, cfg.batch_size, rank, world),
                         num_workers=cfg.workers, persistent_workers=False,
                         pin_memory=device.type == "cuda")
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp = amp_dtype(device) if cfg.amp else None
+    # Only FP16 needs loss scaling; BF16 has FP32's exponent range.
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     log_path = out / "log.jsonl"
     meta = {"model_config": mcfg.to_dict(), "task_set": task_set.to_dict(),
             "variant": cfg.variant}
@@ -206,13 +237,15 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * lr_factor(step, cfg)
-            with torch.autocast(device.type, enabled=use_amp):
+            with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
                 out_ = net(batch["image"])
             loss, parts = multitask_loss(out_, batch, task_set, cfg.deep_supervision)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            # grad_clip 0 = no clipping (InvPT clips nothing); the norm is logged either way.
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                   cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
             scaler.step(opt)
             scaler.update()
             step += 1
@@ -242,11 +275,14 @@ def _collate_eval(batch: list[dict]) -> dict:
 
 @torch.no_grad()
 def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4,
-             workers: int = 0, limit: int | None = None, progress: bool = False) -> dict:
+             workers: int = 0, limit: int | None = None, progress: bool = False,
+             boundary_monitor: bool = False) -> dict:
     """Pooled metrics of every task on a split: ``{task: {metric: value}}``.
 
     Images are padded to a multiple of 32 (labels untouched), predictions are upsampled to
-    the padded size and cropped back to each image's own size.
+    the padded size and cropped back to each image's own size. Boundary tasks are scored on
+    the SEISM protocol at the task's tolerance; ``boundary_monitor`` adds the fast
+    approximation (``odsF_approx``) next to it.
     """
     model.eval()
     task_set = model.task_set
@@ -259,6 +295,8 @@ def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate_eval)
     metrics = {t.name: t.metric() for t in task_set}
+    monitors = {t.name: BoundaryMonitor(t) for t in task_set
+                if boundary_monitor and t.kind == "boundary"}
     device = next(model.parameters()).device
     it = loader
     if progress:
@@ -274,5 +312,11 @@ def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4
             gt = batch[t.name].numpy()
             for i, m in enumerate(batch["meta"]):
                 oh, ow = m["orig_size"]
-                metrics[t.name].update(pred[i:i + 1, ..., :oh, :ow], gt[i:i + 1, ..., :oh, :ow])
-    return {name: m.compute() for name, m in metrics.items()}
+                p, g = pred[i:i + 1, ..., :oh, :ow], gt[i:i + 1, ..., :oh, :ow]
+                metrics[t.name].update(p, g)
+                if t.name in monitors:
+                    monitors[t.name].update(p, g)
+    out = {name: m.compute() for name, m in metrics.items()}
+    for name, m in monitors.items():
+        out[name].update(m.compute())
+    return out
