@@ -119,11 +119,16 @@ def _rel(p) -> str:
 
 
 def _report_md(checkpoint, target, precision, manifest, q, lat, steps, result) -> str:
+    from mtlsi_edge.machine import cpu_flags
+    from mtlsi_edge.profiler.bench import machine_header
+
     lines = [f"# Deploy report: {target} {precision}", "",
              f"- checkpoint: `{_rel(checkpoint)}`",
              f"- bundle: `{_rel(result['bundle'])}` (target {manifest['target']}, precision "
              f"{manifest['precision']})",
-             f"- created: {manifest['created']}", ""]
+             f"- created: {manifest['created']}",
+             f"- machine: {machine_header()['cpu']}; CPU flags: {cpu_flags()}; {target} "
+             f"{manifest['runtime_versions'].get(target, '?')}", ""]
     if result.get("failed"):
         lines += [f"**Gate failed**: {result['failed']}. The FP32 bundle was kept.", ""]
     lines += ["## Steps", ""] + [f"- {s}" for s in steps] + [""]
