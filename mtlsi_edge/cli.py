@@ -31,6 +31,29 @@ class _Commands(TyperGroup):
     """Every command runs here: user errors (:class:`MtlsiError`, and OS errors caused by the
     machine) become one line and their exit code; everything else keeps its traceback."""
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        """Usage errors (a bad option value, a missing argument) as one line too, instead of
+        click's boxed multi-line panel."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except typer.Abort:
+            err_console.print("aborted")
+            sys.exit(1)
+        except typer.TyperException as e:  # typer's (vendored) click usage errors
+            if type(e).__name__ == "NoArgsIsHelpError":
+                console.print(e.ctx.get_help(), highlight=False)
+                sys.exit(e.exit_code)
+            if not hasattr(e, "format_message"):
+                raise
+            ctx = getattr(e, "ctx", None)
+            _print_error(e.format_message() + (f" (see: {ctx.command_path} --help)" if ctx
+                                               else ""))
+            sys.exit(e.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -58,10 +81,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def fail(msg: str, code: int = 2) -> None:
-    """One line on stderr and exit ``code``; ``msg`` is user text, never markup."""
+def _print_error(msg: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(' '.join(str(msg).split()))}",
                       highlight=False, soft_wrap=True)
+
+
+def fail(msg: str, code: int = 2) -> None:
+    """One line on stderr and exit ``code``; ``msg`` is user text, never markup."""
+    _print_error(msg)
     raise typer.Exit(code)
 
 
@@ -247,6 +274,8 @@ def train(
             lo, hi = (float(x) for x in scale.split(","))
         except ValueError:
             fail(f"bad --scale {scale!r}: expected lo,hi e.g. 0.5,2.0")
+        if not 0 < lo <= hi:
+            fail(f"bad --scale {scale!r}: needs 0 < lo ≤ hi, e.g. 0.5,2.0")
         settings["scale"] = (lo, hi)
     if not resume:
         _variant_or_fail(settings["variant"])

@@ -340,6 +340,17 @@ def _cases() -> list[Case]:
                    "{ckpt}", "--out", "{T}/b"), ("unknown task 'nope'",)),
         Case(bud, ("quantize", "--gate", "=3"), ("--gate",)),
     ]
+    use = "usage"
+    cases += [
+        Case(use, ("nope",), ("No such command 'nope'",)),
+        Case(use, ("data", "synth", "--n", "0", "--out", "{T}/s"), ("--n",)),
+        Case(use, ("demo", "--threads", "0"), ("--threads",)),
+        Case(use, ("compile", "--precision"), ("--precision", "requires an argument")),
+        Case(use, ("train", "--data", "{data}", "--scale", "2,1"), ("--scale", "lo ≤ hi")),
+        Case(use, ("prune", "--ratio", "1.5", "--data", "{data}"), ("--ratio",)),
+        Case(use, ("info", "edge-effvit-b0", "--bogus"), ("No such option",)),
+        Case(use, ("eval",), ("Missing option '--data'",)),
+    ]
     onnx_ = "hand-made ONNX"
     cases += [
         Case(onnx_, ("compile", "--target", "onnxruntime", "--onnx", "{T}/other.onnx",
