@@ -371,9 +371,9 @@ def layer_norm_tasks(norms: list[nn.LayerNorm], x: torch.Tensor) -> torch.Tensor
     """Per-task channel LayerNorm of ``B×T·C×H×W`` → channels last ``B×T×H×W×C``.
 
     One normalisation for all tasks, then the per-task affine (``T×C``, broadcast)."""
-    b, tc, h, w = x.shape
+    b, _, h, w = x.shape
     t = len(norms)
-    c = tc // t
+    c = norms[0].normalized_shape[0]  # a Python int: exporters need a static norm shape
     y = F.layer_norm(x.view(b, t, c, h, w).permute(0, 1, 3, 4, 2), (c,), eps=norms[0].eps)
     return y * _cat(norms, "weight").view(t, 1, 1, c) + _cat(norms, "bias").view(t, 1, 1, c)
 
@@ -401,9 +401,10 @@ def convffn_tasks(ffns: list[ConvFFN], x: torch.Tensor) -> torch.Tensor:
 
 
 def window_attention_tasks(mods: list[WindowAttention], x: torch.Tensor) -> torch.Tensor:
-    """T :class:`WindowAttention`: one window partition and one attention over T·h heads.
+    """T :class:`WindowAttention`: one window partition and one attention for all tasks.
 
-    ``x``: channels last ``B×T×H×W×C`` → ``B×T·C×H×W``.
+    ``x``: channels last ``B×T×H×W×C`` → ``B×T·C×H×W``.  Windows are laid out task-major
+    (``T×L×C``, L = B·nW·w²) so that each projection is T large GEMMs, not B·nW·T tiny ones.
     """
     m = mods[0]
     b, t, h, w, c = x.shape
@@ -413,23 +414,23 @@ def window_attention_tasks(mods: list[WindowAttention], x: torch.Tensor) -> torc
     x = F.pad(x, (0, 0, 0, pw, 0, ph))
     hp, wp = h + ph, w + pw
     nh, nw = hp // ws, wp // ws
-    # B×T×Hp×Wp×C → (B·nh·nw)×T×w²×C
-    win = x.reshape(b, t, nh, ws, nw, ws, c).permute(0, 2, 4, 1, 3, 5, 6).reshape(
-        -1, t, ws * ws, c)
+    # B×T×Hp×Wp×C → T×(B·nh·nw·w²)×C
+    win = x.reshape(b, t, nh, ws, nw, ws, c).permute(1, 0, 2, 4, 3, 5, 6).reshape(t, -1, c)
     wqkv, bqkv = _linear_weights([mm.qkv for mm in mods])
-    qkv = (win @ wqkv + bqkv).reshape(-1, t, ws * ws, 3, heads, d)
-    q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, -1, t * heads, ws * ws, d)
-    bias = torch.cat([mm.rel_bias[:, mm.rel_index] for mm in mods])  # T·h×w²×w²
-    attn = (q * m.scale) @ k.transpose(-1, -2) + bias
+    qkv = torch.baddbmm(bqkv, win, wqkv).reshape(t, -1, ws * ws, 3, heads, d)
+    q, k, v = qkv.permute(3, 0, 1, 4, 2, 5)  # each T×(B·nW)×h×w²×d
+    bias = torch.stack([mm.rel_bias[:, mm.rel_index] for mm in mods])  # T×h×w²×w²
+    attn = (q * m.scale) @ k.transpose(-1, -2) + bias.unsqueeze(1)
     valid = F.pad(torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype), (0, pw, 0, ph))
     valid = valid.reshape(1, nh, ws, nw, ws).permute(0, 1, 3, 2, 4).reshape(-1, ws * ws)
     mask = (1.0 - valid).mul(-1e4)[:, None, None, :]  # nW×1×1×w²
-    attn = (attn.reshape(b, nh * nw, t * heads, ws * ws, ws * ws) + mask).flatten(0, 1)
-    o = attn.softmax(-1) @ v  # (B·nW)×T·h×w²×d
-    o = o.reshape(-1, t, heads, ws * ws, d).transpose(2, 3).reshape(-1, t, ws * ws, c)
+    attn = (attn.reshape(t, b, nh * nw, heads, ws * ws, ws * ws) + mask).reshape(
+        t, -1, heads, ws * ws, ws * ws)
+    o = attn.softmax(-1) @ v  # T×(B·nW)×h×w²×d
+    o = o.transpose(2, 3).reshape(t, -1, c)
     wp_, bp_ = _linear_weights([mm.proj for mm in mods])
-    o = (o @ wp_ + bp_).reshape(b, nh, nw, t, ws, ws, c)
-    o = o.permute(0, 3, 6, 1, 4, 2, 5).reshape(b, t * c, hp, wp)
+    o = torch.baddbmm(bp_, o, wp_).reshape(t, b, nh, nw, ws, ws, c)
+    o = o.permute(1, 0, 6, 2, 4, 3, 5).reshape(b, t * c, hp, wp)
     return o[:, :, :h, :w]
 
 
@@ -446,7 +447,7 @@ def token_cross_attention_tasks(mods: list[TokenCrossAttention], x: torch.Tensor
     wkv, bkv = _linear_weights([m.kv for m in mods])
     wo, bo = _linear_weights([m.proj for m in mods])
     norms = [m.norm_t for m in mods]
-    tn = F.layer_norm(tokens, (c,), eps=norms[0].eps).unsqueeze(1)  # B×1×M×C
+    tn = F.layer_norm(tokens, norms[0].normalized_shape, eps=norms[0].eps).unsqueeze(1)  # B×1×M×C
     tn = tn * torch.stack([n.weight for n in norms]).unsqueeze(1) + torch.stack(
         [n.bias for n in norms]).unsqueeze(1)  # B×T×M×C
     q = x.reshape(b, t, h * w, c) @ wq + bq  # B×T×N×C
