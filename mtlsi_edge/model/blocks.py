@@ -153,7 +153,7 @@ class MTMQLFB(nn.Module):
         reads = []
         for agg in self.scales:
             if isinstance(agg, nn.Conv2d):  # the shared depthwise kernel, for every task
-                agg_q = F.conv2d(q, agg.weight.repeat(t, 1, 1, 1), agg.bias.repeat(t),
+                agg_q = F.conv2d(q, torch.cat([agg.weight] * t), torch.cat([agg.bias] * t),
                                  padding=agg.padding, groups=tc)
             else:
                 agg_q = q
@@ -359,12 +359,14 @@ def conv_tasks(convs: list[nn.Conv2d], x: torch.Tensor, shared_input: bool = Fal
 
 def conv_bn_act_tasks(mods: list[ConvBNAct], x: torch.Tensor, shared_input: bool = False
                       ) -> torch.Tensor:
-    """T :class:`ConvBNAct` (eval mode) as one conv, one BatchNorm over T·C channels, ReLU."""
-    y = conv_tasks([m[0] for m in mods], x, shared_input)
-    bns = [m[1] for m in mods]
-    y = F.batch_norm(y, _cat(bns, "running_mean"), _cat(bns, "running_var"),
-                     _cat(bns, "weight"), _cat(bns, "bias"), False, 0.0, bns[0].eps)
-    return F.relu(y)
+    """T :class:`ConvBNAct` (eval mode) as one conv with BatchNorm folded in, then ReLU."""
+    convs, bns = [m[0] for m in mods], [m[1] for m in mods]
+    scale = _cat(bns, "weight") * torch.rsqrt(_cat(bns, "running_var") + bns[0].eps)
+    w = _cat(convs, "weight") * scale.view(-1, 1, 1, 1)
+    b = _cat(bns, "bias") - _cat(bns, "running_mean") * scale
+    c = convs[0]
+    groups = c.groups if shared_input else len(convs) * c.groups
+    return F.relu(F.conv2d(x, w, b, c.stride, c.padding, c.dilation, groups))
 
 
 def layer_norm_tasks(norms: list[nn.LayerNorm], x: torch.Tensor) -> torch.Tensor:
