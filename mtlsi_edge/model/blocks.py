@@ -338,7 +338,7 @@ class SoftmaxSelfAttention(nn.Module):
 def same_shapes(mods: list[nn.Module]) -> bool:
     """True when every module has the same parameter and buffer shapes (e.g. not pruned to
     different per-task widths), so the tasks can share one op."""
-    sig = [[tuple(t.shape) for t in m.state_dict().values()] for m in mods]
+    sig = [[p.shape for p in m.parameters()] for m in mods]  # BN statistics follow weights
     return all(s == sig[0] for s in sig[1:])
 
 

@@ -208,8 +208,8 @@ class MTLSINet(nn.Module):
     def batchable(self) -> bool:
         """True when the per-task branches have equal shapes (FFNs excepted: those fall back
         one by one), so the task-batched forward can run."""
-        def strip(m):  # a branch without its FFNs and auxiliary head
-            return [(k, v.shape) for k, v in m.state_dict().items()
+        def strip(m):  # a branch's parameter shapes without its FFNs and auxiliary head
+            return [p.shape for k, p in m.named_parameters()
                     if ".ffn." not in f".{k}" and not k.startswith("aux.")]
         groups = [list(self.prelim.values()), list(self.decoders.values())]
         return all(all(strip(m) == strip(g[0]) for m in g[1:]) for g in groups) and all(
