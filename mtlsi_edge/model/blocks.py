@@ -420,16 +420,17 @@ def window_attention_tasks(mods: list[WindowAttention], x: torch.Tensor) -> torc
     win = x.reshape(b, t, nh, ws, nw, ws, c).permute(1, 0, 2, 4, 3, 5, 6).reshape(t, -1, c)
     wqkv, bqkv = _linear_weights([mm.qkv for mm in mods])
     qkv = torch.baddbmm(bqkv, win, wqkv).reshape(t, -1, ws * ws, 3, heads, d)
-    q, k, v = qkv.permute(3, 0, 1, 4, 2, 5)  # each T×(B·nW)×h×w²×d
-    bias = torch.stack([mm.rel_bias[:, mm.rel_index] for mm in mods])  # T×h×w²×w²
-    attn = (q * m.scale) @ k.transpose(-1, -2) + bias.unsqueeze(1)
+    # One rank-4 attention with the tasks as extra heads: (B·nW)×T·h×w²×d each.
+    q, k, v = qkv.permute(3, 1, 0, 4, 2, 5).reshape(3, -1, t * heads, ws * ws, d)
+    bias = torch.cat([mm.rel_bias[:, mm.rel_index] for mm in mods])  # T·h×w²×w²
+    attn = (q * m.scale) @ k.transpose(-1, -2) + bias
     valid = F.pad(torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype), (0, pw, 0, ph))
     valid = valid.reshape(1, nh, ws, nw, ws).permute(0, 1, 3, 2, 4).reshape(-1, ws * ws)
-    mask = (1.0 - valid).mul(-1e4)[:, None, None, :]  # nW×1×1×w²
-    attn = (attn.reshape(t, b, nh * nw, heads, ws * ws, ws * ws) + mask).reshape(
-        t, -1, heads, ws * ws, ws * ws)
-    o = attn.softmax(-1) @ v  # T×(B·nW)×h×w²×d
-    o = o.transpose(2, 3).reshape(t, -1, c)
+    # nW×1×1×w², tiled over the batch: added without reshaping attn, which keeps the
+    # MatMul-Add-Softmax-MatMul chain one fusable attention pattern.
+    attn = attn + torch.cat([(1.0 - valid).mul(-1e4)[:, None, None, :]] * b)
+    o = attn.softmax(-1) @ v  # (B·nW)×T·h×w²×d
+    o = o.reshape(-1, t, heads, ws * ws, d).permute(1, 0, 3, 2, 4).reshape(t, -1, c)
     wp_, bp_ = _linear_weights([mm.proj for mm in mods])
     o = torch.baddbmm(bp_, o, wp_).reshape(t, b, nh, nw, ws, ws, c)
     o = o.permute(1, 0, 6, 2, 4, 3, 5).reshape(b, t * c, hp, wp)
@@ -470,7 +471,11 @@ def cwib_tasks(blocks: list[CWIB], x: torch.Tensor, tokens: torch.Tensor) -> tor
     n = layer_norm_tasks([blk.norm for blk in blocks], x)  # B×T×H×W×C
     local = window_attention_tasks([blk.local for blk in blocks], n)
     glob = token_cross_attention_tasks([blk.glob for blk in blocks], n, tokens)
-    # Per task the fuse conv reads [local_t, glob_t]: interleave the two per task.
-    both = torch.stack([local.view(b, t, tc // t, h, w), glob.view(b, t, tc // t, h, w)], 2)
-    x = x + conv_tasks([blk.fuse for blk in blocks], both.view(b, 2 * tc, h, w))
+    # Per task the fuse conv reads [local_t, glob_t]: split its weight into the part for
+    # each branch (two grouped convs; interleaving the maps cost layout reorders).
+    c = tc // t
+    fuse = [blk.fuse for blk in blocks]
+    fw = _cat(fuse, "weight")
+    x = x + F.conv2d(local, fw[:, :c], _cat(fuse, "bias"), groups=t) + F.conv2d(
+        glob, fw[:, c:], groups=t)
     return x + convffn_tasks([blk.ffn for blk in blocks], x)

