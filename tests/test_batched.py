@@ -243,3 +243,29 @@ def test_batched_onnx_export_matches_per_task_torch(tiny_model, tiny_onnx, tmp_p
         ref = dict(zip(dm.output_names, (r.numpy() for r in dm(torch.from_numpy(x)))))
     for k in names:
         np.testing.assert_allclose(got[k], ref[k], atol=1e-4, rtol=0, err_msg=k)
+
+
+@pytest.mark.slow
+def test_batched_dynamic_export_runs_at_other_sizes(tiny_model, tmp_path):
+    """Symbolic N, H, W (dynamo exporter, needs onnxscript): batch 2 and sizes the window does
+    not divide, against the per-task PyTorch outputs."""
+    import onnxruntime as ort
+
+    from mtlsi_edge.bundle import reference_inputs
+    from mtlsi_edge.export import INPUT_NAME, DeployModel, export_onnx
+
+    tiny_model.cfg.task_batched = True
+    try:
+        path = export_onnx(tiny_model, tmp_path / "dyn.onnx", dynamic=True)
+    finally:
+        tiny_model.cfg.task_batched = False
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    dm = DeployModel(tiny_model).eval()
+    for n, hw in [(2, (72, 104)), (1, (96, 128))]:
+        x = reference_inputs(hw, n=n)
+        got = dict(zip(names, sess.run(names, {INPUT_NAME: x})))
+        with torch.inference_mode():
+            ref = dict(zip(dm.output_names, (r.numpy() for r in dm(torch.from_numpy(x)))))
+        for k in names:
+            np.testing.assert_allclose(got[k], ref[k], atol=1e-4, rtol=0, err_msg=f"{k} {hw}")
