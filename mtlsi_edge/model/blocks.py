@@ -8,6 +8,8 @@ The formulation follows ``shared/design/paper.md`` §3 (a reconstruction; defaul
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,6 +95,17 @@ class MTMQLFB(nn.Module):
         )
         self.ffn = nn.ModuleDict({t: ConvFFN(dim, ffn_ratio) for t in self.tasks})
 
+    #: Compute the context G = φ(K)ᵀV, the normaliser z and Q·G, Q·z in FP32 with autocast off.
+    #: They are sums over every token of every task, so they grow with N and d (|G| ≈ 850 and
+    #: Q·z ≈ 2.9e3 on the starter at 240×320) and overflow FP16 (max 65504) at larger sizes.
+    fp32_core: bool = True
+
+    def _core(self, x: torch.Tensor):
+        return torch.autocast(x.device.type, enabled=False) if self.fp32_core else nullcontext()
+
+    def _f32(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() if self.fp32_core else x
+
     def _phi(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x) if self.kernel == "relu" else F.elu(x) + 1.0
 
@@ -145,8 +158,10 @@ class MTMQLFB(nn.Module):
         # Shared global context over all T·N tokens at once: G = φ(K)ᵀV, z = Σ φ(K).
         k, v = (z.reshape(b, t * n, h, d).transpose(1, 2) for z in kv.chunk(2, dim=-1))
         k = self._phi(k)  # B×h×TN×d
-        ctx = k.transpose(-1, -2) @ v  # B×h×d×d
-        z = k.sum(dim=2, keepdim=True)  # B×h×1×d
+        with self._core(k):  # the same FP32 guard as the per-task path
+            k, v = self._f32(k), self._f32(v)
+            ctx = k.transpose(-1, -2) @ v  # B×h×d×d
+            z = k.sum(dim=2, keepdim=True)  # B×h×1×d
         wq = torch.stack([self.q[tk].weight.view(c, c) for tk in self.tasks]).transpose(1, 2)
         bq = torch.stack([self.q[tk].bias for tk in self.tasks]).unsqueeze(1)
         q = (normed.reshape(b, t, n, c) @ wq + bq).transpose(2, 3).reshape(b, tc, hh, ww)
@@ -158,9 +173,12 @@ class MTMQLFB(nn.Module):
             else:
                 agg_q = q
             qs = self._phi(agg_q.view(b, t, h, d, n).transpose(-1, -2))  # B×T×h×N×d
-            num = qs @ ctx.unsqueeze(1)  # B×T×h×N×d
-            den = (qs * z.unsqueeze(1)).sum(-1, keepdim=True) + self.eps
-            reads.append((num / den).transpose(-1, -2).reshape(b, t, c, hh, ww))
+            with self._core(qs):
+                qs = self._f32(qs)
+                num = qs @ ctx.unsqueeze(1)  # B×T×h×N×d
+                den = (qs * z.unsqueeze(1)).sum(-1, keepdim=True) + self.eps
+                o = (num / den).to(x.dtype)
+            reads.append(o.transpose(-1, -2).reshape(b, t, c, hh, ww))
         # Per task the projection reads its scales' outputs concatenated: T×S×C, task-major.
         y = x + conv_tasks([self.proj[tk] for tk in self.tasks],
                            torch.stack(reads, 2).view(b, -1, hh, ww))
