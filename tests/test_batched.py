@@ -269,3 +269,27 @@ def test_batched_dynamic_export_runs_at_other_sizes(tiny_model, tmp_path):
             ref = dict(zip(dm.output_names, (r.numpy() for r in dm(torch.from_numpy(x)))))
         for k in names:
             np.testing.assert_allclose(got[k], ref[k], atol=1e-4, rtol=0, err_msg=f"{k} {hw}")
+
+
+@torch.no_grad()
+def test_batched_fusion_keeps_the_fp32_guard():
+    """The batched MT-MQLFB computes the linear-attention context in FP32 like the per-task
+    one: in FP16 it stays finite where an unguarded context overflows."""
+    import copy
+
+    from mtlsi_edge.model.blocks import MTMQLFB
+
+    torch.manual_seed(0)
+    blk = MTMQLFB(32, ["a", "b"], heads=2).eval()
+    blk.kv.weight.mul_(20)  # large keys/values: G = Σ φ(K)ᵀV reaches ~1e5
+    x = torch.randn(1, 64, 48, 64)  # two tasks stacked along channels
+    k, v = blk.kv(blk.norm(x[:, :32])).chunk(2, 1)
+    g = blk._phi(blk._heads(k)).transpose(-1, -2) @ blk._heads(v)
+    assert g.abs().max() > torch.finfo(torch.float16).max  # the case really exceeds FP16
+    ref = blk(x)
+    half = copy.deepcopy(blk).half()
+    guarded = half(x.half())
+    assert guarded.dtype == torch.float16 and torch.isfinite(guarded).all()
+    assert ((guarded.float() - ref).abs().max() / ref.abs().max()).item() < 1e-2
+    half.fp32_core = False
+    assert not torch.isfinite(half(x.half())).all()
