@@ -1,10 +1,11 @@
 """End-to-end FPS of the live loop (capture → infer → overlay → write) with the per-stage
 split, and an optional long headless soak that tracks resident memory.
 
-The source is the SynthIndoor walkthrough at 240×320, read unpaced (the capture thread waits
-for the loop instead of dropping frames), so the figure is the loop's maximum rate.
+The source is the SynthIndoor walkthrough (240×320, or ``--size``), read unpaced (the capture
+thread waits for the loop instead of dropping frames), so the figure is the loop's maximum rate.
 
     python benchmarks/demo_fps.py --target openvino --frames 600 --record
+    python benchmarks/demo_fps.py --size 480 640 --record   # a camera-sized source
     python benchmarks/demo_fps.py --soak 10000          # memory growth over 10k frames
 """
 
@@ -34,15 +35,19 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="also write the rendered video")
     ap.add_argument("--soak", type=int, default=0, help="frames for the memory soak (0: off)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"),
+                    help="walkthrough frame size")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="demo-fps-"))
     ckpt = checkpoint_or_random(args.checkpoint, tmp=tmp)
     dev = {"onnxruntime": "cpu"}.get(args.target, "CPU")
     bundle = compile_bundle(tmp / "bundle", args.target, args.precision, checkpoint=ckpt,
                             opts=CompileOptions(precision=args.precision, device=dev))
-    video = render_walkthrough(tmp / "walk.mp4", seconds=20, fps=15, size=(240, 320))
+    size = tuple(args.size)
+    video = render_walkthrough(tmp / "walk.mp4", seconds=20, fps=15, size=size)
     pred = Predictor.from_bundle(bundle, threads=args.threads)
-    print(f"machine: {machine()}; {args.target} {args.precision}; source 240x320 walkthrough")
+    print(f"machine: {machine()}; {args.target} {args.precision}; "
+          f"source {size[0]}x{size[1]} walkthrough")
 
     def loop(n: int, record: bool, pipeline: bool = True):
         # The 300-frame walkthrough is looped by reopening it until n frames were processed.

@@ -114,7 +114,10 @@ class MTMQLFB(nn.Module):
         b, c, hh, ww = x.shape
         return x.reshape(b, self.heads, c // self.heads, hh * ww).transpose(-1, -2)
 
-    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor] | torch.Tensor
+                ) -> list[torch.Tensor] | torch.Tensor:
+        if isinstance(feats, torch.Tensor):
+            return self._forward_stacked(feats)
         b, c, hh, ww = feats[0].shape
         normed = [self.norm(f) for f in feats]
         # Shared global context over all tasks' tokens: G = Σ_t φ(K_t)ᵀ V_t, z = Σ_t Σ_n φ(K_t).
@@ -147,6 +150,44 @@ class MTMQLFB(nn.Module):
             out.append(y + self.ffn[t](y))
         return out
 
+    def _forward_stacked(self, x: torch.Tensor) -> torch.Tensor:
+        """Task-batched form of :meth:`forward` (eval): ``B×T·C×H×W → B×T·C×H×W``."""
+        b, tc, hh, ww = x.shape
+        t, c, h = len(self.tasks), self.dim, self.heads
+        d, n = c // h, hh * ww
+        normed = F.layer_norm(x.view(b, t, c, hh, ww).permute(0, 1, 3, 4, 2), (c,),
+                              self.norm.weight, self.norm.bias, self.norm.eps)  # B×T×H×W×C
+        kx = normed if self.task_embed is None else normed + self.task_embed.view(t, 1, 1, c)
+        kv = kx.reshape(b, t * n, c) @ self.kv.weight.view(2 * c, c).t() + self.kv.bias
+        # Shared global context over all T·N tokens at once: G = φ(K)ᵀV, z = Σ φ(K).
+        k, v = (z.reshape(b, t * n, h, d).transpose(1, 2) for z in kv.chunk(2, dim=-1))
+        k = self._phi(k)  # B×h×TN×d
+        with self._core(k):  # the same FP32 guard as the per-task path
+            k, v = self._f32(k), self._f32(v)
+            ctx = k.transpose(-1, -2) @ v  # B×h×d×d
+            z = k.sum(dim=2, keepdim=True)  # B×h×1×d
+        wq = torch.stack([self.q[tk].weight.view(c, c) for tk in self.tasks]).transpose(1, 2)
+        bq = torch.stack([self.q[tk].bias for tk in self.tasks]).unsqueeze(1)
+        q = (normed.reshape(b, t, n, c) @ wq + bq).transpose(2, 3).reshape(b, tc, hh, ww)
+        reads = []
+        for agg in self.scales:
+            if isinstance(agg, nn.Conv2d):  # the shared depthwise kernel, for every task
+                agg_q = F.conv2d(q, torch.cat([agg.weight] * t), torch.cat([agg.bias] * t),
+                                 padding=agg.padding, groups=tc)
+            else:
+                agg_q = q
+            qs = self._phi(agg_q.view(b, t, h, d, n).transpose(-1, -2))  # B×T×h×N×d
+            with self._core(qs):
+                qs = self._f32(qs)
+                num = qs @ ctx.unsqueeze(1)  # B×T×h×N×d
+                den = (qs * z.unsqueeze(1)).sum(-1, keepdim=True) + self.eps
+                o = (num / den).to(x.dtype)
+            reads.append(o.transpose(-1, -2).reshape(b, t, c, hh, ww))
+        # Per task the projection reads its scales' outputs concatenated: T×S×C, task-major.
+        y = x + conv_tasks([self.proj[tk] for tk in self.tasks],
+                           torch.stack(reads, 2).view(b, -1, hh, ww))
+        return y + convffn_tasks([self.ffn[tk] for tk in self.tasks], y)
+
 
 class SemanticTokenDistiller(nn.Module):
     """Compress all tasks' fused features into M semantic tokens.
@@ -172,11 +213,19 @@ class SemanticTokenDistiller(nn.Module):
             nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim)
         )
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        b, c = feats[0].shape[:2]
-        tokens = torch.cat(
-            [f.flatten(2).transpose(1, 2) + self.task_embed[i] for i, f in enumerate(feats)], 1
-        )  # B×TN×C
+    def forward(self, feats: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """``feats``: list of T maps ``B×C×H×W``, or the tasks stacked ``B×T·C×H×W``."""
+        if isinstance(feats, torch.Tensor):  # task-batched: the same B×TN×C token order
+            b, tc, hh, ww = feats.shape
+            t = self.task_embed.shape[0]
+            c = tc // t
+            tokens = (feats.view(b, t, c, hh * ww).transpose(2, 3)
+                      + self.task_embed.unsqueeze(1)).reshape(b, -1, c)
+        else:
+            b, c = feats[0].shape[:2]
+            tokens = torch.cat(
+                [f.flatten(2).transpose(1, 2) + self.task_embed[i] for i, f in enumerate(feats)],
+                1)  # B×TN×C
         k, v = self.kv(self.norm_kv(tokens)).chunk(2, dim=-1)
         seeds = self.seeds.unsqueeze(0).expand(b, -1, -1)  # B×M×C
         q = self.q(self.norm_q(seeds))
@@ -296,3 +345,160 @@ class SoftmaxSelfAttention(nn.Module):
         attn = (q @ k.transpose(-1, -2) * (c // self.heads) ** -0.5).softmax(-1)  # B×h×TN×TN
         y = x + self.proj((attn @ v).transpose(1, 2).reshape(b, -1, c))
         return [t.transpose(1, 2).reshape(b, c, h, w) for t in y.split(h * w, dim=1)]
+
+
+# -- Task-batched forms ---------------------------------------------------------------------
+# The T task branches of a decoder stage have the same structure and differ only in weights, so
+# the deploy graph can run them as one op each: the tasks' maps are stacked along channels
+# (``B×T·C×H×W``, task-major), per-task 1×1/k×k convolutions become one grouped convolution,
+# per-task linears one broadcast matmul with ``T×Cin×Cout`` weights, and attention runs over
+# T·h heads at once.  The functions below read the weights of the per-task modules (stacked on
+# the fly; an exporter folds the stacking into constants), so checkpoints are unchanged and
+# the per-task forward stays the reference.  Eval mode only: BatchNorm uses running stats.
+
+
+def same_shapes(mods: list[nn.Module]) -> bool:
+    """True when every module has the same parameter and buffer shapes (e.g. not pruned to
+    different per-task widths), so the tasks can share one op."""
+    sig = [[p.shape for p in m.parameters()] for m in mods]  # BN statistics follow weights
+    return all(s == sig[0] for s in sig[1:])
+
+
+def _cat(mods: list[nn.Module], name: str) -> torch.Tensor | None:
+    ts = [getattr(m, name) for m in mods]
+    return None if ts[0] is None else torch.cat(ts)
+
+
+def conv_tasks(convs: list[nn.Conv2d], x: torch.Tensor, shared_input: bool = False
+               ) -> torch.Tensor:
+    """T per-task convolutions as one.  ``x``: ``B×T·Cin×H×W`` (or ``B×Cin×H×W`` read by all
+    tasks when ``shared_input``) → ``B×T·Cout×H'×W'``."""
+    c = convs[0]
+    groups = c.groups if shared_input else len(convs) * c.groups
+    return F.conv2d(x, _cat(convs, "weight"), _cat(convs, "bias"), c.stride, c.padding,
+                    c.dilation, groups)
+
+
+def conv_bn_act_tasks(mods: list[ConvBNAct], x: torch.Tensor, shared_input: bool = False
+                      ) -> torch.Tensor:
+    """T :class:`ConvBNAct` (eval mode) as one conv with BatchNorm folded in, then ReLU."""
+    convs, bns = [m[0] for m in mods], [m[1] for m in mods]
+    scale = _cat(bns, "weight") * torch.rsqrt(_cat(bns, "running_var") + bns[0].eps)
+    w = _cat(convs, "weight") * scale.view(-1, 1, 1, 1)
+    b = _cat(bns, "bias") - _cat(bns, "running_mean") * scale
+    c = convs[0]
+    groups = c.groups if shared_input else len(convs) * c.groups
+    return F.relu(F.conv2d(x, w, b, c.stride, c.padding, c.dilation, groups))
+
+
+def layer_norm_tasks(norms: list[nn.LayerNorm], x: torch.Tensor) -> torch.Tensor:
+    """Per-task channel LayerNorm of ``B×T·C×H×W`` → channels last ``B×T×H×W×C``.
+
+    One normalisation for all tasks, then the per-task affine (``T×C``, broadcast)."""
+    b, _, h, w = x.shape
+    t = len(norms)
+    c = norms[0].normalized_shape[0]  # a Python int: exporters need a static norm shape
+    y = F.layer_norm(x.view(b, t, c, h, w).permute(0, 1, 3, 4, 2), (c,), eps=norms[0].eps)
+    return y * _cat(norms, "weight").view(t, 1, 1, c) + _cat(norms, "bias").view(t, 1, 1, c)
+
+
+def _cl_to_stacked(x: torch.Tensor) -> torch.Tensor:
+    """``B×T×H×W×C → B×T·C×H×W``."""
+    b, t, h, w, c = x.shape
+    return x.permute(0, 1, 4, 2, 3).reshape(b, t * c, h, w)
+
+
+def _linear_weights(lins: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor]:
+    """T linears → ``T×Cin×Cout`` weight and ``T×1×Cout`` bias for a broadcast matmul."""
+    w = torch.stack([m.weight for m in lins]).transpose(1, 2)
+    return w, torch.stack([m.bias for m in lins]).unsqueeze(1)
+
+
+def convffn_tasks(ffns: list[ConvFFN], x: torch.Tensor) -> torch.Tensor:
+    """T :class:`ConvFFN` on ``B×T·C×H×W``.  Tasks pruned to different hidden widths cannot
+    share one grouped conv: then each runs on its own channel slice."""
+    if not same_shapes(ffns):
+        return torch.cat([f(xi) for f, xi in zip(ffns, x.chunk(len(ffns), 1))], 1)
+    y = _cl_to_stacked(layer_norm_tasks([f.norm for f in ffns], x))
+    y = conv_tasks([f.dw for f in ffns], conv_tasks([f.fc1 for f in ffns], y))
+    return conv_tasks([f.fc2 for f in ffns], F.gelu(y))
+
+
+def window_attention_tasks(mods: list[WindowAttention], x: torch.Tensor) -> torch.Tensor:
+    """T :class:`WindowAttention`: one window partition and one attention for all tasks.
+
+    ``x``: channels last ``B×T×H×W×C`` → ``B×T·C×H×W``.  Windows are laid out task-major
+    (``T×L×C``, L = B·nW·w²) so that each projection is T large GEMMs, not B·nW·T tiny ones.
+    """
+    m = mods[0]
+    b, t, h, w, c = x.shape
+    ws, heads = m.window, m.heads
+    d = c // heads
+    ph, pw = (ws - h % ws) % ws, (ws - w % ws) % ws
+    x = F.pad(x, (0, 0, 0, pw, 0, ph))
+    hp, wp = h + ph, w + pw
+    nh, nw = hp // ws, wp // ws
+    # B×T×Hp×Wp×C → T×(B·nh·nw·w²)×C
+    win = x.reshape(b, t, nh, ws, nw, ws, c).permute(1, 0, 2, 4, 3, 5, 6).reshape(t, -1, c)
+    wqkv, bqkv = _linear_weights([mm.qkv for mm in mods])
+    qkv = torch.baddbmm(bqkv, win, wqkv).reshape(t, -1, ws * ws, 3, heads, d)
+    # One rank-4 attention with the tasks as extra heads: (B·nW)×T·h×w²×d each.
+    q, k, v = qkv.permute(3, 1, 0, 4, 2, 5).reshape(3, -1, t * heads, ws * ws, d)
+    bias = torch.cat([mm.rel_bias[:, mm.rel_index] for mm in mods])  # T·h×w²×w²
+    attn = (q * m.scale) @ k.transpose(-1, -2) + bias
+    valid = F.pad(torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype), (0, pw, 0, ph))
+    valid = valid.reshape(1, nh, ws, nw, ws).permute(0, 1, 3, 2, 4).reshape(-1, ws * ws)
+    # (B·nW)×1×1×w²: added without reshaping attn, which keeps the MatMul-Add-Softmax-MatMul
+    # chain one attention pattern OpenVINO fuses (a reshape there cost ~1 ms, measured).
+    mask = (1.0 - valid).mul(-1e4)  # nW×w²
+    attn = attn + mask.expand(b, -1, -1).reshape(-1, 1, 1, ws * ws)
+    o = attn.softmax(-1) @ v  # (B·nW)×T·h×w²×d
+    o = o.reshape(-1, t, heads, ws * ws, d).permute(1, 0, 3, 2, 4).reshape(t, -1, c)
+    wp_, bp_ = _linear_weights([mm.proj for mm in mods])
+    o = torch.baddbmm(bp_, o, wp_).reshape(t, b, nh, nw, ws, ws, c)
+    o = o.permute(1, 0, 6, 2, 4, 3, 5).reshape(b, t * c, hp, wp)
+    return o[:, :, :h, :w]
+
+
+def token_cross_attention_tasks(mods: list[TokenCrossAttention], x: torch.Tensor,
+                                tokens: torch.Tensor) -> torch.Tensor:
+    """T :class:`TokenCrossAttention`: one attention over T·h heads.
+
+    ``x``: channels last ``B×T×H×W×C``, ``tokens`` ``B×M×C`` → ``B×T·C×H×W``.
+    """
+    b, t, h, w, c = x.shape
+    heads = mods[0].heads
+    d = c // heads
+    wq, bq = _linear_weights([m.q for m in mods])
+    wkv, bkv = _linear_weights([m.kv for m in mods])
+    wo, bo = _linear_weights([m.proj for m in mods])
+    norms = [m.norm_t for m in mods]
+    tn = F.layer_norm(tokens, norms[0].normalized_shape, eps=norms[0].eps).unsqueeze(1)  # B×1×M×C
+    tn = tn * torch.stack([n.weight for n in norms]).unsqueeze(1) + torch.stack(
+        [n.bias for n in norms]).unsqueeze(1)  # B×T×M×C
+    q = x.reshape(b, t, h * w, c) @ wq + bq  # B×T×N×C
+    k, v = (tn @ wkv + bkv).chunk(2, dim=-1)  # B×T×M×C each
+
+    def split(z):  # B×T×L×C → B×T·h×L×d
+        return z.reshape(b, t, z.shape[2], heads, d).transpose(2, 3).reshape(b, t * heads, -1, d)
+
+    o = F.scaled_dot_product_attention(split(q), split(k), split(v))  # B×T·h×N×d
+    o = o.reshape(b, t, heads, h * w, d).transpose(2, 3).reshape(b, t, h * w, c) @ wo + bo
+    return o.transpose(2, 3).reshape(b, t * c, h, w)
+
+
+def cwib_tasks(blocks: list[CWIB], x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """T :class:`CWIB` on ``B×T·C×H×W`` with shared tokens ``B×M×C`` → ``B×T·C×H×W``."""
+    b, tc, h, w = x.shape
+    t = len(blocks)
+    n = layer_norm_tasks([blk.norm for blk in blocks], x)  # B×T×H×W×C
+    local = window_attention_tasks([blk.local for blk in blocks], n)
+    glob = token_cross_attention_tasks([blk.glob for blk in blocks], n, tokens)
+    # Per task the fuse conv reads [local_t, glob_t]: split its weight into the part for
+    # each branch (two grouped convs; interleaving the maps cost layout reorders).
+    c = tc // t
+    fuse = [blk.fuse for blk in blocks]
+    fw = _cat(fuse, "weight")
+    x = x + F.conv2d(local, fw[:, :c], _cat(fuse, "bias"), groups=t) + F.conv2d(
+        glob, fw[:, c:], groups=t)
+    return x + convffn_tasks([blk.ffn for blk in blocks], x)

@@ -15,7 +15,15 @@ from torch import nn
 
 from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.model.backbone import Backbone
-from mtlsi_edge.model.blocks import CWIB, MTMQLFB, ConvBNAct, SemanticTokenDistiller
+from mtlsi_edge.model.blocks import (
+    CWIB,
+    MTMQLFB,
+    ConvBNAct,
+    SemanticTokenDistiller,
+    conv_bn_act_tasks,
+    cwib_tasks,
+    same_shapes,
+)
 from mtlsi_edge.tasks import TaskSet, get_task_set
 
 #: Parts of the network, in data-flow order; module prefixes used for per-part accounting.
@@ -53,6 +61,10 @@ class MTLSIConfig:
     # Where the heads' outputs are emitted: 1 = input resolution (bilinear ×4 in the graph),
     # 4 = the heads' native 1/4 resolution (upsampling left to postprocessing).
     output_stride: int = 1
+    # Inference runs the T task branches as one op each (grouped convs, one attention over
+    # T·h heads) instead of T ops; same weights and outputs, see MTLSINet.  Training always
+    # runs the per-task reference.
+    task_batched: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,6 +168,17 @@ class PreliminaryDecoder(nn.Module):
         return f, self.aux(f)
 
 
+class PreliminaryDecoders(nn.ModuleDict):
+    """The per-task :class:`PreliminaryDecoder` s; ``forward`` is their task-batched form."""
+
+    def forward(self, x16: torch.Tensor) -> torch.Tensor:
+        """``B×C×h×w`` → the tasks' features stacked ``B×T·C×h×w`` (eval; no auxiliary
+        predictions: they only serve training)."""
+        decs = list(self.values())
+        y = conv_bn_act_tasks([d.body[0] for d in decs], x16, shared_input=True)
+        return conv_bn_act_tasks([d.body[1] for d in decs], y)
+
+
 class TaskDecoder(nn.Module):
     """Coarse-to-fine refinement of one task with CWIB at 1/8 then 1/4.
 
@@ -185,6 +208,42 @@ class TaskDecoder(nn.Module):
         return y
 
 
+class TaskDecoders(nn.ModuleDict):
+    """The per-task :class:`TaskDecoder` s; ``forward`` is their task-batched form."""
+
+    def forward(self, f16: torch.Tensor, x8: torch.Tensor, x4: torch.Tensor,
+                tokens: torch.Tensor) -> torch.Tensor:
+        """``F16 B×T·C×H/16×W/16``, shared ``X8``, ``X4`` (``B×C×…``), tokens ``B×M×C`` →
+        ``B×T·C×H/4×W/4``."""
+        decs = list(self.values())
+        t = len(decs)
+
+        def merge(y, skip, convs):  # upsample, add the shared skip to every task, dw conv
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            # A 4-D add of the repeated skip: a 5-D broadcast view cost OpenVINO two layout
+            # reorders of the 1/4-resolution T·C map (1.2 ms, measured).
+            return conv_bn_act_tasks(convs, y + torch.cat([skip] * t, 1))
+
+        y = merge(f16, x8, [d.merge8 for d in decs])
+        for j in range(len(decs[0].cwib8)):
+            y = cwib_tasks([d.cwib8[j] for d in decs], y, tokens)
+        y = merge(y, x4, [d.merge4 for d in decs])
+        for j in range(len(decs[0].cwib4)):
+            y = cwib_tasks([d.cwib4[j] for d in decs], y, tokens)
+        return y
+
+
+class TaskHeads(nn.ModuleDict):
+    """The per-task 1×1 heads; ``forward`` applies each to its slice of ``B×T·C×H×W``.
+
+    The heads differ in output width (40, 1, 3, 1 for NYUD): one grouped conv would need
+    zero padding to the widest (measured slower), so they stay T small convs.
+    """
+
+    def forward(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: head(yt) for (name, head), yt in zip(self.items(), y.chunk(len(self), 1))}
+
+
 class MTLSINet(nn.Module):
     """The multi-task network for one task set.
 
@@ -192,6 +251,11 @@ class MTLSINet(nn.Module):
     segmentation/boundary/saliency, metres for depth, unnormalised normals; or at H/4×W/4 when
     ``output_stride == 4``).  In training mode it also returns ``"aux"``: the preliminary
     predictions ``{task: B×K_t×H/16×W/16}`` for deep supervision.
+
+    ``cfg.task_batched`` (eval mode): the tasks' branches run stacked along channels
+    (``B×T·C×H×W``) as one op each, reading the same per-task weights; the per-task loop is
+    the reference (and the training path).  Branches whose per-task shapes differ (a
+    channel-pruned checkpoint) fall back to the loop, per FFN or, elsewhere, for the model.
     """
 
     def __init__(self, cfg: MTLSIConfig):
@@ -202,21 +266,34 @@ class MTLSINet(nn.Module):
         c = cfg.dim
         self.backbone = Backbone(cfg.backbone, c, cfg.pretrained, cfg.input_size,
                                  cfg.backbone_out_indices)
-        self.prelim = nn.ModuleDict({t.name: PreliminaryDecoder(c, t.out_channels)
-                                     for t in self.task_set})
+        self.prelim = PreliminaryDecoders({t.name: PreliminaryDecoder(c, t.out_channels)
+                                           for t in self.task_set})
         self.fusion = nn.ModuleList([
             MTMQLFB(c, names, cfg.heads, cfg.query_scales, cfg.kernel, ffn_ratio=cfg.ffn_ratio)
             for _ in range(cfg.fusion_blocks)])
         self.distiller = SemanticTokenDistiller(c, len(names), cfg.num_tokens, cfg.heads)
-        self.decoders = nn.ModuleDict({
+        self.decoders = TaskDecoders({
             t: TaskDecoder(c, cfg.heads, cfg.window, cfg.cwib_depths, cfg.ffn_ratio)
             for t in names})
-        self.heads = nn.ModuleDict({t.name: nn.Conv2d(c, t.out_channels, 1) for t in self.task_set})
+        self.heads = TaskHeads({t.name: nn.Conv2d(c, t.out_channels, 1) for t in self.task_set})
+
+    def batchable(self) -> bool:
+        """True when the per-task branches have equal shapes (FFNs excepted: those fall back
+        one by one), so the task-batched forward can run."""
+        def strip(m):  # a branch's parameter shapes without its FFNs and auxiliary head
+            return [p.shape for k, p in m.named_parameters()
+                    if ".ffn." not in f".{k}" and not k.startswith("aux.")]
+        groups = [list(self.prelim.values()), list(self.decoders.values())]
+        return all(all(strip(m) == strip(g[0]) for m in g[1:]) for g in groups) and all(
+            same_shapes([blk.q[t] for t in blk.tasks]) and same_shapes(
+                [blk.proj[t] for t in blk.tasks]) for blk in self.fusion)
 
     def forward(self, x: torch.Tensor, output_stride: int | None = None) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
         stride = output_stride or self.cfg.output_stride
         x4, x8, x16 = self.backbone(x)
+        if self.cfg.task_batched and not self.training and self.batchable():
+            return self._forward_batched(x4, x8, x16, size, stride)
         feats, aux = [], {}
         for name, dec in self.prelim.items():
             f, a = dec(x16)
@@ -233,6 +310,16 @@ class MTLSINet(nn.Module):
             out[name] = y
         if self.training:
             out["aux"] = aux  # type: ignore[assignment]
+        return out
+
+    def _forward_batched(self, x4, x8, x16, size, stride: int) -> dict[str, torch.Tensor]:
+        feats = self.prelim(x16)  # B×T·C×h×w
+        for blk in self.fusion:
+            feats = blk(feats)
+        out = self.heads(self.decoders(feats, x8, x4, self.distiller(feats)))
+        if stride == 1:
+            out = {k: F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+                   for k, y in out.items()}
         return out
 
 

@@ -1,0 +1,295 @@
+"""Task-batched decoders (``MTLSIConfig.task_batched``): the same function as the per-task
+reference for every variant, the same checkpoints, pruned widths, export and MAC counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mtlsi_edge.model import VARIANTS, create_model
+from mtlsi_edge.model.blocks import same_shapes
+from mtlsi_edge.model.complexity import model_report
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+STARTER = Path(__file__).resolve().parents[1] / "mtlsi_edge" / "weights" / "starter.json"
+EDGE = [n for n, v in VARIANTS.items() if v.edge]
+PAPER = [n for n, v in VARIANTS.items() if not v.edge]
+
+
+def _randomize(m: nn.Module) -> nn.Module:
+    """Give the parameters a fresh init leaves at constants (norm affines, BN statistics,
+    position biases, task embeddings) random values, so per-task differences matter."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.normal_(0, 0.1, generator=g)
+                mod.running_var.uniform_(0.5, 1.5, generator=g)
+            if isinstance(mod, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):
+                mod.weight.normal_(1, 0.2, generator=g)
+                mod.bias.normal_(0, 0.2, generator=g)
+        for name, p in m.named_parameters():
+            if "rel_bias" in name or "task_embed" in name:
+                p.normal_(0, 0.2, generator=g)
+    return m.eval()
+
+
+def _both(m, x, **kw) -> tuple[dict, dict]:
+    with torch.no_grad():
+        m.cfg.task_batched = False
+        ref = m(x, **kw)
+        m.cfg.task_batched = True
+        got = m(x, **kw)
+    return ref, got
+
+
+def _assert_same(ref: dict, got: dict, atol: float = 1e-5) -> None:
+    assert list(ref) == list(got)
+    for k in ref:
+        assert ref[k].shape == got[k].shape, k
+        err = float((ref[k] - got[k]).abs().max())
+        assert err <= atol, f"{k}: max abs difference {err:.2e}"
+        assert float(ref[k].abs().max()) > 1e-3, f"{k}: degenerate output, nothing compared"
+
+
+def _batched_calls(m) -> dict[str, int]:
+    """Count calls of the task-batched containers and of the per-task modules they replace."""
+    calls = {"batched": 0, "per-task": 0}
+
+    def hook(kind):
+        def f(*_):
+            calls[kind] += 1
+        return f
+
+    for mod in (m.prelim, m.decoders, m.heads):
+        mod.register_forward_hook(hook("batched"))
+    for dec in list(m.prelim.values()) + list(m.decoders.values()):
+        dec.register_forward_hook(hook("per-task"))
+    return calls
+
+
+@pytest.mark.parametrize("name", EDGE)
+def test_edge_variant_batched_matches_per_task(name):
+    """The real variant (backbone included), random weights, batch 2, input 96×136: 1/8 is
+    12×17, not a multiple of the window: padding and masking are exercised."""
+    torch.manual_seed(0)
+    m = _randomize(create_model(name))
+    calls = _batched_calls(m)
+    ref, got = _both(m, torch.randn(2, 3, 96, 136))
+    _assert_same(ref, got)
+    assert calls["batched"] == 3 and calls["per-task"] == 2 * len(m.task_set.names), calls
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_decoder_config_batched_matches_per_task(name):
+    """Every decoder setting of the paper variant (C=256, 8 heads, M=512, window 8, CWIB at
+    1/8 and 1/4, full-resolution outputs), on a small backbone at 64×96."""
+    torch.manual_seed(0)
+    m = _randomize(create_model(name, backbone="efficientvit_b0", backbone_out_indices=None,
+                                input_size=(64, 96)))
+    assert m.cfg.cwib_depths == (1, 1) and m.cfg.output_stride == 1
+    ref, got = _both(m, torch.randn(1, 3, 64, 96))
+    _assert_same(ref, got)
+    assert ref["semseg"].shape == (1, 40, 64, 96)
+
+
+#: Smaller inputs the paper backbones accept (Swin: every stage a multiple of its window 12).
+PAPER_SIZES = {"paper-swin-l": (384, 384), "paper-vit-l": (224, 288)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_variant_batched_matches_per_task(name):
+    """The full paper variant with its own backbone (random weights), at a reduced input."""
+    torch.manual_seed(0)
+    size = PAPER_SIZES.get(name, VARIANTS[name].config.input_size)
+    m = _randomize(create_model(name, input_size=size))
+    ref, got = _both(m, torch.randn(1, 3, *size))
+    _assert_same(ref, got)
+
+
+def test_training_runs_the_per_task_reference():
+    """Training keeps the per-task path (aux outputs, BatchNorm statistics updates)."""
+    m = create_model("edge-effvit-b0", input_size=(64, 96), task_batched=True).train()
+    calls = _batched_calls(m)
+    out = m(torch.randn(2, 3, 64, 96))
+    assert "aux" in out and calls["batched"] == 0
+    sum(v.mean() for k, v in out.items() if k != "aux").backward()
+    m.eval()
+    with torch.no_grad():
+        m(torch.randn(1, 3, 64, 96))
+    assert calls["batched"] == 3
+
+
+@pytest.mark.skipif(not STARTER.is_file(), reason="no embedded starter checkpoint")
+def test_starter_checkpoint_runs_batched_unchanged(tmp_path):
+    """Same state dict keys and shapes: the starter loads into either form, and a checkpoint
+    saved from a batched model round-trips its flag."""
+    from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
+
+    m, doc = build_from_checkpoint(STARTER)
+    assert "task_batched" not in doc["model_config"]  # written before the field existed
+    x = torch.randn(1, 3, *m.cfg.input_size)
+    ref, got = _both(m, x)
+    _assert_same(ref, got)
+    stem = save_checkpoint(tmp_path / "b", m, {"model_config": m.cfg.to_dict(),
+                                                "task_set": m.task_set.to_dict()})
+    m2, doc2 = build_from_checkpoint(stem)
+    assert doc2["model_config"]["task_batched"] is True and m2.cfg.task_batched
+    with torch.no_grad():
+        _assert_same(got, m2(x))
+
+
+def _shrink_ffn(sd: dict, prefix: str, keep: int) -> None:
+    """Channel-prune one ConvFFN's hidden width in a state dict (as torch-pruning would)."""
+    for k in ("fc1.weight", "fc1.bias", "dw.weight", "dw.bias"):
+        sd[f"{prefix}.{k}"] = sd[f"{prefix}.{k}"][:keep].clone()
+    sd[f"{prefix}.fc2.weight"] = sd[f"{prefix}.fc2.weight"][:, :keep].clone()
+
+
+def test_pruned_widths_differing_per_task_fall_back_per_ffn():
+    """A channel-pruned checkpoint whose tasks kept different FFN widths: those FFNs run per
+    task inside the batched forward, the rest stays batched; outputs still match."""
+    from mtlsi_edge.quantize.prune import fit_to_state_dict
+
+    torch.manual_seed(0)
+    src = _randomize(create_model("edge-effvit-b0", input_size=(64, 96)))
+    sd = dict(src.state_dict())
+    _shrink_ffn(sd, "decoders.semseg.cwib8.0.ffn", 40)
+    _shrink_ffn(sd, "decoders.depth.cwib8.0.ffn", 72)
+    _shrink_ffn(sd, "fusion.0.ffn.normals", 50)
+    m = create_model("edge-effvit-b0", input_size=(64, 96))
+    fit_to_state_dict(m, sd)
+    m.load_state_dict(sd)
+    m.eval()
+    assert not same_shapes([d.cwib8[0].ffn for d in m.decoders.values()])
+    assert m.batchable()  # only FFNs differ: the model stays batched
+    calls = _batched_calls(m)
+    ref, got = _both(m, torch.randn(1, 3, 64, 96))
+    _assert_same(ref, got)
+    assert calls["batched"] == 3
+
+
+def test_unequal_branch_widths_fall_back_to_per_task_model():
+    """Anything but FFNs differing per task (not produced by our pruner, but loadable with
+    fit_to_state_dict): the whole model runs the per-task path."""
+    from mtlsi_edge.quantize.prune import fit_to_state_dict
+
+    torch.manual_seed(0)
+    src = create_model("edge-effvit-b0", input_size=(64, 96)).eval()
+    sd = dict(src.state_dict())
+    # The window attention's relative position bias table of one task: shape differs.
+    key = "decoders.depth.cwib8.0.local.rel_bias"
+    sd[key] = sd[key][:, :10].clone()
+    m = create_model("edge-effvit-b0", input_size=(64, 96), task_batched=True)
+    m.decoders.depth.cwib8[0].local.rel_bias = nn.Parameter(torch.empty_like(sd[key]))
+    fit_to_state_dict(m, sd)
+    m.load_state_dict(sd)
+    assert not m.eval().batchable()
+    calls = _batched_calls(m)
+    with torch.no_grad():
+        with pytest.raises(IndexError):  # per-task path, which indexes the shrunk table
+            m(torch.randn(1, 3, 64, 96))
+    assert calls["batched"] == 0
+
+
+def test_mac_counts_equal_per_part():
+    """The batched graph does the same multiply-accumulates (minus the auxiliary heads, which
+    inference does not need)."""
+    m = create_model("edge-effvit-b0")
+    a = model_report(m, (96, 128))
+    m.cfg.task_batched = True
+    b = model_report(m, (96, 128))
+    for part in ("backbone", "MT-MQLFB", "distiller", "CWIB decoders", "heads"):
+        assert a["parts"][part]["gmacs"] == pytest.approx(b["parts"][part]["gmacs"], rel=1e-9)
+    aux = sum(96 // 16 * 128 // 16 * 48 * t.out_channels for t in m.task_set) / 1e9
+    assert a["parts"]["preliminary decoders"]["gmacs"] - b["parts"][
+        "preliminary decoders"]["gmacs"] == pytest.approx(aux, rel=1e-9)
+    assert abs(sum(p["gmacs"] for p in b["parts"].values()) - b["gmacs"]) < 1e-9
+
+
+def _ops(path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+def test_batched_onnx_export_matches_per_task_torch(tiny_model, tiny_onnx, tmp_path):
+    """The batched graph exports with the op types of the per-task one (grouped Conv, MatMul,
+    Softmax, Transpose...), in less than half the nodes, and in ONNX Runtime reproduces the
+    per-task PyTorch outputs."""
+    import onnxruntime as ort
+
+    from mtlsi_edge.export import INPUT_NAME, DeployModel, export_onnx
+
+    tiny_model.cfg.task_batched = True
+    try:
+        path = export_onnx(tiny_model, tmp_path / "b.onnx")
+    finally:
+        tiny_model.cfg.task_batched = False
+    ops, ref_ops = _ops(path), _ops(tiny_onnx)
+    assert set(ops) <= set(ref_ops), set(ops) - set(ref_ops)  # no op the per-task graph lacks
+    assert len(ops) < 0.5 * len(ref_ops), (len(ops), len(ref_ops))
+    x = np.random.default_rng(0).normal(size=(1, 3, 64, 96)).astype(np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    got = dict(zip(names, sess.run(names, {INPUT_NAME: x})))
+    dm = DeployModel(tiny_model).eval()
+    with torch.inference_mode():
+        ref = dict(zip(dm.output_names, (r.numpy() for r in dm(torch.from_numpy(x)))))
+    for k in names:
+        np.testing.assert_allclose(got[k], ref[k], atol=1e-4, rtol=0, err_msg=k)
+
+
+@pytest.mark.slow
+def test_batched_dynamic_export_runs_at_other_sizes(tiny_model, tmp_path):
+    """Symbolic N, H, W (dynamo exporter, needs onnxscript): batch 2 and sizes the window does
+    not divide, against the per-task PyTorch outputs."""
+    import onnxruntime as ort
+
+    from mtlsi_edge.bundle import reference_inputs
+    from mtlsi_edge.export import INPUT_NAME, DeployModel, export_onnx
+
+    tiny_model.cfg.task_batched = True
+    try:
+        path = export_onnx(tiny_model, tmp_path / "dyn.onnx", dynamic=True)
+    finally:
+        tiny_model.cfg.task_batched = False
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    dm = DeployModel(tiny_model).eval()
+    for n, hw in [(2, (72, 104)), (1, (96, 128))]:
+        x = reference_inputs(hw, n=n)
+        got = dict(zip(names, sess.run(names, {INPUT_NAME: x})))
+        with torch.inference_mode():
+            ref = dict(zip(dm.output_names, (r.numpy() for r in dm(torch.from_numpy(x)))))
+        for k in names:
+            np.testing.assert_allclose(got[k], ref[k], atol=1e-4, rtol=0, err_msg=f"{k} {hw}")
+
+
+@torch.no_grad()
+def test_batched_fusion_keeps_the_fp32_guard():
+    """The batched MT-MQLFB computes the linear-attention context in FP32 like the per-task
+    one: in FP16 it stays finite where an unguarded context overflows."""
+    import copy
+
+    from mtlsi_edge.model.blocks import MTMQLFB
+
+    torch.manual_seed(0)
+    blk = MTMQLFB(32, ["a", "b"], heads=2).eval()
+    blk.kv.weight.mul_(20)  # large keys/values: G = Σ φ(K)ᵀV reaches ~1e5
+    x = torch.randn(1, 64, 48, 64)  # two tasks stacked along channels
+    k, v = blk.kv(blk.norm(x[:, :32])).chunk(2, 1)
+    g = blk._phi(blk._heads(k)).transpose(-1, -2) @ blk._heads(v)
+    assert g.abs().max() > torch.finfo(torch.float16).max  # the case really exceeds FP16
+    ref = blk(x)
+    half = copy.deepcopy(blk).half()
+    guarded = half(x.half())
+    assert guarded.dtype == torch.float16 and torch.isfinite(guarded).all()
+    assert ((guarded.float() - ref).abs().max() / ref.abs().max()).item() < 1e-2
+    half.fp32_core = False
+    assert not torch.isfinite(half(x.half())).all()
