@@ -235,16 +235,37 @@ class SemanticTokenDistiller(nn.Module):
         return s + self.mlp(self.norm_mlp(s))
 
 
+def shift_region_mask(hp: int, wp: int, ws: int, shift: int, device=None) -> torch.Tensor:
+    """Swin's attention mask for cyclically shifted windows: ``nW×w²×w²``, −1e4 where query
+    and key come from different regions of the rolled map (they were not neighbours).
+
+    Region ids are computed arithmetically from coordinates (no slicing by size), so the mask
+    follows symbolic H×W in exported graphs.
+    """
+    def regions(n: int) -> torch.Tensor:  # 0 | 1 | 2 along one axis of the rolled map
+        i = torch.arange(n, device=device)
+        return (i >= n - ws).long() + (i >= n - shift).long()
+
+    rid = regions(hp)[:, None] * 3 + regions(wp)[None, :]  # Hp×Wp
+    rid = rid.reshape(hp // ws, ws, wp // ws, ws).permute(0, 2, 1, 3).reshape(-1, ws * ws)
+    return (rid[:, :, None] != rid[:, None, :]).float().mul(-1e4)
+
+
 class WindowAttention(nn.Module):
     """Softmax self-attention inside non-overlapping w×w windows, with relative position bias.
 
     ``B×C×H×W → B×C×H×W``; H and W are padded up to multiples of w (padding is masked out).
-    Cost O(H·W·w²·C).
+    ``shift`` > 0: Swin's shifted windows — the padded map is rolled by −shift before the
+    partition and back after, with :func:`shift_region_mask` so that pixels brought together by
+    the roll do not attend to each other.  Stacked blocks alternate 0 and w/2 so information
+    crosses window borders.  Cost O(H·W·w²·C) either way.
     """
 
-    def __init__(self, dim: int, heads: int = 8, window: int = 8):
+    def __init__(self, dim: int, heads: int = 8, window: int = 8, shift: int = 0):
         super().__init__()
-        self.heads, self.window = heads, window
+        if not 0 <= shift < window:
+            raise ValueError(f"shift must be in [0, window), got {shift}")
+        self.heads, self.window, self.shift = heads, window, shift
         self.scale = (dim // heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -262,6 +283,9 @@ class WindowAttention(nn.Module):
         x = F.pad(x, (0, pw, 0, ph))
         hp, wp = h + ph, w + pw
         nh, nw = hp // ws, wp // ws
+        s = self.shift
+        if s:
+            x = torch.roll(x, (-s, -s), (2, 3))
         # B×C×Hp×Wp → (B·nh·nw)×w²×C
         win = x.reshape(b, c, nh, ws, nw, ws).permute(0, 2, 4, 3, 5, 1).reshape(-1, ws * ws, c)
         qkv = self.qkv(win).reshape(win.shape[0], ws * ws, 3, self.heads, c // self.heads)
@@ -272,12 +296,18 @@ class WindowAttention(nn.Module):
         # Applied unconditionally (zeros when nothing is padded) so that an exported graph
         # with symbolic H×W keeps the mask.
         valid = F.pad(torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype), (0, pw, 0, ph))
+        if s:
+            valid = torch.roll(valid, (-s, -s), (2, 3))
         valid = valid.reshape(1, nh, ws, nw, ws).permute(0, 1, 3, 2, 4).reshape(-1, ws * ws)
         mask = (1.0 - valid).mul(-1e4)[:, None, None, :]  # nW×1×1×w²
+        if s:
+            mask = mask + shift_region_mask(hp, wp, ws, s, x.device)[:, None].to(x.dtype)
         attn = (attn.reshape(b, nh * nw, self.heads, ws * ws, ws * ws) + mask).flatten(0, 1)
         o = attn.softmax(-1) @ v  # (B·nW)×h×w²×d
         o = self.proj(o.transpose(1, 2).reshape(-1, ws * ws, c))
         o = o.reshape(b, nh, nw, ws, ws, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, hp, wp)
+        if s:
+            o = torch.roll(o, (s, s), (2, 3))
         return o[:, :, :h, :w]
 
 
@@ -310,10 +340,11 @@ class CWIB(nn.Module):
     ``B×C×H×W, B×M×C → B×C×H×W``.
     """
 
-    def __init__(self, dim: int, heads: int = 8, window: int = 8, ffn_ratio: float = 4.0):
+    def __init__(self, dim: int, heads: int = 8, window: int = 8, ffn_ratio: float = 4.0,
+                 shift: int = 0):
         super().__init__()
         self.norm = LayerNorm2d(dim)
-        self.local = WindowAttention(dim, heads, window)
+        self.local = WindowAttention(dim, heads, window, shift)
         self.glob = TokenCrossAttention(dim, heads)
         self.fuse = nn.Conv2d(2 * dim, dim, 1)
         self.ffn = ConvFFN(dim, ffn_ratio)

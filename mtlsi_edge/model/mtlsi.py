@@ -20,6 +20,7 @@ from mtlsi_edge.model.blocks import (
     MTMQLFB,
     ConvBNAct,
     SemanticTokenDistiller,
+    WindowAttention,
     conv_bn_act_tasks,
     cwib_tasks,
     same_shapes,
@@ -58,6 +59,8 @@ class MTLSIConfig:
     window: int = 8
     cwib_depths: tuple[int, int] = (1, 1)
     ffn_ratio: float = 4.0
+    # Swin's shifted windows on every second stacked CWIB (see TaskDecoder).
+    shifted_windows: bool = False
     # Where the heads' outputs are emitted: 1 = input resolution (bilinear ×4 in the graph),
     # 4 = the heads' native 1/4 resolution (upsampling left to postprocessing).
     output_stride: int = 1
@@ -186,15 +189,24 @@ class TaskDecoder(nn.Module):
     """
 
     def __init__(
-        self, dim: int, heads: int, window: int, depths: tuple[int, int], ffn_ratio: float
+        self, dim: int, heads: int, window: int, depths: tuple[int, int], ffn_ratio: float,
+        shifted: bool = False,
     ):
         super().__init__()
+        # Swin's alternation over the stacked CWIBs (1/8 then 1/4): every second one shifts
+        # its windows by w/2.  The 1/4 grid's borders contain the 1/8 grid's, so without the
+        # shift the same borders repeat.
+        def shift(i: int) -> int:
+            return window // 2 if shifted and i % 2 else 0
+
         # Skip merge = add, then a depthwise 3×3: a dense 3×3 over 2C channels at 1/4 resolution
         # cost more than the whole edge backbone (measured).
         self.merge8 = ConvBNAct(dim, dim, 3, groups=dim)
         self.merge4 = ConvBNAct(dim, dim, 3, groups=dim)
-        self.cwib8 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio) for _ in range(depths[0])])
-        self.cwib4 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio) for _ in range(depths[1])])
+        self.cwib8 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio, shift(i))
+                                    for i in range(depths[0])])
+        self.cwib4 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio, shift(depths[0] + i))
+                                    for i in range(depths[1])])
 
     def forward(self, f16, x8, x4, tokens):
         y = F.interpolate(f16, size=x8.shape[-2:], mode="bilinear", align_corners=False)
@@ -273,7 +285,8 @@ class MTLSINet(nn.Module):
             for _ in range(cfg.fusion_blocks)])
         self.distiller = SemanticTokenDistiller(c, len(names), cfg.num_tokens, cfg.heads)
         self.decoders = TaskDecoders({
-            t: TaskDecoder(c, cfg.heads, cfg.window, cfg.cwib_depths, cfg.ffn_ratio)
+            t: TaskDecoder(c, cfg.heads, cfg.window, cfg.cwib_depths, cfg.ffn_ratio,
+                           cfg.shifted_windows)
             for t in names})
         self.heads = TaskHeads({t.name: nn.Conv2d(c, t.out_channels, 1) for t in self.task_set})
 
@@ -284,6 +297,8 @@ class MTLSINet(nn.Module):
             return [p.shape for k, p in m.named_parameters()
                     if ".ffn." not in f".{k}" and not k.startswith("aux.")]
         groups = [list(self.prelim.values()), list(self.decoders.values())]
+        if any(isinstance(m, WindowAttention) and m.shift for m in self.modules()):
+            return False  # the batched window attention has no shifted form (per-task runs)
         return all(all(strip(m) == strip(g[0]) for m in g[1:]) for g in groups) and all(
             same_shapes([blk.q[t] for t in blk.tasks]) and same_shapes(
                 [blk.proj[t] for t in blk.tasks]) for blk in self.fusion)
@@ -358,12 +373,13 @@ register_variant(Variant(
     edge=True))
 register_variant(Variant(
     "paper-swin-l", "Swin-L backbone, C=256, M=512 tokens, window 8, 448×576 (NYUD)",
-    MTLSIConfig(backbone="swin_large_patch4_window12_384", input_size=(448, 576)),
+    MTLSIConfig(backbone="swin_large_patch4_window12_384", input_size=(448, 576),
+                shifted_windows=True),
     notes="Swin-L: 195.2 M params of backbone alone"))
 register_variant(Variant(
     "paper-vit-l", "ViT-L/16 backbone (taps 6/12/18/24), C=256, M=512, window 8, 448×576",
     MTLSIConfig(backbone="vit_large_patch16_384", backbone_out_indices=(5, 11, 17, 23),
-                input_size=(448, 576))))
+                input_size=(448, 576), shifted_windows=True)))
 
 DEFAULT_VARIANT = "edge-effvit-b0"
 
