@@ -445,7 +445,13 @@ def _plot(rows: list[Row], budget_ms: float, chosen: Row | None, target: str) ->
     if front:
         ax.step([r.median_ms for r in front], [r.score for r in front], where="post",
                 color="grey", lw=1, label="Pareto front")
-    ax.axvline(budget_ms, color="red", ls="--", label=f"budget {budget_ms:g} ms")
+    slowest = max((r.median_ms for r in ok), default=budget_ms)
+    if budget_ms <= 3 * slowest:
+        ax.axvline(budget_ms, color="red", ls="--", label=f"budget {budget_ms:g} ms")
+    else:  # a far-away budget line would squash every point against the y axis
+        ax.set_xlim(0, slowest * 1.3)
+        ax.annotate(f"budget {budget_ms:g} ms →", xy=(0.98, 0.02), xycoords="axes fraction",
+                    ha="right", color="red")
     if chosen is not None:
         ax.scatter([chosen.median_ms], [chosen.score], s=250, marker="*", color="gold",
                    edgecolors="black", zorder=5, label="chosen")
