@@ -212,6 +212,10 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
     bad_hint = [h for h in hints if h not in ("latency", "throughput")]
     if bad_hint:
         raise TuneError(f"bad hint {bad_hint[0]!r}: latency or throughput")
+    if any(t is not None and t < 1 for t in threads):
+        raise TuneError(f"bad threads {min(t for t in threads if t is not None)}: must be ≥ 1")
+    if not (max_minutes > 0 and budget_ms > 0):
+        raise TuneError("max_minutes and the budget must be > 0")
     doc, jpath = read_checkpoint_meta(checkpoint)
     train_size = tuple(doc["model_config"]["input_size"])
     sizes = candidate_sizes(train_size, scales, min_side)
