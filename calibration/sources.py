@@ -44,16 +44,17 @@ class CalibrationSet:
 
         buf = io.BytesIO()
         np.save(buf, self.data, allow_pickle=False)
-        atomic_write_bytes(stem.with_suffix(".npy"), buf.getvalue())
-        atomic_write_json(stem.with_suffix(".json"), {
+        atomic_write_bytes(stem.with_name(stem.name + ".npy"), buf.getvalue())
+        atomic_write_json(stem.with_name(stem.name + ".json"), {
             "source": self.source, "n": len(self.origins), "shape": list(self.data.shape),
             "origins": self.origins, "skipped": self.skipped})
-        return stem.with_suffix(".npy")
+        return stem.with_name(stem.name + ".npy")
 
     @classmethod
     def load(cls, path: str | Path) -> CalibrationSet:
         p = Path(path)
-        npy, meta = p.with_suffix(".npy"), p.with_suffix(".json")
+        p = p.with_name(p.name.removesuffix(".npy"))
+        npy, meta = p.with_name(p.name + ".npy"), p.with_name(p.name + ".json")
         if not npy.is_file() or not meta.is_file():
             raise CalibrationError(f"{p}: calibration cache needs both {npy.name} and "
                                    f"{meta.name}")

@@ -323,7 +323,8 @@ def check_destination(out: Path) -> None:
     if mpath.is_file():
         try:
             m = json.loads(mpath.read_text())
-            listed = set(m["files"]) | {MANIFEST} if m.get("schema") == SCHEMA else None
+            listed = (set(m["files"]) | {MANIFEST}
+                      if m.get("schema") in (SCHEMA, *LEGACY_SCHEMAS) else None)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             listed = None
         others = [e.name for e in entries if e.name not in (listed or ())]
@@ -475,5 +476,7 @@ def _check_fields(m: dict, mpath: Path) -> None:
     ref = m.get("reference")
     if ref is not None and not (isinstance(ref, dict) and ref.get("file") in files
                                 and isinstance(ref.get("thresholds"), dict)
-                                and set(ref["thresholds"]) == set(task_set.names)):
+                                and set(ref["thresholds"]) == set(task_set.names)
+                                and all(isinstance(v, (int, float)) and math.isfinite(v)
+                                        for v in ref["thresholds"].values())):
         raise bad("'reference'", "must name a listed file and a threshold per task")

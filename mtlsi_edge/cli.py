@@ -23,8 +23,7 @@ from mtlsi_edge.fileio import atomic_write_json, check_output_dir, check_output_
 #: OS errors that come from the user's machine (disk full, file too large, permissions, a
 #: read-only or missing place), not from our code: reported as one line naming the path.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
-                      errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.EEXIST,
-                      errno.ENAMETOOLONG}
+                      errno.EROFS, errno.ENAMETOOLONG}
 
 
 class _Commands(TyperGroup):
@@ -285,6 +284,9 @@ def train(
                 "poly", "cosine"):
             fail("--optimizer must be adam|adamw and --schedule poly|cosine")
     check_output_dir(out, "run folder")
+    if not resume and (Path(out) / "last.json").exists():
+        fail(f"{out} already holds a run (last.json): continue it with --resume, or choose a "
+             f"new --out")
     for kv in set_:
         k, sep, v = kv.partition("=")
         if not sep or not k:
@@ -638,10 +640,10 @@ def cached_bundle(checkpoint: Path, target: str, precision: str) -> Path:
     doc, _ = read_checkpoint_meta(checkpoint)
     out = Path("runs/demo/bundles") / f"{target}-{precision}-{doc['weights_sha256'][:12]}"
     try:
-        load_bundle(out)
-        return out
+        if load_bundle(out)[0].get("reference"):
+            return out
     except BundleError:
-        pass
+        pass  # missing, damaged, or made before bundles carried references: compile again
     dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
     with console.status(f"compiling the model for {target} {precision} (once)…"):
         return compile_bundle(out, target, precision, checkpoint=checkpoint,
@@ -760,7 +762,9 @@ def quantize(
                                                            "vs FP32)"))
     if res.get("report"):
         console.print(drops_table(res["report"]))
-    console.print(f"quantised model: [bold]{res['path']}[/]")
+    if res.get("failed") and res["path"] is None:
+        fail(f"{res['failed']} (nothing written; --force keeps it)", code=3)
+    console.print(f"quantised model: [bold]{escape(str(res['path']))}[/]")
     if res.get("failed"):
         fail(res["failed"], code=3)
 

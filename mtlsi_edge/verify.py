@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mtlsi_edge.errors import MtlsiError
+from mtlsi_edge.errors import ConfigError, MtlsiError
 
 GATE_SEED = 20_000_000
 GATE_FRAMES = 6
@@ -150,7 +150,7 @@ def thresholds_for(precision: str, task_set, overrides: dict[str, float] | None 
     overrides = overrides or {}
     unknown = set(overrides) - set(task_set.names)
     if unknown:
-        raise ValueError(f"unknown task {sorted(unknown)[0]!r} in gate thresholds; tasks: "
+        raise ConfigError(f"unknown task {sorted(unknown)[0]!r} in gate thresholds; tasks: "
                          f"{', '.join(task_set.names)}")
     base = THRESHOLDS[precision]
     return {t.name: float(overrides.get(t.name, base[t.kind])) for t in task_set}
@@ -166,7 +166,7 @@ def parse_gate_overrides(specs: list[str]) -> dict[str, float]:
         except ValueError:
             v = math.nan
         if not sep or not key or not math.isfinite(v):
-            raise ValueError(f"bad --gate {spec!r}: expected TASK=NUMBER, e.g. semseg=97")
+            raise ConfigError(f"bad --gate {spec!r}: expected TASK=NUMBER, e.g. semseg=97")
         out[key] = v
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mtlsi_edge import verify
 from mtlsi_edge.fileio import atomic_write_bytes
 
 
@@ -42,6 +43,7 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
     out.mkdir(parents=True, exist_ok=True)
     dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
     model, _ = build_from_checkpoint(checkpoint)
+    verify.thresholds_for("int8", model.task_set, gate_overrides)  # bad task names: fail now
     steps: list[str] = []
     log = (console.print if console is not None else print)
 

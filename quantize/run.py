@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,12 +45,7 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
     :func:`mtlsi_edge.targets.tensorrt.qdq_problems` before it is written.  The INT8 model
     passes a parity gate against FP32 on held-out frames before anything is written
     (``force`` writes it anyway)."""
-    import onnx
-
-    from mtlsi_edge.export import export_onnx
-    from mtlsi_edge.quantize.accuracy import compiled_infer, drops_table, evaluate_fn, load_val_set
-    from mtlsi_edge.quantize.ptq import IGNORE_PRESETS, parse_budgets, quantize_model
-    from mtlsi_edge.runtime.predictor import preprocess_frame
+    from mtlsi_edge.quantize.ptq import IGNORE_PRESETS, parse_budgets
     from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint
 
     if fmt not in ("openvino", "onnx"):
@@ -77,12 +74,44 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
         raise QuantizeError(str(e)) from None
     if budgets and val is None:
         raise QuantizeError("--max-drop needs --val (a dataset to measure the drops on)")
+    verify.thresholds_for("int8", task_set, gate_overrides)  # unknown task names: fail now
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # The FP32 export is staged and moved beside the INT8 model only when that is written:
+    # a refused run leaves the user's previous NAME.fp32.onnx / NAME.xml pair as it was.
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        return _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset,
+                         ignore, out, stage, onnx_path, accuracy_control, act_matmuls,
+                         gate_overrides, force, target, budgets)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _named(out: Path, suffix: str) -> Path:
+    """``out`` + suffix (``out.with_suffix`` would eat a dot in the user's stem)."""
+    return out.with_name(out.name + suffix)
+
+
+def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset, ignore,
+              out: Path, stage: Path, onnx_path, accuracy_control, act_matmuls,
+              gate_overrides, force, target, budgets) -> dict:
+    import onnx
+
+    from mtlsi_edge.export import export_onnx
+    from mtlsi_edge.quantize.accuracy import compiled_infer, drops_table, evaluate_fn, load_val_set
+    from mtlsi_edge.quantize.ptq import quantize_model
+    from mtlsi_edge.runtime.predictor import preprocess_frame
+
+    task_set = model.task_set
     size = tuple(model.cfg.input_size)
-    src = onnx_path or export_onnx(model, out.with_name(out.name + ".fp32.onnx"))
+    src = onnx_path or export_onnx(model, stage / "model.fp32.onnx")
     outputs = task_set.names
     cs = load_or_build_calibration(calib, n, size)
+    if tuple(cs.data.shape[2:]) != size:
+        raise QuantizeError(f"{calib}: calibration samples are {cs.data.shape[2]}×"
+                            f"{cs.data.shape[3]}, the model takes {size[0]}×{size[1]} "
+                            f"(rebuild it with mtlsi-edge calibrate --size {size[0]}x{size[1]})")
     t0 = time.perf_counter()
     if fmt == "openvino":
         import openvino as ov
@@ -151,18 +180,6 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
         raise verify.VerificationError(
             f"INT8 model failed its parity gate against FP32 on this machine: "
             f"{'; '.join(gate.failures)} (nothing written; --force keeps it)", gate)
-    if fmt == "openvino":
-        import openvino as ov
-
-        path = atomic_write_files(
-            out.with_suffix(".xml"),
-            lambda tmp: ov.save_model(q, tmp, compress_to_fp16=False), companions=(".bin",))
-    else:
-        src_meta = [p for p in onnx.load(str(src), load_external_data=False).metadata_props
-                    if p.key == "mtlsi_edge"]
-        del q.metadata_props[:]
-        q.metadata_props.extend(src_meta)
-        path = atomic_write_files(out.with_suffix(".onnx"), lambda tmp: onnx.save(q, tmp))
     failed = None
     if valset is not None:
         q_metrics = evaluate_fn(compiled_infer(compile_(q), outputs), valset, task_set)
@@ -179,9 +196,31 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
                               f"{d - b.value:.3g})")
         if misses:
             failed = "accuracy gate failed: " + "; ".join(misses)
-    atomic_write_json(out.with_suffix(".report.json"), {
-        "format": fmt, "path": str(path), "source_onnx": str(src), "info": info,
+    path = None
+    if failed is None or force:
+        path = _write_model(q, fmt, src, out)
+        if not onnx_path:
+            src = Path(shutil.move(str(src), _named(out, ".fp32.onnx")))
+    atomic_write_json(_named(out, ".report.json"), {
+        "format": fmt, "path": path and str(path), "source_onnx": str(src), "info": info,
         "fp32": fp32_metrics, "int8": q_metrics, "report": report, "failed": failed})
     return {"path": path, "source_onnx": src, "info": info, "report": report,
             "fp32": fp32_metrics, "int8": q_metrics, "failed": failed,
-            "report_path": out.with_suffix(".report.json")}
+            "report_path": _named(out, ".report.json")}
+
+
+def _write_model(q, fmt: str, src: Path, out: Path) -> Path:
+    """The INT8 model beside ``out`` (atomically; an IR's .bin first, then its .xml)."""
+    import onnx
+
+    if fmt == "openvino":
+        import openvino as ov
+
+        return atomic_write_files(
+            _named(out, ".xml"),
+            lambda tmp: ov.save_model(q, tmp, compress_to_fp16=False), companions=(".bin",))
+    src_meta = [p for p in onnx.load(str(src), load_external_data=False).metadata_props
+                if p.key == "mtlsi_edge"]
+    del q.metadata_props[:]
+    q.metadata_props.extend(src_meta)
+    return atomic_write_files(_named(out, ".onnx"), lambda tmp: onnx.save(q, tmp))

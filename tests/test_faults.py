@@ -293,6 +293,8 @@ def _cases() -> list[Case]:
         Case(out, ("calibrate", "--n", "1", "--out", "{T}/file.txt/c"), ("is a file, not",)),
         Case(out, ("data", "synth", "--n", "1", "--out", "{T}/file.txt"), ("is a file",)),
         Case(out, ("train", "--data", "{data}", "--out", "{T}/file.txt"), ("is a file",)),
+        Case(out, ("train", "--data", "{data}", "--out", "{T}/ckpt"), ("already holds a run",),
+             lambda t: (t / "ckpt" / "last.json").write_text("{}"), name="train onto a run"),
         Case(out, ("compile", "--target", "onnxruntime", "--checkpoint", "{ckpt}", "--out",
                    "{T}/file.txt"), ("not a bundle folder",)),
         Case(out, ("compile", "--target", "onnxruntime", "--checkpoint", "{ckpt}", "--out",
@@ -327,6 +329,10 @@ def _cases() -> list[Case]:
         Case(cal, ("quantize", "--checkpoint", "{ckpt}", "--calib", "{T}/cal", "--out",
                    "{T}/q"), (), calib_cache('{"n": 1}', np.array([{"a": 1}], dtype=object)),
              name="pickled object array"),
+        Case(cal, ("quantize", "--checkpoint", "{ckpt}", "--calib", "{T}/cal", "--out",
+                   "{T}/q"), ("calibration samples are 32×32", "takes 64×96"),
+             calib_cache('{"n": 2, "origins": [], "skipped": [], "source": "x"}',
+                         np.zeros((2, 3, 32, 32), np.float32)), name="other input size"),
     ]
     bud = "budgets and gates"
     cases += [
@@ -339,6 +345,10 @@ def _cases() -> list[Case]:
         Case(bud, ("compile", "--target", "onnxruntime", "--gate", "nope=1", "--checkpoint",
                    "{ckpt}", "--out", "{T}/b"), ("unknown task 'nope'",)),
         Case(bud, ("quantize", "--gate", "=3"), ("--gate",)),
+        Case(bud, ("quantize", "--checkpoint", "{ckpt}", "--gate", "nope=1", "--out", "{T}/q"),
+             ("unknown task 'nope'",)),
+        Case(bud, ("deploy", "--checkpoint", "{ckpt}", "--gate", "nope=1", "--out", "{T}/d"),
+             ("unknown task 'nope'",)),
     ]
     use = "usage"
     cases += [
@@ -475,12 +485,15 @@ def test_recording_on_a_full_disk_is_reported(world, tmp_path):
 
     for i in range(8):
         cv2.imwrite(str(src / f"{i}.png"), np.full((64, 96, 3), 30 * i, np.uint8))
+    (tmp_path / "o.avi").write_bytes(b"the user's earlier recording")
     code, out = _run_limited(
         "from mtlsi_edge.cli import main; import sys; "
         f"sys.argv=['mtlsi-edge','demo','--headless','--no-verify','--bundle',"
         f"{str(world['bundle'])!r},'--source',{str(src)!r},'--record',"
         f"{str(tmp_path / 'o.avi')!r}]; main()", 20_000)
     assert code == 2 and "recording holds" in out and "Traceback" not in out, out
+    assert (tmp_path / "o.avi").read_bytes() == b"the user's earlier recording"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_folder_of_mixed_sizes_records_every_image(world, tmp_path):

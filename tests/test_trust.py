@@ -166,6 +166,19 @@ def test_old_bundle_without_references_gets_a_clear_message(copy):
     assert res.exit_code == 2 and "no reference outputs" in one_error_line(res)
 
 
+def test_old_bundle_can_be_replaced(copy):
+    m = json.loads((copy / MANIFEST).read_text())
+    for k in ("integrity", "reference", "gate"):
+        m.pop(k)
+    del m["files"][REFERENCE_FILE]
+    (copy / REFERENCE_FILE).unlink()
+    m["schema"] = LEGACY_SCHEMAS[0]
+    (copy / MANIFEST).write_text(json.dumps(m))
+    compile_bundle(copy, "onnxruntime", "fp32", checkpoint=STARTER,
+                   opts=CompileOptions(device="cpu", threads=1))
+    assert load_bundle(copy)[0]["reference"]
+
+
 def test_edited_normalisation_fails_check(copy):
     """manifest input.mean edited and re-signed: the Predictor's preprocessing changes, and
     the self-check sees it."""

@@ -144,7 +144,12 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
         if record is not None:
             if state["writer"] is None:
                 state["size"] = (view.shape[1], view.shape[0])
-                state["writer"] = open_writer(record, source.info.fps, state["size"])
+                # Written beside the destination and moved in once complete and checked:
+                # an existing file there stays intact until then (kill, full disk).
+                state["partial"] = record.with_name(
+                    f".{record.stem}.partial-{os.getpid()}{record.suffix}")
+                state["writer"] = open_writer(state["partial"], source.info.fps,
+                                              state["size"])
                 stats.recording = str(record)
             if (view.shape[1], view.shape[0]) != state["size"]:
                 # A writer takes one size; it silently drops frames of any other (folders
@@ -212,11 +217,15 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
             if not headless:
                 cv2.destroyAllWindows()
     if state["writer"] is not None:
-        check_recording(record, state["written"])
+        try:
+            check_recording(state["partial"], state["written"], record)
+            os.replace(state["partial"], record)
+        finally:
+            state["partial"].unlink(missing_ok=True)
     return stats
 
 
-def check_recording(path: Path, written: int) -> None:
+def check_recording(path: Path, written: int, shown: Path | None = None) -> None:
     """Read the finished recording back: the writer reports no failed write (a full disk or
     a file-size limit leaves an empty or short file), so count what is really there."""
     cap = cv2.VideoCapture(str(path))
@@ -228,8 +237,8 @@ def check_recording(path: Path, written: int) -> None:
         n += 1
     cap.release()
     if n < written:
-        raise RecordingError(f"{path}: recording holds {n} of {written} frames (disk full or "
-                             f"file-size limit?)")
+        raise RecordingError(f"{shown or path}: recording holds {n} of {written} frames (disk "
+                             f"full or file-size limit?); not written")
 
 
 def frame_grid_ok(img: np.ndarray) -> bool:

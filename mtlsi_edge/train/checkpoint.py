@@ -43,6 +43,8 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
     def write(tmp: str) -> None:
         try:
             save_file(tensors, tmp, metadata)
+            with open(tmp, "rb") as f:  # on disk before the JSON may point at it
+                os.fsync(f.fileno())
         except SafetensorError as e:  # its I/O failures are OSErrors in disguise
             m = re.search(r"os error (\d+)", str(e))
             if m is None:
