@@ -172,8 +172,13 @@ def test_sigint_during_recording_leaves_playable_file(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=tmp_path)
     deadline = time.time() + 120
-    while time.time() < deadline and not (rec.exists() and rec.stat().st_size > 20_000):
+
+    def recording() -> bool:  # written beside rec.mp4 until complete, then moved in
+        return any(p.stat().st_size > 20_000 for p in tmp_path.glob(".rec.partial-*.mp4"))
+
+    while time.time() < deadline and not recording():
         time.sleep(0.2)
+    assert not rec.exists()  # nothing at the destination while it is being written
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
@@ -183,6 +188,7 @@ def test_sigint_during_recording_leaves_playable_file(tmp_path):
     while cap.read()[0]:
         frames += 1
     assert frames > 0, out
+    assert not list(tmp_path.glob(".rec.partial-*"))
 
 
 def _read_xwd(path: Path) -> np.ndarray:
