@@ -153,27 +153,26 @@ def test_rewritten_reference_outputs_fail_check(copy):
     assert res.exit_code == 3 and "depth" in one_error_line(res)
 
 
-def test_old_bundle_without_references_gets_a_clear_message(copy):
-    m = json.loads((copy / MANIFEST).read_text())
+def _make_legacy(folder: Path) -> None:
+    """Turn a bundle into one made before references and the manifest hash existed."""
+    m = json.loads((folder / MANIFEST).read_text())
     for k in ("integrity", "reference", "gate"):
         m.pop(k)
     del m["files"][REFERENCE_FILE]
-    (copy / REFERENCE_FILE).unlink()
+    (folder / REFERENCE_FILE).unlink()
     m["schema"] = LEGACY_SCHEMAS[0]
-    (copy / MANIFEST).write_text(json.dumps(m))
+    (folder / MANIFEST).write_text(json.dumps(m))
+
+
+def test_old_bundle_without_references_gets_a_clear_message(copy):
+    _make_legacy(copy)
     load_bundle(copy)  # still loadable
     res = run("check", copy)
     assert res.exit_code == 2 and "no reference outputs" in one_error_line(res)
 
 
 def test_old_bundle_can_be_replaced(copy):
-    m = json.loads((copy / MANIFEST).read_text())
-    for k in ("integrity", "reference", "gate"):
-        m.pop(k)
-    del m["files"][REFERENCE_FILE]
-    (copy / REFERENCE_FILE).unlink()
-    m["schema"] = LEGACY_SCHEMAS[0]
-    (copy / MANIFEST).write_text(json.dumps(m))
+    _make_legacy(copy)
     compile_bundle(copy, "onnxruntime", "fp32", checkpoint=STARTER,
                    opts=CompileOptions(device="cpu", threads=1))
     assert load_bundle(copy)[0]["reference"]
