@@ -27,9 +27,15 @@ from mtlsi_edge.fileio import _umask, atomic_write_json, sha256
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.targets import CompileOptions, get_target
 
-SCHEMA = "mtlsi-edge/bundle@2"
+SCHEMA = "mtlsi-edge/bundle@3"
+#: Earlier schemas that still load and check (@2: float NCHW input, logits out).
+CHECKED_SCHEMAS = (SCHEMA, "mtlsi-edge/bundle@2")
 #: Bundles made before references and the manifest hash: still loadable, not checkable.
 LEGACY_SCHEMAS = ("mtlsi-edge/bundle@1",)
+#: Segmentation labels of frame-I/O bundles come out at 1/LABEL_STRIDE of the input size
+#: (argmax in the graph after resizing the logits; 4 = the heads' own resolution).  Chosen by
+#: measurement: docs/benchmarks.md, "Labels in the graph".
+LABEL_STRIDE = 1
 MANIFEST = "manifest.json"
 
 
@@ -123,6 +129,8 @@ def compile_bundle(
     extra_manifest: dict | None = None,
     gate_overrides: dict[str, float] | None = None,
     force: bool = False,
+    frame_io: bool | None = None,
+    label_stride: int = LABEL_STRIDE,
 ) -> Path:
     """Build a bundle for ``target`` from a checkpoint or an exported ONNX (or OpenVINO IR).
 
@@ -131,6 +139,10 @@ def compile_bundle(
     that fails raises :class:`~mtlsi_edge.verify.VerificationError` and is not written, unless
     ``force`` (then its manifest records the failure).  The frames and the reference outputs go
     into the bundle for ``mtlsi-edge check``.
+
+    ``frame_io`` (default: what the target supports): the compiled model takes the uint8 BGR
+    frame and emits class labels at 1/``label_stride`` of the input size (pre/postprocessing
+    in the graph, manifest ``"io": "frame"``); otherwise normalised float NCHW in, logits out.
     """
     from mtlsi_edge.export import export_onnx, parity_report
     from mtlsi_edge.targets.onnxruntime import ORTRunner
@@ -145,6 +157,13 @@ def compile_bundle(
                           f"not {precision}")
     if checkpoint is None and onnx_path is None:
         raise BundleError("give a checkpoint or an ONNX file")
+    if frame_io is None:
+        frame_io = getattr(tgt, "frame_io", False)
+    elif frame_io and not getattr(tgt, "frame_io", False):
+        raise BundleError(f"target {target} cannot fold pre/postprocessing into its model; "
+                          f"compile it without frame I/O")
+    if label_stride not in (1, 2, 4):
+        raise BundleError(f"label stride must be 1, 2 or 4, got {label_stride}")
     src = None if onnx_path is None else Path(onnx_path)
     if src is not None and not src.is_file():
         raise BundleError(f"{src}: file not found")
@@ -182,6 +201,16 @@ def compile_bundle(
         cfg = meta["model_config"]
         size = tuple(cfg["input_size"])
         outputs = task_set.names
+        label_size = None
+        if frame_io:
+            seg = [t for t in task_set if t.kind == "segmentation"]
+            if any(t.out_channels > 256 for t in seg):
+                raise BundleError("frame I/O emits uint8 labels: at most 256 classes")
+            if label_stride != 4:
+                label_size = (size[0] // label_stride, size[1] // label_stride)
+            opts.extra["frame_io"] = {"mean": MEAN, "std": STD,
+                                      "label_outputs": [t.name for t in seg],
+                                      "label_size": label_size}
         files = tgt.compile(src, stage, opts, outputs)
         manifest = {
             "schema": SCHEMA,
@@ -189,9 +218,15 @@ def compile_bundle(
             "mtlsi_edge_version": __version__,
             "model": {"variant": variant, "config": cfg, "pruned": pruned},
             "task_set": task_set.to_dict(),
-            "input": {"name": "image", "size": list(size), "layout": "NCHW", "color": "RGB",
-                      "dtype": "float32", "mean": list(MEAN), "std": list(STD),
-                      "scale": 1 / 255},
+            "input": ({"name": "image", "size": list(size), "layout": "NHWC", "color": "BGR",
+                       "dtype": "uint8", "mean": list(MEAN), "std": list(STD),
+                       "scale": 1 / 255} if frame_io else
+                      {"name": "image", "size": list(size), "layout": "NCHW", "color": "RGB",
+                       "dtype": "float32", "mean": list(MEAN), "std": list(STD),
+                       "scale": 1 / 255}),
+            "io": "frame" if frame_io else "tensor",
+            **({"label_stride": label_stride, "label_size": list(label_size or (
+                size[0] // 4, size[1] // 4))} if frame_io else {}),
             "outputs": outputs,
             "output_stride": meta.get("stride", 4),
             "precision": precision,
@@ -213,9 +248,20 @@ def compile_bundle(
         if model is not None:
             from mtlsi_edge.targets.torch import TorchRunner
 
-            ref_runner = TorchRunner(model, CompileOptions(), manifest["output_stride"])
+            ref_runner = TorchRunner(model, CompileOptions(), manifest["output_stride"],
+                                     frame_io, label_size)
             ref_name = "torch-fp32"
         else:
+            if frame_io:  # the same frame-I/O graph around the FP32 model
+                import onnx
+
+                from mtlsi_edge.export import with_frame_io
+
+                ref_path = work / "reference.onnx"
+                onnx.save(with_frame_io(onnx.load(str(ref_src)), MEAN, STD,
+                                        opts.extra["frame_io"]["label_outputs"], label_size),
+                          str(ref_path))
+                ref_src = ref_path
             ref_runner = ORTRunner(ref_src, CompileOptions(device="cpu"), outputs)
             ref_name = "onnxruntime-fp32"
         x = np.concatenate([Predictor(runner, manifest).preprocess(f)[0] for f in frames])
@@ -285,10 +331,12 @@ def check_io(runner, manifest: dict, folder: Path) -> None:
         return
     in_shape, out_shapes = io()
     h, w = manifest["input"]["size"]
+    frame = manifest.get("io") == "frame"
+    want = (h, w, 3) if frame else (3, h, w)
     if len(in_shape) != 4 or any(isinstance(d, int) and d != e
-                                 for d, e in zip(in_shape[1:], (3, h, w))):
+                                 for d, e in zip(in_shape[1:], want)):
         raise BundleError(f"{folder}: model input {list(in_shape)} does not match the "
-                          f"manifest's 3×{h}×{w}")
+                          f"manifest's {'×'.join(map(str, want))}")
     from mtlsi_edge.tasks import TaskSet
 
     for t in TaskSet.from_dict(manifest["task_set"]):
@@ -298,9 +346,10 @@ def check_io(runner, manifest: dict, folder: Path) -> None:
         shape = out_shapes[t.name]
         layout = manifest.get("output_layouts", runner.layouts).get(t.name, "NCHW")
         ch = shape[3] if layout == "NHWC" else shape[1]
-        if len(shape) != 4 or (isinstance(ch, int) and ch != t.out_channels):
+        need = 1 if frame and t.kind == "segmentation" else t.out_channels  # labels
+        if len(shape) != 4 or (isinstance(ch, int) and ch != need):
             raise BundleError(f"{folder}: output {t.name!r} has shape {list(shape)}, the "
-                              f"manifest's task needs {t.out_channels} channels")
+                              f"manifest's task needs {need} channels")
 
 
 def check_destination(out: Path) -> None:
@@ -324,7 +373,7 @@ def check_destination(out: Path) -> None:
         try:
             m = json.loads(mpath.read_text())
             listed = (set(m["files"]) | {MANIFEST}
-                      if m.get("schema") in (SCHEMA, *LEGACY_SCHEMAS) else None)
+                      if m.get("schema") in (*CHECKED_SCHEMAS, *LEGACY_SCHEMAS) else None)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             listed = None
         others = [e.name for e in entries if e.name not in (listed or ())]
@@ -395,9 +444,9 @@ def load_bundle(path: str | Path) -> tuple[dict, Path]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{mpath}: unreadable manifest ({e})") from None
     found = m.get("schema") if isinstance(m, dict) else "?"
-    if found != SCHEMA and found not in LEGACY_SCHEMAS:
+    if found not in CHECKED_SCHEMAS and found not in LEGACY_SCHEMAS:
         raise BundleError(f"{mpath}: manifest schema {found} is not {SCHEMA}")
-    if found == SCHEMA and m.get("integrity") != _canonical_hash(m):
+    if found in CHECKED_SCHEMAS and m.get("integrity") != _canonical_hash(m):
         raise BundleError(f"{mpath}: manifest was modified after the bundle was made "
                           f"(its integrity hash does not match)")
     _check_fields(m, mpath)
@@ -468,6 +517,10 @@ def _check_fields(m: dict, mpath: Path) -> None:
             raise bad(f"'input.{key}'", f"must be 3 finite numbers, got {v!r}")
     if any(x <= 0 for x in inp["std"]):
         raise bad("'input.std'", "must be positive")
+    if m.get("io", "tensor") not in ("tensor", "frame"):
+        raise bad("'io'", f"must be 'tensor' or 'frame', got {m.get('io')!r}")
+    if m.get("io") == "frame" and m.get("label_stride") not in (1, 2, 4):
+        raise bad("'label_stride'", f"must be 1, 2 or 4, got {m.get('label_stride')!r}")
     if m.get("output_stride", 4) not in (1, 4):
         raise bad("'output_stride'", f"must be 1 or 4, got {m.get('output_stride')!r}")
     layouts = m.get("output_layouts", {})

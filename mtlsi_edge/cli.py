@@ -543,7 +543,8 @@ def parity_table(rep: dict, title: str) -> Table:
         ang = (f"{d['angle_mean_deg']:.3g} (max {d['angle_max_deg']:.3g})"
                if "angle_mean_deg" in d else "")
         agree = f"{d['argmax_agree_pct']:.2f}" if "argmax_agree_pct" in d else ""
-        t.add_row(name, f"{d['max_abs']:.3g}", f"{d['mean_abs']:.3g}", agree, ang)
+        t.add_row(name, f"{d['max_abs']:.3g}" if "max_abs" in d else "labels",
+                  f"{d['mean_abs']:.3g}" if "mean_abs" in d else "", agree, ang)
     return t
 
 

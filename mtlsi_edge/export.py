@@ -33,28 +33,48 @@ STD = (0.229, 0.224, 0.225)
 
 
 class DeployModel(nn.Module):
-    """Inference graph: the network, activations, and outputs at ``stride`` (1 or 4)."""
+    """Inference graph: the network, activations, and outputs at ``stride`` (1 or 4).
 
-    def __init__(self, model: MTLSINet, stride: int = 4):
+    ``frame_io``: the graph of a frame-I/O bundle (see :func:`with_frame_io`, which builds the
+    same graph for ONNX): input ``N×H×W×3`` uint8 BGR, segmentation outputs class labels
+    ``N×1×h×w`` uint8 (logits resized to ``label_size`` first, when given).
+    """
+
+    def __init__(self, model: MTLSINet, stride: int = 4, frame_io: bool = False,
+                 label_size: tuple[int, int] | None = None):
         super().__init__()
         if stride not in (1, 4):
             raise ValueError(f"deploy stride must be 1 or 4, got {stride}")
         self.model = model.eval()
         self.stride = stride
         self.tasks = list(model.task_set)
+        self.frame_io, self.label_size = frame_io, label_size
+        self.register_buffer("mean255", torch.tensor(MEAN).view(1, 3, 1, 1) * 255.0, False)
+        self.register_buffer("inv_std255", 1.0 / (torch.tensor(STD).view(1, 3, 1, 1) * 255.0),
+                             False)
 
     @property
     def output_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.frame_io:  # N×H×W×3 uint8 BGR → normalised N×3×H×W RGB
+            image = image.permute(0, 3, 1, 2).flip(1).float()
+            image = (image - self.mean255) * self.inv_std255
         out = self.model(image, output_stride=4)  # heads' native resolution
         res = []
         for t in self.tasks:
             y = out[t.name]
             if self.stride == 1:
                 y = F.interpolate(y, size=image.shape[-2:], mode="bilinear", align_corners=False)
-            res.append(y if t.kind == "segmentation" else t.activate(y))
+            if t.kind != "segmentation":
+                y = t.activate(y)
+            elif self.frame_io:
+                if self.label_size is not None:
+                    y = F.interpolate(y, size=self.label_size, mode="bilinear",
+                                      align_corners=False)
+                y = y.argmax(1, keepdim=True).to(torch.uint8)
+            res.append(y)
         return tuple(res)
 
 
@@ -112,6 +132,82 @@ def _export_to(wrapper: nn.Module, tmp: Path, size: tuple[int, int], names: list
                               do_constant_folding=True)
 
 
+def with_frame_io(proto, mean: tuple[float, ...], std: tuple[float, ...],
+                  label_outputs: list[str], label_size: tuple[int, int] | None):
+    """The deploy graph with the Predictor's pre- and postprocessing folded in (in place).
+
+    Input ``image`` becomes the frame as a camera gives it: ``N×H×W×3`` uint8 BGR at the
+    model's input size (cast, BGR→RGB, ImageNet mean/std, NHWC→NCHW inside the graph).  Each
+    output in ``label_outputs`` (segmentation logits) becomes class labels ``N×1×h×w`` uint8 —
+    argmax in the graph, after a bilinear resize of the logits to ``label_size`` when given
+    (the Predictor's old host path: resize logits to the input size, then argmax).  Works on
+    FP32 and QDQ INT8 graphs alike (the new ops are float ops outside the quantised region).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = proto.graph
+    old = g.input[0]
+    dims = [d.dim_value or d.dim_param for d in old.type.tensor_type.shape.dim]
+    name, inner = old.name, old.name + "__nchw"
+    for node in g.node:
+        node.input[:] = [inner if i == name else i for i in node.input]
+
+    def const(n: str, a: np.ndarray):
+        g.initializer.append(numpy_helper.from_array(a, n))
+        return n
+
+    mean255 = np.asarray(mean, np.float32)[None, None, None] * 255.0
+    inv = 1.0 / (np.asarray(std, np.float32)[None, None, None] * 255.0)
+    pre = [
+        helper.make_node("Cast", [name], [name + "__f"], to=TensorProto.FLOAT),
+        helper.make_node("Gather", [name + "__f", const(name + "__bgr2rgb",
+                                                        np.asarray([2, 1, 0], np.int64))],
+                         [name + "__rgb"], axis=3),
+        helper.make_node("Sub", [name + "__rgb", const(name + "__mean", mean255)],
+                         [name + "__c"]),
+        helper.make_node("Mul", [name + "__c", const(name + "__inv_std", inv)],
+                         [name + "__n"]),
+        helper.make_node("Transpose", [name + "__n"], [inner], perm=[0, 3, 1, 2]),
+    ]
+    g.input.remove(old)
+    g.input.insert(0, helper.make_tensor_value_info(
+        name, TensorProto.UINT8, [dims[0], dims[2], dims[3], 3]))
+    post = []
+    for out_name in label_outputs:
+        logits = out_name + "__logits"
+        for node in g.node:
+            node.output[:] = [logits if o == out_name else o for o in node.output]
+            node.input[:] = [logits if i == out_name else i for i in node.input]
+        src = logits
+        if label_size is not None:
+            # sizes = (N, K) of the logits + the label size: works for dynamic N too.
+            post += [
+                helper.make_node("Shape", [logits], [out_name + "__shape"], start=0, end=2),
+                helper.make_node("Concat", [out_name + "__shape", const(
+                    out_name + "__hw", np.asarray(label_size, np.int64))],
+                    [out_name + "__sizes"], axis=0),
+                helper.make_node("Resize", [logits, "", "", out_name + "__sizes"],
+                                 [out_name + "__up"], mode="linear",
+                                 coordinate_transformation_mode="half_pixel"),
+            ]
+            src = out_name + "__up"
+        post += [helper.make_node("ArgMax", [src], [out_name + "__idx"], axis=1, keepdims=1),
+                 helper.make_node("Cast", [out_name + "__idx"], [out_name],
+                                  to=TensorProto.UINT8)]
+        for i, o in enumerate(g.output):
+            if o.name == out_name:
+                od = [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim]
+                hw = list(label_size) if label_size is not None else od[2:]
+                g.output.remove(o)
+                g.output.insert(i, helper.make_tensor_value_info(
+                    out_name, TensorProto.UINT8, [od[0] if od else "N", 1, *hw]))
+                break
+    nodes = pre + list(g.node) + post
+    del g.node[:]
+    g.node.extend(nodes)
+    return proto
+
+
 def normalize(images_rgb_uint8: np.ndarray) -> np.ndarray:
     """``N×H×W×3`` uint8 RGB → ``N×3×H×W`` float32, ImageNet-normalised."""
     x = images_rgb_uint8.astype(np.float32) / 255.0
@@ -131,6 +227,9 @@ def parity_report(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_s
     for t in task_set:
         a, b = _nchw(ref[t.name], (ref_layouts or {}).get(t.name)), _nchw(
             got[t.name], (got_layouts or {}).get(t.name))
+        if a.dtype.kind in "iu" or b.dtype.kind in "iu":  # class labels (frame-I/O graphs)
+            rep[t.name] = {"argmax_agree_pct": float((a == b).mean() * 100)}
+            continue
         a, b = a.astype(np.float32), b.astype(np.float32)
         d = {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean())}
         if t.kind == "segmentation":

@@ -89,7 +89,11 @@ def finish_raw(raw: dict[str, np.ndarray], task_set, layouts: dict[str, str] | N
     segmentation, ``N×h×w`` depth / probability maps, ``N×3×h×w`` unit normals (float32)."""
     out = {}
     for t in task_set:
-        a = _nchw(np.asarray(raw[t.name]), (layouts or {}).get(t.name)).astype(np.float32)
+        a = _nchw(np.asarray(raw[t.name]), (layouts or {}).get(t.name))
+        if a.dtype.kind in "iu":  # labels from a frame-I/O graph
+            out[t.name] = a[:, 0].astype(np.uint8)
+            continue
+        a = a.astype(np.float32)
         if t.kind == "segmentation":
             out[t.name] = a.argmax(1).astype(np.uint8)
         elif t.kind == "normals":

@@ -166,7 +166,8 @@ def _report_md(checkpoint, target, precision, manifest, q, lat, steps, result) -
               "| output | max abs | argmax agree % | angle mean ° |",
               "|---|---|---|---|"]
     for name, d in manifest["parity"]["per_task"].items():
-        lines.append(f"| {name} | {d['max_abs']:.3g} | {d.get('argmax_agree_pct', '')} | "
+        mx = f"{d['max_abs']:.3g}" if "max_abs" in d else "labels"
+        lines.append(f"| {name} | {mx} | {d.get('argmax_agree_pct', '')} | "
                      f"{d.get('angle_mean_deg', '')} |")
     lines += ["", f"Reference: {manifest['parity']['reference']}.", "",
               "## Compute latency (batch 1, this machine, 30 runs)", "",

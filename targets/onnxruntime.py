@@ -84,6 +84,7 @@ class ORTRunner:
 
 class ONNXRuntimeTarget:
     model_file = "model.onnx"  # what the precision label and I/O checks read
+    frame_io = True  # bundles take uint8 BGR frames and emit labels (with_frame_io)
     name = "onnxruntime"
     precisions = ("fp32", "int8")
 
@@ -104,7 +105,17 @@ class ONNXRuntimeTarget:
         ok, why = self.available()
         if not ok:
             raise TargetUnavailable(why)
-        shutil.copyfile(onnx_path, out_dir / "model.onnx")
+        fio = opts.extra.get("frame_io")
+        if not fio:
+            shutil.copyfile(onnx_path, out_dir / "model.onnx")
+            return ["model.onnx"]
+        import onnx
+
+        from mtlsi_edge.export import with_frame_io
+
+        proto = with_frame_io(onnx.load(str(onnx_path)), fio["mean"], fio["std"],
+                              fio["label_outputs"], fio["label_size"])
+        onnx.save(proto, str(out_dir / "model.onnx"))
         return ["model.onnx"]
 
     def load(self, bundle_dir: Path, manifest: dict, opts: CompileOptions) -> ORTRunner:

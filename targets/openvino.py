@@ -28,6 +28,47 @@ def _with_nhwc_outputs(model, outputs: list[str]):
     return ppp.build()
 
 
+def with_frame_io(model, mean, std, label_outputs: list[str],
+                  label_size: tuple[int, int] | None):
+    """The model with the Predictor's pre/postprocessing folded in (OpenVINO's counterpart of
+    :func:`mtlsi_edge.export.with_frame_io`): ``PrePostProcessor`` takes ``N×H×W×3`` uint8 BGR
+    (convert, BGR→RGB, mean/scale, NHWC→NCHW), and each label output becomes ``N×1×h×w``
+    uint8 class labels (bilinear resize of the logits to ``label_size``, then argmax)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    inp = ppp.input(0)
+    inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")) \
+        .set_color_format(ColorFormat.BGR)
+    inp.model().set_layout(ov.Layout("NCHW"))
+    inp.preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB) \
+        .mean([m * 255.0 for m in mean]).scale([s * 255.0 for s in std])
+    model = ppp.build()
+    results = []
+    for res in model.get_results():
+        src = res.input_value(0)
+        names = src.get_names()
+        hit = [n for n in label_outputs if n in names]
+        if not hit:
+            results.append(res)
+            continue
+        src.get_tensor().set_names(set())
+        x = src
+        if label_size is not None:
+            x = ops.interpolate(x, np.asarray(label_size, np.int64), "linear", "sizes",
+                                axes=np.asarray([2, 3], np.int64),
+                                coordinate_transformation_mode="half_pixel").output(0)
+        idx = ops.topk(x, np.int64(1), 1, "max", "none", ov.Type.i32).output(1)
+        lab = ops.convert(idx, ov.Type.u8).output(0)
+        lab.get_tensor().set_names({hit[0]})
+        new = ops.result(lab)
+        new.set_friendly_name(hit[0])
+        results.append(new)
+    return ov.Model(results, model.get_parameters(), model.get_friendly_name())
+
+
 def _first_line(e: Exception) -> str:
     """OpenVINO's messages start with a C++ source location; keep the reason."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
@@ -108,6 +149,7 @@ class OpenVINORunner:
 
 class OpenVINOTarget:
     model_file = "model.xml"  # what the precision label and I/O checks read
+    frame_io = True  # bundles take uint8 BGR frames and emit labels (with_frame_io)
     name = "openvino"
     precisions = ("fp32", "fp16", "int8")
 
@@ -134,6 +176,10 @@ class OpenVINOTarget:
             model = ov.Core().read_model(str(onnx_path))
         else:
             model = ov.convert_model(str(onnx_path))
+        fio = opts.extra.get("frame_io")
+        if fio:
+            model = with_frame_io(model, fio["mean"], fio["std"], fio["label_outputs"],
+                                  fio["label_size"])
         ov.save_model(model, str(out_dir / "model.xml"),
                       compress_to_fp16=opts.precision == "fp16")
         return ["model.xml", "model.bin"]

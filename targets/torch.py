@@ -18,14 +18,15 @@ from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
 class TorchRunner:
     name = "torch"
 
-    def __init__(self, model, opts: CompileOptions, stride: int = 4):
+    def __init__(self, model, opts: CompileOptions, stride: int = 4, frame_io: bool = False,
+                 label_size: tuple[int, int] | None = None):
         from mtlsi_edge.export import DeployModel
 
         if opts.precision != "fp32":
             raise TargetUnavailable("the torch target runs FP32 only (it is the reference)")
         if opts.threads:
             torch.set_num_threads(opts.threads)
-        self.model = DeployModel(model, stride).eval()
+        self.model = DeployModel(model, stride, frame_io, label_size).eval()
         self.outputs = self.model.output_names
         self.device, self.precision = "cpu", "fp32"
         self.layouts = {n: "NCHW" for n in self.outputs}
@@ -38,6 +39,7 @@ class TorchRunner:
 
 class TorchTarget:
     name = "torch"
+    frame_io = True  # the same graph as the other frame-I/O bundles, in eager PyTorch
     precisions = ("fp32",)
 
     def available(self) -> tuple[bool, str]:
@@ -58,7 +60,10 @@ class TorchTarget:
     def load(self, bundle_dir: Path, manifest: dict, opts: CompileOptions) -> TorchRunner:
         model = model_from_weights(manifest["model"]["config"], bundle_dir / "model.safetensors",
                                    manifest["model"].get("pruned"))
-        return TorchRunner(model, opts, manifest["output_stride"])
+        frame = manifest.get("io") == "frame"
+        label = manifest.get("label_size") if frame else None
+        return TorchRunner(model, opts, manifest["output_stride"], frame,
+                           tuple(label) if label else None)
 
 
 def model_from_weights(config: dict, weights: Path, pruned: dict | None = None):

@@ -55,11 +55,10 @@ _MEAN = np.asarray((0.485, 0.456, 0.406), np.float32) * 255.0
 _INV_STD = 1.0 / (np.asarray((0.229, 0.224, 0.225), np.float32) * 255.0)
 
 
-def preprocess_frame(frame: np.ndarray, input_size: tuple[int, int], letterbox: bool = False,
-                     mean: np.ndarray = _MEAN, inv_std: np.ndarray = _INV_STD
-                     ) -> tuple[np.ndarray, tuple]:
-    """BGR/gray/BGRA uint8 frame → ``1×3×H×W`` float32 (RGB, ImageNet-normalised) at
-    ``input_size`` by resizing (or letterboxing), and the geometry to undo it."""
+def fit_frame(frame: np.ndarray, input_size: tuple[int, int], letterbox: bool = False
+              ) -> tuple[np.ndarray, tuple]:
+    """BGR/gray/BGRA uint8 frame → ``H×W×3`` BGR uint8 at ``input_size`` by resizing (or
+    letterboxing), and the geometry to undo it."""
     bgr = to_bgr(frame)
     fh, fw = bgr.shape[:2]
     if fh < 2 or fw < 2:
@@ -77,15 +76,32 @@ def preprocess_frame(frame: np.ndarray, input_size: tuple[int, int], letterbox: 
         interp = cv2.INTER_AREA if fh > ih else cv2.INTER_LINEAR
         img = bgr if (fh, fw) == (ih, iw) else cv2.resize(bgr, (iw, ih), interpolation=interp)
         box = (0, 0, ih, iw)
+    return img, (box, (fh, fw))
+
+
+def preprocess_frame(frame: np.ndarray, input_size: tuple[int, int], letterbox: bool = False,
+                     mean: np.ndarray = _MEAN, inv_std: np.ndarray = _INV_STD
+                     ) -> tuple[np.ndarray, tuple]:
+    """BGR/gray/BGRA uint8 frame → ``1×3×H×W`` float32 (RGB, ImageNet-normalised) at
+    ``input_size`` by resizing (or letterboxing), and the geometry to undo it."""
+    img, geom = fit_frame(frame, input_size, letterbox)
     x = (img[:, :, ::-1].astype(np.float32) - mean) * inv_std
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), (box, (fh, fw))
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), geom
+
+
+def unit_normals(a: np.ndarray) -> np.ndarray:
+    """``H×W×3`` float32 → unit vectors, in place (bilinear resizing shortens them)."""
+    n2 = np.einsum("ijk,ijk->ij", a, a)
+    np.maximum(n2, 1e-12, out=n2)
+    a *= (1.0 / np.sqrt(n2))[:, :, None]
+    return a
 
 
 #: Per kind: the H×W×K output resized to the frame → the final per-pixel prediction.
 FINISH = {
     "segmentation": lambda a: a.argmax(-1).astype(np.uint8),
     "depth": lambda a: np.maximum(a[:, :, 0], 0.0),
-    "normals": lambda a: a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-6),
+    "normals": lambda a: unit_normals(np.array(a, np.float32, copy=True)),
     "boundary": lambda a: np.clip(a[:, :, 0], 0.0, 1.0),
     "saliency": lambda a: np.clip(a[:, :, 0], 0.0, 1.0),
 }
@@ -107,6 +123,9 @@ class Predictor:
         self.mean = np.asarray(manifest["input"]["mean"], np.float32) * 255.0
         self.inv_std = 1.0 / (np.asarray(manifest["input"]["std"], np.float32) * 255.0)
         self.layouts = dict(getattr(runner, "layouts", {}))
+        # Frame-I/O bundles (manifest "io": "frame") take the uint8 BGR frame and emit class
+        # labels: the host side is one resize in, one resize per output out.
+        self.frame_io = manifest.get("io") == "frame"
         self.letterbox = letterbox
         self.timings = Timings()
 
@@ -154,6 +173,9 @@ class Predictor:
     # -- stages ---------------------------------------------------------------------------
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, tuple]:
         """Frame → ``1×3×H×W`` float32 batch and the geometry to undo (crop box)."""
+        if self.frame_io:
+            img, geom = fit_frame(frame, self.input_size, self.letterbox)
+            return img[None], geom
         return preprocess_frame(frame, self.input_size, self.letterbox, self.mean, self.inv_std)
 
     def postprocess(self, raw: dict[str, np.ndarray], geom: tuple) -> dict[str, np.ndarray]:
@@ -164,7 +186,8 @@ class Predictor:
             a = raw[t.name][0]
             if self.layouts.get(t.name, "NCHW") == "NCHW":
                 a = a.transpose(1, 2, 0)  # h×w×K (cv2 wants channels last)
-            a = np.ascontiguousarray(a, dtype=np.float32)
+            labels = a.dtype.kind in "iu"  # class labels from the graph (frame-I/O bundles)
+            a = np.ascontiguousarray(a, dtype=np.uint8 if labels else np.float32)
             sh, sw = a.shape[:2]
             # Output pixel grid covers the input; crop the letterbox region, then resize.
             y0, x0 = top * sh / ih, left * sw / iw
@@ -173,8 +196,13 @@ class Predictor:
                 if all(float(v).is_integer() for v in (y0, x0, y1, x1)):
                     a = a[int(y0):int(y1), int(x0):int(x1)]
                 else:  # box off the 1/s grid: crop exactly at input resolution instead
-                    a = cv2.resize(a, (iw, ih), interpolation=cv2.INTER_LINEAR)
+                    a = cv2.resize(a, (iw, ih), interpolation=cv2.INTER_NEAREST if labels
+                                   else cv2.INTER_LINEAR)
                     a = a.reshape(ih, iw, -1)[top:top + nh, left:left + nw]
+            if labels:
+                out[t.name] = cv2.resize(a.reshape(a.shape[:2]), (fw, fh),
+                                         interpolation=cv2.INTER_NEAREST)
+                continue
             if t.kind == "segmentation" and fh * fw > ih * iw:
                 # Class logits are resized only up to the network's input size; labels are
                 # then upscaled with nearest (the network cannot resolve finer; saves ~20 ms
@@ -183,7 +211,8 @@ class Predictor:
                 labels = FINISH[t.kind](a)
                 out[t.name] = cv2.resize(labels, (fw, fh), interpolation=cv2.INTER_NEAREST)
                 continue
-            a = cv2.resize(a, (fw, fh), interpolation=cv2.INTER_LINEAR)
+            if (sh, sw) != (fh, fw):
+                a = cv2.resize(a, (fw, fh), interpolation=cv2.INTER_LINEAR)
             if a.ndim == 2:
                 a = a[:, :, None]
             out[t.name] = FINISH[t.kind](a)
