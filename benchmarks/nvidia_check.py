@@ -16,8 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.common import checkpoint_or_random, machine, median_ms
 
 ROWS = [("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "int8"),
@@ -98,7 +96,7 @@ def main() -> int:
         except (BundleError, TargetUnavailable, QuantizeError, ValueError, RuntimeError) as e:
             row["error"] = " ".join(str(e).split())
             continue
-        x = np.zeros((1, 3, *pred.input_size), np.float32)
+        x = pred.sample_input()
         frame = render_sample(7, size=pred.input_size).image_rgb[:, :, ::-1].copy()
         row["compute_ms"] = median_ms(lambda p=pred, x=x: p.runner(x), args.runs)
         row["end_to_end_ms"] = median_ms(lambda p=pred, f=frame: p(f), args.runs)

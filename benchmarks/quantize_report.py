@@ -16,8 +16,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.common import checkpoint_or_random, machine, median_ms
 from mtlsi_edge.machine import cpu_flags
 
@@ -64,7 +62,7 @@ def main() -> None:
             val = load_val_set(args.data, "val", pred.task_set, pred.input_size, args.val_limit)
         t = time.perf_counter()
         metrics = evaluate_predictor(pred, val)
-        x = np.zeros((1, 3, *pred.input_size), np.float32)
+        x = pred.sample_input()
         lat = median_ms(lambda p=pred, x=x: p.runner(x), args.runs)
         gate = load_bundle(b)[0]["gate"]
         rows[name] = {"metrics": metrics, "latency_ms": lat, "gate": gate,

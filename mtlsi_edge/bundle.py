@@ -519,8 +519,16 @@ def _check_fields(m: dict, mpath: Path) -> None:
         raise bad("'input.std'", "must be positive")
     if m.get("io", "tensor") not in ("tensor", "frame"):
         raise bad("'io'", f"must be 'tensor' or 'frame', got {m.get('io')!r}")
-    if m.get("io") == "frame" and m.get("label_stride") not in (1, 2, 4):
-        raise bad("'label_stride'", f"must be 1, 2 or 4, got {m.get('label_stride')!r}")
+    if m.get("io") == "frame":
+        if m.get("label_stride") not in (1, 2, 4):
+            raise bad("'label_stride'", f"must be 1, 2 or 4, got {m.get('label_stride')!r}")
+        # The normalisation is folded into the model file; the manifest only records it.
+        for key, folded in (("mean", MEAN), ("std", STD)):
+            if not np.allclose(inp[key], folded, rtol=0, atol=1e-7):
+                raise bad(f"'input.{key}'", f"{inp[key]!r} is not the normalisation folded "
+                                            f"into the model ({list(folded)})")
+        if (inp.get("dtype"), inp.get("layout"), inp.get("color")) != ("uint8", "NHWC", "BGR"):
+            raise bad("'input'", "of a frame-I/O bundle must be uint8 NHWC BGR")
     if m.get("output_stride", 4) not in (1, 4):
         raise bad("'output_stride'", f"must be 1 or 4, got {m.get('output_stride')!r}")
     layouts = m.get("output_layouts", {})

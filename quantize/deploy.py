@@ -15,12 +15,11 @@ from mtlsi_edge.fileio import atomic_write_bytes
 
 def _latency_ms(predictor, runs: int = 30) -> dict:
     """Short compute-only profile of a bundle's runner (median and p90 of ``runs``)."""
-    import numpy as np
 
     from mtlsi_edge.profiler.bench import measure
     from mtlsi_edge.profiler.stats import summarize
 
-    x = np.zeros((1, 3, *predictor.input_size), np.float32)
+    x = predictor.sample_input()
     s = summarize(measure(lambda: predictor.runner(x), runs=runs))
     return {"median_ms": s["median_ms"], "p90_ms": s["p90_ms"], "runs": runs}
 

@@ -73,9 +73,26 @@ def test_targets_agree_after_postprocessing(predictor, frame):
             np.testing.assert_allclose(out[k], ref[k], atol=1e-4, err_msg=f"{name} {k}")
 
 
-def test_preprocess_matches_export_normalisation(ort_predictor, frame):
+def test_preprocess_of_a_frame_bundle_is_the_frame(ort_predictor, frame):
+    """Frame-I/O bundles take the uint8 BGR frame itself (normalisation is in the graph)."""
     f = frame(*SIZE)
     x, _ = ort_predictor.preprocess(f)
+    assert ort_predictor.frame_io
+    assert x.shape == (1, *SIZE, 3) and x.dtype == np.uint8
+    np.testing.assert_array_equal(x[0], f)
+
+
+def test_preprocess_of_a_tensor_bundle_matches_export_normalisation(tiny_checkpoint, tmp_path,
+                                                                   frame):
+    from mtlsi_edge.bundle import compile_bundle
+    from mtlsi_edge.targets import CompileOptions
+
+    b = compile_bundle(tmp_path / "t", "onnxruntime", "fp32", checkpoint=tiny_checkpoint,
+                       frame_io=False, opts=CompileOptions(device="cpu", threads=1))
+    p = Predictor.from_bundle(b, threads=1)
+    f = frame(*SIZE)
+    x, _ = p.preprocess(f)
+    assert not p.frame_io
     assert x.shape == (1, 3, *SIZE) and x.dtype == np.float32 and x.flags.c_contiguous
     np.testing.assert_allclose(x, normalize(f[None, :, :, ::-1]), atol=1e-5)
 
@@ -111,7 +128,10 @@ class GrayRunner:
         self.layouts = {t.name: layout for t in self.task_set}
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        rgb = x[0].transpose(1, 2, 0) / self.pred.inv_std + self.pred.mean  # back to 0..255
+        if self.pred.frame_io:  # uint8 BGR frame in, labels out
+            rgb = x[0][:, :, ::-1].astype(np.float32)
+        else:
+            rgb = x[0].transpose(1, 2, 0) / self.pred.inv_std + self.pred.mean  # 0..255
         g = rgb.mean(-1)
         h, w = g.shape
         g4 = g.reshape(h // 4, 4, w // 4, 4).mean((1, 3))[None]  # 1×h×w
@@ -120,21 +140,26 @@ class GrayRunner:
             if t.kind == "segmentation":  # argmax = brightness bin
                 k = np.arange(t.out_channels, dtype=np.float32)[:, None, None]
                 y = -np.abs(k - g4 / 255 * (t.out_channels - 1))
+                if self.pred.frame_io:
+                    y = y.argmax(0)[None].astype(np.uint8)
             elif t.kind == "depth":
                 y = g4
             elif t.kind == "normals":
                 y = np.concatenate([g4 / 255, np.ones_like(g4), np.zeros_like(g4)])
             else:
                 y = g4 / 255
-            y = y[None].astype(np.float32)
+            y = y[None] if y.dtype == np.uint8 else y[None].astype(np.float32)
             out[t.name] = y.transpose(0, 2, 3, 1).copy() if self.layouts[t.name] == "NHWC" else y
         return out
 
 
-def _gray_predictor(bundle, letterbox: bool, layout: str = "NCHW") -> Predictor:
+def _gray_predictor(bundle, letterbox: bool, layout: str = "NCHW", frame_io: bool = True
+                    ) -> Predictor:
     from mtlsi_edge.bundle import load_bundle
 
     manifest, _ = load_bundle(bundle("onnxruntime"))
+    if not frame_io:  # what the Predictor reads of a float-input (schema 2) bundle
+        manifest = {**manifest, "io": "tensor"}
     p = Predictor(None, manifest, letterbox=letterbox)
     p.runner = GrayRunner(p, layout)
     p.layouts = p.runner.layouts
@@ -151,12 +176,13 @@ def _interior(hw, letterbox: bool):
     return np.s_[m:hw[0] - m, m:hw[1] - m]
 
 
+@pytest.mark.parametrize("frame_io", [True, False])
 @pytest.mark.parametrize("letterbox", [False, True])
 @pytest.mark.parametrize("hw", [(128, 48), (48, 200), (37, 53), (481, 641), (64, 96)])
-def test_flat_frame_gives_flat_outputs(bundle, letterbox, hw):
+def test_flat_frame_gives_flat_outputs(bundle, letterbox, hw, frame_io):
     """Letterbox bars (black) must be cropped away: a flat frame stays flat (away from the
     image border, where the network's 1/4-resolution cells straddle image and bar)."""
-    p = _gray_predictor(bundle, letterbox)
+    p = _gray_predictor(bundle, letterbox, frame_io=frame_io)
     out = p(np.full((*hw, 3), 200, np.uint8))
     check_outputs(out, p, *hw)
     sl = _interior(hw, letterbox)

@@ -178,9 +178,11 @@ def test_old_bundle_can_be_replaced(copy):
     assert load_bundle(copy)[0]["reference"]
 
 
-def test_edited_normalisation_fails_check(copy):
-    """manifest input.mean edited and re-signed: the Predictor's preprocessing changes, and
-    the self-check sees it."""
+def test_edited_normalisation_fails_check(tmp_path):
+    """manifest input.mean of a float-input bundle edited and re-signed: the Predictor's
+    preprocessing changes, and the self-check sees it."""
+    copy = compile_bundle(tmp_path / "t", "onnxruntime", "fp32", checkpoint=STARTER,
+                          frame_io=False, opts=CompileOptions(device="cpu", threads=1))
     m = json.loads((copy / MANIFEST).read_text())
     m.pop("integrity")
     m["input"]["mean"] = [0.3, 0.3, 0.3]
@@ -190,7 +192,7 @@ def test_edited_normalisation_fails_check(copy):
 
 
 def test_demo_refuses_a_bundle_that_fails_its_self_check(ort_bundle, perturb, tmp_path):
-    perturb("semseg", lambda a: np.roll(a, 1, axis=1))
+    perturb("semseg", lambda a: np.roll(a, 3, axis=-1))  # logits or labels: shift 3 columns
     res = run("demo", "--bundle", ort_bundle, "--headless", "--max-frames", "1",
               "--source", tmp_path)
     assert res.exit_code == 3

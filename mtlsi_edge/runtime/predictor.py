@@ -178,6 +178,10 @@ class Predictor:
             return img[None], geom
         return preprocess_frame(frame, self.input_size, self.letterbox, self.mean, self.inv_std)
 
+    def sample_input(self) -> np.ndarray:
+        """What the runner takes, for a mid-grey frame at the input size (to time compute)."""
+        return self.preprocess(np.full((*self.input_size, 3), 128, np.uint8))[0]
+
     def postprocess(self, raw: dict[str, np.ndarray], geom: tuple) -> dict[str, np.ndarray]:
         (top, left, nh, nw), (fh, fw) = geom
         ih, iw = self.input_size

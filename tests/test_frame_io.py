@@ -1,0 +1,127 @@
+"""Frame-I/O bundles: pre/postprocessing folded into the compiled model.
+
+The bundle's model takes the uint8 BGR frame at the input size and emits class labels; the
+Predictor's host side is one resize in and one resize per output out.  Its results must equal
+the float-input bundle's (the old host-side pre/postprocessing) on the same trained model, old
+bundles must still load, and a manifest that misdescribes the graph is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtlsi_edge.bundle import MANIFEST, BundleError, compile_bundle, load_bundle, write_manifest
+from mtlsi_edge.data.synth import render_sample
+from mtlsi_edge.runtime.predictor import Predictor
+from mtlsi_edge.targets import CompileOptions
+
+STARTER = Path(__file__).parent.parent / "mtlsi_edge" / "weights" / "starter.json"
+pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
+              pytest.mark.skipif(not STARTER.is_file(), reason="no embedded starter checkpoint")]
+DEVICE = {"onnxruntime": "cpu", "openvino": "CPU", "torch": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """(target, frame_io) → bundle of the starter model (compiled once per module)."""
+    root = tmp_path_factory.mktemp("frame_io")
+    cache: dict = {}
+
+    def get(target: str, frame_io: bool) -> Path:
+        if (target, frame_io) not in cache:
+            cache[target, frame_io] = compile_bundle(
+                root / f"{target}-{frame_io}", target, "fp32", checkpoint=STARTER,
+                frame_io=frame_io, opts=CompileOptions(device=DEVICE[target], threads=1))
+        return cache[target, frame_io]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def frame640() -> np.ndarray:
+    return np.ascontiguousarray(render_sample(20_000_500, size=(480, 640)).image_rgb[:, :, ::-1])
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "openvino", "torch"])
+def test_frame_io_equals_host_pre_and_postprocessing(bundles, frame640, target):
+    frame_p = Predictor.from_bundle(bundles(target, True), threads=1)
+    host_p = Predictor.from_bundle(bundles(target, False), threads=1)
+    assert frame_p.manifest["io"] == "frame" and host_p.manifest["io"] == "tensor"
+    a, b = frame_p(frame640), host_p(frame640)
+    assert list(a) == list(b)
+    agree = (a["semseg"] == b["semseg"]).mean()
+    assert agree >= 0.999, agree
+    for k in ("depth", "normals", "boundary"):
+        assert a[k].shape == b[k].shape and a[k].dtype == b[k].dtype
+        np.testing.assert_allclose(a[k], b[k], atol=2e-4, err_msg=k)
+    np.testing.assert_allclose(np.linalg.norm(a["normals"], axis=-1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "openvino"])
+def test_frame_bundle_graph_io(bundles, target):
+    m, folder = load_bundle(bundles(target, True))
+    p = Predictor.from_bundle(folder, threads=1)
+    h, w = m["input"]["size"]
+    in_shape, outs = p.runner.io()
+    assert in_shape == [1, h, w, 3]
+    lh, lw = m["label_size"]
+    assert (lh, lw) == (h // m["label_stride"], w // m["label_stride"])
+    x = np.zeros((1, h, w, 3), np.uint8)
+    raw = p.runner(x)
+    assert raw["semseg"].dtype == np.uint8
+    assert raw["semseg"].reshape(-1).max() < p.task_set["semseg"].out_channels
+    assert raw["semseg"].size == lh * lw
+    assert raw["depth"].dtype == np.float32
+
+
+def test_frame_bundle_self_check_passes(bundles):
+    p = Predictor.from_bundle(bundles("openvino", True), threads=1, verify=True)
+    assert p.check.passed, p.check.result.failures
+
+
+def _edit(folder: Path, tmp_path: Path, edit) -> Path:
+    copy = Path(shutil.copytree(folder, tmp_path / "b"))
+    m = json.loads((copy / MANIFEST).read_text())
+    m.pop("integrity")
+    edit(m)
+    write_manifest(copy, m)
+    return copy
+
+
+def test_schema_2_bundle_still_loads_and_checks(bundles, tmp_path):
+    """A bundle of the previous schema (float NCHW input, no 'io' field) keeps working."""
+    def to_v2(m):
+        m["schema"] = "mtlsi-edge/bundle@2"
+        m.pop("io")
+    old = _edit(bundles("onnxruntime", False), tmp_path, to_v2)
+    p = Predictor.from_bundle(old, threads=1, verify=True)
+    assert not p.frame_io and p.check.passed
+
+
+def test_manifest_that_misdescribes_the_graph_is_refused(bundles, tmp_path):
+    lie = _edit(bundles("onnxruntime", True), tmp_path, lambda m: m.update(io="tensor"))
+    with pytest.raises(BundleError, match="model input"):
+        Predictor.from_bundle(lie, threads=1)
+
+
+def test_frame_bundle_normalisation_record_must_match_the_graph(bundles, tmp_path):
+    def edit(m):
+        m["input"]["mean"] = [0.3, 0.3, 0.3]
+    with pytest.raises(BundleError, match="input.mean"):
+        load_bundle(_edit(bundles("onnxruntime", True), tmp_path, edit))
+
+
+def test_target_without_frame_io_is_refused_when_asked(tmp_path, monkeypatch):
+    """TensorRT targets keep float input (frame I/O unverified on a GPU): asking is refused
+    before any work (stood in for by an ONNX Runtime target without the capability)."""
+    from mtlsi_edge.targets.onnxruntime import ONNXRuntimeTarget
+
+    monkeypatch.setattr(ONNXRuntimeTarget, "frame_io", False)
+    with pytest.raises(BundleError, match="frame I/O"):
+        compile_bundle(tmp_path / "t", "onnxruntime", "fp32", checkpoint=STARTER, frame_io=True)
+    assert not (tmp_path / "t").exists()
