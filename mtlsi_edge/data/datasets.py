@@ -53,8 +53,8 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from mtlsi_edge.tasks import IGNORE_INDEX, TaskSet, get_task_set
 from mtlsi_edge.errors import MtlsiError
+from mtlsi_edge.tasks import IGNORE_INDEX, TaskSet, get_task_set
 
 __all__ = [
     "DatasetError",
