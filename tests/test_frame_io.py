@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mtlsi_edge.bundle import MANIFEST, BundleError, compile_bundle, load_bundle, write_manifest
-from mtlsi_edge.data.synth import render_sample
+from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.targets import CompileOptions
 
