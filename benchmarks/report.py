@@ -1,5 +1,6 @@
 """Regenerate docs/benchmarks.md: every target and precision vs PyTorch eager FP32, achieved
-GFLOP/s against this machine's measured matmul peak, and cost vs resolution — one run.
+GFLOP/s against this machine's measured matmul peak, cost vs resolution, and per-task vs
+task-batched graphs with pre/postprocessing in the graph (``benchmarks/targets.py``) — one run.
 
     python -m benchmarks.report [--checkpoint C] [--time 5] [--out docs]
 """
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import checkpoint_or_random, median_ms
+from benchmarks.targets import run as targets_section
 from mtlsi_edge.bundle import compile_bundle
 from mtlsi_edge.profiler import report
 from mtlsi_edge.profiler.bench import machine_header, profile_bundle
@@ -163,6 +165,7 @@ def main() -> None:
                   f"{r['mqlfb_ms']:.2f} | {r['softmax_ms']:.2f} |")
     md += ["", "Plots: ![latency distribution](benchmarks/latency_distribution.png) "
            "![p50/p99](benchmarks/latency_percentiles.png)", ""]
+    md += ["", *targets_section(ckpt, work / "targets", args.threads, runs=40, rounds=3)]
     (out / "benchmarks.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out / 'benchmarks.md'} in {time.time() - t0:.0f} s")
 
