@@ -114,8 +114,14 @@ class ONNXRuntimeTarget:
 
         from mtlsi_edge.export import with_frame_io
 
-        proto = with_frame_io(onnx.load(str(onnx_path)), fio["mean"], fio["std"],
-                              fio["label_outputs"], fio["label_size"])
+        proto = onnx.load(str(onnx_path))
+        have = [o.name for o in proto.graph.output]
+        missing = [n for n in outputs if n not in have]
+        if missing:
+            raise ModelMismatch(f"{onnx_path}: model has no output {missing[0]!r} (it has "
+                                f"{', '.join(have) or 'none'})")
+        proto = with_frame_io(proto, fio["mean"], fio["std"], fio["label_outputs"],
+                              fio["label_size"])
         onnx.save(proto, str(out_dir / "model.onnx"))
         return ["model.onnx"]
 

@@ -179,6 +179,11 @@ class OpenVINOTarget:
             model = ov.convert_model(str(onnx_path))
         fio = opts.extra.get("frame_io")
         if fio:
+            have = {n for o in model.outputs for n in o.get_names()}
+            missing = [n for n in outputs if n not in have]
+            if missing:
+                raise ModelMismatch(f"{onnx_path}: model has no output {missing[0]!r} (it has "
+                                    f"{', '.join(sorted(have)) or 'none'})")
             model = with_frame_io(model, fio["mean"], fio["std"], fio["label_outputs"],
                                   fio["label_size"])
         ov.save_model(model, str(out_dir / "model.xml"),
