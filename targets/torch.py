@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
+from mtlsi_edge.targets.base import CompileOptions, Runner, Target, TargetUnavailable
 
 
 class TorchRunner:
@@ -36,7 +36,9 @@ class TorchRunner:
         return {n: r.numpy() for n, r in zip(self.outputs, res)}
 
 
-class TorchTarget:
+class TorchTarget(Target):
+    """Checkpoint weights → eager PyTorch (FP32 reference)."""
+
     name = "torch"
     precisions = ("fp32",)
 
@@ -59,6 +61,10 @@ class TorchTarget:
         model = model_from_weights(manifest["model"]["config"], bundle_dir / "model.safetensors",
                                    manifest["model"].get("pruned"))
         return TorchRunner(model, opts, manifest["output_stride"])
+
+    def effective_threads(self, runner: Runner) -> int | None:
+        """PyTorch's intra-op thread count (process-wide)."""
+        return torch.get_num_threads()
 
 
 def model_from_weights(config: dict, weights: Path, pruned: dict | None = None):
