@@ -43,7 +43,7 @@ def main() -> None:
         if not ok:
             print(f"{target:12s} {prec}: skipped ({why})")
             continue
-        dev = {"onnxruntime": "cpu"}.get(target, "CPU")
+        dev = get_target(target).default_device
         b = compile_bundle(tmp / f"{target}-{prec}", target, prec, checkpoint=ckpt,
                            opts=CompileOptions(precision=prec, device=dev, threads=args.threads))
         p = Predictor.from_bundle(b, threads=args.threads)
@@ -73,7 +73,7 @@ def main() -> None:
     for stride in (4, 1):
         onnx_path = export_onnx(model, tmp / f"s{stride}.onnx", stride=stride)
         for target in ("onnxruntime", "openvino"):
-            dev = {"onnxruntime": "cpu"}.get(target, "CPU")
+            dev = get_target(target).default_device
             b = compile_bundle(tmp / f"{target}-s{stride}", target, "fp32", onnx_path=onnx_path,
                                opts=CompileOptions(device=dev, threads=args.threads),
                                parity_images=1)
