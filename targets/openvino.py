@@ -176,8 +176,10 @@ class OpenVINOTarget(Target):
 
     def per_layer(self, bundle_dir: Path, manifest: dict, opts: CompileOptions,
                   batch: np.ndarray, iterations: int) -> list[LayerTime]:
-        """``InferRequest.get_profiling_info()`` (``real_time`` of the ``EXECUTED`` nodes) of
-        :meth:`profiling_runner`, summed over ``iterations`` calls after a warm-up."""
+        """``InferRequest.get_profiling_info()`` of :meth:`profiling_runner`, summed over
+        ``iterations`` calls after a warm-up: ``ProfilingInfo`` rows (``node_name``,
+        ``node_type``, ``exec_type``, ``real_time`` as a ``timedelta``) whose ``status`` is
+        ``EXECUTED`` (``NOT_RUN`` / ``OPTIMIZED_OUT`` nodes are skipped)."""
         import openvino as ov
 
         from mtlsi_edge.profiler.timing import WARMUP_RUNS
@@ -198,8 +200,10 @@ class OpenVINOTarget(Target):
 
     def throughput(self, bundle_dir: Path, manifest: dict, opts: CompileOptions,
                    batch: np.ndarray, time_s: float | None, runs: int | None) -> dict:
-        """The ``THROUGHPUT`` hint and an ``AsyncInferQueue`` of
-        ``optimal_number_of_infer_requests`` requests; latency counts from submission."""
+        """The ``THROUGHPUT`` performance hint and an ``openvino.AsyncInferQueue`` of
+        ``optimal_number_of_infer_requests`` (read from the compiled model) requests, fed
+        with ``get_idle_request_id`` + ``start_async(inputs, userdata=submit time)``; the
+        ``set_callback`` callback records each request's latency from submission."""
         import openvino as ov
         import openvino.properties as props
 

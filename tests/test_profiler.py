@@ -398,3 +398,16 @@ def test_time_call_is_measure_plus_summary():
     assert fn.calls == 7 and len(t.times_s) == 4
     assert t.stats == summarize(t.times_s) and t.median_ms == t.stats["median_ms"]
     assert len(t.times_ms) == 4
+
+
+def test_profile_bundle_openvino_hooks(bundle):
+    """profile_bundle reaches OpenVINO only through its hooks: per-layer, effective threads,
+    throughput."""
+    row = profile_bundle(bundle("openvino", "fp16"), runs=3, threads=1, per_layer=True,
+                         e2e=False)
+    assert row["compute"]["n"] == 3 and row["threads_effective"] == 1
+    pl = row["per_layer"]
+    assert pl["source"].startswith("openvino") and pl["nodes"] > 0 and pl["iterations"] == 5
+    row = profile_bundle(bundle("openvino", "fp16"), mode="throughput", runs=4, threads=1)
+    t = row["throughput"]
+    assert t["frames"] == 4 and t["parallel"] >= 1 and row["compute"]["n"] == 4
