@@ -411,3 +411,24 @@ def test_profile_bundle_openvino_hooks(bundle):
     row = profile_bundle(bundle("openvino", "fp16"), mode="throughput", runs=4, threads=1)
     t = row["throughput"]
     assert t["frames"] == 4 and t["parallel"] >= 1 and row["compute"]["n"] == 4
+
+
+def test_compiled_infer_goes_through_native_infer(tiny_onnx):
+    """quantize.accuracy.compiled_infer: every NNCF-side model kind is run by its target."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import openvino as ov
+
+    from mtlsi_edge.quantize.accuracy import compiled_infer
+
+    proto = onnx.load(str(tiny_onnx))
+    outputs = [o.name for o in proto.graph.output]
+    x = np.zeros((1, 3, 64, 96), np.float32)
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    compiled = ov.Core().compile_model(str(tiny_onnx), "CPU", {"INFERENCE_NUM_THREADS": 1})
+    for model in (proto, sess, compiled):
+        out = compiled_infer(model, outputs)(x)
+        assert list(out) == outputs and all(np.isfinite(v).all() for v in out.values())
+    with pytest.raises(TypeError, match="no target runs a str"):
+        compiled_infer("model.onnx", outputs)
