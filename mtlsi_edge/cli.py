@@ -187,7 +187,7 @@ def data_synth(
     """
     from rich.progress import Progress
 
-    from mtlsi_edge.data.synth import render_walkthrough, write_dataset
+    from mtlsi_edge.data.synthindoor import render_walkthrough, write_dataset
 
     hw = _parse_size(size)
     check_output_dir(out)
@@ -661,7 +661,7 @@ def default_source() -> tuple[str, str]:
         return "0", "camera 0"
     video = Path("runs/demo/walkthrough.mp4")
     if not video.is_file():
-        from mtlsi_edge.data.synth import render_walkthrough
+        from mtlsi_edge.data.synthindoor import render_walkthrough
 
         with console.status("no camera: rendering the SynthIndoor walkthrough video…"):
             render_walkthrough(video, seconds=12, fps=15)

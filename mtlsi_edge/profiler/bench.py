@@ -1,10 +1,11 @@
 """The per-bundle profile (compute-only, end-to-end, throughput, per-layer).
 
-Conventions: warm up by time (≥ 200 ms) *and* count, then time either a duration or a number
-of iterations; compute-only latency (the Runner on an already preprocessed batch) is reported
-apart from end-to-end latency (the Predictor on a BGR uint8 frame: preprocessing, inference,
-postprocessing and the copies in between); latency and throughput are separate runs.
-Per-iteration times are kept so they can be exported as JSON.
+Conventions (docs/design.md, 'Profiling conventions'): warm up by time (≥ 200 ms) *and*
+count, then time either a duration or a number of iterations; compute-only latency (the Runner
+on an already preprocessed batch) is reported apart from end-to-end latency (the Predictor on
+a BGR uint8 frame: preprocessing, inference, postprocessing and the copies in between);
+latency and throughput are separate runs.  Per-iteration times are kept so they can be
+exported as JSON.
 
 Backends are reached only through their :class:`~mtlsi_edge.targets.Target` hooks:
 ``per_layer`` (each backend's own profiler, compiled exactly as the timed model),
