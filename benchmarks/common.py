@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import platform
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+from mtlsi_edge.profiler.timing import time_call
 
 
-def median_ms(fn, runs: int = 50, warmup_s: float = 0.5, warmup_runs: int = 5) -> float:
-    """Median wall time of ``fn()`` in ms after a warm-up by time and count."""
-    end = time.perf_counter() + warmup_s
-    i = 0
-    while i < warmup_runs or time.perf_counter() < end:
-        fn()
-        i += 1
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(ts))
+def median_ms(fn: Callable[[], object], runs: int = 50, warmup_s: float = 0.5,
+              warmup_runs: int = 5) -> float:
+    """Median wall time of ``fn()`` in ms after a warm-up by time and count
+    (:func:`mtlsi_edge.profiler.timing.time_call`)."""
+    return float(time_call(fn, warmup_s=warmup_s, warmup_runs=warmup_runs,
+                           runs=runs).median_ms)
 
 
 def machine() -> str:

@@ -23,7 +23,7 @@ from mtlsi_edge.data.synthindoor import render_walkthrough
 from mtlsi_edge.runtime.capture import Source
 from mtlsi_edge.runtime.loop import run_loop
 from mtlsi_edge.runtime.predictor import Predictor
-from mtlsi_edge.targets import CompileOptions
+from mtlsi_edge.targets import CompileOptions, get_target
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="demo-fps-"))
     ckpt = checkpoint_or_random(args.checkpoint, tmp=tmp)
-    dev = {"onnxruntime": "cpu"}.get(args.target, "CPU")
+    dev = get_target(args.target).default_device
     bundle = compile_bundle(tmp / "bundle", args.target, args.precision, checkpoint=ckpt,
                             opts=CompileOptions(precision=args.precision, device=dev))
     size = tuple(args.size)

@@ -36,17 +36,18 @@ def main() -> None:
     from mtlsi_edge.quantize.accuracy import evaluate_predictor, load_val_set
     from mtlsi_edge.quantize.run import run_quantize
     from mtlsi_edge.runtime.predictor import Predictor
-    from mtlsi_edge.targets import CompileOptions
+    from mtlsi_edge.targets import CompileOptions, get_target
 
     out = Path("runs/bench/quantize")
     out.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint_or_random(args.checkpoint, tmp=out)
     bundles = {}
-    for target, dev in (("openvino", "CPU"), ("onnxruntime", "cpu")):
+    for target in ("openvino", "onnxruntime"):
+        dev = get_target(target).default_device
         bundles[f"{target} fp32"] = compile_bundle(
             out / f"{target}-fp32", target, "fp32", checkpoint=ckpt,
             opts=CompileOptions(device=dev))
-        fmt = "openvino" if target == "openvino" else "onnx"
+        fmt = get_target(target).int8_format
         t = time.perf_counter()
         q = run_quantize(ckpt, fmt, args.calib, args.n_calib, None, 1, [], "performance",
                          "attention-norm", out / f"q-{target}", force=True)

@@ -20,7 +20,7 @@ from benchmarks.targets import run as targets_section
 from mtlsi_edge.bundle import compile_bundle
 from mtlsi_edge.profiler import report
 from mtlsi_edge.profiler.bench import machine_header, profile_bundle
-from mtlsi_edge.targets import CompileOptions
+from mtlsi_edge.targets import CompileOptions, get_target
 from mtlsi_edge.train.checkpoint import build_from_checkpoint
 
 
@@ -38,11 +38,12 @@ def build_bundles(ckpt: Path, work: Path, threads: int) -> list[Path]:
     out = []
     for target, prec in [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
                          ("openvino", "fp16")]:
-        dev = {"onnxruntime": "cpu"}.get(target, "CPU")
+        dev = get_target(target).default_device
         out.append(compile_bundle(work / f"{target}-{prec}", target, prec, checkpoint=ckpt,
                                   opts=CompileOptions(precision=prec, device=dev,
                                                       threads=threads)))
-    for fmt, target, dev in [("openvino", "openvino", "CPU"), ("onnx", "onnxruntime", "cpu")]:
+    for target in ("openvino", "onnxruntime"):
+        fmt, dev = get_target(target).int8_format, get_target(target).default_device
         q = run_quantize(ckpt, fmt, "synth", 64, None, 1, [], "performance", "attention-norm",
                          work / f"q-{fmt}")
         out.append(compile_bundle(work / f"{target}-int8", target, "int8", onnx_path=q["path"],

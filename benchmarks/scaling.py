@@ -9,12 +9,12 @@ variants.  Prints MACs, median eager latency and the growth ratio from one size 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from mtlsi_edge.model.blocks import MTMQLFB, SemanticTokenDistiller, SoftmaxSelfAttention
 from mtlsi_edge.model.complexity import count_macs
+from mtlsi_edge.profiler.timing import measure
 
 TASKS = ["semseg", "depth", "normals", "boundary"]
 SIZES = [(120, 160), (240, 320), (480, 640)]
@@ -22,12 +22,8 @@ SIZES = [(120, 160), (240, 320), (480, 640)]
 
 @torch.inference_mode()
 def median_ms(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
+    """Upper median (ms) of ``runs`` timed calls after one untimed call."""
+    times = measure(fn, warmup_s=0.0, warmup_runs=1, runs=runs)
     return 1000 * sorted(times)[len(times) // 2]
 
 

@@ -34,10 +34,10 @@ from mtlsi_edge.bundle import compile_bundle
 from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.runtime.predictor import Predictor
-from mtlsi_edge.targets import CompileOptions
+from mtlsi_edge.targets import CompileOptions, get_target
 
-TARGETS = (("torch", "cpu", "torch eager"), ("onnxruntime", "cpu", "ONNX Runtime"),
-           ("openvino", "CPU", "OpenVINO"))
+TARGETS = tuple((t, get_target(t).default_device, label) for t, label in (
+    ("torch", "torch eager"), ("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO")))
 CAMERA = (480, 640)
 
 

@@ -149,9 +149,7 @@ def compile_bundle(
     from mtlsi_edge.train.checkpoint import build_from_checkpoint, read_checkpoint_meta
 
     tgt = get_target(target)
-    ok, why = tgt.available()
-    if not ok:
-        raise BundleError(f"target {target} unavailable: {why}")
+    tgt.require(error=BundleError)
     if precision not in tgt.precisions:
         raise BundleError(f"target {target} supports {', '.join(tgt.precisions)}, "
                           f"not {precision}")

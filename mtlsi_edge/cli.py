@@ -452,15 +452,14 @@ def compile_(
       mtlsi-edge compile --target tensorrt --precision fp16 --dla-core 0 --workspace-mb 512
     """
     from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
-    from mtlsi_edge.targets import CompileOptions, ModelMismatch, TargetUnavailable
+    from mtlsi_edge.targets import TARGETS, CompileOptions, ModelMismatch, TargetUnavailable
     from mtlsi_edge.train.checkpoint import CheckpointError
     from mtlsi_edge.verify import VerificationError, parse_gate_overrides
 
     if checkpoint is None and onnx is None:
         checkpoint = default_checkpoint()
     out = out or Path("runs/compile") / f"{target}-{precision}"
-    default_dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0",
-                   "torch-tensorrt": "cuda:0"}.get(target, "CPU")
+    default_dev = TARGETS[target].default_device if target in TARGETS else "CPU"
     opts = CompileOptions(precision=precision, device=device or default_dev)
     trt_opts = {"dla_core": dla_core, "workspace_mb": workspace_mb,
                 "input_size": _parse_size(input_size) if input_size else None,
@@ -635,7 +634,7 @@ def demo(
 def cached_bundle(checkpoint: Path, target: str, precision: str) -> Path:
     """Compile (once) a bundle of ``checkpoint`` for target/precision under runs/demo/bundles."""
     from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
-    from mtlsi_edge.targets import CompileOptions
+    from mtlsi_edge.targets import TARGETS, CompileOptions
     from mtlsi_edge.train.checkpoint import read_checkpoint_meta
 
     doc, _ = read_checkpoint_meta(checkpoint)
@@ -645,7 +644,7 @@ def cached_bundle(checkpoint: Path, target: str, precision: str) -> Path:
             return out
     except BundleError:
         pass  # missing, damaged, or made before bundles carried references: compile again
-    dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
+    dev = TARGETS[target].default_device if target in TARGETS else "CPU"
     with console.status(f"compiling the model for {target} {precision} (once)…"):
         return compile_bundle(out, target, precision, checkpoint=checkpoint,
                               opts=CompileOptions(precision=precision, device=dev))
@@ -1100,7 +1099,7 @@ def profile(
                     note(f"skipping {t}-{p}: {t} supports {', '.join(tgt.precisions)}")
                     continue
                 out = run_dir / "bundles" / f"{t}-{p}"
-                dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(t, "CPU")
+                dev = tgt.default_device
                 try:
                     with console.status(f"compiling {t} {p} bundle…"):
                         paths.append(compile_bundle(out, t, p, checkpoint=checkpoint,

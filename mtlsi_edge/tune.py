@@ -189,10 +189,9 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
     :class:`BudgetNotMet` (after writing the table) when no gated candidate meets the budget.
     """
     from mtlsi_edge.bundle import compile_bundle
-    from mtlsi_edge.profiler.bench import measure
-    from mtlsi_edge.profiler.stats import summarize
+    from mtlsi_edge.profiler.timing import time_call
     from mtlsi_edge.runtime.predictor import Predictor
-    from mtlsi_edge.targets import CompileOptions, get_target
+    from mtlsi_edge.targets import TARGETS, CompileOptions, get_target
     from mtlsi_edge.train.checkpoint import read_checkpoint_meta
     from mtlsi_edge.verify import VerificationError, gate_frames
 
@@ -200,15 +199,14 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
     deadline = t0 + max_minutes * 60.0
     out = Path(out)
     tgt = get_target(target)
-    ok, why = tgt.available()
-    if not ok:
-        raise TuneError(f"target {target} unavailable: {why}")
+    tgt.require(error=TuneError)
     precisions = list(precisions or tgt.precisions)
     bad = [p for p in precisions if p not in tgt.precisions]
     if bad:
         raise TuneError(f"target {target} supports {', '.join(tgt.precisions)}, not {bad[0]}")
-    if "int8" in precisions and target not in ("openvino", "onnxruntime"):
-        raise TuneError(f"tune builds INT8 for openvino and onnxruntime only, not {target}")
+    if "int8" in precisions and tgt.int8_format is None:
+        routes = ", ".join(n for n, t in TARGETS.items() if t.int8_format)
+        raise TuneError(f"tune builds INT8 for {routes} only, not {target}")
     bad_hint = [h for h in hints if h not in ("latency", "throughput")]
     if bad_hint:
         raise TuneError(f"bad hint {bad_hint[0]!r}: latency or throughput")
@@ -244,10 +242,10 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
             if precision == "int8":
                 from mtlsi_edge.quantize.run import run_quantize
 
-                q = run_quantize(ck, "openvino" if target == "openvino" else "onnx", "synth",
+                q = run_quantize(ck, tgt.int8_format, "synth",
                                  n_calib, None, val_limit, [], "performance",
                                  "attention-norm", work / f"{name}.q", accuracy_control=False,
-                                 gate_overrides=gate_overrides)
+                                 gate_overrides=gate_overrides, target=tgt.int8_rules)
                 path = compile_bundle(cand_dir / name, target, "int8", onnx_path=q["path"],
                                       opts=opts, gate_overrides=gate_overrides,
                                       extra_manifest={"source_onnx": str(q["source_onnx"])})
@@ -323,11 +321,10 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
             row.tasks = score((row.size, row.precision), b["bundle"])
             row.score = float(np.mean([v["score"] for v in row.tasks.values()]))
             pred = Predictor.from_bundle(b["bundle"], threads=row.threads, hint=row.hint)
-            times = measure(lambda p=pred, f=frames[0]: p(f), warmup_runs=warmup_runs,
-                            time_s=None if runs else time_s, runs=runs)
+            timed = time_call(lambda p=pred, f=frames[0]: p(f), warmup_runs=warmup_runs,
+                              time_s=None if runs else time_s, runs=runs)
             del pred
-            s = summarize(times)
-            row.median_ms, row.p90_ms = s["median_ms"], s["p90_ms"]
+            row.median_ms, row.p90_ms = timed.median_ms, timed.p90_ms
             row.status = "ok"
             say(f"{row.label}: {row.median_ms:.2f} ms median, score {row.score:.2f}")
             # Once every knob of this (size, precision) is timed: if even its best misses

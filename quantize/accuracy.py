@@ -83,27 +83,17 @@ def evaluate_fn(infer: Callable[[np.ndarray], dict], val: ValSet, task_set: Task
 
 
 def compiled_infer(model, outputs: list[str]) -> Callable[[np.ndarray], dict]:
-    """An inference function for what NNCF hands a validation function: an OpenVINO
-    ``CompiledModel``, an ``onnx.ModelProto`` or an ONNX Runtime session."""
-    if hasattr(model, "create_infer_request"):  # openvino.CompiledModel
-        ports = {n: model.output(n) for n in outputs}
-        req = model.create_infer_request()
+    """An inference function for what NNCF hands a validation function (an OpenVINO
+    ``CompiledModel``, an ``onnx.ModelProto`` or an ONNX Runtime session): the first target
+    whose :meth:`~mtlsi_edge.targets.Target.native_infer` accepts ``model``."""
+    from mtlsi_edge.targets import TARGETS
 
-        def run(x):
-            res = req.infer({0: x})
-            return {n: res[p] for n, p in ports.items()}
-
-        return run
-    import onnxruntime as ort
-
-    sess = model if hasattr(model, "run") else ort.InferenceSession(
-        model.SerializeToString(), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-
-    def run_ort(x):
-        return dict(zip(outputs, sess.run(outputs, {name: x})))
-
-    return run_ort
+    for target in TARGETS.values():
+        fn = target.native_infer(model, outputs)
+        if fn is not None:
+            return fn
+    raise TypeError(f"no target runs a {type(model).__name__} (expected an OpenVINO "
+                    "CompiledModel, an onnx.ModelProto or an ONNX Runtime session)")
 
 
 def drops_table(fp32: dict, q: dict, task_set: TaskSet) -> dict:

@@ -15,13 +15,11 @@ from mtlsi_edge.fileio import atomic_write_bytes
 
 def _latency_ms(predictor, runs: int = 30) -> dict:
     """Short compute-only profile of a bundle's runner (median and p90 of ``runs``)."""
-
-    from mtlsi_edge.profiler.bench import measure
-    from mtlsi_edge.profiler.stats import summarize
+    from mtlsi_edge.profiler.timing import time_call
 
     x = predictor.sample_input()
-    s = summarize(measure(lambda: predictor.runner(x), runs=runs))
-    return {"median_ms": s["median_ms"], "p90_ms": s["p90_ms"], "runs": runs}
+    s = time_call(lambda: predictor.runner(x), runs=runs)
+    return {"median_ms": s.median_ms, "p90_ms": s.p90_ms, "runs": runs}
 
 
 def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: Path,
@@ -30,17 +28,21 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
                accuracy_control: bool = True, gate_overrides: dict | None = None,
                act_matmuls: str = "float") -> dict:
     """Run the whole chain; returns a summary with ``bundle``, ``report_md`` and ``failed``."""
-    from mtlsi_edge.bundle import compile_bundle, load_bundle
+    from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
     from mtlsi_edge.export import export_onnx
     from mtlsi_edge.quantize.run import run_quantize
     from mtlsi_edge.runtime.predictor import Predictor
-    from mtlsi_edge.targets import CompileOptions
+    from mtlsi_edge.targets import CompileOptions, get_target
     from mtlsi_edge.train.checkpoint import build_from_checkpoint
     from mtlsi_edge.verify import VerificationError
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
+    tgt = get_target(target)
+    if precision not in tgt.precisions:  # what compile_bundle would say, before quantising
+        raise BundleError(f"target {target} supports {', '.join(tgt.precisions)}, "
+                          f"not {precision}")
+    dev = tgt.default_device
     model, _ = build_from_checkpoint(checkpoint)
     verify.thresholds_for("int8", model.task_set, gate_overrides)  # bad task names: fail now
     steps: list[str] = []
@@ -55,7 +57,7 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
     result = {"bundle": fp32_bundle, "fp32_bundle": fp32_bundle, "failed": None}
     q = None
     if precision == "int8":
-        fmt = "openvino" if target == "openvino" else "onnx"
+        fmt = tgt.int8_format
         log(f"[3/5] calibrate + NNCF INT8 ({fmt}); labelled budgets: "
             f"{', '.join(max_drop) or 'none'}; parity gate: always")
         try:
@@ -64,7 +66,7 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
                              console=console, onnx_path=fp32_onnx,
                              accuracy_control=accuracy_control, act_matmuls=act_matmuls,
                              gate_overrides=gate_overrides,
-                             target="tensorrt" if target == "tensorrt" else None)
+                             target=tgt.int8_rules)
             result["failed"] = q["failed"]
             steps.append(f"quantise {fmt}: {q['info']['seconds']} s, "
                          f"{len(q['info']['float_ops'])} heavy ops left in float")

@@ -202,7 +202,7 @@ def _ort_latency_ms(model: MTLSINet, tmp_dir, runs: int = 30) -> float:
     import numpy as np
 
     from mtlsi_edge.export import export_onnx
-    from mtlsi_edge.profiler.bench import measure
+    from mtlsi_edge.profiler.timing import measure
     from mtlsi_edge.targets import CompileOptions
     from mtlsi_edge.targets.onnxruntime import ORTRunner
 

@@ -1,13 +1,15 @@
-"""Backends behind one protocol (``base.py``): a registry, not if/elif chains."""
+"""Backends behind one base class (``base.py``): a registry, not if/elif chains."""
 
 from __future__ import annotations
 
 from mtlsi_edge.targets.base import (
     CompileOptions,
+    LayerTime,
     ModelMismatch,
     Runner,
     Target,
     TargetUnavailable,
+    UnsupportedByTarget,
 )
 from mtlsi_edge.targets.onnxruntime import ONNXRuntimeTarget
 from mtlsi_edge.targets.openvino import OpenVINOTarget
@@ -28,5 +30,5 @@ def get_target(name: str) -> Target:
     return TARGETS[name]
 
 
-__all__ = ["TARGETS", "CompileOptions", "ModelMismatch", "Runner", "Target", "TargetUnavailable",
-           "get_target"]
+__all__ = ["TARGETS", "CompileOptions", "LayerTime", "ModelMismatch", "Runner", "Target",
+           "TargetUnavailable", "UnsupportedByTarget", "get_target"]

@@ -1,13 +1,25 @@
-"""The protocol every backend implements (one file per backend, MMDeploy-style).
+"""The base class every backend derives from (one file per backend, MMDeploy-style: the
+target is the backend *manager*, its Runner the backend *wrapper*).
 
 A :class:`Target` turns an ONNX file into artifact files inside a bundle folder
 (``compile``) and loads them back as a :class:`Runner` (``load``).  A Runner maps a float32
 ``N×3×H×W`` batch (already normalised) to ``{task: array}``; ``layouts`` says, per output,
 whether it is ``NCHW`` or ``NHWC`` so the Predictor's postprocessing never guesses.
+
+Everything else the toolkit needs from a backend is a hook or an attribute here, so no code
+outside ``targets/`` branches on target names or imports a backend package: availability
+(:meth:`Target.available` / :meth:`Target.require`), the default device, the INT8 source
+format, the backend's own per-layer profiler (:meth:`Target.per_layer`), its concurrent
+throughput mode (:meth:`Target.throughput`), the thread count it really uses
+(:meth:`Target.effective_threads`) and inference over its native model objects
+(:meth:`Target.native_infer`, what NNCF hands a validation function).  Optional hooks a
+backend lacks raise :class:`UnsupportedByTarget`.
 """
 
 from __future__ import annotations
 
+import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +35,11 @@ class TargetUnavailable(MtlsiError, RuntimeError):
 
 class ModelMismatch(MtlsiError, ValueError):
     """A model file that does not fit its bundle or the runtime refuses; one line."""
+
+
+class UnsupportedByTarget(MtlsiError, NotImplementedError):
+    """A target lacks an optional hook (per-layer profiler, throughput mode, ...); one line
+    naming the target and what it lacks."""
 
 
 @dataclass
@@ -54,21 +71,100 @@ class Runner(Protocol):
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
-class Target(Protocol):
-    name: str
-    precisions: tuple[str, ...]
+@dataclass
+class LayerTime:
+    """One backend node of a per-layer profile: its name, its type as the backend reports it
+    and its execution time in ms summed over the profiled iterations."""
 
+    name: str
+    type: str
+    ms: float
+
+
+class Target(abc.ABC):
+    """One backend: compile an ONNX file into bundle artifacts and load them as a Runner.
+
+    Subclasses set ``name``, ``precisions`` and, where they differ from the defaults,
+    ``default_device``, ``int8_format`` and ``int8_rules``; they implement ``available``,
+    ``runtime_version``, ``compile`` and ``load``, and optionally ``per_layer``,
+    ``throughput``, ``effective_threads`` and ``native_infer``.
+    """
+
+    name: str = ""
+    precisions: tuple[str, ...] = ()
+    #: Device a bundle is compiled for when the user names none (backend device string).
+    default_device: str = "CPU"
+    #: ``mtlsi-edge quantize --format`` an INT8 bundle of this target is built from
+    #: (``"openvino"`` IR or ``"onnx"`` Q/DQ); None when the target builds no INT8.
+    int8_format: str | None = None
+    #: Extra quantisation rules the INT8 model must follow (``quantize --target``), or None.
+    int8_rules: str | None = None
+    #: What the per-layer times are (shown next to the profile); set with ``per_layer``.
+    per_layer_source: str = ""
+
+    # -- availability -----------------------------------------------------------------------
+    @abc.abstractmethod
     def available(self) -> tuple[bool, str]:
         """(True, "") or (False, one-line reason)."""
-        ...
 
-    def runtime_version(self) -> str: ...
+    def require(self, context: str | None = None,
+                error: type[Exception] = TargetUnavailable) -> None:
+        """Raise ``error`` (default :class:`TargetUnavailable`) when the target cannot run
+        here; the one-line message is ``"<context>: <reason>"`` (``context`` defaults to
+        ``"target <name> unavailable"``)."""
+        ok, why = self.available()
+        if not ok:
+            raise error(f"{context or f'target {self.name} unavailable'}: {why}")
 
+    @abc.abstractmethod
+    def runtime_version(self) -> str:
+        """Version of the backend runtime (``"not installed"`` when absent)."""
+
+    # -- build and load ---------------------------------------------------------------------
+    @abc.abstractmethod
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
                 outputs: list[str]) -> list[str]:
         """Build artifacts from ``onnx_path`` into ``out_dir``; return their file names."""
-        ...
 
+    @abc.abstractmethod
     def load(self, bundle_dir: Path, manifest: dict, opts: CompileOptions) -> Runner:
         """A Runner over the artifacts listed in ``manifest["files"]``."""
-        ...
+
+    def load_options(self, manifest: dict, device: str | None = None,
+                     threads: int | None = None, hint: str = "latency") -> CompileOptions:
+        """The options a bundle is loaded with for inference (and timing): its precision, the
+        device it was compiled for unless ``device`` overrides it, ``threads``, ``hint``.
+        The per-layer and throughput hooks take these too, so they run what was timed."""
+        return CompileOptions(precision=manifest["precision"],
+                              device=device or manifest.get("device") or self.default_device,
+                              threads=threads, hint=hint)
+
+    # -- optional hooks ---------------------------------------------------------------------
+    def per_layer(self, bundle_dir: Path, manifest: dict, opts: CompileOptions,
+                  batch: np.ndarray, iterations: int) -> list[LayerTime]:
+        """Per-node times from the backend's own profiler over ``iterations`` calls on
+        ``batch`` (after an untimed warm-up), the model compiled exactly as ``load`` with
+        ``opts`` compiles it for timing, profiling switched on."""
+        raise UnsupportedByTarget(f"target {self.name} has no per-layer profiler")
+
+    def throughput(self, bundle_dir: Path, manifest: dict, opts: CompileOptions,
+                   batch: np.ndarray, time_s: float | None, runs: int | None) -> dict:
+        """Concurrent inference on ``batch`` for ``time_s`` seconds or ``runs`` frames.
+
+        Returns ``{"fps", "frames", "wall_s", "parallel", "streams", "latencies_s", "how"}``
+        (``latencies_s``: per-request latency under load).  ``opts.threads`` is the
+        backend's per-request thread count or its degree of parallelism (see ``how``).
+        """
+        raise UnsupportedByTarget(f"target {self.name} has no throughput mode "
+                                  "(no concurrent-request API here)")
+
+    def effective_threads(self, runner: Runner) -> int | None:
+        """The inference thread count ``runner`` really uses, or None when unknown."""
+        return None
+
+    def native_infer(self, model: object, outputs: list[str]
+                     ) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
+        """A ``batch → {output: array}`` function over a backend-native model object (e.g.
+        what NNCF hands a validation function), or None when ``model`` is not this
+        backend's."""
+        return None

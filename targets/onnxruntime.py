@@ -8,12 +8,23 @@ optimisations.  Note: on CPUs without VNNI, QDQ INT8 is slower than FP32 (docs/d
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
+import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from mtlsi_edge.targets.base import CompileOptions, ModelMismatch, TargetUnavailable
+from mtlsi_edge.targets.base import (
+    CompileOptions,
+    LayerTime,
+    ModelMismatch,
+    Target,
+    TargetUnavailable,
+)
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -83,11 +94,16 @@ class ORTRunner:
         return dict(zip(self.outputs, res))
 
 
-class ONNXRuntimeTarget:
+class ONNXRuntimeTarget(Target):
+    """ONNX (FP32 or QDQ INT8) → ``onnxruntime.InferenceSession``."""
+
     model_file = "model.onnx"  # what the precision label and I/O checks read
     frame_io = True  # bundles take uint8 BGR frames and emit labels (with_frame_io)
     name = "onnxruntime"
     precisions = ("fp32", "int8")
+    default_device = "cpu"
+    int8_format = "onnx"
+    per_layer_source = "onnxruntime profiler (Node kernel_time events)"
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -130,3 +146,135 @@ class ONNXRuntimeTarget:
         if not ok:
             raise TargetUnavailable(why)
         return ORTRunner(bundle_dir / "model.onnx", opts, manifest["outputs"])
+
+    # -- optional hooks ---------------------------------------------------------------------
+    def per_layer(self, bundle_dir: Path, manifest: dict, opts: CompileOptions,
+                  batch: np.ndarray, iterations: int) -> list[LayerTime]:
+        """ONNX Runtime's own profiler (``SessionOptions.enable_profiling``) on a session made
+        by :meth:`load` with the timed session's options plus the profile file prefix; only
+        the node events of the last ``iterations`` runs are kept (the warm-up is in the same
+        trace)."""
+        from mtlsi_edge.profiler.timing import WARMUP_RUNS
+
+        with tempfile.TemporaryDirectory(prefix="mtlsi-ortprof-") as tmp:
+            prof = dataclasses.replace(
+                opts, extra={**opts.extra, "profile_prefix": str(Path(tmp) / "ort")})
+            runner = self.load(bundle_dir, manifest, prof)
+            for _ in range(WARMUP_RUNS):
+                runner(batch)
+            for _ in range(iterations):
+                runner(batch)
+            trace = runner.session.end_profiling()
+            events = json.loads(Path(trace).read_text())
+        acc = parse_ort_profile(events, last_runs=iterations)
+        return [LayerTime(node, kind, ms) for node, (kind, ms) in acc.items()]
+
+    def throughput(self, bundle_dir: Path, manifest: dict, opts: CompileOptions,
+                   batch: np.ndarray, time_s: float | None, runs: int | None) -> dict:
+        """``opts.threads`` (default: the logical core count) concurrent sessions × 1 intra-op
+        thread, each in its own Python thread, started together once every one is warm."""
+        import psutil
+
+        from mtlsi_edge.profiler.timing import DEFAULT_TIME_S, clock, warmup
+
+        workers = opts.threads or psutil.cpu_count(logical=True) or 1
+        one = dataclasses.replace(opts, threads=1)
+        runners = [self.load(bundle_dir, manifest, one) for _ in range(workers)]
+        if runs is None and time_s is None:
+            time_s = DEFAULT_TIME_S
+        t_stop = [0.0, 0.0]  # [start, stop], set by the barrier when every worker is warm
+
+        def go() -> None:
+            t_stop[0] = clock()
+            t_stop[1] = t_stop[0] + (time_s or 0.0)
+
+        start = threading.Barrier(workers + 1, action=go)
+        lock = threading.Lock()
+        left = [runs if runs is not None else -1]
+        lat: list[list[float]] = [[] for _ in range(workers)]
+        errors: list[BaseException] = []
+
+        def work(i: int) -> None:
+            try:
+                r = runners[i]
+                warmup(lambda: r(batch))
+                start.wait()
+                while True:
+                    if runs is not None:
+                        with lock:
+                            if left[0] <= 0:
+                                return
+                            left[0] -= 1
+                    elif clock() >= t_stop[1]:
+                        return
+                    t = clock()
+                    r(batch)
+                    lat[i].append(clock() - t)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+                errors.append(e)
+                start.abort()
+
+        pool = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(workers)]
+        for th in pool:
+            th.start()
+        try:
+            start.wait()
+        except threading.BrokenBarrierError:
+            pass
+        for th in pool:
+            th.join()
+        wall = clock() - t_stop[0]
+        if errors:
+            raise errors[0]
+        done = [t for per in lat for t in per]
+        return {"fps": len(done) / wall, "frames": len(done), "wall_s": wall,
+                "parallel": workers, "streams": workers, "latencies_s": done,
+                "how": f"ONNX Runtime: {workers} concurrent sessions × 1 intra-op thread"}
+
+    def native_infer(self, model: object, outputs: list[str]
+                     ) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
+        """Over an ``onnxruntime.InferenceSession`` or an ``onnx.ModelProto`` (run on the CPU
+        provider)."""
+        if hasattr(model, "run") and hasattr(model, "get_inputs"):
+            sess = model
+        elif hasattr(model, "SerializeToString") and hasattr(model, "graph"):
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(model.SerializeToString(),
+                                        providers=["CPUExecutionProvider"])
+        else:
+            return None
+        name = sess.get_inputs()[0].name
+
+        def run_ort(x: np.ndarray) -> dict[str, np.ndarray]:
+            return dict(zip(outputs, sess.run(outputs, {name: x})))
+
+        return run_ort
+
+
+def parse_ort_profile(events: list[dict], last_runs: int | None = None) -> dict:
+    """Per-node kernel time (ms, summed) from an ONNX Runtime profile; only the last runs.
+
+    ``events``: the Chrome-trace JSON list ``InferenceSession.end_profiling()`` writes; its
+    ``cat == "Node"`` events carry ``name`` (``<node>_kernel_time``), ``dur`` (µs), ``ts``
+    (µs) and ``args.op_name``; ``cat == "Session"`` events named ``model_run`` delimit each
+    run.  Returns ``{node_name: (op_name, ms)}``.  ``last_runs`` keeps the node events of the
+    last ``model_run`` spans only (warm-up runs are in the same trace).
+    """
+    cutoff = -1
+    if last_runs:
+        starts = sorted(e["ts"] for e in events
+                        if e.get("cat") == "Session" and e.get("name") == "model_run")
+        if len(starts) >= last_runs:
+            cutoff = starts[-last_runs]
+    acc: dict[str, tuple[str, float]] = {}
+    for e in events:
+        if e.get("cat") != "Node" or e.get("ts", 0) < cutoff:
+            continue
+        name = e.get("name", "")
+        if not name.endswith("_kernel_time"):
+            continue  # _fence_before / _fence_after markers
+        node = name[: -len("_kernel_time")]
+        kind = e.get("args", {}).get("op_name", "?")
+        acc[node] = (kind, acc.get(node, (kind, 0.0))[1] + e.get("dur", 0) / 1e3)
+    return acc

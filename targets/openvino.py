@@ -11,11 +11,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from mtlsi_edge.targets.base import CompileOptions, ModelMismatch, TargetUnavailable
+from mtlsi_edge.targets.base import (
+    CompileOptions,
+    LayerTime,
+    ModelMismatch,
+    Runner,
+    Target,
+    TargetUnavailable,
+)
 
 
 def _with_nhwc_outputs(model, outputs: list[str]):
@@ -119,6 +128,11 @@ class OpenVINORunner:
             import openvino.properties as props
 
             cfg[props.cache_dir] = str(cache_dir)
+        if opts.extra.get("profiling"):  # per-layer profile: the timed config + PERF_COUNT
+            import openvino.properties as props
+
+            cfg[props.enable_profiling] = True
+        self.config = dict(cfg)  # what compile_model was given
         try:
             self.compiled = core.compile_model(model, device, cfg)
         except RuntimeError as e:
@@ -148,11 +162,15 @@ class OpenVINORunner:
         return {n: res[p] for n, p in zip(self.outputs, self._ports)}
 
 
-class OpenVINOTarget:
+class OpenVINOTarget(Target):
+    """ONNX (or an NNCF INT8 IR) → OpenVINO IR, compiled by ``ov.Core`` at load time."""
+
     model_file = "model.xml"  # what the precision label and I/O checks read
     frame_io = True  # bundles take uint8 BGR frames and emit labels (with_frame_io)
     name = "openvino"
     precisions = ("fp32", "fp16", "int8")
+    int8_format = "openvino"
+    per_layer_source = "openvino get_profiling_info (real_time)"
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -197,3 +215,106 @@ class OpenVINOTarget:
         cache = opts.extra.get("cache_dir")
         return OpenVINORunner(bundle_dir / "model.xml", opts, manifest["outputs"],
                               Path(cache) if cache else None)
+
+    # -- optional hooks ---------------------------------------------------------------------
+    def profiling_runner(self, bundle_dir: Path, manifest: dict,
+                         opts: CompileOptions) -> OpenVINORunner:
+        """The runner :meth:`load` makes with ``opts``, compiled with ``enable_profiling``
+        (``PERF_COUNT``) added and nothing else changed: the per-layer profile runs the very
+        configuration that was timed (FP16 snippets workaround, inference precision,
+        threads, hint)."""
+        return self.load(bundle_dir, manifest,
+                         dataclasses.replace(opts, extra={**opts.extra, "profiling": True}))
+
+    def per_layer(self, bundle_dir: Path, manifest: dict, opts: CompileOptions,
+                  batch: np.ndarray, iterations: int) -> list[LayerTime]:
+        """``InferRequest.get_profiling_info()`` of :meth:`profiling_runner`, summed over
+        ``iterations`` calls after a warm-up: ``ProfilingInfo`` rows (``node_name``,
+        ``node_type``, ``exec_type``, ``real_time`` as a ``timedelta``) whose ``status`` is
+        ``EXECUTED`` (``NOT_RUN`` / ``OPTIMIZED_OUT`` nodes are skipped)."""
+        import openvino as ov
+
+        from mtlsi_edge.profiler.timing import WARMUP_RUNS
+
+        runner = self.profiling_runner(bundle_dir, manifest, opts)
+        for _ in range(WARMUP_RUNS):
+            runner(batch)
+        acc: dict[str, tuple[str, float]] = {}
+        for _ in range(iterations):
+            runner(batch)
+            for info in runner.request.get_profiling_info():
+                if info.status != ov.ProfilingInfo.Status.EXECUTED:
+                    continue
+                ms = info.real_time.total_seconds() * 1e3
+                kind = f"{info.node_type} ({info.exec_type})"
+                acc[info.node_name] = (kind, acc.get(info.node_name, (kind, 0.0))[1] + ms)
+        return [LayerTime(node, kind, ms) for node, (kind, ms) in acc.items()]
+
+    def throughput(self, bundle_dir: Path, manifest: dict, opts: CompileOptions,
+                   batch: np.ndarray, time_s: float | None, runs: int | None) -> dict:
+        """The ``THROUGHPUT`` performance hint and an ``openvino.AsyncInferQueue`` of
+        ``optimal_number_of_infer_requests`` (read from the compiled model) requests, fed
+        with ``get_idle_request_id`` + ``start_async(inputs, userdata=submit time)``; the
+        ``set_callback`` callback records each request's latency from submission."""
+        import openvino as ov
+        import openvino.properties as props
+
+        from mtlsi_edge.profiler.timing import DEFAULT_TIME_S, WARMUP_RUNS, WARMUP_S, clock
+
+        runner = self.load(bundle_dir, manifest, dataclasses.replace(opts, hint="throughput"))
+        compiled = runner.compiled
+        nireq = int(compiled.get_property(props.optimal_number_of_infer_requests))
+        queue = ov.AsyncInferQueue(compiled, nireq)
+        done: list[float] = []
+        queue.set_callback(lambda _req, t0: done.append(clock() - t0))
+
+        def submit() -> None:
+            queue.get_idle_request_id()  # wait for a free request: latency starts at submission
+            queue.start_async({0: batch}, userdata=clock())
+
+        t_end, k = clock() + WARMUP_S, 0
+        while k < max(WARMUP_RUNS, 2 * nireq) or clock() < t_end:
+            submit()
+            k += 1
+        queue.wait_all()
+        done.clear()
+        if runs is None and time_s is None:
+            time_s = DEFAULT_TIME_S
+        t0 = clock()
+        n = 0
+        while (n < runs) if runs is not None else (clock() - t0 < time_s or n == 0):
+            submit()
+            n += 1
+        queue.wait_all()
+        wall = clock() - t0
+        try:
+            streams = int(compiled.get_property(props.num_streams))
+        except Exception:  # noqa: BLE001 - informative only
+            streams = None
+        return {"fps": len(done) / wall, "frames": len(done), "wall_s": wall,
+                "parallel": nireq, "streams": streams, "latencies_s": list(done),
+                "how": f"OpenVINO THROUGHPUT hint, AsyncInferQueue of {nireq} requests "
+                       f"(optimal_number_of_infer_requests), {streams} streams"}
+
+    def effective_threads(self, runner: Runner) -> int | None:
+        """``inference_num_threads`` read back from the compiled model."""
+        try:
+            import openvino.properties as props
+
+            return int(runner.compiled.get_property(props.inference_num_threads))
+        except Exception:  # noqa: BLE001 - informative only
+            return None
+
+    def native_infer(self, model: object, outputs: list[str]
+                     ) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
+        """Over an ``openvino.CompiledModel`` (one infer request, outputs by name)."""
+        if not hasattr(model, "create_infer_request"):
+            return None
+        ports = {n: model.output(n) for n in outputs}
+        req = model.create_infer_request()
+
+        def run(x: np.ndarray) -> dict[str, np.ndarray]:
+            res = req.infer({0: x})
+            return {n: res[p] for n, p in ports.items()}
+
+        return run

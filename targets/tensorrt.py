@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge.fileio import atomic_write_bytes
-from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
+from mtlsi_edge.targets.base import CompileOptions, Target, TargetUnavailable
 
 ENGINE_FILE = "model.engine"
 SUPPORTED_MAJORS = (10, 11)
@@ -220,7 +220,7 @@ def _size_hw(value, what: str) -> tuple[int, int]:
     return h, w
 
 
-class TensorRTTarget:
+class TensorRTTarget(Target):
     """ONNX → TensorRT engine.  ``opts.extra`` knobs: ``workspace_mb`` (1024), ``dla_core``
     (Jetson DLA core; GPU fallback on), ``timing_cache`` (file read before and written after
     the build), ``input_size`` (H, W: the optimisation-profile *opt* shape, required when H/W
@@ -229,6 +229,9 @@ class TensorRTTarget:
 
     name = "tensorrt"
     precisions = ("fp32", "fp16", "int8")
+    default_device = "cuda:0"
+    int8_format = "onnx"
+    int8_rules = "tensorrt"  # quantize --target tensorrt: Q/DQ that passes check_qdq
 
     # -- availability ---------------------------------------------------------------------
     def available(self) -> tuple[bool, str]:
@@ -256,9 +259,7 @@ class TensorRTTarget:
         return str(getattr(trt, "__version__", "unknown"))
 
     def _require(self):
-        ok, why = self.available()
-        if not ok:
-            raise TargetUnavailable(f"TensorRT target unavailable: {why}")
+        self.require("TensorRT target unavailable")
         import tensorrt as trt
 
         return trt

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
+from mtlsi_edge.targets.base import CompileOptions, Runner, Target, TargetUnavailable
 
 
 class TorchRunner:
@@ -37,7 +37,9 @@ class TorchRunner:
         return {n: r.numpy() for n, r in zip(self.outputs, res)}
 
 
-class TorchTarget:
+class TorchTarget(Target):
+    """Checkpoint weights → eager PyTorch (FP32 reference)."""
+
     name = "torch"
     frame_io = True  # the same graph as the other frame-I/O bundles, in eager PyTorch
     precisions = ("fp32",)
@@ -64,6 +66,10 @@ class TorchTarget:
         label = manifest.get("label_size") if frame else None
         return TorchRunner(model, opts, manifest["output_stride"], frame,
                            tuple(label) if label else None)
+
+    def effective_threads(self, runner: Runner) -> int | None:
+        """PyTorch's intra-op thread count (process-wide)."""
+        return torch.get_num_threads()
 
 
 def model_from_weights(config: dict, weights: Path, pruned: dict | None = None):

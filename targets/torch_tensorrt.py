@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
+from mtlsi_edge.targets.base import CompileOptions, Target, TargetUnavailable
 
 PROGRAM_FILE = "model.ep"
 INSTALL_HINT = ('pip install "mtlsi-edge[tensorrt]" on x86-64 Linux with CUDA 13; on Jetson '
@@ -63,12 +63,13 @@ def _onnx_meta(onnx_path: Path) -> dict:
     raise ValueError(f"{onnx_path}: ONNX lacks mtlsi_edge metadata")
 
 
-class TorchTensorRTTarget:
+class TorchTensorRTTarget(Target):
     """Checkpoint → torch-tensorrt ExportedProgram.  ``opts.extra``: ``checkpoint_weights``
     (set by ``compile_bundle``), ``workspace_mb`` (optional)."""
 
     name = "torch-tensorrt"
     precisions = ("fp32", "fp16")
+    default_device = "cuda:0"
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -95,9 +96,7 @@ class TorchTensorRTTarget:
         return str(torch_tensorrt.__version__)
 
     def _require(self):
-        ok, why = self.available()
-        if not ok:
-            raise TargetUnavailable(f"torch-tensorrt target unavailable: {why}")
+        self.require("torch-tensorrt target unavailable")
         import torch_tensorrt
 
         return torch_tensorrt

@@ -301,3 +301,134 @@ def test_profile_bundle_throughput_onnxruntime(bundle):
 def test_profile_bundle_torch_throughput_is_skipped(bundle):
     row = profile_bundle(bundle("torch"), mode="throughput", runs=3)
     assert row["skipped"] and row["compute"] is None
+
+
+# -- backend hooks: per-layer runs what was timed -------------------------------------------
+def test_openvino_fp16_per_layer_compiles_the_timed_config(bundle):
+    """The per-layer profile compiles the bundle exactly as the timed model (FP16 snippets
+    workaround included), PERF_COUNT being the one addition."""
+    import openvino.properties as props
+
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.runtime.predictor import Predictor
+    from mtlsi_edge.targets import get_target
+
+    manifest, folder = load_bundle(bundle("openvino", "fp16"))
+    target = get_target("openvino")
+    timed = Predictor.from_bundle(folder, threads=1, hint="latency").runner
+    prof = target.profiling_runner(folder, manifest, target.load_options(manifest, threads=1))
+    assert timed.config.get("SNIPPETS_MODE") == "DISABLE"  # the workaround is in both
+    assert prof.config == {**timed.config, props.enable_profiling: True}
+    # and the plugin applied the same values to both: every readable property but PERF_COUNT
+    supported = [str(k) for k in timed.compiled.get_property(props.supported_properties)]
+    assert "PERFORMANCE_HINT" in supported and "INFERENCE_PRECISION_HINT" in supported
+    for key in supported:
+        if key not in ("PERF_COUNT", "SUPPORTED_PROPERTIES"):
+            assert str(prof.compiled.get_property(key)) == \
+                str(timed.compiled.get_property(key)), key
+    assert prof.device_precision == timed.device_precision
+    assert str(prof.compiled.get_property(props.enable_profiling)) in ("YES", "True")
+    assert str(timed.compiled.get_property(props.enable_profiling)) in ("NO", "False")
+
+
+def test_openvino_per_layer_hook_reports_layers(bundle):
+    import numpy as np
+
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.targets import get_target
+
+    manifest, folder = load_bundle(bundle("openvino", "fp16"))
+    target = get_target("openvino")
+    x = np.zeros((1, 3, *manifest["input"]["size"]), np.float32)
+    layers = target.per_layer(folder, manifest, target.load_options(manifest, threads=1), x, 2)
+    assert layers and all(r.ms >= 0 and r.name and r.type for r in layers)
+
+
+def test_onnxruntime_per_layer_uses_the_timed_session_options(bundle, monkeypatch):
+    import numpy as np
+
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.targets import get_target
+    from mtlsi_edge.targets.onnxruntime import ONNXRuntimeTarget
+
+    manifest, folder = load_bundle(bundle("onnxruntime"))
+    target = get_target("onnxruntime")
+    opts = target.load_options(manifest, threads=1)
+    loaded, real = [], ONNXRuntimeTarget.load
+
+    def load(self, *a, **kw):
+        loaded.append(real(self, *a, **kw))
+        return loaded[-1]
+
+    monkeypatch.setattr(ONNXRuntimeTarget, "load", load)
+    timed = target.load(folder, manifest, opts)
+    x = np.zeros((1, 3, *manifest["input"]["size"]), np.float32)
+    layers = target.per_layer(folder, manifest, opts, x, 2)
+    assert layers and len(loaded) == 2
+    a, b = (r.session.get_session_options() for r in (timed, loaded[1]))
+    for k in ("intra_op_num_threads", "inter_op_num_threads", "graph_optimization_level",
+              "log_severity_level"):
+        assert getattr(a, k) == getattr(b, k), k
+    assert b.enable_profiling and not a.enable_profiling
+    assert timed.session.get_providers() == loaded[1].session.get_providers()
+
+
+def test_every_target_derives_from_the_base():
+    from mtlsi_edge.targets import TARGETS, Target, TargetUnavailable, UnsupportedByTarget
+
+    assert all(isinstance(t, Target) for t in TARGETS.values())
+    assert TARGETS["onnxruntime"].default_device == "cpu"
+    assert TARGETS["tensorrt"].default_device == "cuda:0"
+    assert TARGETS["openvino"].default_device == "CPU"
+    with pytest.raises(UnsupportedByTarget, match="target torch has no per-layer profiler"):
+        TARGETS["torch"].per_layer(None, {}, None, None, 1)
+    with pytest.raises(NotImplementedError, match="torch-tensorrt has no throughput"):
+        TARGETS["torch-tensorrt"].throughput(None, {}, None, None, None, 1)
+    TARGETS["onnxruntime"].require()  # available: no error
+    if not TARGETS["tensorrt"].available()[0]:
+        with pytest.raises(TargetUnavailable, match=r"^ctx: .*not installed|^ctx: "):
+            TARGETS["tensorrt"].require("ctx")
+
+
+def test_time_call_is_measure_plus_summary():
+    from mtlsi_edge.profiler.timing import time_call
+
+    fn = Counter()
+    t = time_call(fn, warmup_s=0.0, warmup_runs=3, runs=4)
+    assert fn.calls == 7 and len(t.times_s) == 4
+    assert t.stats == summarize(t.times_s) and t.median_ms == t.stats["median_ms"]
+    assert len(t.times_ms) == 4
+
+
+def test_profile_bundle_openvino_hooks(bundle):
+    """profile_bundle reaches OpenVINO only through its hooks: per-layer, effective threads,
+    throughput."""
+    row = profile_bundle(bundle("openvino", "fp16"), runs=3, threads=1, per_layer=True,
+                         e2e=False)
+    assert row["compute"]["n"] == 3 and row["threads_effective"] == 1
+    pl = row["per_layer"]
+    assert pl["source"].startswith("openvino") and pl["nodes"] > 0 and pl["iterations"] == 5
+    row = profile_bundle(bundle("openvino", "fp16"), mode="throughput", runs=4, threads=1)
+    t = row["throughput"]
+    assert t["frames"] == 4 and t["parallel"] >= 1 and row["compute"]["n"] == 4
+
+
+def test_compiled_infer_goes_through_native_infer(tiny_onnx):
+    """quantize.accuracy.compiled_infer: every NNCF-side model kind is run by its target."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import openvino as ov
+
+    from mtlsi_edge.quantize.accuracy import compiled_infer
+
+    proto = onnx.load(str(tiny_onnx))
+    outputs = [o.name for o in proto.graph.output]
+    x = np.zeros((1, 3, 64, 96), np.float32)
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    compiled = ov.Core().compile_model(str(tiny_onnx), "CPU", {"INFERENCE_NUM_THREADS": 1})
+    for model in (proto, sess, compiled):
+        out = compiled_infer(model, outputs)(x)
+        assert list(out) == outputs and all(np.isfinite(v).all() for v in out.values())
+    with pytest.raises(TypeError, match="no target runs a str"):
+        compiled_infer("model.onnx", outputs)

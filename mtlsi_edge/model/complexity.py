@@ -61,7 +61,7 @@ def model_report(model: MTLSINet, size: tuple[int, int] | None = None) -> dict:
 def eager_latency_ms(model: nn.Module, size: tuple[int, int], runs: int = 20,
                      warmup_s: float = 0.5) -> float:
     """Median wall time of one batch-1 FP32 forward in PyTorch eager, after a timed warm-up."""
-    from mtlsi_edge.profiler.bench import measure
+    from mtlsi_edge.profiler.timing import measure
 
     model.eval()
     x = torch.randn(1, 3, *size)

@@ -1,38 +1,26 @@
-"""Timing loops and the per-bundle profile (compute-only, end-to-end, throughput, per-layer).
+"""The per-bundle profile (compute-only, end-to-end, throughput, per-layer).
 
-Conventions (docs/design.md, 'Profiling conventions'): warm up by time (≥ 200 ms) *and* count,
-then time either a duration or a number of iterations; compute-only latency (the Runner on an
-already preprocessed batch) is reported apart from end-to-end latency (the Predictor on a BGR
-uint8 frame: preprocessing, inference, postprocessing and the copies in between); latency and
-throughput are separate runs.  Per-iteration times are kept so they can be exported as JSON.
+Conventions (docs/design.md, 'Profiling conventions'): warm up by time (≥ 200 ms) *and*
+count, then time either a duration or a number of iterations; compute-only latency (the Runner
+on an already preprocessed batch) is reported apart from end-to-end latency (the Predictor on
+a BGR uint8 frame: preprocessing, inference, postprocessing and the copies in between);
+latency and throughput are separate runs.  Per-iteration times are kept so they can be
+exported as JSON.
 
-Backend APIs used (checked against the OpenVINO and ONNX Runtime documentation):
-
-- OpenVINO: ``openvino.properties.hint.performance_mode`` (``LATENCY`` / ``THROUGHPUT``),
-  ``openvino.properties.optimal_number_of_infer_requests`` read from the compiled model,
-  ``openvino.AsyncInferQueue(compiled, jobs)`` with ``set_callback(f(request, userdata))``,
-  ``get_idle_request_id``, ``start_async(inputs, userdata)`` and ``wait_all``;
-  ``openvino.properties.enable_profiling`` then ``InferRequest.get_profiling_info()`` →
-  ``ProfilingInfo`` (``node_name``, ``node_type``, ``exec_type``, ``real_time`` as a
-  ``timedelta``, ``status`` ∈ ``NOT_RUN / OPTIMIZED_OUT / EXECUTED``).
-- ONNX Runtime: ``SessionOptions.enable_profiling`` / ``profile_file_prefix`` then
-  ``InferenceSession.end_profiling()`` → path of a Chrome-trace JSON list whose ``cat ==
-  "Node"`` events carry ``name`` (``<node>_kernel_time``), ``dur`` (µs), ``ts`` (µs) and
-  ``args.op_name``; ``cat == "Session"`` events named ``model_run`` delimit each run.
+Backends are reached only through their :class:`~mtlsi_edge.targets.Target` hooks:
+``per_layer`` (each backend's own profiler, compiled exactly as the timed model),
+``throughput`` (its concurrent-request API) and ``effective_threads``; the timing loops are
+:mod:`mtlsi_edge.profiler.timing`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import platform
 import re
 import resource
-import tempfile
-import threading
-import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -41,72 +29,22 @@ import numpy as np
 
 from mtlsi_edge.machine import cpu_info
 from mtlsi_edge.profiler.stats import summarize
+from mtlsi_edge.profiler.timing import (  # noqa: F401 - re-exported (older imports)
+    DEFAULT_TIME_S,
+    WARMUP_RUNS,
+    WARMUP_S,
+    measure,
+    time_call,
+    warmup,
+)
+from mtlsi_edge.profiler.timing import check_budget as _check_budget
+from mtlsi_edge.targets.onnxruntime import parse_ort_profile  # noqa: F401 - re-exported
 
-#: Warm-up defaults: at least this long *and* at least this many calls.
-WARMUP_S = 0.2
-WARMUP_RUNS = 5
-#: Measurement default when neither a duration nor a count is given.
-DEFAULT_TIME_S = 1.0
 MODES = ("latency", "throughput")
 #: ISA flags of interest in /proc/cpuinfo (``amx`` = any ``amx_*`` flag).
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni")
 
 Progress = Callable[[str], None]
-
-
-# -- timing loops -------------------------------------------------------------------------
-def _check_budget(time_s: float | None, runs: int | None) -> None:
-    if runs is not None and time_s is not None:
-        raise ValueError("give a duration (time_s) or a count (runs), not both")
-    if runs is not None and int(runs) < 1:
-        raise ValueError(f"runs must be ≥ 1, got {runs}")
-    if time_s is not None and not (time_s > 0 and math.isfinite(time_s)):
-        raise ValueError(f"time must be > 0 seconds, got {time_s}")
-
-
-def warmup(fn: Callable[[], object], warmup_s: float = WARMUP_S,
-           warmup_runs: int = WARMUP_RUNS) -> int:
-    """Call ``fn`` (untimed) until ``warmup_s`` seconds passed *and* ``warmup_runs`` calls
-    were made; returns the number of calls."""
-    t_end, k = time.perf_counter() + warmup_s, 0
-    while k < warmup_runs or time.perf_counter() < t_end:
-        fn()
-        k += 1
-    return k
-
-
-def measure(fn: Callable[[], object], warmup_s: float = WARMUP_S,
-            warmup_runs: int = WARMUP_RUNS, time_s: float | None = None,
-            runs: int | None = None) -> list[float]:
-    """Call ``fn`` repeatedly; return the wall time of each timed call in seconds.
-
-    Warm-up (untimed) lasts until both ``warmup_s`` seconds have passed and ``warmup_runs``
-    calls were made (like ``benchmark_app``).  Then either ``runs`` calls are timed, or calls
-    are timed until ``time_s`` seconds have passed (at least one call); with neither,
-    :data:`DEFAULT_TIME_S`.  ``runs < 1`` or ``time_s <= 0`` raise ``ValueError``.
-    """
-    _check_budget(time_s, runs)
-    if warmup_s < 0 or warmup_runs < 0:
-        raise ValueError("warm-up time and count must be ≥ 0")
-    if runs is None and time_s is None:
-        time_s = DEFAULT_TIME_S
-    warmup(fn, warmup_s, warmup_runs)
-    clock = time.perf_counter
-    times: list[float] = []
-    if runs is not None:
-        for _ in range(int(runs)):
-            t = clock()
-            fn()
-            times.append(clock() - t)
-        return times
-    t_stop = clock() + float(time_s)
-    while True:
-        t = clock()
-        fn()
-        now = clock()
-        times.append(now - t)
-        if now >= t_stop:
-            return times
 
 
 # -- machine ------------------------------------------------------------------------------
@@ -248,200 +186,15 @@ def _group(node_ms: dict[str, tuple[str, float]], iterations: int,
     }
 
 
-def _per_layer_openvino(folder: Path, manifest: dict, threads: int | None, x: np.ndarray,
-                        iterations: int, structure: dict | None) -> dict:
-    import openvino as ov
-    import openvino.properties as props
-    import openvino.properties.hint as hints
-
-    from mtlsi_edge.targets.openvino import _with_nhwc_outputs
-
-    core = ov.Core()
-    device = str(manifest.get("device", "CPU")).upper()
-    model = _with_nhwc_outputs(core.read_model(str(folder / "model.xml")), manifest["outputs"])
-    cfg: dict = {hints.performance_mode: hints.PerformanceMode.LATENCY,
-                 props.enable_profiling: True}
-    if threads and device in ("CPU", "AUTO"):
-        cfg[props.inference_num_threads] = threads
-    if manifest["precision"] == "fp32" and device in ("CPU", "AUTO"):
-        cfg[hints.inference_precision] = ov.Type.f32
-    request = core.compile_model(model, device, cfg).create_infer_request()
-    for _ in range(WARMUP_RUNS):
-        request.infer({0: x})
-    acc: dict[str, tuple[str, float]] = {}
-    for _ in range(iterations):
-        request.infer({0: x})
-        for info in request.get_profiling_info():
-            if info.status != ov.ProfilingInfo.Status.EXECUTED:
-                continue
-            ms = info.real_time.total_seconds() * 1e3
-            kind = f"{info.node_type} ({info.exec_type})"
-            acc[info.node_name] = (kind, acc.get(info.node_name, (kind, 0.0))[1] + ms)
-    out = _group(acc, iterations, structure)
-    out["source"] = "openvino get_profiling_info (real_time)"
+def per_layer_profile(target, folder: Path, manifest: dict, threads: int | None,
+                      x: np.ndarray, iterations: int, structure: dict | None) -> dict:
+    """The target's per-layer hook (compiled as the timed model, latency hint) grouped by
+    MTLSI-Net part; raises :class:`~mtlsi_edge.targets.UnsupportedByTarget` without one."""
+    opts = target.load_options(manifest, threads=threads, hint="latency")
+    layers = target.per_layer(folder, manifest, opts, x, iterations)
+    out = _group({r.name: (r.type, r.ms) for r in layers}, iterations, structure)
+    out["source"] = target.per_layer_source
     return out
-
-
-def parse_ort_profile(events: list[dict], last_runs: int | None = None) -> dict:
-    """Per-node kernel time (ms, summed) from an ONNX Runtime profile; only the last runs.
-
-    Returns ``{node_name: (op_name, ms)}``.  ``last_runs`` keeps the node events of the last
-    ``model_run`` spans only (warm-up runs are in the same trace).
-    """
-    cutoff = -1
-    if last_runs:
-        starts = sorted(e["ts"] for e in events
-                        if e.get("cat") == "Session" and e.get("name") == "model_run")
-        if len(starts) >= last_runs:
-            cutoff = starts[-last_runs]
-    acc: dict[str, tuple[str, float]] = {}
-    for e in events:
-        if e.get("cat") != "Node" or e.get("ts", 0) < cutoff:
-            continue
-        name = e.get("name", "")
-        if not name.endswith("_kernel_time"):
-            continue  # _fence_before / _fence_after markers
-        node = name[: -len("_kernel_time")]
-        kind = e.get("args", {}).get("op_name", "?")
-        acc[node] = (kind, acc.get(node, (kind, 0.0))[1] + e.get("dur", 0) / 1e3)
-    return acc
-
-
-def _per_layer_onnxruntime(folder: Path, manifest: dict, threads: int | None, x: np.ndarray,
-                           iterations: int, structure: dict | None) -> dict:
-    from mtlsi_edge.targets import CompileOptions
-    from mtlsi_edge.targets.onnxruntime import ORTRunner
-
-    with tempfile.TemporaryDirectory(prefix="mtlsi-ortprof-") as tmp:
-        opts = CompileOptions(precision=manifest["precision"],
-                              device=manifest.get("device", "cpu"), threads=threads,
-                              extra={"profile_prefix": str(Path(tmp) / "ort")})
-        runner = ORTRunner(folder / "model.onnx", opts, manifest["outputs"])
-        for _ in range(WARMUP_RUNS):
-            runner(x)
-        for _ in range(iterations):
-            runner(x)
-        trace = runner.session.end_profiling()
-        events = json.loads(Path(trace).read_text())
-    acc = parse_ort_profile(events, last_runs=iterations)
-    out = _group(acc, iterations, structure)
-    out["source"] = "onnxruntime profiler (Node kernel_time events)"
-    return out
-
-
-# -- throughput ---------------------------------------------------------------------------
-def _throughput_openvino(folder: Path, manifest: dict, threads: int | None, x: np.ndarray,
-                         time_s: float | None, runs: int | None) -> dict:
-    import openvino as ov
-    import openvino.properties as props
-
-    from mtlsi_edge.targets import CompileOptions, get_target
-
-    opts = CompileOptions(precision=manifest["precision"], device=manifest.get("device", "CPU"),
-                          threads=threads, hint="throughput")
-    runner = get_target("openvino").load(folder, manifest, opts)
-    compiled = runner.compiled
-    nireq = int(compiled.get_property(props.optimal_number_of_infer_requests))
-    queue = ov.AsyncInferQueue(compiled, nireq)
-    done: list[float] = []
-    queue.set_callback(lambda _req, t0: done.append(time.perf_counter() - t0))
-
-    def submit() -> None:
-        queue.get_idle_request_id()  # wait for a free request: latency starts at submission
-        queue.start_async({0: x}, userdata=time.perf_counter())
-
-    clock = time.perf_counter
-    t_end, k = clock() + WARMUP_S, 0
-    while k < max(WARMUP_RUNS, 2 * nireq) or clock() < t_end:
-        submit()
-        k += 1
-    queue.wait_all()
-    done.clear()
-    if runs is None and time_s is None:
-        time_s = DEFAULT_TIME_S
-    t0 = clock()
-    n = 0
-    while (n < runs) if runs is not None else (clock() - t0 < time_s or n == 0):
-        submit()
-        n += 1
-    queue.wait_all()
-    wall = clock() - t0
-    try:
-        streams = int(compiled.get_property(props.num_streams))
-    except Exception:  # noqa: BLE001 - informative only
-        streams = None
-    return {"fps": len(done) / wall, "frames": len(done), "wall_s": wall,
-            "parallel": nireq, "streams": streams, "latencies_s": list(done),
-            "how": f"OpenVINO THROUGHPUT hint, AsyncInferQueue of {nireq} requests "
-                   f"(optimal_number_of_infer_requests), {streams} streams"}
-
-
-def _throughput_onnxruntime(folder: Path, manifest: dict, threads: int | None, x: np.ndarray,
-                            time_s: float | None, runs: int | None) -> dict:
-    import psutil
-
-    from mtlsi_edge.targets import CompileOptions
-    from mtlsi_edge.targets.onnxruntime import ORTRunner
-
-    workers = threads or psutil.cpu_count(logical=True) or 1
-    opts = CompileOptions(precision=manifest["precision"], device=manifest.get("device", "cpu"),
-                          threads=1)
-    runners = [ORTRunner(folder / "model.onnx", opts, manifest["outputs"])
-               for _ in range(workers)]
-    if runs is None and time_s is None:
-        time_s = DEFAULT_TIME_S
-    t_stop = [0.0, 0.0]  # [start, stop], set by the barrier when every worker is warm
-
-    def go() -> None:
-        t_stop[0] = time.perf_counter()
-        t_stop[1] = t_stop[0] + (time_s or 0.0)
-
-    start = threading.Barrier(workers + 1, action=go)
-    lock = threading.Lock()
-    left = [runs if runs is not None else -1]
-    lat: list[list[float]] = [[] for _ in range(workers)]
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        try:
-            r = runners[i]
-            warmup(lambda: r(x))
-            start.wait()
-            while True:
-                if runs is not None:
-                    with lock:
-                        if left[0] <= 0:
-                            return
-                        left[0] -= 1
-                elif time.perf_counter() >= t_stop[1]:
-                    return
-                t = time.perf_counter()
-                r(x)
-                lat[i].append(time.perf_counter() - t)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-            errors.append(e)
-            start.abort()
-
-    pool = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(workers)]
-    for th in pool:
-        th.start()
-    try:
-        start.wait()
-    except threading.BrokenBarrierError:
-        pass
-    for th in pool:
-        th.join()
-    wall = time.perf_counter() - t_stop[0]
-    if errors:
-        raise errors[0]
-    done = [t for per in lat for t in per]
-    return {"fps": len(done) / wall, "frames": len(done), "wall_s": wall,
-            "parallel": workers, "streams": workers, "latencies_s": done,
-            "how": f"ONNX Runtime: {workers} concurrent sessions × 1 intra-op thread"}
-
-
-THROUGHPUT = {"openvino": _throughput_openvino, "onnxruntime": _throughput_onnxruntime}
-PER_LAYER = {"openvino": _per_layer_openvino, "onnxruntime": _per_layer_onnxruntime}
 
 
 # -- the profile of one bundle ------------------------------------------------------------
@@ -479,7 +232,7 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
 
     from mtlsi_edge.bundle import load_bundle
     from mtlsi_edge.runtime.predictor import Predictor
-    from mtlsi_edge.targets import TargetUnavailable, get_target
+    from mtlsi_edge.targets import UnsupportedByTarget, get_target
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -489,9 +242,8 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
     say = progress or (lambda _msg: None)
     manifest, folder = load_bundle(path)
     target = manifest["target"]
-    ok, why = get_target(target).available()
-    if not ok:
-        raise TargetUnavailable(f"{folder}: bundle needs target {target}: {why}")
+    tgt = get_target(target)
+    tgt.require(f"{folder}: bundle needs target {target}")
     in_size = tuple(manifest["input"]["size"])
     frame_size = tuple(size) if size else in_size
     name = f"{target}-{manifest['precision']}"
@@ -519,15 +271,17 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
 
     rss_before = psutil.Process().memory_info().rss
     if mode == "throughput":
-        fn = THROUGHPUT.get(target)
-        if fn is None:
-            row["skipped"] = (f"throughput mode not implemented for {target} "
-                              f"(batch-1 eager has no concurrent-request API here)")
-            return row
         pre = Predictor(_NullRunner(), manifest)
         x, _ = pre.preprocess(_frame(in_size))
         say(f"{name}: throughput")
-        res = fn(folder, manifest, threads, x, time_s, runs)
+        try:
+            res = tgt.throughput(folder, manifest,
+                                 tgt.load_options(manifest, threads=threads, hint="throughput"),
+                                 x, time_s, runs)
+        except UnsupportedByTarget:
+            row["skipped"] = (f"throughput mode not implemented for {target} "
+                              f"(batch-1 eager has no concurrent-request API here)")
+            return row
         lat = res.pop("latencies_s")
         row["compute"] = {**summarize(lat), "times_ms": _ms_list(lat)}
         row["throughput"] = res
@@ -541,8 +295,8 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
         x, _ = predictor.preprocess(frame)
         runner = predictor.runner
         say(f"{name}: compute-only latency")
-        t_compute = measure(lambda: runner(x), time_s=time_s, runs=runs)
-        row["compute"] = {**summarize(t_compute), "times_ms": _ms_list(t_compute)}
+        t_compute = time_call(lambda: runner(x), time_s=time_s, runs=runs)
+        row["compute"] = {**t_compute.stats, "times_ms": t_compute.times_ms}
         row["fps"] = row["compute"]["fps"]
         if e2e:
             say(f"{name}: end-to-end latency")
@@ -552,40 +306,31 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
                 predictor(frame)
                 split.append(predictor.timings)
 
-            t_e2e = measure(call, time_s=time_s, runs=runs)
-            split = split[-len(t_e2e):]
+            t_e2e = time_call(call, time_s=time_s, runs=runs)
+            split = split[-len(t_e2e.times_s):]
             med = {k: float(np.median([getattr(s, k) for s in split]))
                    for k in ("preprocess", "inference", "postprocess")}
-            row["e2e"] = {**summarize(t_e2e), "times_ms": _ms_list(t_e2e), "split_ms": med}
+            row["e2e"] = {**t_e2e.stats, "times_ms": t_e2e.times_ms, "split_ms": med}
         if row.get("gmacs"):
             row["gflops_per_s"] = 2 * row["gmacs"] / (row["compute"]["median_ms"] / 1e3)
-        if target == "openvino":
-            try:
-                import openvino.properties as props
-
-                row["threads_effective"] = int(
-                    runner.compiled.get_property(props.inference_num_threads))
-            except Exception:  # noqa: BLE001 - informative only
-                pass
-        elif target == "torch":
-            import torch
-
-            row["threads_effective"] = torch.get_num_threads()
+        eff = tgt.effective_threads(runner)
+        if eff is not None:
+            row["threads_effective"] = eff
         del predictor, runner
     row["memory"] = _memory(rss_before)
     row.setdefault("gflops_per_s", None)
 
     if per_layer:
-        fn = PER_LAYER.get(target)
-        if fn is None:
+        say(f"{name}: per-layer profile")
+        pre = Predictor(_NullRunner(), manifest)
+        x, _ = pre.preprocess(_frame(in_size))
+        iters = max(5, min(runs or 20, 50))
+        try:
+            row["per_layer"] = per_layer_profile(tgt, folder, manifest, threads, x, iters,
+                                                 structure)
+        except UnsupportedByTarget:
             row["notes"].append(f"per-layer profile not available for {target} "
                                 f"(use torch.profiler for eager PyTorch)")
-        else:
-            say(f"{name}: per-layer profile")
-            pre = Predictor(_NullRunner(), manifest)
-            x, _ = pre.preprocess(_frame(in_size))
-            iters = max(5, min(runs or 20, 50))
-            row["per_layer"] = fn(folder, manifest, threads, x, iters, structure)
     return row
 
 

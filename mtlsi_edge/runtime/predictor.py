@@ -16,7 +16,7 @@ import numpy as np
 
 from mtlsi_edge.bundle import check_io, load_bundle
 from mtlsi_edge.errors import MtlsiError
-from mtlsi_edge.targets import CompileOptions, TargetUnavailable, get_target
+from mtlsi_edge.targets import get_target
 from mtlsi_edge.tasks import TaskSet
 
 
@@ -146,12 +146,8 @@ class Predictor:
 
         manifest, folder = load_bundle(path)
         target = get_target(manifest["target"])
-        ok, why = target.available()
-        if not ok:
-            raise TargetUnavailable(f"bundle needs target {manifest['target']}: {why}")
-        opts = CompileOptions(precision=manifest["precision"],
-                              device=device or manifest.get("device", "CPU"),
-                              threads=threads, hint=hint)
+        target.require(f"bundle needs target {manifest['target']}")
+        opts = target.load_options(manifest, device, threads, hint)
         runner = target.load(folder, manifest, opts)
         check_io(runner, manifest, folder)
         pred = cls(runner, manifest, letterbox)
