@@ -101,13 +101,18 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
         m, _ = load_bundle(b)
         lat[f"{m['target']}-{m['precision']}"] = _latency_ms(Predictor.from_bundle(b))
     manifest, _ = load_bundle(result["bundle"])
+    stale = out / f"{target}-int8"
     if result["failed"] and precision == "int8":
         steps.append("INT8 refused: " + result["failed"])
+        if stale.exists():  # from an earlier run: say so, it is not this run's result
+            steps.append(f"{stale.name} is from an earlier run, not this one (left as it was)")
     md = _report_md(checkpoint, target, precision, manifest, q, lat, steps, result)
     atomic_write_bytes(out / "report.md", md.encode())
     result.update(report_md=out / "report.md", latency=lat, quantize=q)
     if result["failed"]:
         result["failed"] = f"{result['failed']}; kept the FP32 bundle {fp32_bundle}"
+        if precision == "int8" and stale.exists():
+            result["failed"] += f" ({stale} is from an earlier run, not this one)"
     return result
 
 

@@ -120,6 +120,9 @@ def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint
 
     data = write_dataset(tmp_path / "val", n=6, size=(64, 96), seed=3, workers=1)
     out = tmp_path / "deploy"
+    earlier = out / "openvino-int8"  # left by an earlier run: kept, and named as not this run's
+    earlier.mkdir(parents=True)
+    (earlier / "notes.txt").write_text("earlier")
     r = CliRunner().invoke(app, [
         "deploy", "--checkpoint", str(tiny_checkpoint), "--target", "openvino",
         "--precision", "int8", "--calib", "synth", "--n-calib", "8", "--val", str(data),
@@ -133,5 +136,7 @@ def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint
     assert "missed by" in r.output and "kept the FP32 bundle" in r.output
     m, _ = load_bundle(out / "openvino-fp32")
     assert m["precision"] == "fp32"
-    assert not (out / "openvino-int8").exists()
-    assert "Gate failed" in (out / "report.md").read_text()
+    assert [f.name for f in earlier.iterdir()] == ["notes.txt"]  # nothing written into it
+    assert "openvino-int8 is from an earlier run, not this one" in " ".join(r.output.split())
+    report = (out / "report.md").read_text()
+    assert "Gate failed" in report and "is from an earlier run" in report

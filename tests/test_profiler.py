@@ -15,6 +15,7 @@ from mtlsi_edge.cli import app
 from mtlsi_edge.profiler import report
 from mtlsi_edge.profiler.bench import classify_node, measure, parse_ort_profile, profile_bundle
 from mtlsi_edge.profiler.stats import nearest_rank, summarize
+from mtlsi_edge.runtime.predictor import Predictor
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -332,20 +333,18 @@ def test_openvino_fp16_per_layer_compiles_the_timed_config(bundle):
 
 
 def test_openvino_per_layer_hook_reports_layers(bundle):
-    import numpy as np
 
     from mtlsi_edge.bundle import load_bundle
     from mtlsi_edge.targets import get_target
 
     manifest, folder = load_bundle(bundle("openvino", "fp16"))
     target = get_target("openvino")
-    x = np.zeros((1, 3, *manifest["input"]["size"]), np.float32)
+    x = Predictor(None, manifest).sample_input()  # the bundle's own input (uint8 frame)
     layers = target.per_layer(folder, manifest, target.load_options(manifest, threads=1), x, 2)
     assert layers and all(r.ms >= 0 and r.name and r.type for r in layers)
 
 
 def test_onnxruntime_per_layer_uses_the_timed_session_options(bundle, monkeypatch):
-    import numpy as np
 
     from mtlsi_edge.bundle import load_bundle
     from mtlsi_edge.targets import get_target
@@ -362,7 +361,7 @@ def test_onnxruntime_per_layer_uses_the_timed_session_options(bundle, monkeypatc
 
     monkeypatch.setattr(ONNXRuntimeTarget, "load", load)
     timed = target.load(folder, manifest, opts)
-    x = np.zeros((1, 3, *manifest["input"]["size"]), np.float32)
+    x = Predictor(None, manifest).sample_input()  # the bundle's own input (uint8 frame)
     layers = target.per_layer(folder, manifest, opts, x, 2)
     assert layers and len(loaded) == 2
     a, b = (r.session.get_session_options() for r in (timed, loaded[1]))
