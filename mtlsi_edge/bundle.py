@@ -20,21 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlsi_edge import __version__, verify
-from mtlsi_edge.errors import MtlsiError
-from mtlsi_edge.export import MEAN, STD
+from mtlsi_edge import verify
+from mtlsi_edge._version import __version__
+from mtlsi_edge.errors import BundleError
 from mtlsi_edge.fileio import _umask, atomic_write_json, sha256
+from mtlsi_edge.inputs import IMAGENET, InputSpec
 from mtlsi_edge.machine import cpu_flags
+from mtlsi_edge.runtime.frames import preprocess_frame
 from mtlsi_edge.targets import CompileOptions, get_target
 
 SCHEMA = "mtlsi-edge/bundle@2"
 #: Bundles made before references and the manifest hash: still loadable, not checkable.
 LEGACY_SCHEMAS = ("mtlsi-edge/bundle@1",)
 MANIFEST = "manifest.json"
-
-
-class BundleError(MtlsiError, ValueError):
-    """A bundle that cannot be used; one line naming the file and the problem."""
 
 
 def reference_inputs(size: tuple[int, int], n: int = 4, seed: int = 1234) -> np.ndarray:
@@ -189,9 +187,7 @@ def compile_bundle(
             "mtlsi_edge_version": __version__,
             "model": {"variant": variant, "config": cfg, "pruned": pruned},
             "task_set": task_set.to_dict(),
-            "input": {"name": "image", "size": list(size), "layout": "NCHW", "color": "RGB",
-                      "dtype": "float32", "mean": list(MEAN), "std": list(STD),
-                      "scale": 1 / 255},
+            "input": IMAGENET.with_size(size).manifest(),
             "outputs": outputs,
             "output_stride": meta.get("stride", 4),
             "precision": precision,
@@ -203,8 +199,6 @@ def compile_bundle(
         manifest.update(opts.extra.pop("manifest", {}))  # the target's build record
         manifest.update(extra_manifest or {})
         # Gate and parity on held-out frames, through the Predictor's own preprocessing.
-        from mtlsi_edge.runtime.predictor import Predictor
-
         frames = verify.gate_frames(size)
         runner = tgt.load(stage, manifest, CompileOptions(precision=precision,
                                                           device=opts.device,
@@ -218,7 +212,9 @@ def compile_bundle(
         else:
             ref_runner = ORTRunner(ref_src, CompileOptions(device="cpu"), outputs)
             ref_name = "onnxruntime-fp32"
-        x = np.concatenate([Predictor(runner, manifest).preprocess(f)[0] for f in frames])
+        spec = InputSpec.from_manifest(manifest["input"])
+        x = np.concatenate([preprocess_frame(f, spec.size, False, spec.mean_255(),
+                                             spec.inv_std_255())[0] for f in frames])
         got, ref = _run_each(runner, x), _run_each(ref_runner, x)
         manifest["parity"] = {"reference": ref_name, "images": len(frames),
                               "inputs": f"SynthIndoor renders, seeds {verify.GATE_SEED}+",
@@ -450,7 +446,7 @@ def _check_fields(m: dict, mpath: Path) -> None:
         raise bad("'outputs'", f"{m['outputs']!r} do not match the task set's "
                                f"{task_set.names}")
     for t in task_set:
-        if t.kind == "segmentation" and (len(t.class_names) != t.out_channels
+        if t.spec.output == "labels" and (len(t.class_names) != t.out_channels
                                          or len(t.palette) != t.out_channels):
             raise bad("'task_set'", f"task {t.name!r} has {len(t.class_names)} class names "
                                     f"and {len(t.palette)} colours for {t.out_channels} classes")

@@ -142,7 +142,8 @@ def info(
     import torch
 
     from mtlsi_edge.model import create_model
-    from mtlsi_edge.model.complexity import eager_latency_ms, model_report
+    from mtlsi_edge.model.complexity import model_report
+    from mtlsi_edge.profiler.eager import eager_latency_ms
 
     torch.manual_seed(0)
     with console.status(f"building {variant} and counting MACs at {hw[0]}×{hw[1]}…"):

@@ -133,6 +133,20 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def append_jsonl(path: str | Path, obj: Any) -> Path:
+    """Append ``obj`` as one JSON line to a log, in a single ``write`` on an ``O_APPEND``
+    descriptor: concurrent writers never interleave within a line, and a crash loses at most
+    the last line (logs are journals, not replaced atomically)."""
+    path = Path(path)
+    line = (json.dumps(obj) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return path
+
+
 def read_json_doc(path: Path, schema: str, required: Iterable[str],
                   error: type[Exception], what: str) -> dict:
     """A JSON object with ``"schema": schema`` and the ``required`` keys, else ``error`` with

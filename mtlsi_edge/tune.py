@@ -125,18 +125,13 @@ def parity_scores(ref_outs: list[dict], got_outs: list[dict], task_set) -> dict:
     """Per task: the raw agreement measure of the Predictor outputs (frame size) with the
     reference's and a 0–100 score (label agreement and boundary F as they are; depth
     100·(1 − abs-rel diff); normals 100·(1 − angle/90°)), both floored at 0."""
-    from mtlsi_edge.verify import MEASURES, measure
+    from mtlsi_edge.verify import measure
 
     out = {}
     for t in task_set:
         v = measure(t.kind, _stack(ref_outs, t.name), _stack(got_outs, t.name))
-        if t.kind == "depth":
-            s = 100.0 * (1.0 - v)
-        elif t.kind == "normals":
-            s = 100.0 * (1.0 - v / 90.0)
-        else:
-            s = v
-        out[t.name] = {"measure": MEASURES[t.kind][0], "value": v,
+        s = t.spec.parity_score(v)
+        out[t.name] = {"measure": t.spec.measure_name, "value": v,
                        "score": max(0.0, s) if math.isfinite(s) else 0.0}
     return out
 

@@ -153,50 +153,6 @@ def finetune(model: MTLSINet, data: str, steps: int, batch_size: int = 8, lr: fl
     return losses
 
 
-def fit_to_state_dict(model: nn.Module, sd: dict[str, torch.Tensor]) -> nn.Module:
-    """Shrink a freshly built model's layers to the shapes of a channel-pruned state dict.
-
-    A pruned architecture is fully determined by its tensor shapes, so a pruned checkpoint
-    stays plain safetensors + the original config: convs, batch norms, layer norms and
-    linears take their new widths from the stored weights (depthwise convs keep groups =
-    channels).
-    """
-    mods = dict(model.named_modules())
-    for name, m in mods.items():
-        w = sd.get(f"{name}.weight") if name else None
-        if w is None:
-            continue
-        if isinstance(m, nn.Conv2d) and tuple(w.shape) != tuple(m.weight.shape):
-            depthwise = m.groups == m.in_channels and m.groups > 1
-            out_c = w.shape[0]
-            in_c = out_c if depthwise else w.shape[1] * m.groups
-            m.out_channels, m.in_channels = out_c, in_c
-            if depthwise:
-                m.groups = out_c
-            m.weight = nn.Parameter(torch.empty_like(w))
-            if m.bias is not None:
-                m.bias = nn.Parameter(torch.empty(out_c))
-        elif isinstance(m, nn.ConvTranspose2d) and tuple(w.shape) != tuple(m.weight.shape):
-            m.in_channels, m.out_channels = w.shape[0], w.shape[1] * m.groups
-            m.weight = nn.Parameter(torch.empty_like(w))
-            if m.bias is not None:
-                m.bias = nn.Parameter(torch.empty(m.out_channels))
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and w.shape[0] != m.num_features:
-            n = w.shape[0]
-            m.num_features = n
-            m.weight, m.bias = nn.Parameter(torch.empty(n)), nn.Parameter(torch.empty(n))
-            m.running_mean, m.running_var = torch.zeros(n), torch.ones(n)
-        elif isinstance(m, nn.LayerNorm) and tuple(w.shape) != tuple(m.normalized_shape):
-            m.normalized_shape = tuple(w.shape)
-            m.weight, m.bias = nn.Parameter(torch.empty_like(w)), nn.Parameter(torch.empty_like(w))
-        elif isinstance(m, nn.Linear) and tuple(w.shape) != tuple(m.weight.shape):
-            m.out_features, m.in_features = w.shape
-            m.weight = nn.Parameter(torch.empty_like(w))
-            if m.bias is not None:
-                m.bias = nn.Parameter(torch.empty(w.shape[0]))
-    return model
-
-
 def _ort_latency_ms(model: MTLSINet, tmp_dir, runs: int = 30) -> float:
     """Median ONNX Runtime FP32 compute latency of ``model``'s deploy graph."""
     import numpy as np
@@ -224,7 +180,8 @@ def run_prune(checkpoint, method: str, ratio: float, data: str, out, finetune_st
 
     from mtlsi_edge.data.datasets import build_dataset
     from mtlsi_edge.data.transforms import val_transforms
-    from mtlsi_edge.model.complexity import eager_latency_ms, model_report
+    from mtlsi_edge.model.complexity import model_report
+    from mtlsi_edge.profiler.eager import eager_latency_ms
     from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
     from mtlsi_edge.train.engine import evaluate
 

@@ -66,15 +66,6 @@ def model_from_weights(config: dict, weights: Path, pruned: dict | None = None):
     checkpoints are re-shaped to the stored tensors first)."""
     from safetensors.torch import load_file
 
-    from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet
+    from mtlsi_edge.model.restore import model_from_state_dict
 
-    cfg = MTLSIConfig.from_dict(config)
-    cfg.pretrained = False
-    model = MTLSINet(cfg)
-    sd = load_file(str(weights))
-    if (pruned or {}).get("method") == "channels":
-        from mtlsi_edge.quantize.prune import fit_to_state_dict
-
-        fit_to_state_dict(model, sd)
-    model.load_state_dict(sd)
-    return model
+    return model_from_state_dict(config, load_file(str(weights)), pruned)

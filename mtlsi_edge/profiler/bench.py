@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge.machine import cpu_info
+from mtlsi_edge.model.mtlsi import PARTS
 from mtlsi_edge.profiler.stats import summarize
 
 #: Warm-up defaults: at least this long *and* at least this many calls.
@@ -110,10 +111,6 @@ def measure(fn: Callable[[], object], warmup_s: float = WARMUP_S,
 
 
 # -- machine ------------------------------------------------------------------------------
-def _cpuinfo() -> tuple[str, frozenset[str]]:
-    return cpu_info()
-
-
 def _version(pkg: str) -> str | None:
     try:
         return metadata.version(pkg)
@@ -125,7 +122,7 @@ def machine_header() -> dict:
     """Where the numbers were measured: CPU, cores, ISA flags, OS, Python, runtimes, load."""
     import psutil
 
-    model, flags = _cpuinfo()
+    model, flags = cpu_info()
     isa = {f: f in flags for f in ISA_FLAGS}
     isa["amx"] = any(f.startswith("amx") for f in flags)
     try:
@@ -177,18 +174,9 @@ def _model_info(cfg_json: str, size: tuple[int, int]) -> tuple[dict, dict]:
     return rep, structure
 
 
-def model_complexity(model_config: dict, size: tuple[int, int] | None = None) -> dict:
-    """Params and GMACs (batch 1) of a manifest's model config, computed once per process."""
-    size = tuple(size or model_config["input_size"])
-    rep, _ = _model_info(json.dumps(model_config, sort_keys=True), size)
-    return rep
-
-
 # -- per-layer grouping -------------------------------------------------------------------
-#: Display name of each part (mtlsi.PARTS) keyed by module prefix.
-_PART_OF_PREFIX = {"backbone": "backbone", "prelim": "preliminary decoders",
-                   "fusion": "MT-MQLFB", "distiller": "distiller",
-                   "decoders": "CWIB decoders", "heads": "heads"}
+#: Display name of each part keyed by module prefix (mtlsi.PARTS inverted).
+_PART_OF_PREFIX = {prefix: part for part, prefix in PARTS.items()}
 
 
 def classify_node(name: str, structure: dict | None = None) -> str:
