@@ -18,16 +18,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from mtlsi_edge import verify
 from mtlsi_edge._version import __version__
+from mtlsi_edge.data.synth import render_sample
 from mtlsi_edge.errors import BundleError
+from mtlsi_edge.export import export_onnx, normalize, parity_report
 from mtlsi_edge.fileio import _umask, atomic_write_json, sha256
 from mtlsi_edge.inputs import IMAGENET, InputSpec
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.runtime.frames import preprocess_frame
-from mtlsi_edge.targets import CompileOptions, get_target
+from mtlsi_edge.targets import TARGETS, CompileOptions, get_target
+from mtlsi_edge.targets.onnxruntime import ORTRunner
+from mtlsi_edge.targets.torch import TorchRunner
+from mtlsi_edge.tasks import TaskSet, get_task_set
+from mtlsi_edge.train.checkpoint import build_from_checkpoint, read_checkpoint_meta
 
 SCHEMA = "mtlsi-edge/bundle@2"
 #: Bundles made before references and the manifest hash: still loadable, not checkable.
@@ -37,11 +44,6 @@ MANIFEST = "manifest.json"
 
 def reference_inputs(size: tuple[int, int], n: int = 4, seed: int = 1234) -> np.ndarray:
     """Real (rendered) images for parity: ``n×3×H×W`` float32, normalised as at inference."""
-    import cv2
-
-    from mtlsi_edge.data.synth import render_sample
-    from mtlsi_edge.export import normalize
-
     imgs = []
     for i in range(n):
         s = render_sample(seed + i, size=(size[0], size[1]))
@@ -130,10 +132,6 @@ def compile_bundle(
     ``force`` (then its manifest records the failure).  The frames and the reference outputs go
     into the bundle for ``mtlsi-edge check``.
     """
-    from mtlsi_edge.export import export_onnx, parity_report
-    from mtlsi_edge.targets.onnxruntime import ORTRunner
-    from mtlsi_edge.train.checkpoint import build_from_checkpoint, read_checkpoint_meta
-
     tgt = get_target(target)
     ok, why = tgt.available()
     if not ok:
@@ -172,8 +170,6 @@ def compile_bundle(
             pruned = doc.get("pruned")
         else:
             meta = _onnx_meta(src if src.suffix == ".onnx" else ref_src)
-            from mtlsi_edge.tasks import get_task_set
-
             task_set = get_task_set(meta["model_config"]["task_set"])
             variant = None
             pruned = meta.get("pruned")
@@ -205,8 +201,6 @@ def compile_bundle(
                                                           threads=opts.threads))
         check_io(runner, manifest, stage)
         if model is not None:
-            from mtlsi_edge.targets.torch import TorchRunner
-
             ref_runner = TorchRunner(model, CompileOptions(), manifest["output_stride"])
             ref_name = "torch-fp32"
         else:
@@ -285,8 +279,6 @@ def check_io(runner, manifest: dict, folder: Path) -> None:
                                  for d, e in zip(in_shape[1:], (3, h, w))):
         raise BundleError(f"{folder}: model input {list(in_shape)} does not match the "
                           f"manifest's 3×{h}×{w}")
-    from mtlsi_edge.tasks import TaskSet
-
     for t in TaskSet.from_dict(manifest["task_set"]):
         if t.name not in out_shapes:
             raise BundleError(f"{folder}: model has no output {t.name!r} (it has "
@@ -415,9 +407,6 @@ def load_bundle(path: str | Path) -> tuple[dict, Path]:
 
 def _check_fields(m: dict, mpath: Path) -> None:
     """The manifest fields the runtime relies on, each named in the one-line error."""
-    from mtlsi_edge.targets import TARGETS
-    from mtlsi_edge.tasks import TaskSet
-
     def bad(field: str, why: str) -> BundleError:
         return BundleError(f"{mpath}: {field} {why}")
 

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from mtlsi_edge import verify
+from mtlsi_edge.bundle import compile_bundle, load_bundle
+from mtlsi_edge.export import export_onnx
 from mtlsi_edge.fileio import atomic_write_bytes
+from mtlsi_edge.machine import cpu_flags
+from mtlsi_edge.profiler.bench import machine_header, measure
+from mtlsi_edge.profiler.stats import summarize
+from mtlsi_edge.quantize.run import run_quantize
+from mtlsi_edge.runtime.predictor import Predictor
+from mtlsi_edge.targets import CompileOptions
+from mtlsi_edge.train.checkpoint import build_from_checkpoint
+from mtlsi_edge.verify import VerificationError
 
 
 def _latency_ms(predictor, runs: int = 30) -> dict:
     """Short compute-only profile of a bundle's runner (median and p90 of ``runs``)."""
-    import numpy as np
-
-    from mtlsi_edge.profiler.bench import measure
-    from mtlsi_edge.profiler.stats import summarize
-
     x = np.zeros((1, 3, *predictor.input_size), np.float32)
     s = summarize(measure(lambda: predictor.runner(x), runs=runs))
     return {"median_ms": s["median_ms"], "p90_ms": s["p90_ms"], "runs": runs}
@@ -31,14 +38,6 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
                accuracy_control: bool = True, gate_overrides: dict | None = None,
                act_matmuls: str = "float") -> dict:
     """Run the whole chain; returns a summary with ``bundle``, ``report_md`` and ``failed``."""
-    from mtlsi_edge.bundle import compile_bundle, load_bundle
-    from mtlsi_edge.export import export_onnx
-    from mtlsi_edge.quantize.run import run_quantize
-    from mtlsi_edge.runtime.predictor import Predictor
-    from mtlsi_edge.targets import CompileOptions
-    from mtlsi_edge.train.checkpoint import build_from_checkpoint
-    from mtlsi_edge.verify import VerificationError
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = {"onnxruntime": "cpu", "tensorrt": "cuda:0"}.get(target, "CPU")
@@ -121,9 +120,6 @@ def _rel(p) -> str:
 
 
 def _report_md(checkpoint, target, precision, manifest, q, lat, steps, result) -> str:
-    from mtlsi_edge.machine import cpu_flags
-    from mtlsi_edge.profiler.bench import machine_header
-
     lines = [f"# Deploy report: {target} {precision}", "",
              f"- checkpoint: `{_rel(checkpoint)}`",
              f"- bundle: `{_rel(result['bundle'])}` (target {manifest['target']}, precision "

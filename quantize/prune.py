@@ -16,12 +16,27 @@ images destroyed the outputs).
 from __future__ import annotations
 
 import copy
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
+from mtlsi_edge.data.datasets import build_dataset
+from mtlsi_edge.data.transforms import train_transforms, val_transforms
+from mtlsi_edge.export import export_onnx
+from mtlsi_edge.model.blocks import ConvFFN
+from mtlsi_edge.model.complexity import model_report
 from mtlsi_edge.model.mtlsi import MTLSINet
+from mtlsi_edge.profiler.bench import measure
+from mtlsi_edge.profiler.eager import eager_latency_ms
+from mtlsi_edge.targets import CompileOptions
+from mtlsi_edge.targets.onnxruntime import ORTRunner
+from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
+from mtlsi_edge.train.engine import _Positions, _Stream, evaluate, multitask_loss
 
 
 @dataclass
@@ -51,8 +66,6 @@ def prune_channels(model: MTLSINet, ratio: float) -> PruneResult:
     attention blocks in between keep their width, which their head split requires.
     """
     import torch_pruning as tp
-
-    from mtlsi_edge.model.blocks import ConvFFN
 
     model = copy.deepcopy(model).eval()
     before = sum(p.numel() for p in model.parameters())
@@ -118,13 +131,6 @@ def recompute_bn(model: nn.Module, images: list[torch.Tensor]) -> None:
 def finetune(model: MTLSINet, data: str, steps: int, batch_size: int = 8, lr: float = 2e-4,
              seed: int = 0, progress: bool = False) -> list[float]:
     """A short fine-tune on the training split (same losses as training); returns losses."""
-    import numpy as np
-    from torch.utils.data import DataLoader
-
-    from mtlsi_edge.data.datasets import build_dataset
-    from mtlsi_edge.data.transforms import train_transforms
-    from mtlsi_edge.train.engine import _Positions, _Stream, multitask_loss
-
     if steps <= 0:
         return []
     ds = build_dataset(data, "train", model.task_set)
@@ -155,13 +161,6 @@ def finetune(model: MTLSINet, data: str, steps: int, batch_size: int = 8, lr: fl
 
 def _ort_latency_ms(model: MTLSINet, tmp_dir, runs: int = 30) -> float:
     """Median ONNX Runtime FP32 compute latency of ``model``'s deploy graph."""
-    import numpy as np
-
-    from mtlsi_edge.export import export_onnx
-    from mtlsi_edge.profiler.bench import measure
-    from mtlsi_edge.targets import CompileOptions
-    from mtlsi_edge.targets.onnxruntime import ORTRunner
-
     path = export_onnx(model, f"{tmp_dir}/lat.onnx")
     r = ORTRunner(path, CompileOptions(device="cpu"), model.task_set.names)
     x = np.zeros((1, 3, *model.cfg.input_size), np.float32)
@@ -175,16 +174,6 @@ def run_prune(checkpoint, method: str, ratio: float, data: str, out, finetune_st
 
     Report: params, GMACs, eager and ONNX Runtime latency, per-task metrics (val split).
     """
-    import tempfile
-    from pathlib import Path
-
-    from mtlsi_edge.data.datasets import build_dataset
-    from mtlsi_edge.data.transforms import val_transforms
-    from mtlsi_edge.model.complexity import model_report
-    from mtlsi_edge.profiler.eager import eager_latency_ms
-    from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
-    from mtlsi_edge.train.engine import evaluate
-
     if method not in ("channels", "magnitude"):
         raise ValueError(f"--method must be channels or magnitude, not {method!r}")
     if not 0 < ratio < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -147,8 +148,6 @@ def check_config_values(d: dict) -> dict:
         except KeyError as e:
             raise ConfigError(str(e).strip("'\"")) from None
     if "backbone" in out:
-        import timm
-
         if not timm.is_model(out["backbone"]):
             raise ConfigError(f"model config 'backbone' {out['backbone']!r} is not a timm "
                               f"model name (timm.list_models() lists them)")

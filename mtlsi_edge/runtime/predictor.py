@@ -19,6 +19,7 @@ from mtlsi_edge.inputs import InputSpec
 from mtlsi_edge.runtime.frames import FrameError, preprocess_frame, to_bgr
 from mtlsi_edge.targets import CompileOptions, TargetUnavailable, get_target
 from mtlsi_edge.tasks import TaskSet
+from mtlsi_edge.verify import VerificationError, check_bundle
 
 __all__ = ["FrameError", "Predictor", "Timings", "preprocess_frame", "to_bgr"]
 
@@ -62,8 +63,6 @@ class Predictor:
         check_bundle`); raises :class:`~mtlsi_edge.verify.VerificationError` when it fails.
         The report is kept in ``predictor.check``.
         """
-        from mtlsi_edge.verify import VerificationError, check_bundle
-
         manifest, folder = load_bundle(path)
         target = get_target(manifest["target"])
         ok, why = target.available()

@@ -19,7 +19,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from huggingface_hub.errors import LocalEntryNotFoundError
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    track,
+)
 from torch.utils.data import DataLoader, Dataset
 
 from mtlsi_edge.data.datasets import MultiTaskDataset, build_dataset
@@ -147,8 +155,6 @@ class PretrainedUnavailable(RuntimeError):
 
 def _create(cfg: TrainConfig) -> MTLSINet:
     """The run's model; pretrained backbone weights come through timm from the HF hub."""
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     try:
         return create_model(cfg.variant, **cfg.model_overrides)
     except LocalEntryNotFoundError:
@@ -292,8 +298,6 @@ def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4
     device = next(model.parameters()).device
     it = loader
     if progress:
-        from rich.progress import track
-
         it = track(loader, description="eval", total=len(loader))
     for batch in it:
         out = model(batch["image"].to(device))
