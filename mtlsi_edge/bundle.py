@@ -26,7 +26,7 @@ from mtlsi_edge._version import __version__
 from mtlsi_edge.data.synth import render_sample
 from mtlsi_edge.errors import BundleError
 from mtlsi_edge.export import export_onnx, normalize, parity_report
-from mtlsi_edge.fileio import _umask, atomic_write_json, sha256
+from mtlsi_edge.fileio import _umask, atomic_write_json, replace_dir, sha256
 from mtlsi_edge.inputs import IMAGENET, InputSpec
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.runtime.frames import preprocess_frame
@@ -236,14 +236,7 @@ def compile_bundle(
         shutil.rmtree(work)
         write_manifest(stage, manifest)
         check_destination(out)  # it may have changed while we compiled
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
-            out.rename(old)
-            stage.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            stage.rename(out)
-        return out
+        return replace_dir(stage, out)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,21 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def replace_dir(stage: str | Path, dst: str | Path) -> Path:
+    """Move the finished folder ``stage`` to ``dst`` on the same filesystem, replacing a
+    previous ``dst``: that one is renamed aside first and removed after, so a reader sees the
+    old folder or the new one, never a mix (``dst`` is absent only between two renames)."""
+    stage, dst = Path(stage), Path(dst)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.replace(dst, old)
+        os.replace(stage, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, dst)
+    return dst
 
 
 def append_jsonl(path: str | Path, obj: Any) -> Path:

@@ -28,7 +28,12 @@ from rich.progress import Progress
 
 from mtlsi_edge.bundle import check_destination, compile_bundle
 from mtlsi_edge.errors import MtlsiError
-from mtlsi_edge.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from mtlsi_edge.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    replace_dir,
+)
 from mtlsi_edge.profiler.bench import measure
 from mtlsi_edge.profiler.stats import summarize
 from mtlsi_edge.quantize.accuracy import evaluate_predictor, load_val_set
@@ -164,14 +169,7 @@ def _install(src: Path, dst: Path) -> Path:
     stage = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(src, stage)
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(stage, dst)
-    if old is not None:
-        shutil.rmtree(old)
-    return dst
+    return replace_dir(stage, dst)
 
 
 def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,

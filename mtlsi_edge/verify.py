@@ -10,9 +10,11 @@ renders start at 10,000,000):
 - normals: mean angle between the unit vectors, degrees          (lower is better)
 - boundary / saliency: F-score (%) of the maps binarised at 0.5  (higher is better)
 
-``compile_bundle`` measures these and refuses a bundle below its precision's thresholds; every
-bundle carries the frames and the FP32 reference outputs (``reference.safetensors``) so that
-:func:`check_bundle` re-proves it on whatever machine it is on (``mtlsi-edge check``).
+The measure, its unit and the thresholds per precision are fields of each kind's
+:class:`~mtlsi_edge.kinds.TaskKind`. ``compile_bundle`` measures these and refuses a bundle
+below its precision's thresholds; every bundle carries the frames and the FP32 reference
+outputs (``reference.safetensors``) so that :func:`check_bundle` re-proves it on whatever
+machine it is on (``mtlsi-edge check``).
 Thresholds and how they were chosen: ``docs/trust.md``.
 """
 
@@ -38,15 +40,6 @@ from mtlsi_edge.targets import get_target
 GATE_SEED = 20_000_000
 GATE_FRAMES = 6
 REFERENCE_FILE = "reference.safetensors"
-
-#: kind → (measure name, unit, higher_is_better), derived from :data:`mtlsi_edge.kinds.KINDS`.
-MEASURES: dict[str, tuple[str, str, bool]] = {
-    k.name: (k.measure_name, k.unit, k.higher_is_better) for k in KINDS.values()}
-
-#: precision → kind → threshold (pass when measured ≥ it for higher-is-better, else ≤); each
-#: kind's ``gate_thresholds`` (chosen from measurements, docs/trust.md).
-THRESHOLDS: dict[str, dict[str, float]] = {
-    p: {k.name: k.gate_thresholds[p] for k in KINDS.values()} for p in ("fp32", "fp16", "int8")}
 
 
 class VerificationError(MtlsiError, ValueError):
@@ -87,7 +80,7 @@ def finish_raw(raw: dict[str, np.ndarray], task_set, layouts: dict[str, str] | N
 
 
 def measure(kind: str, ref: np.ndarray, got: np.ndarray) -> float:
-    """The agreement of ``got`` with ``ref`` for one task kind (see :data:`MEASURES`)."""
+    """The agreement of ``got`` with ``ref`` for one task kind (``TaskKind.measure``)."""
     if ref.shape != got.shape:
         raise VerificationError(f"output shape {got.shape} differs from the reference's "
                                 f"{ref.shape}")

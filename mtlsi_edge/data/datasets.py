@@ -1,6 +1,6 @@
 """NYUD-v2 and PASCAL-MT readers following the community's on-disk layouts.
 
-See ``/work/shared/design/multitask-conventions.md``. Samples (before the transform) are dicts of
+See ``docs/design.md``. Samples (before the transform) are dicts of
 numpy arrays, keys = ``"image"`` plus the task names of the task set:
 
 - ``image``: ``H×W×3`` float32 RGB 0..255 (read with cv2, BGR→RGB).

@@ -43,7 +43,7 @@ PARTS = {
 class MTLSIConfig:
     """Everything needed to rebuild a model; saved next to every checkpoint.
 
-    The defaults are the reconstruction's (``shared/design/paper.md`` §8).
+    The defaults are the reconstruction's (``docs/design.md``).
     """
 
     backbone: str = "vit_large_patch16_384"
