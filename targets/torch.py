@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
+from mtlsi_edge.export import DeployModel
+from mtlsi_edge.model.restore import model_from_state_dict
 from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
 
 
@@ -19,8 +22,6 @@ class TorchRunner:
     name = "torch"
 
     def __init__(self, model, opts: CompileOptions, stride: int = 4):
-        from mtlsi_edge.export import DeployModel
-
         if opts.precision != "fp32":
             raise TargetUnavailable("the torch target runs FP32 only (it is the reference)")
         if opts.threads:
@@ -64,8 +65,4 @@ class TorchTarget:
 def model_from_weights(config: dict, weights: Path, pruned: dict | None = None):
     """An ``MTLSINet`` built from its config dict and a safetensors state dict (channel-pruned
     checkpoints are re-shaped to the stored tensors first)."""
-    from safetensors.torch import load_file
-
-    from mtlsi_edge.model.restore import model_from_state_dict
-
     return model_from_state_dict(config, load_file(str(weights)), pruned)
