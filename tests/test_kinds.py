@@ -66,3 +66,14 @@ def test_a_new_kind_is_one_record(monkeypatch) -> None:
     assert float(t.loss(pred, torch.zeros(1, 1, 2, 2) + 2.0)) == pytest.approx(1.0)
     assert float(t.activate(pred).sum()) == 8.0
     assert isinstance(t.metric(), kinds.metrics.DepthMetric)
+
+
+def test_input_spec_manifest_is_the_bundle_input_object() -> None:
+    """Bundles written before the InputSpec carried exactly these fields."""
+    from mtlsi_edge.inputs import IMAGENET, InputSpec
+
+    m = IMAGENET.with_size((240, 320)).manifest()
+    assert m == {"name": "image", "size": [240, 320], "layout": "NCHW", "color": "RGB",
+                 "dtype": "float32", "mean": [0.485, 0.456, 0.406],
+                 "std": [0.229, 0.224, 0.225], "scale": 1 / 255}
+    assert InputSpec.from_manifest(m) == IMAGENET.with_size((240, 320))
