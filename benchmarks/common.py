@@ -18,15 +18,11 @@ def median_ms(fn: Callable[[], object], runs: int = 50, warmup_s: float = 0.5,
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import os
+
+    from mtlsi_edge.machine import cpu_info
+
+    cpu = cpu_info()[0]
 
     return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
 

@@ -57,14 +57,15 @@ def resolution_curve(ckpt: Path, work: Path, threads: int) -> list[dict]:
     """Edge model GMACs + ORT / eager latency, and MT-MQLFB vs softmax MACs, per size."""
     from mtlsi_edge.export import export_onnx
     from mtlsi_edge.model.blocks import MTMQLFB, SoftmaxSelfAttention
-    from mtlsi_edge.model.complexity import count_macs, eager_latency_ms, model_report
+    from mtlsi_edge.model.complexity import count_macs, model_report
+    from mtlsi_edge.profiler.eager import eager_latency_ms
     from mtlsi_edge.targets.onnxruntime import ORTRunner
 
     model, _ = build_from_checkpoint(ckpt)
     c = model.cfg.dim
     names = model.task_set.names
     fusion = MTMQLFB(c, names, model.cfg.heads).eval()
-    soft = SoftmaxSelfAttention(c, names, model.cfg.heads).eval()
+    soft = SoftmaxSelfAttention(c, model.cfg.heads).eval()
     rows = []
     for h, w in [(120, 160), (240, 320), (360, 480), (480, 640)]:
         rep = model_report(model, (h, w))

@@ -36,7 +36,7 @@ def main() -> None:
     blocks = {
         "MT-MQLFB": MTMQLFB(args.dim, TASKS, heads=4).eval(),
         "distiller (M=64)": SemanticTokenDistiller(args.dim, 4, num_tokens=64, heads=4).eval(),
-        "softmax attention": SoftmaxSelfAttention(args.dim, TASKS, heads=4).eval(),
+        "softmax attention": SoftmaxSelfAttention(args.dim, heads=4).eval(),
     }
     print(f"threads={torch.get_num_threads()}  C={args.dim}  T={len(TASKS)}  tokens at 1/16")
     print(f"{'block':20s} {'image':>9s} {'tokens':>7s} {'MMACs':>10s} {'x':>6s} "

@@ -13,6 +13,7 @@ plus ``NAME.json`` recording where every sample came from and which inputs were 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mtlsi_edge.data.datasets import build_dataset
+from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.fileio import atomic_write_bytes, atomic_write_json
 from mtlsi_edge.runtime.capture import IMAGE_EXTS
@@ -40,8 +43,6 @@ class CalibrationSet:
 
     def save(self, stem: str | Path) -> Path:
         stem = Path(stem)
-        import io
-
         buf = io.BytesIO()
         np.save(buf, self.data, allow_pickle=False)
         atomic_write_bytes(stem.with_name(stem.name + ".npy"), buf.getvalue())
@@ -91,15 +92,11 @@ def build_calibration_set(source: str, n: int, size: tuple[int, int], seed: int 
     origins: list[str] = []
     skipped: list[str] = []
     if source == "synth":
-        from mtlsi_edge.data.synthindoor import render_sample
-
         for i in range(n):
             s = render_sample(10_000_000 + seed * 100_003 + i, size=size)  # disjoint from data
             frames.append(s.image_rgb[:, :, ::-1])
             origins.append(f"synth:{10_000_000 + seed * 100_003 + i}")
     elif ":" in source and os.path.isdir(source.rsplit(":", 1)[0]):
-        from mtlsi_edge.data.datasets import build_dataset
-
         root, split = source.rsplit(":", 1)
         ds = build_dataset(root, split, _any_task_set(root))
         for i in np.random.default_rng(seed).permutation(len(ds))[:n]:

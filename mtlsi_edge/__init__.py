@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from mtlsi_edge._version import __version__
 
 #: name → module that defines it
 _API = {

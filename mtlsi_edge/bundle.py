@@ -18,14 +18,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from mtlsi_edge import __version__, verify
-from mtlsi_edge.errors import MtlsiError
-from mtlsi_edge.export import MEAN, STD
-from mtlsi_edge.fileio import _umask, atomic_write_json, sha256
+from mtlsi_edge import verify
+from mtlsi_edge._version import __version__
+from mtlsi_edge.data.synthindoor import render_sample
+from mtlsi_edge.errors import BundleError
+from mtlsi_edge.export import export_onnx, normalize, parity_report
+from mtlsi_edge.fileio import _umask, atomic_write_json, replace_dir, sha256
+from mtlsi_edge.inputs import IMAGENET, InputSpec
 from mtlsi_edge.machine import cpu_flags
-from mtlsi_edge.targets import CompileOptions, get_target
+from mtlsi_edge.runtime.frames import runner_input
+from mtlsi_edge.targets import TARGETS, CompileOptions, get_target
+from mtlsi_edge.targets.onnxruntime import ORTRunner
+from mtlsi_edge.targets.torch import TorchRunner
+from mtlsi_edge.tasks import TaskSet, get_task_set
+from mtlsi_edge.train.checkpoint import build_from_checkpoint, read_checkpoint_meta
 
 SCHEMA = "mtlsi-edge/bundle@3"
 #: Earlier schemas that still load and check (@2: float NCHW input, logits out).
@@ -39,17 +48,8 @@ LABEL_STRIDE = 1
 MANIFEST = "manifest.json"
 
 
-class BundleError(MtlsiError, ValueError):
-    """A bundle that cannot be used; one line naming the file and the problem."""
-
-
 def reference_inputs(size: tuple[int, int], n: int = 4, seed: int = 1234) -> np.ndarray:
     """Real (rendered) images for parity: ``n×3×H×W`` float32, normalised as at inference."""
-    import cv2
-
-    from mtlsi_edge.data.synthindoor import render_sample
-    from mtlsi_edge.export import normalize
-
     imgs = []
     for i in range(n):
         s = render_sample(seed + i, size=(size[0], size[1]))
@@ -144,10 +144,6 @@ def compile_bundle(
     frame and emits class labels at 1/``label_stride`` of the input size (pre/postprocessing
     in the graph, manifest ``"io": "frame"``); otherwise normalised float NCHW in, logits out.
     """
-    from mtlsi_edge.export import export_onnx, parity_report
-    from mtlsi_edge.targets.onnxruntime import ORTRunner
-    from mtlsi_edge.train.checkpoint import build_from_checkpoint, read_checkpoint_meta
-
     tgt = get_target(target)
     tgt.require(error=BundleError)
     if precision not in tgt.precisions:
@@ -191,8 +187,6 @@ def compile_bundle(
             pruned = doc.get("pruned")
         else:
             meta = _onnx_meta(src if src.suffix == ".onnx" else ref_src)
-            from mtlsi_edge.tasks import get_task_set
-
             task_set = get_task_set(meta["model_config"]["task_set"])
             variant = None
             pruned = meta.get("pruned")
@@ -201,12 +195,12 @@ def compile_bundle(
         outputs = task_set.names
         label_size = None
         if frame_io:
-            seg = [t for t in task_set if t.kind == "segmentation"]
+            seg = [t for t in task_set if t.spec.output == "labels"]
             if any(t.out_channels > 256 for t in seg):
                 raise BundleError("frame I/O emits uint8 labels: at most 256 classes")
             if label_stride != 4:
                 label_size = (size[0] // label_stride, size[1] // label_stride)
-            opts.extra["frame_io"] = {"mean": MEAN, "std": STD,
+            opts.extra["frame_io"] = {"mean": IMAGENET.mean, "std": IMAGENET.std,
                                       "label_outputs": [t.name for t in seg],
                                       "label_size": label_size}
         files = tgt.compile(src, stage, opts, outputs)
@@ -216,12 +210,7 @@ def compile_bundle(
             "mtlsi_edge_version": __version__,
             "model": {"variant": variant, "config": cfg, "pruned": pruned},
             "task_set": task_set.to_dict(),
-            "input": ({"name": "image", "size": list(size), "layout": "NHWC", "color": "BGR",
-                       "dtype": "uint8", "mean": list(MEAN), "std": list(STD),
-                       "scale": 1 / 255} if frame_io else
-                      {"name": "image", "size": list(size), "layout": "NCHW", "color": "RGB",
-                       "dtype": "float32", "mean": list(MEAN), "std": list(STD),
-                       "scale": 1 / 255}),
+            "input": IMAGENET.with_size(size).manifest(frame_io=frame_io),
             "io": "frame" if frame_io else "tensor",
             **({"label_stride": label_stride, "label_size": list(label_size or (
                 size[0] // 4, size[1] // 4))} if frame_io else {}),
@@ -236,16 +225,12 @@ def compile_bundle(
         manifest.update(opts.extra.pop("manifest", {}))  # the target's build record
         manifest.update(extra_manifest or {})
         # Gate and parity on held-out frames, through the Predictor's own preprocessing.
-        from mtlsi_edge.runtime.predictor import Predictor
-
         frames = verify.gate_frames(size)
         runner = tgt.load(stage, manifest, CompileOptions(precision=precision,
                                                           device=opts.device,
                                                           threads=opts.threads))
         check_io(runner, manifest, stage)
         if model is not None:
-            from mtlsi_edge.targets.torch import TorchRunner
-
             ref_runner = TorchRunner(model, CompileOptions(), manifest["output_stride"],
                                      frame_io, label_size)
             ref_name = "torch-fp32"
@@ -256,13 +241,15 @@ def compile_bundle(
                 from mtlsi_edge.export import with_frame_io
 
                 ref_path = work / "reference.onnx"
-                onnx.save(with_frame_io(onnx.load(str(ref_src)), MEAN, STD,
+                onnx.save(with_frame_io(onnx.load(str(ref_src)), IMAGENET.mean, IMAGENET.std,
                                         opts.extra["frame_io"]["label_outputs"], label_size),
                           str(ref_path))
                 ref_src = ref_path
             ref_runner = ORTRunner(ref_src, CompileOptions(device="cpu"), outputs)
             ref_name = "onnxruntime-fp32"
-        x = np.concatenate([Predictor(runner, manifest).preprocess(f)[0] for f in frames])
+        spec = InputSpec.from_manifest(manifest["input"])
+        x = np.concatenate([runner_input(f, spec.size, frame_io, False, spec.mean_255(),
+                                         spec.inv_std_255())[0] for f in frames])
         got, ref = _run_each(runner, x), _run_each(ref_runner, x)
         manifest["parity"] = {"reference": ref_name, "images": len(frames),
                               "inputs": f"SynthIndoor renders, seeds {verify.GATE_SEED}+",
@@ -290,14 +277,7 @@ def compile_bundle(
         shutil.rmtree(work)
         write_manifest(stage, manifest)
         check_destination(out)  # it may have changed while we compiled
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
-            out.rename(old)
-            stage.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            stage.rename(out)
-        return out
+        return replace_dir(stage, out)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
@@ -335,8 +315,6 @@ def check_io(runner, manifest: dict, folder: Path) -> None:
                                  for d, e in zip(in_shape[1:], want)):
         raise BundleError(f"{folder}: model input {list(in_shape)} does not match the "
                           f"manifest's {'×'.join(map(str, want))}")
-    from mtlsi_edge.tasks import TaskSet
-
     for t in TaskSet.from_dict(manifest["task_set"]):
         if t.name not in out_shapes:
             raise BundleError(f"{folder}: model has no output {t.name!r} (it has "
@@ -466,9 +444,6 @@ def load_bundle(path: str | Path) -> tuple[dict, Path]:
 
 def _check_fields(m: dict, mpath: Path) -> None:
     """The manifest fields the runtime relies on, each named in the one-line error."""
-    from mtlsi_edge.targets import TARGETS
-    from mtlsi_edge.tasks import TaskSet
-
     def bad(field: str, why: str) -> BundleError:
         return BundleError(f"{mpath}: {field} {why}")
 
@@ -497,7 +472,7 @@ def _check_fields(m: dict, mpath: Path) -> None:
         raise bad("'outputs'", f"{m['outputs']!r} do not match the task set's "
                                f"{task_set.names}")
     for t in task_set:
-        if t.kind == "segmentation" and (len(t.class_names) != t.out_channels
+        if t.spec.output == "labels" and (len(t.class_names) != t.out_channels
                                          or len(t.palette) != t.out_channels):
             raise bad("'task_set'", f"task {t.name!r} has {len(t.class_names)} class names "
                                     f"and {len(t.palette)} colours for {t.out_channels} classes")
@@ -521,7 +496,7 @@ def _check_fields(m: dict, mpath: Path) -> None:
         if m.get("label_stride") not in (1, 2, 4):
             raise bad("'label_stride'", f"must be 1, 2 or 4, got {m.get('label_stride')!r}")
         # The normalisation is folded into the model file; the manifest only records it.
-        for key, folded in (("mean", MEAN), ("std", STD)):
+        for key, folded in (("mean", IMAGENET.mean), ("std", IMAGENET.std)):
             if not np.allclose(inp[key], folded, rtol=0, atol=1e-7):
                 raise bad(f"'input.{key}'", f"{inp[key]!r} is not the normalisation folded "
                                             f"into the model ({list(folded)})")

@@ -142,7 +142,8 @@ def info(
     import torch
 
     from mtlsi_edge.model import create_model
-    from mtlsi_edge.model.complexity import eager_latency_ms, model_report
+    from mtlsi_edge.model.complexity import model_report
+    from mtlsi_edge.profiler.eager import eager_latency_ms
 
     torch.manual_seed(0)
     with console.status(f"building {variant} and counting MACs at {hw[0]}×{hw[1]}…"):
@@ -850,7 +851,8 @@ def prune(
     """
     from mtlsi_edge.data.datasets import DatasetError
     from mtlsi_edge.quantize.prune import run_prune
-    from mtlsi_edge.train.checkpoint import CheckpointError
+    from mtlsi_edge.tasks import TaskSet
+    from mtlsi_edge.train.checkpoint import CheckpointError, read_checkpoint_meta
 
     check_output_dir(out)
     try:
@@ -860,16 +862,17 @@ def prune(
     except (CheckpointError, DatasetError, ValueError) as e:
         fail(str(e))
     atomic_write_json(Path(out) / "report.json", {**res, "checkpoint": str(res["checkpoint"])})
+    # One column per task of the checkpoint's own task set (its headline metric).
+    tasks = TaskSet.from_dict(read_checkpoint_meta(res["checkpoint"])[0]["task_set"])
     t = Table(title=f"pruning: {method} {ratio:.0%}")
-    for c in ("", "params (M)", "GMACs", "eager ms", "ORT ms", "mIoU", "RMSE", "normals°",
-              "odsF"):
+    for c in ("", "params (M)", "GMACs", "eager ms", "ORT ms",
+              *(f"{x.name} {x.metric_name}" for x in tasks)):
         t.add_column(c, justify="right")
     for k in ("before", "after"):
         d = res[k]
         m = d["metrics"]
         t.add_row(k, f"{d['params'] / 1e6:.3f}", f"{d['gmacs']:.3f}", f"{d['eager_ms']:.1f}",
-                  f"{d['ort_ms']:.1f}", f"{m['semseg']['miou']:.2f}", f"{m['depth']['rmse']:.3f}",
-                  f"{m['normals']['mean']:.2f}", f"{m['boundary']['odsF']:.2f}")
+                  f"{d['ort_ms']:.1f}", *(f"{m[x.name][x.metric_name]:.3g}" for x in tasks))
     console.print(t)
     console.print(f"pruned checkpoint: [bold]{res['checkpoint']}[/]; report {out}/report.json")
 

@@ -12,3 +12,10 @@ class MtlsiError(Exception):
 
 class ConfigError(MtlsiError, ValueError):
     """A model config value that is unknown, of the wrong type or out of range."""
+
+
+class BundleError(MtlsiError, ValueError):
+    """A bundle that cannot be used; one line naming the file and the problem.
+
+    Defined here rather than in ``bundle`` because ``verify`` raises it and ``bundle`` imports
+    ``verify``."""

@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtlsi_edge.fileio import atomic_write
+from mtlsi_edge.inputs import IMAGENET
 from mtlsi_edge.model.mtlsi import MTLSINet
 
 INPUT_NAME = "image"
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET.mean, IMAGENET.std
 
 
 class DeployModel(nn.Module):
@@ -67,9 +68,9 @@ class DeployModel(nn.Module):
             y = out[t.name]
             if self.stride == 1:
                 y = F.interpolate(y, size=image.shape[-2:], mode="bilinear", align_corners=False)
-            if t.kind != "segmentation":
+            if t.spec.deploy_activated:
                 y = t.activate(y)
-            elif self.frame_io:
+            elif self.frame_io and t.spec.output == "labels":  # logits → labels in the graph
                 if self.label_size is not None:
                     y = F.interpolate(y, size=self.label_size, mode="bilinear",
                                       align_corners=False)
@@ -95,20 +96,18 @@ def export_onnx(model: MTLSINet, path: str | Path, size: tuple[int, int] | None 
     size = tuple(size or model.cfg.input_size)
     wrapper = DeployModel(model, stride).eval()
     names = wrapper.output_names
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        _export_to(wrapper, tmp, size, names, dynamic, opset)
-        proto = onnx.load(str(tmp))
+
+    def write(tmp: str) -> None:  # a failed export (full disk, kill) leaves nothing
+        _export_to(wrapper, Path(tmp), size, names, dynamic, opset)
+        proto = onnx.load(tmp)
         onnx.checker.check_model(proto)
         meta = proto.metadata_props.add()
         meta.key, meta.value = "mtlsi_edge", json.dumps(
             {"model_config": model.cfg.to_dict(), "stride": stride, "dynamic": dynamic,
              **(extra_meta or {})})
-        onnx.save(proto, str(tmp))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed export (full disk, kill) leaves nothing
-    return path
+        onnx.save(proto, tmp)
+
+    return atomic_write(path, write)
 
 
 def _export_to(wrapper: nn.Module, tmp: Path, size: tuple[int, int], names: list[str],
@@ -232,9 +231,9 @@ def parity_report(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_s
             continue
         a, b = a.astype(np.float32), b.astype(np.float32)
         d = {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean())}
-        if t.kind == "segmentation":
+        if t.spec.output == "labels":
             d["argmax_agree_pct"] = float((a.argmax(1) == b.argmax(1)).mean() * 100)
-        if t.kind == "normals":
+        if t.spec.output == "unit_vectors":
             cos = np.clip((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
                                             + 1e-8), -1, 1)
             ang = np.degrees(np.arccos(cos))

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,35 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def replace_dir(stage: str | Path, dst: str | Path) -> Path:
+    """Move the finished folder ``stage`` to ``dst`` on the same filesystem, replacing a
+    previous ``dst``: that one is renamed aside first and removed after, so a reader sees the
+    old folder or the new one, never a mix (``dst`` is absent only between two renames)."""
+    stage, dst = Path(stage), Path(dst)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.replace(dst, old)
+        os.replace(stage, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, dst)
+    return dst
+
+
+def append_jsonl(path: str | Path, obj: Any) -> Path:
+    """Append ``obj`` as one JSON line to a log, in a single ``write`` on an ``O_APPEND``
+    descriptor: concurrent writers never interleave within a line, and a crash loses at most
+    the last line (logs are journals, not replaced atomically)."""
+    path = Path(path)
+    line = (json.dumps(obj) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return path
 
 
 def read_json_doc(path: Path, schema: str, required: Iterable[str],

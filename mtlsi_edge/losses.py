@@ -1,4 +1,5 @@
-"""Per-kind training losses, as the InvPT / Multi-Task-Learning-PyTorch references define them.
+"""Per-kind training losses, as the InvPT / Multi-Task-Learning-PyTorch references define them
+(which kind uses which: :mod:`mtlsi_edge.kinds`).
 
 Every loss takes ``(pred, gt)`` and returns a scalar tensor. ``pred`` is the raw head output
 (logits for segmentation / boundary / saliency, metres for depth, unnormalised vectors for
@@ -11,19 +12,16 @@ All losses average over valid pixels only and return an exact ``0`` that still c
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlsi_edge.tasks import IGNORE_INDEX
+from mtlsi_edge.inputs import IGNORE_INDEX
 
 BOUNDARY_POS_WEIGHT = 0.95  # InvPT's edge weighting w (ATRC / MTDP use 0.8 for NYUD)
 
 __all__ = [
     "BOUNDARY_POS_WEIGHT",
-    "LOSSES",
     "balanced_bce_with_logits",
     "boundary_loss",
     "depth_loss",
@@ -137,12 +135,3 @@ def saliency_loss(pred: Tensor, gt: Tensor) -> Tensor:
     # The weight is a statistic of the labels, not a function of the prediction.
     w = (n_neg.float() / n_valid.clamp(min=1).float()).detach()
     return balanced_bce_with_logits(pred, gt, w)
-
-
-LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "segmentation": segmentation_loss,
-    "depth": depth_loss,
-    "normals": normals_loss,
-    "boundary": boundary_loss,
-    "saliency": saliency_loss,
-}

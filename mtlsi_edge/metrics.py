@@ -1,6 +1,6 @@
 """Pooled evaluation metrics, one accumulator per task kind (numpy only).
 
-Every accumulator is built as ``METRICS[task.kind](task)`` (or ``task.metric()``), fed with
+Every accumulator is built as ``task.metric()`` (the class is ``task.spec.metric``), fed with
 ``update(pred, gt)`` once per image or per batch, and read with ``compute() -> dict[str, float]``.
 Counts and sums are pooled over the whole split (not averaged per image), as in the reference
 implementations (Multi-Task-Learning-PyTorch, InvPT). ``pred`` and ``gt`` may be
@@ -23,10 +23,20 @@ SaliencyMetric            probability ``N×1×H×W`` / ... in [0,1]  {0, 1}, 255
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 
-from mtlsi_edge.tasks import IGNORE_INDEX, Task
+from mtlsi_edge.inputs import IGNORE_INDEX
+
+
+class Task(Protocol):
+    """What a metric reads of its :class:`mtlsi_edge.tasks.Task` (kept structural so that
+    metrics do not import the task registry, which imports them through ``kinds``)."""
+
+    name: str
+    out_channels: int
+    max_dist: float
 
 try:  # opencv-python is a declared dependency; the numpy fallback keeps the metric importable.
     import cv2
@@ -37,7 +47,6 @@ except ImportError:  # pragma: no cover - exercised only where OpenCV is missing
     _HAVE_CV2 = False
 
 __all__ = [
-    "METRICS",
     "BoundaryMetric",
     "BoundaryMonitor",
     "DepthMetric",
@@ -592,15 +601,6 @@ class SaliencyMetric:
         if self.n_valid == 0:
             return {"maxF": math.nan}
         return {"maxF": float(self.curve()[3].max() * 100.0)}
-
-
-METRICS: dict[str, type] = {
-    "segmentation": SegmentationMetric,
-    "depth": DepthMetric,
-    "normals": NormalsMetric,
-    "boundary": BoundaryMetric,
-    "saliency": SaliencyMetric,
-}
 
 
 def delta_m(mt: dict[str, float], st: dict[str, float], lower_is_better: set[str]) -> float:

@@ -1,17 +1,22 @@
 """Task registry: every dense task the model can predict, and the task sets of each dataset.
 
-Tasks are data. A task's ``kind`` selects its loss (``mtlsi_edge.losses``), its metric
-(``mtlsi_edge.metrics``) and its deploy-time activation; adding a task to a set touches only this
-file. Nothing else in the package branches on task names.
+Tasks are data. A task's ``kind`` names its :class:`~mtlsi_edge.kinds.TaskKind` (``task.spec``):
+loss, metric, activation, augmentation and deployment behaviour; adding a task to a set touches
+only this file, adding a kind only :mod:`mtlsi_edge.kinds`. Nothing else in the package branches
+on task names or kinds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from mtlsi_edge.inputs import IGNORE_INDEX
+from mtlsi_edge.kinds import TaskKind, get_kind
+
+__all__ = ["IGNORE_INDEX", "TASK_SETS", "Task", "TaskSet", "get_task_set", "kind_of",
+           "palette_array", "voc_palette"]
 
 
 def voc_palette(n: int) -> list[tuple[int, int, int]]:
@@ -51,21 +56,22 @@ class Task:
     higher_is_better: bool = True
     max_dist: float = 0.0
 
+    @property
+    def spec(self) -> TaskKind:
+        """The record of this task's kind (:data:`mtlsi_edge.kinds.KINDS`)."""
+        return get_kind(self.kind)
+
     def loss(self, pred, gt):
         """Loss of a prediction ``B×K×H×W`` against ground truth at the same size."""
-        from mtlsi_edge.losses import LOSSES
-
-        return LOSSES[self.kind](pred, gt)
+        return self.spec.loss(pred, gt)
 
     def metric(self):
         """A fresh metric accumulator (``update(pred, gt)``, ``compute() -> dict``)."""
-        from mtlsi_edge.metrics import METRICS
-
-        return METRICS[self.kind](self)
+        return self.spec.make_metric(self)
 
     def activate(self, pred):
-        """Raw head output ``B×K×H×W`` (torch) → the task's prediction (see :data:`ACTIVATIONS`)."""
-        return ACTIVATIONS[self.kind](pred)
+        """Raw head output ``B×K×H×W`` (torch) → the task's prediction (``TaskKind.activate``)."""
+        return self.spec.activate(pred)
 
     def to_dict(self) -> dict:
         return {
@@ -95,40 +101,12 @@ class Task:
         )
 
 
-def _argmax(p):
-    return p.argmax(1)
-
-
-def _clamp0(p):
-    return p.clamp_min(0.0)
-
-
-def _l2norm(p):
-    return p / p.norm(dim=1, keepdim=True).clamp_min(1e-6)
-
-
-def _sigmoid(p):
-    return p.sigmoid()
-
-
-#: Raw head output → prediction, per kind: labels ``B×H×W`` for segmentation; depth in metres
-#: ``B×1×H×W`` (clamped ≥ 0); unit normals ``B×3×H×W``; probabilities ``B×1×H×W``.
-ACTIVATIONS = {
-    "segmentation": _argmax,
-    "depth": _clamp0,
-    "normals": _l2norm,
-    "boundary": _sigmoid,
-    "saliency": _sigmoid,
-}
-
-
 @dataclass(frozen=True)
 class TaskSet:
     """The tasks of one dataset, in output order."""
 
     name: str
     tasks: tuple[Task, ...]
-    input_size: tuple[int, int] = field(default=(448, 576))
 
     @property
     def names(self) -> list[str]:
@@ -157,9 +135,9 @@ class TaskSet:
         known = TASK_SETS.get(d["name"])
         fixed = []
         for t in tasks:
-            if t.kind == "boundary" and not t.max_dist > 0:
+            if t.spec.needs_max_dist and not t.max_dist > 0:
                 if known is None or t.name not in known.names:
-                    raise ValueError(f"boundary task {t.name!r} of task set {d['name']!r} has "
+                    raise ValueError(f"{t.kind} task {t.name!r} of task set {d['name']!r} has "
                                      "no max_dist (evaluation tolerance)")
                 t = replace(t, max_dist=known[t.name].max_dist)
             fixed.append(t)
@@ -210,7 +188,6 @@ TASK_SETS: dict[str, TaskSet] = {
     "nyud": TaskSet(
         "nyud",
         (_seg("semseg", NYUD_CLASSES, _NYUD_PALETTE), _depth(), _normals(), _boundary(0.011)),
-        input_size=(448, 576),
     ),
     "pascal": TaskSet(
         "pascal",
@@ -221,7 +198,6 @@ TASK_SETS: dict[str, TaskSet] = {
             _normals(),
             _boundary(0.0075),
         ),
-        input_size=(512, 512),
     ),
 }
 
@@ -232,6 +208,15 @@ def get_task_set(name: str) -> TaskSet:
         return TASK_SETS[name]
     except KeyError:
         raise KeyError(f"unknown task set {name!r}; known: {', '.join(TASK_SETS)}") from None
+
+
+def kind_of(name: str) -> TaskKind:
+    """The kind of the registered task called ``name`` (sample keys of the data pipeline are
+    task names; every registered task of that name has the same kind)."""
+    for ts in TASK_SETS.values():
+        if name in ts.names:
+            return ts[name].spec
+    raise KeyError(f"no registered task is called {name!r}")
 
 
 def palette_array(task: Task) -> np.ndarray:

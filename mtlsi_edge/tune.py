@@ -24,9 +24,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.progress import Progress
 
+from mtlsi_edge.bundle import check_destination, compile_bundle
 from mtlsi_edge.errors import MtlsiError
-from mtlsi_edge.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from mtlsi_edge.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    replace_dir,
+)
+from mtlsi_edge.profiler.timing import time_call
+from mtlsi_edge.quantize.accuracy import evaluate_predictor, load_val_set
+from mtlsi_edge.quantize.run import run_quantize
+from mtlsi_edge.runtime.predictor import Predictor
+from mtlsi_edge.targets import TARGETS, CompileOptions, get_target
+from mtlsi_edge.train.checkpoint import build_from_checkpoint, read_checkpoint_meta
+from mtlsi_edge.verify import VerificationError, gate_frames
+from mtlsi_edge.verify import measure as agreement
 
 #: Fastest first: a resolution whose fastest gated precision misses the budget is not tried at
 #: the slower ones (measured, not assumed: the fastest one's latency is what decides).
@@ -100,8 +115,6 @@ def resized_checkpoint(checkpoint: Path, size: tuple[int, int], work: Path) -> P
     """The same weights with ``input_size`` = ``size`` (the model is fully convolutional /
     linear attention and pads internally, so no weight depends on the input size); checked by
     rebuilding the model from it."""
-    from mtlsi_edge.train.checkpoint import build_from_checkpoint, read_checkpoint_meta
-
     doc, jpath = read_checkpoint_meta(checkpoint)
     if tuple(doc["model_config"]["input_size"]) == tuple(size):
         return jpath
@@ -125,18 +138,11 @@ def parity_scores(ref_outs: list[dict], got_outs: list[dict], task_set) -> dict:
     """Per task: the raw agreement measure of the Predictor outputs (frame size) with the
     reference's and a 0–100 score (label agreement and boundary F as they are; depth
     100·(1 − abs-rel diff); normals 100·(1 − angle/90°)), both floored at 0."""
-    from mtlsi_edge.verify import MEASURES, measure
-
     out = {}
     for t in task_set:
-        v = measure(t.kind, _stack(ref_outs, t.name), _stack(got_outs, t.name))
-        if t.kind == "depth":
-            s = 100.0 * (1.0 - v)
-        elif t.kind == "normals":
-            s = 100.0 * (1.0 - v / 90.0)
-        else:
-            s = v
-        out[t.name] = {"measure": MEASURES[t.kind][0], "value": v,
+        v = agreement(t.kind, _stack(ref_outs, t.name), _stack(got_outs, t.name))
+        s = t.spec.parity_score(v)
+        out[t.name] = {"measure": t.spec.measure_name, "value": v,
                        "score": max(0.0, s) if math.isfinite(s) else 0.0}
     return out
 
@@ -158,20 +164,11 @@ def labelled_scores(res: dict, ref: dict, task_set) -> dict:
 
 def _install(src: Path, dst: Path) -> Path:
     """Copy the chosen bundle folder to ``dst`` (staged beside it, then renamed)."""
-    from mtlsi_edge.bundle import check_destination
-
     check_destination(dst)
     stage = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(src, stage)
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(stage, dst)
-    if old is not None:
-        shutil.rmtree(old)
-    return dst
+    return replace_dir(stage, dst)
 
 
 def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
@@ -188,13 +185,6 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
     ``out``; returns ``{"rows", "chosen", "bundle", "stopped", ...}``.  Raises
     :class:`BudgetNotMet` (after writing the table) when no gated candidate meets the budget.
     """
-    from mtlsi_edge.bundle import compile_bundle
-    from mtlsi_edge.profiler.timing import time_call
-    from mtlsi_edge.runtime.predictor import Predictor
-    from mtlsi_edge.targets import TARGETS, CompileOptions, get_target
-    from mtlsi_edge.train.checkpoint import read_checkpoint_meta
-    from mtlsi_edge.verify import VerificationError, gate_frames
-
     t0 = clock()
     deadline = t0 + max_minutes * 60.0
     out = Path(out)
@@ -240,8 +230,6 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
         opts = CompileOptions(precision=precision, threads=1)
         try:
             if precision == "int8":
-                from mtlsi_edge.quantize.run import run_quantize
-
                 q = run_quantize(ck, tgt.int8_format, "synth",
                                  n_calib, None, val_limit, [], "performance",
                                  "attention-norm", work / f"{name}.q", accuracy_control=False,
@@ -270,8 +258,6 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
     task_set = ref_pred.task_set
     ref_val = None
     if val is not None:
-        from mtlsi_edge.quantize.accuracy import evaluate_predictor, load_val_set
-
         ref_val = evaluate_predictor(ref_pred, load_val_set(str(val), "val", task_set,
                                                             ref_pred.input_size, val_limit))
     del ref_pred
@@ -281,8 +267,6 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
         if key not in scored:
             pred = Predictor.from_bundle(bundle, threads=1)
             if val is not None:
-                from mtlsi_edge.quantize.accuracy import evaluate_predictor, load_val_set
-
                 vs = load_val_set(str(val), "val", task_set, pred.input_size, val_limit)
                 scored[key] = labelled_scores(evaluate_predictor(pred, vs), ref_val, task_set)
             else:
@@ -293,8 +277,6 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
     missed: dict[tuple, str] = {}  # size → why its slower precisions are skipped
     prog = None
     if progress and console is not None:
-        from rich.progress import Progress
-
         prog = Progress(console=console, transient=True)
         prog.start()
         task_id = prog.add_task("tune", total=len(rows))

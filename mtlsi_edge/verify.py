@@ -10,9 +10,11 @@ renders start at 10,000,000):
 - normals: mean angle between the unit vectors, degrees          (lower is better)
 - boundary / saliency: F-score (%) of the maps binarised at 0.5  (higher is better)
 
-``compile_bundle`` measures these and refuses a bundle below its precision's thresholds; every
-bundle carries the frames and the FP32 reference outputs (``reference.safetensors``) so that
-:func:`check_bundle` re-proves it on whatever machine it is on (``mtlsi-edge check``).
+The measure, its unit and the thresholds per precision are fields of each kind's
+:class:`~mtlsi_edge.kinds.TaskKind`. ``compile_bundle`` measures these and refuses a bundle
+below its precision's thresholds; every bundle carries the frames and the FP32 reference
+outputs (``reference.safetensors``) so that :func:`check_bundle` re-proves it on whatever
+machine it is on (``mtlsi-edge check``).
 Thresholds and how they were chosen: ``docs/trust.md``.
 """
 
@@ -25,34 +27,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
 
-from mtlsi_edge.errors import ConfigError, MtlsiError
+from mtlsi_edge.data.synthindoor import render_sample
+from mtlsi_edge.errors import BundleError, ConfigError, MtlsiError
+from mtlsi_edge.fileio import atomic_write
+from mtlsi_edge.kinds import KINDS
+from mtlsi_edge.machine import cpu_flags
+from mtlsi_edge.targets import get_target
 
 GATE_SEED = 20_000_000
 GATE_FRAMES = 6
 REFERENCE_FILE = "reference.safetensors"
-
-#: kind → (measure name, unit, higher_is_better)
-MEASURES: dict[str, tuple[str, str, bool]] = {
-    "segmentation": ("label_agree", "%", True),
-    "depth": ("absrel_diff", "", False),
-    "normals": ("angle_deg", "°", False),
-    "boundary": ("f_binary", "%", True),
-    "saliency": ("f_binary", "%", True),
-}
-
-#: precision → kind → threshold (pass when measured ≥ it for higher-is-better, else ≤).
-#: Chosen from measurements on two CPUs (docs/trust.md): each sits several times the observed
-#: spread of a correct artifact away from it, and far from the broken OpenVINO INT8 build
-#: (79.7 % labels, 13.1° normals).
-THRESHOLDS: dict[str, dict[str, float]] = {
-    "fp32": {"segmentation": 99.9, "depth": 0.001, "normals": 0.1, "boundary": 99.0,
-             "saliency": 99.0},
-    "fp16": {"segmentation": 99.0, "depth": 0.01, "normals": 1.0, "boundary": 97.0,
-             "saliency": 97.0},
-    "int8": {"segmentation": 93.0, "depth": 0.05, "normals": 4.0, "boundary": 85.0,
-             "saliency": 85.0},
-}
 
 
 class VerificationError(MtlsiError, ValueError):
@@ -68,8 +55,6 @@ class VerificationError(MtlsiError, ValueError):
 
 def gate_frames(size: tuple[int, int], n: int = GATE_FRAMES) -> np.ndarray:
     """``n`` held-out SynthIndoor renders as BGR uint8 frames at ``size`` (``n×H×W×3``)."""
-    from mtlsi_edge.data.synthindoor import render_sample
-
     out = []
     for i in range(n):
         rgb = render_sample(GATE_SEED + i, size=(size[0], size[1])).image_rgb
@@ -93,38 +78,16 @@ def finish_raw(raw: dict[str, np.ndarray], task_set, layouts: dict[str, str] | N
         if a.dtype.kind in "iu":  # labels from a frame-I/O graph
             out[t.name] = a[:, 0].astype(np.uint8)
             continue
-        a = a.astype(np.float32)
-        if t.kind == "segmentation":
-            out[t.name] = a.argmax(1).astype(np.uint8)
-        elif t.kind == "normals":
-            out[t.name] = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-6)
-        else:
-            out[t.name] = a[:, 0]
+        out[t.name] = t.spec.gate_finish(a.astype(np.float32))
     return out
 
 
 def measure(kind: str, ref: np.ndarray, got: np.ndarray) -> float:
-    """The agreement of ``got`` with ``ref`` for one task kind (see :data:`MEASURES`)."""
+    """The agreement of ``got`` with ``ref`` for one task kind (``TaskKind.measure``)."""
     if ref.shape != got.shape:
         raise VerificationError(f"output shape {got.shape} differs from the reference's "
                                 f"{ref.shape}")
-    if kind == "segmentation":
-        return float((ref == got).mean() * 100.0)
-    if kind == "depth":
-        valid = ref > 1e-3
-        if not valid.any():
-            return float(np.abs(got - ref).mean())
-        return float((np.abs(got[valid] - ref[valid]) / ref[valid]).mean())
-    if kind == "normals":
-        a = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-6)
-        b = got / np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-6)
-        # 2·asin(|a−b|/2) is exact for small angles where arccos(a·b) loses all precision.
-        chord = np.clip(np.linalg.norm(a - b, axis=1) / 2, 0.0, 1.0)
-        return float(np.degrees(2 * np.arcsin(chord)).mean())
-    a, b = ref >= 0.5, got >= 0.5  # boundary / saliency
-    tp = float(np.logical_and(a, b).sum())
-    denom = float(a.sum() + b.sum())
-    return 100.0 if denom == 0 else 200.0 * tp / denom
+    return KINDS[kind].measure(ref, got)
 
 
 @dataclass
@@ -156,8 +119,8 @@ def thresholds_for(precision: str, task_set, overrides: dict[str, float] | None 
     if unknown:
         raise ConfigError(f"unknown task {sorted(unknown)[0]!r} in gate thresholds; tasks: "
                          f"{', '.join(task_set.names)}")
-    base = THRESHOLDS[precision]
-    return {t.name: float(overrides.get(t.name, base[t.kind])) for t in task_set}
+    return {t.name: float(overrides.get(t.name, t.spec.gate_thresholds[precision]))
+            for t in task_set}
 
 
 def parse_gate_overrides(specs: list[str]) -> dict[str, float]:
@@ -180,7 +143,8 @@ def gate(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_set, preci
     """Compare finished outputs (see :func:`finish_raw`) task by task against thresholds."""
     res = GateResult(precision)
     for t in task_set:
-        name, unit, hib = MEASURES[t.kind]
+        k = t.spec
+        name, unit, hib = k.measure_name, k.unit, k.higher_is_better
         v = measure(t.kind, ref[t.name], got[t.name])
         thr = thresholds[t.name]
         ok = math.isfinite(v) and (v >= thr if hib else v <= thr)
@@ -193,10 +157,6 @@ def gate(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_set, preci
 def save_references(path: Path, frames_bgr: np.ndarray, finished: dict[str, np.ndarray]) -> None:
     """Frames (PNG-compressed) and finished FP32 reference outputs at output resolution
     (labels as uint8, the rest float32) in one safetensors file."""
-    from safetensors.numpy import save_file
-
-    from mtlsi_edge.fileio import atomic_write
-
     tensors: dict[str, np.ndarray] = {}
     for i, f in enumerate(frames_bgr):
         ok, png = cv2.imencode(".png", f)
@@ -210,11 +170,6 @@ def save_references(path: Path, frames_bgr: np.ndarray, finished: dict[str, np.n
 
 def load_references(path: Path, task_set) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(frames ``N×H×W×3`` BGR uint8, finished reference outputs) of a bundle."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    from mtlsi_edge.bundle import BundleError
-
     try:
         t = load_file(str(path))
         n = len([k for k in t if k.startswith("frame.")])
@@ -263,9 +218,6 @@ class CheckReport:
 def check_bundle(predictor, folder: Path) -> CheckReport:
     """Run the bundle's reference frames on this machine and gate them against its stored
     FP32 outputs with its stored thresholds."""
-    from mtlsi_edge.bundle import BundleError
-    from mtlsi_edge.machine import cpu_flags
-
     m = predictor.manifest
     ref_info = m.get("reference")
     if not ref_info:
@@ -284,6 +236,4 @@ def check_bundle(predictor, folder: Path) -> CheckReport:
 
 
 def _runtime_version(target: str) -> str:
-    from mtlsi_edge.targets import get_target
-
     return get_target(target).runtime_version()

@@ -10,13 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtlsi_edge import verify
+from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
+from mtlsi_edge.export import export_onnx
 from mtlsi_edge.fileio import atomic_write_bytes
+from mtlsi_edge.machine import cpu_flags
+from mtlsi_edge.profiler.bench import machine_header
+from mtlsi_edge.profiler.timing import time_call
+from mtlsi_edge.quantize.run import run_quantize
+from mtlsi_edge.runtime.predictor import Predictor
+from mtlsi_edge.targets import CompileOptions, get_target
+from mtlsi_edge.train.checkpoint import build_from_checkpoint
+from mtlsi_edge.verify import VerificationError
 
 
 def _latency_ms(predictor, runs: int = 30) -> dict:
     """Short compute-only profile of a bundle's runner (median and p90 of ``runs``)."""
-    from mtlsi_edge.profiler.timing import time_call
-
     x = predictor.sample_input()
     s = time_call(lambda: predictor.runner(x), runs=runs)
     return {"median_ms": s.median_ms, "p90_ms": s.p90_ms, "runs": runs}
@@ -28,14 +36,6 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
                accuracy_control: bool = True, gate_overrides: dict | None = None,
                act_matmuls: str = "float") -> dict:
     """Run the whole chain; returns a summary with ``bundle``, ``report_md`` and ``failed``."""
-    from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
-    from mtlsi_edge.export import export_onnx
-    from mtlsi_edge.quantize.run import run_quantize
-    from mtlsi_edge.runtime.predictor import Predictor
-    from mtlsi_edge.targets import CompileOptions, get_target
-    from mtlsi_edge.train.checkpoint import build_from_checkpoint
-    from mtlsi_edge.verify import VerificationError
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tgt = get_target(target)
@@ -127,9 +127,6 @@ def _rel(p) -> str:
 
 
 def _report_md(checkpoint, target, precision, manifest, q, lat, steps, result) -> str:
-    from mtlsi_edge.machine import cpu_flags
-    from mtlsi_edge.profiler.bench import machine_header
-
     lines = [f"# Deploy report: {target} {precision}", "",
              f"- checkpoint: `{_rel(checkpoint)}`",
              f"- bundle: `{_rel(result['bundle'])}` (target {manifest['target']}, precision "

@@ -16,12 +16,27 @@ outputs: docs/design.md, 'Lessons measured on the build machine').
 from __future__ import annotations
 
 import copy
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
+from mtlsi_edge.data.datasets import build_dataset
+from mtlsi_edge.data.transforms import train_transforms, val_transforms
+from mtlsi_edge.export import export_onnx
+from mtlsi_edge.model.blocks import ConvFFN
+from mtlsi_edge.model.complexity import model_report
 from mtlsi_edge.model.mtlsi import MTLSINet
+from mtlsi_edge.profiler.eager import eager_latency_ms
+from mtlsi_edge.profiler.timing import measure
+from mtlsi_edge.targets import CompileOptions
+from mtlsi_edge.targets.onnxruntime import ORTRunner
+from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
+from mtlsi_edge.train.engine import _Positions, _Stream, evaluate, multitask_loss
 
 
 @dataclass
@@ -51,8 +66,6 @@ def prune_channels(model: MTLSINet, ratio: float) -> PruneResult:
     attention blocks in between keep their width, which their head split requires.
     """
     import torch_pruning as tp
-
-    from mtlsi_edge.model.blocks import ConvFFN
 
     model = copy.deepcopy(model).eval()
     before = sum(p.numel() for p in model.parameters())
@@ -118,13 +131,6 @@ def recompute_bn(model: nn.Module, images: list[torch.Tensor]) -> None:
 def finetune(model: MTLSINet, data: str, steps: int, batch_size: int = 8, lr: float = 2e-4,
              seed: int = 0, progress: bool = False) -> list[float]:
     """A short fine-tune on the training split (same losses as training); returns losses."""
-    import numpy as np
-    from torch.utils.data import DataLoader
-
-    from mtlsi_edge.data.datasets import build_dataset
-    from mtlsi_edge.data.transforms import train_transforms
-    from mtlsi_edge.train.engine import _Positions, _Stream, multitask_loss
-
     if steps <= 0:
         return []
     ds = build_dataset(data, "train", model.task_set)
@@ -153,59 +159,8 @@ def finetune(model: MTLSINet, data: str, steps: int, batch_size: int = 8, lr: fl
     return losses
 
 
-def fit_to_state_dict(model: nn.Module, sd: dict[str, torch.Tensor]) -> nn.Module:
-    """Shrink a freshly built model's layers to the shapes of a channel-pruned state dict.
-
-    A pruned architecture is fully determined by its tensor shapes, so a pruned checkpoint
-    stays plain safetensors + the original config: convs, batch norms, layer norms and
-    linears take their new widths from the stored weights (depthwise convs keep groups =
-    channels).
-    """
-    mods = dict(model.named_modules())
-    for name, m in mods.items():
-        w = sd.get(f"{name}.weight") if name else None
-        if w is None:
-            continue
-        if isinstance(m, nn.Conv2d) and tuple(w.shape) != tuple(m.weight.shape):
-            depthwise = m.groups == m.in_channels and m.groups > 1
-            out_c = w.shape[0]
-            in_c = out_c if depthwise else w.shape[1] * m.groups
-            m.out_channels, m.in_channels = out_c, in_c
-            if depthwise:
-                m.groups = out_c
-            m.weight = nn.Parameter(torch.empty_like(w))
-            if m.bias is not None:
-                m.bias = nn.Parameter(torch.empty(out_c))
-        elif isinstance(m, nn.ConvTranspose2d) and tuple(w.shape) != tuple(m.weight.shape):
-            m.in_channels, m.out_channels = w.shape[0], w.shape[1] * m.groups
-            m.weight = nn.Parameter(torch.empty_like(w))
-            if m.bias is not None:
-                m.bias = nn.Parameter(torch.empty(m.out_channels))
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and w.shape[0] != m.num_features:
-            n = w.shape[0]
-            m.num_features = n
-            m.weight, m.bias = nn.Parameter(torch.empty(n)), nn.Parameter(torch.empty(n))
-            m.running_mean, m.running_var = torch.zeros(n), torch.ones(n)
-        elif isinstance(m, nn.LayerNorm) and tuple(w.shape) != tuple(m.normalized_shape):
-            m.normalized_shape = tuple(w.shape)
-            m.weight, m.bias = nn.Parameter(torch.empty_like(w)), nn.Parameter(torch.empty_like(w))
-        elif isinstance(m, nn.Linear) and tuple(w.shape) != tuple(m.weight.shape):
-            m.out_features, m.in_features = w.shape
-            m.weight = nn.Parameter(torch.empty_like(w))
-            if m.bias is not None:
-                m.bias = nn.Parameter(torch.empty(w.shape[0]))
-    return model
-
-
 def _ort_latency_ms(model: MTLSINet, tmp_dir, runs: int = 30) -> float:
     """Median ONNX Runtime FP32 compute latency of ``model``'s deploy graph."""
-    import numpy as np
-
-    from mtlsi_edge.export import export_onnx
-    from mtlsi_edge.profiler.timing import measure
-    from mtlsi_edge.targets import CompileOptions
-    from mtlsi_edge.targets.onnxruntime import ORTRunner
-
     path = export_onnx(model, f"{tmp_dir}/lat.onnx")
     r = ORTRunner(path, CompileOptions(device="cpu"), model.task_set.names)
     x = np.zeros((1, 3, *model.cfg.input_size), np.float32)
@@ -219,15 +174,6 @@ def run_prune(checkpoint, method: str, ratio: float, data: str, out, finetune_st
 
     Report: params, GMACs, eager and ONNX Runtime latency, per-task metrics (val split).
     """
-    import tempfile
-    from pathlib import Path
-
-    from mtlsi_edge.data.datasets import build_dataset
-    from mtlsi_edge.data.transforms import val_transforms
-    from mtlsi_edge.model.complexity import eager_latency_ms, model_report
-    from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
-    from mtlsi_edge.train.engine import evaluate
-
     if method not in ("channels", "magnitude"):
         raise ValueError(f"--method must be channels or magnitude, not {method!r}")
     if not 0 < ratio < 1:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtlsi_edge.machine import has_vnni
+from mtlsi_edge.quantize import quiet_nncf
 
 #: Ignored-scope presets (regexes over node names of the exported graph).  "attention-norm":
 #: the linear-attention normaliser (Q·z + ε and the division) of MT-MQLFB, whose small
@@ -94,8 +95,6 @@ def headroom(budgets: list[Budget], fp32: dict, q: dict) -> float:
 
 def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
                  overflow_fix: bool, also_ignore: list[str] = (), target: str | None = None):
-    from mtlsi_edge.quantize import quiet_nncf
-
     nncf = quiet_nncf()
     from nncf.common.quantization.structs import QuantizationScheme as QS
     from nncf.quantization.advanced_parameters import (
@@ -230,8 +229,6 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
     """
     if act_matmuls not in ("float", "int8"):
         raise ValueError(f"act_matmuls must be float or int8, not {act_matmuls!r}")
-    from mtlsi_edge.quantize import quiet_nncf
-
     nncf = quiet_nncf()
 
     if overflow_fix is None:

@@ -10,8 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge import verify
+from mtlsi_edge.calibration.sources import CalibrationError, CalibrationSet, build_calibration_set
+from mtlsi_edge.data.datasets import DatasetError
 from mtlsi_edge.errors import MtlsiError
+from mtlsi_edge.export import export_onnx
 from mtlsi_edge.fileio import atomic_write_files, atomic_write_json
+from mtlsi_edge.quantize import accuracy  # module attribute: tests swap compiled_infer
+from mtlsi_edge.quantize.ptq import IGNORE_PRESETS, parse_budgets, quantize_model, reverted_to_float
+from mtlsi_edge.runtime.predictor import preprocess_frame
+from mtlsi_edge.targets.tensorrt import qdq_problems
+from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint
 
 
 class QuantizeError(MtlsiError, ValueError):
@@ -19,12 +27,6 @@ class QuantizeError(MtlsiError, ValueError):
 
 
 def load_or_build_calibration(calib: str, n: int, size: tuple[int, int]):
-    from mtlsi_edge.calibration.sources import (
-        CalibrationError,
-        CalibrationSet,
-        build_calibration_set,
-    )
-
     try:
         if calib.endswith(".npy") or Path(calib + ".npy").is_file():
             return CalibrationSet.load(calib.removesuffix(".npy"))
@@ -45,9 +47,6 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
     :func:`mtlsi_edge.targets.tensorrt.qdq_problems` before it is written.  The INT8 model
     passes a parity gate against FP32 on held-out frames before anything is written
     (``force`` writes it anyway)."""
-    from mtlsi_edge.quantize.ptq import IGNORE_PRESETS, parse_budgets
-    from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint
-
     if fmt not in ("openvino", "onnx"):
         raise QuantizeError(f"--format must be openvino or onnx, not {fmt!r}")
     if ignore not in IGNORE_PRESETS:
@@ -98,11 +97,6 @@ def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset
               gate_overrides, force, target, budgets) -> dict:
     import onnx
 
-    from mtlsi_edge.export import export_onnx
-    from mtlsi_edge.quantize.accuracy import compiled_infer, drops_table, evaluate_fn, load_val_set
-    from mtlsi_edge.quantize.ptq import quantize_model
-    from mtlsi_edge.runtime.predictor import preprocess_frame
-
     task_set = model.task_set
     size = tuple(model.cfg.input_size)
     src = onnx_path or export_onnx(model, stage / "model.fp32.onnx")
@@ -129,19 +123,17 @@ def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset
     report = fp32_metrics = q_metrics = None
     valset = None
     if val is not None:
-        from mtlsi_edge.data.datasets import DatasetError
-
         try:
-            valset = load_val_set(str(val), "val", task_set, size, val_limit)
+            valset = accuracy.load_val_set(str(val), "val", task_set, size, val_limit)
         except DatasetError as e:
             raise QuantizeError(str(e)) from None
-        fp32_metrics = evaluate_fn(compiled_infer(compile_(fp32_model), outputs), valset,
-                                   task_set)
+        fp32_metrics = accuracy.evaluate_fn(
+            accuracy.compiled_infer(compile_(fp32_model), outputs), valset, task_set)
 
     def evaluate(compiled, items):
         # Validation items are (index, image) pairs: the index finds the ground truth.
-        return evaluate_fn(compiled_infer(compiled, outputs), valset, task_set,
-                           indices=[i for i, _ in items])
+        return accuracy.evaluate_fn(accuracy.compiled_infer(compiled, outputs), valset,
+                                    task_set, indices=[i for i, _ in items])
 
     control = bool(budgets) and accuracy_control
     q, info = quantize_model(
@@ -150,8 +142,6 @@ def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset
         val_items=valset.items if valset is not None else None, act_matmuls=act_matmuls,
         target=target)
     if target == "tensorrt":
-        from mtlsi_edge.targets.tensorrt import qdq_problems
-
         problems = qdq_problems(q)
         if problems:  # a bug in our NNCF settings, not a user error: say exactly what broke
             raise RuntimeError(f"NNCF output breaks TensorRT's Q/DQ rules: {problems[0]}")
@@ -159,8 +149,6 @@ def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset
     info["seconds"] = round(time.perf_counter() - t0, 1)
     info["accuracy_control"] = control
     info["calibration"] = {"source": cs.source, "n": len(cs.origins), "skipped": cs.skipped}
-    from mtlsi_edge.quantize.ptq import reverted_to_float
-
     info["float_ops"] = reverted_to_float(q, fmt)
     # Label-free parity gate on held-out frames, in this machine's runtime, before anything
     # is written: an INT8 model this device computes wrongly is never handed over.
@@ -168,7 +156,7 @@ def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset
     xs = [preprocess_frame(f, size)[0] for f in frames]
 
     def finished(m) -> dict:
-        run = compiled_infer(compile_(m), outputs)
+        run = accuracy.compiled_infer(compile_(m), outputs)
         raw = [run(x) for x in xs]
         return verify.finish_raw({k: np.concatenate([r[k] for r in raw]) for k in outputs},
                                  task_set)
@@ -182,8 +170,9 @@ def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset
             f"{'; '.join(gate.failures)} (nothing written; --force keeps it)", gate)
     failed = None
     if valset is not None:
-        q_metrics = evaluate_fn(compiled_infer(compile_(q), outputs), valset, task_set)
-        report = drops_table(fp32_metrics, q_metrics, task_set)
+        q_metrics = accuracy.evaluate_fn(accuracy.compiled_infer(compile_(q), outputs), valset,
+                                         task_set)
+        report = accuracy.drops_table(fp32_metrics, q_metrics, task_set)
         misses = []
         for b in budgets:
             d = b.drop(fp32_metrics[b.task][b.metric], q_metrics[b.task][b.metric])

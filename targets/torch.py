@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
+from mtlsi_edge.export import DeployModel
+from mtlsi_edge.model.restore import model_from_state_dict
 from mtlsi_edge.targets.base import CompileOptions, Runner, Target, TargetUnavailable
 
 
@@ -20,8 +23,6 @@ class TorchRunner:
 
     def __init__(self, model, opts: CompileOptions, stride: int = 4, frame_io: bool = False,
                  label_size: tuple[int, int] | None = None):
-        from mtlsi_edge.export import DeployModel
-
         if opts.precision != "fp32":
             raise TargetUnavailable("the torch target runs FP32 only (it is the reference)")
         if opts.threads:
@@ -75,17 +76,4 @@ class TorchTarget(Target):
 def model_from_weights(config: dict, weights: Path, pruned: dict | None = None):
     """An ``MTLSINet`` built from its config dict and a safetensors state dict (channel-pruned
     checkpoints are re-shaped to the stored tensors first)."""
-    from safetensors.torch import load_file
-
-    from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet
-
-    cfg = MTLSIConfig.from_dict(config)
-    cfg.pretrained = False
-    model = MTLSINet(cfg)
-    sd = load_file(str(weights))
-    if (pruned or {}).get("method") == "channels":
-        from mtlsi_edge.quantize.prune import fit_to_state_dict
-
-        fit_to_state_dict(model, sd)
-    model.load_state_dict(sd)
-    return model
+    return model_from_state_dict(config, load_file(str(weights)), pruned)

@@ -16,11 +16,14 @@ the ONNX file.  UNVERIFIED: no NVIDIA GPU was available while writing this (docs
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 
 import numpy as np
 
+from mtlsi_edge.export import DeployModel
 from mtlsi_edge.targets.base import CompileOptions, Target, TargetUnavailable
+from mtlsi_edge.targets.torch import model_from_weights
 
 PROGRAM_FILE = "model.ep"
 INSTALL_HINT = ('pip install "mtlsi-edge[tensorrt]" on x86-64 Linux with CUDA 13; on Jetson '
@@ -52,8 +55,6 @@ def fp16_kwargs(compile_fn) -> dict:
 
 
 def _onnx_meta(onnx_path: Path) -> dict:
-    import json
-
     import onnx
 
     proto = onnx.load(str(onnx_path), load_external_data=False)
@@ -112,9 +113,6 @@ class TorchTensorRTTarget(Target):
                                     "(--checkpoint), not an ONNX file")
         tt = self._require()
         import torch
-
-        from mtlsi_edge.export import DeployModel
-        from mtlsi_edge.targets.torch import model_from_weights
 
         meta = _onnx_meta(Path(onnx_path))
         cfg = meta["model_config"]

@@ -154,7 +154,7 @@ def _shrink_ffn(sd: dict, prefix: str, keep: int) -> None:
 def test_pruned_widths_differing_per_task_fall_back_per_ffn():
     """A channel-pruned checkpoint whose tasks kept different FFN widths: those FFNs run per
     task inside the batched forward, the rest stays batched; outputs still match."""
-    from mtlsi_edge.quantize.prune import fit_to_state_dict
+    from mtlsi_edge.model.restore import fit_to_state_dict
 
     torch.manual_seed(0)
     src = _randomize(create_model("edge-effvit-b0", input_size=(64, 96)))
@@ -177,7 +177,7 @@ def test_pruned_widths_differing_per_task_fall_back_per_ffn():
 def test_unequal_branch_widths_fall_back_to_per_task_model():
     """Anything but FFNs differing per task (not produced by our pruner, but loadable with
     fit_to_state_dict): the whole model runs the per-task path."""
-    from mtlsi_edge.quantize.prune import fit_to_state_dict
+    from mtlsi_edge.model.restore import fit_to_state_dict
 
     torch.manual_seed(0)
     src = create_model("edge-effvit-b0", input_size=(64, 96)).eval()

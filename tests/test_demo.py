@@ -18,9 +18,20 @@ from typer.testing import CliRunner
 
 from mtlsi_edge.cli import app
 from mtlsi_edge.runtime.capture import CaptureError, LatestFrameGrabber, Source
-from mtlsi_edge.runtime.loop import frame_grid_ok, run_loop
+from mtlsi_edge.runtime.loop import run_loop
 from mtlsi_edge.runtime.overlay import LAYOUTS, Renderer
 from mtlsi_edge.tasks import get_task_set
+
+
+def frame_grid_ok(img: np.ndarray) -> bool:
+    """True when the four quadrants of a grid view are each non-blank and mutually different."""
+    h, w = img.shape[0] // 2, img.shape[1] // 2
+    quads = [img[:h, :w], img[:h, w:], img[h:, :w], img[h:, w:]]
+    if any(q.std() < 3 for q in quads):
+        return False
+    return all(np.abs(quads[i].astype(int) - quads[j].astype(int)).mean() > 5
+               for i in range(4) for j in range(i + 1, 4))
+
 
 STARTER = Path(__file__).resolve().parents[1] / "mtlsi_edge" / "weights" / "starter.json"
 needs_starter = pytest.mark.skipif(not STARTER.is_file(), reason="no embedded starter checkpoint")

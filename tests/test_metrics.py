@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mtlsi_edge import metrics
+from mtlsi_edge.kinds import KINDS
 from mtlsi_edge.metrics import (
-    METRICS,
     BoundaryMetric,
     BoundaryMonitor,
     DepthMetric,
@@ -32,7 +32,7 @@ def test_every_task_kind_has_a_metric() -> None:
     for ts in TASK_SETS.values():
         for task in ts:
             m = task.metric()
-            assert isinstance(m, METRICS[task.kind])
+            assert isinstance(m, KINDS[task.kind].metric)
 
 
 # --- segmentation -------------------------------------------------------------------------------

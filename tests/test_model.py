@@ -111,7 +111,7 @@ def test_linear_cost_from_flop_counts(grid):
 
     fusion = MTMQLFB(c, TASKS, heads=4).eval()
     distil = SemanticTokenDistiller(c, len(TASKS), num_tokens=512, heads=4).eval()
-    softmax = SoftmaxSelfAttention(c, TASKS, heads=4).eval()
+    softmax = SoftmaxSelfAttention(c, heads=4).eval()
     cwib = CWIB(c, heads=4, window=5).eval()
     tokens = torch.randn(1, 512, c)
     small, big = feats(h, w), feats(h, 2 * w)

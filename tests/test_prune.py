@@ -75,3 +75,29 @@ def test_budgets_parse_and_headroom():
         parse_budgets(["accuracy=1"], ts)
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_budgets(["miou"], ts)
+
+
+def test_prune_report_follows_the_checkpoint_task_set(monkeypatch, tmp_path):
+    """The CLI table has one column per task of the checkpoint (a PASCAL checkpoint has no
+    depth: the report used to look it up by name and fail with KeyError)."""
+    from typer.testing import CliRunner
+
+    import mtlsi_edge.quantize.prune as prune_mod
+    from mtlsi_edge.cli import app
+
+    ts = get_task_set("pascal")
+    model = create_model("edge-effvit-b0", input_size=(64, 96), task_set="pascal")
+    ck = save_checkpoint(tmp_path / "ck" / "pruned", model,
+                         {"model_config": model.cfg.to_dict(), "task_set": ts.to_dict()})
+    metrics = {t.name: {t.metric_name: 1.0} for t in ts}
+    side = {"params": 1e6, "gmacs": 0.1, "eager_ms": 1.0, "ort_ms": 1.0, "metrics": metrics}
+
+    def fake_run_prune(*args, **kwargs):
+        return {"checkpoint": ck, "method": "channels", "ratio": 0.5, "before": side,
+                "after": side, "finetune_losses": []}
+
+    monkeypatch.setattr(prune_mod, "run_prune", fake_run_prune)
+    res = CliRunner().invoke(app, ["prune", "--checkpoint", str(ck), "--data", str(tmp_path),
+                                   "--out", str(tmp_path / "out")], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "maxF" in res.output and "rmse" not in res.output

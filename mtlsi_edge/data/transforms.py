@@ -17,7 +17,8 @@ meta           dict                         ``{"id", "orig_size": (h, w)}``, pas
 =============  ==========================  ===================================================
 
 Losses and metrics must therefore treat ``boundary``/``saliency`` == 255 as ignore, like the
-segmentation maps.
+segmentation maps. Task keys are handled by their kind (:func:`mtlsi_edge.tasks.kind_of`): pad
+value, flip, rescaling and tensor layout come from the :class:`~mtlsi_edge.kinds.TaskKind`.
 
 Every transform is called as ``transform(sample, rng)`` with an explicit ``np.random.Generator``;
 the same generator state gives the same augmentation (``Compose`` threads one generator through
@@ -39,12 +40,13 @@ import cv2
 import numpy as np
 import torch
 
-from mtlsi_edge.tasks import IGNORE_INDEX
+from mtlsi_edge.inputs import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from mtlsi_edge.kinds import TaskKind
+from mtlsi_edge.tasks import kind_of
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "PAD_VALUES",
     "Compose",
     "Normalize",
     "PadTo",
@@ -60,19 +62,9 @@ __all__ = [
 
 Sample = dict[str, Any]
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-#: Fill value of every spatial key when padding (image value is before normalisation).
-PAD_VALUES: dict[str, float] = {
-    "image": 0.0,
-    "semseg": IGNORE_INDEX,
-    "human_parts": IGNORE_INDEX,
-    "boundary": IGNORE_INDEX,
-    "saliency": IGNORE_INDEX,
-    "depth": 0.0,
-    "normals": 0.0,
-}
+IMAGE_KEY = "image"
+#: Fill of the image when padding (before normalisation); task keys use their kind's pad value.
+IMAGE_PAD = 0.0
 
 _PASSTHROUGH_KEYS = frozenset({"meta"})
 
@@ -92,16 +84,31 @@ def _get_rng(rng: np.random.Generator | None) -> np.random.Generator:
     return np.random.default_rng() if rng is None else rng
 
 
+def _kind(key: str) -> TaskKind | None:
+    """The kind of a task key; ``None`` for the image or a key that is not a registered task."""
+    if key == IMAGE_KEY:
+        return None
+    try:
+        return kind_of(key)
+    except KeyError:
+        return None
+
+
+def _pad_value(key: str) -> float:
+    kind = _kind(key)
+    return IMAGE_PAD if kind is None else kind.pad_value
+
+
 def _spatial_keys(sample: Sample) -> list[str]:
-    """Keys of ``sample`` holding ``H×W[×C]`` arrays, validated against the known set."""
+    """Keys of ``sample`` holding ``H×W[×C]`` arrays: the image and registered task names."""
     keys = []
     for k, v in sample.items():
-        if k in PAD_VALUES:
+        if k == IMAGE_KEY or _kind(k) is not None:
             keys.append(k)
         elif k not in _PASSTHROUGH_KEYS and isinstance(v, np.ndarray) and v.ndim >= 2:
             raise KeyError(
                 f"transform does not know how to handle spatial key {k!r}; known: "
-                f"{', '.join(PAD_VALUES)}"
+                f"{IMAGE_KEY} and the registered task names"
             )
     return keys
 
@@ -135,10 +142,10 @@ def _pad_array(a: np.ndarray, out_h: int, out_w: int, value: float) -> np.ndarra
 
 
 def _pad_sample(sample: Sample, out_h: int, out_w: int) -> Sample:
-    """Pad every spatial key bottom/right to ``out_h×out_w`` with its ``PAD_VALUES`` fill."""
+    """Pad every spatial key bottom/right to ``out_h×out_w`` with its kind's pad value."""
     out = dict(sample)
     for k in _spatial_keys(sample):
-        out[k] = _pad_array(sample[k], out_h, out_w, PAD_VALUES[k])
+        out[k] = _pad_array(sample[k], out_h, out_w, _pad_value(k))
     return out
 
 
@@ -192,24 +199,25 @@ class RandomScale(Transform):
         out = dict(sample)
         for k in _spatial_keys(sample):
             a = sample[k]
-            if k == "image":
+            if k == IMAGE_KEY:
                 out[k] = cv2.resize(
                     a.astype(np.float32, copy=False), (nw, nh), interpolation=cv2.INTER_LINEAR
                 )
             else:
                 out[k] = _nearest_resize(a, nh, nw)
-                if k == "depth":
+                if _kind(k).zoom_divides:
                     out[k] = (out[k] / s).astype(a.dtype, copy=False)
         return out
 
 
 class RandomCrop(Transform):
-    """Random ``h×w`` crop; pads bottom/right first (``PAD_VALUES``) if the sample is smaller.
+    """Random ``h×w`` crop; pads bottom/right first (kind pad values) if the sample is smaller.
 
-    mmseg's ``cat_max_ratio``: a crop is accepted when its ``semseg`` holds at least two
-    non-ignore classes and the most frequent one covers less than ``cat_max_ratio`` of the
-    non-ignore pixels. Up to ``max_tries`` crops are drawn; if none passes, the last one is used.
-    Without a ``semseg`` key (or with ``cat_max_ratio >= 1``) the first crop is used.
+    mmseg's ``cat_max_ratio``: a crop is accepted when the first segmentation map of the
+    sample (``semseg``) holds at least two non-ignore classes and the most frequent one covers
+    less than ``cat_max_ratio`` of the non-ignore pixels. Up to ``max_tries`` crops are drawn;
+    if none passes, the last one is used. Without a segmentation key (or with
+    ``cat_max_ratio >= 1``) the first crop is used.
     """
 
     def __init__(
@@ -236,12 +244,14 @@ class RandomCrop(Transform):
         if h < ch or w < cw:
             sample = _pad_sample(sample, max(h, ch), max(w, cw))
             h, w = max(h, ch), max(w, cw)
-        check = self.cat_max_ratio < 1.0 and "semseg" in sample
+        seg = next((k for k in _spatial_keys(sample)
+                    if (kind := _kind(k)) is not None and kind.output == "labels"), None)
+        check = self.cat_max_ratio < 1.0 and seg is not None
         tries = self.max_tries if check else 1
         for _ in range(tries):
             y0 = int(rng.integers(0, h - ch + 1))
             x0 = int(rng.integers(0, w - cw + 1))
-            if check and self._accept(sample["semseg"][y0 : y0 + ch, x0 : x0 + cw]):
+            if check and self._accept(sample[seg][y0 : y0 + ch, x0 : x0 + cw]):
                 break
         out = dict(sample)
         for k in _spatial_keys(sample):
@@ -250,7 +260,8 @@ class RandomCrop(Transform):
 
 
 class RandomHorizontalFlip(Transform):
-    """Mirror every spatial key left-right with probability ``p``; negates ``normals`` x."""
+    """Mirror every spatial key left-right with probability ``p``; negates the x component of
+    kinds with ``flip_negates_x`` (normals)."""
 
     def __init__(self, p: float = 0.5) -> None:
         self.p = float(p)
@@ -262,7 +273,8 @@ class RandomHorizontalFlip(Transform):
         out = dict(sample)
         for k in _spatial_keys(sample):
             flipped = np.ascontiguousarray(sample[k][:, ::-1])
-            if k == "normals":
+            kind = _kind(k)
+            if kind is not None and kind.flip_negates_x:
                 flipped[..., 0] *= -1.0
             out[k] = flipped
         return out
@@ -344,7 +356,7 @@ class Normalize(Transform):
 
 
 class PadTo(Transform):
-    """Pad bottom/right to exactly ``h×w`` (``PAD_VALUES``) and record the pre-pad size.
+    """Pad bottom/right to exactly ``h×w`` (kind pad values) and record the pre-pad size.
 
     Sets ``sample["meta"]["orig_size"] = (H, W)`` (the size before padding) so predictions can
     be cropped back with ``pred[..., :H, :W]``. A sample larger than ``h×w`` raises
@@ -369,22 +381,22 @@ class PadTo(Transform):
 class ToTensor(Transform):
     """numpy → torch, channels first.
 
-    image ``3×H×W`` float32; semseg / human_parts ``H×W`` int64; depth ``1×H×W``; normals
-    ``3×H×W``; boundary / saliency ``1×H×W`` float32. ``meta`` is passed through.
+    image ``3×H×W`` float32; task keys as their kind's ``gt_to_tensor``: semseg / human_parts
+    ``H×W`` int64; depth ``1×H×W``; normals ``3×H×W``; boundary / saliency ``1×H×W`` float32.
+    ``meta`` is passed through.
     """
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
         out = dict(sample)
         for k in _spatial_keys(sample):
             a = np.asarray(sample[k])
-            if k in ("semseg", "human_parts"):
-                out[k] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
-            elif k in ("image", "normals"):
+            kind = _kind(k)
+            if kind is None:  # the image
                 out[k] = torch.from_numpy(
                     np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32)
                 )
-            else:  # depth, boundary, saliency
-                out[k] = torch.from_numpy(np.ascontiguousarray(a[None], dtype=np.float32))
+            else:
+                out[k] = kind.gt_to_tensor(a)
         return out
 
 

@@ -361,7 +361,7 @@ class SoftmaxSelfAttention(nn.Module):
     Same interface as :class:`MTMQLFB` (list of T maps ``B×C×H×W``); used only for comparisons.
     """
 
-    def __init__(self, dim: int, tasks: list[str], heads: int = 8):
+    def __init__(self, dim: int, heads: int = 8):
         super().__init__()
         self.heads = heads
         self.norm = nn.LayerNorm(dim)

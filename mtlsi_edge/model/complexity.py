@@ -55,15 +55,3 @@ def model_report(model: MTLSINet, size: tuple[int, int] | None = None) -> dict:
         "params": sum(p.numel() for p in model.parameters()),
         "gmacs": counts.get("Global", 0) / 1e9,
     }
-
-
-@torch.inference_mode()
-def eager_latency_ms(model: nn.Module, size: tuple[int, int], runs: int = 20,
-                     warmup_s: float = 0.5) -> float:
-    """Median wall time of one batch-1 FP32 forward in PyTorch eager, after a timed warm-up."""
-    from mtlsi_edge.profiler.timing import measure
-
-    model.eval()
-    x = torch.randn(1, 3, *size)
-    times = sorted(measure(lambda: model(x), warmup_s=warmup_s, runs=runs))
-    return 1000 * times[len(times) // 2]

@@ -7,8 +7,9 @@ Variants are registered by name in :data:`VARIANTS`; build one with :func:`creat
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -147,8 +148,6 @@ def check_config_values(d: dict) -> dict:
         except KeyError as e:
             raise ConfigError(str(e).strip("'\"")) from None
     if "backbone" in out:
-        import timm
-
         if not timm.is_model(out["backbone"]):
             raise ConfigError(f"model config 'backbone' {out['backbone']!r} is not a timm "
                               f"model name (timm.list_models() lists them)")
@@ -346,7 +345,6 @@ class Variant:
     description: str
     config: MTLSIConfig
     edge: bool = False
-    notes: str = field(default="")
 
 
 VARIANTS: dict[str, Variant] = {}
@@ -371,11 +369,10 @@ register_variant(Variant(
     MTLSIConfig(backbone="mobilenetv3_large_100", input_size=(240, 320), dim=64, heads=4,
                 num_tokens=64, window=10, cwib_depths=(1, 0), ffn_ratio=2.0, output_stride=4),
     edge=True))
-register_variant(Variant(
+register_variant(Variant(  # Swin-L: 195.2 M params of backbone alone
     "paper-swin-l", "Swin-L backbone, C=256, M=512 tokens, window 8, 448×576 (NYUD)",
     MTLSIConfig(backbone="swin_large_patch4_window12_384", input_size=(448, 576),
-                shifted_windows=True),
-    notes="Swin-L: 195.2 M params of backbone alone"))
+                shifted_windows=True)))
 register_variant(Variant(
     "paper-vit-l", "ViT-L/16 backbone (taps 6/12/18/24), C=256, M=512, window 8, 448×576",
     MTLSIConfig(backbone="vit_large_patch16_384", backbone_out_indices=(5, 11, 17, 23),
@@ -402,11 +399,3 @@ def check_consistency(cfg: MTLSIConfig) -> None:
         raise ConfigError(f"model config 'dim' ({cfg.dim}) must be a multiple of 'heads' "
                           f"({cfg.heads})")
 
-
-def part_of(module_name: str) -> str | None:
-    """Map a parameter/module name of :class:`MTLSINet` to its part in :data:`PARTS`."""
-    head = module_name.split(".", 1)[0]
-    for part, prefix in PARTS.items():
-        if head == prefix:
-            return part
-    return None

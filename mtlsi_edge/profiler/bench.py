@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge.machine import cpu_info
+from mtlsi_edge.model.mtlsi import PARTS
 from mtlsi_edge.profiler.stats import summarize
 from mtlsi_edge.profiler.timing import (  # noqa: F401 - re-exported (older imports)
     DEFAULT_TIME_S,
@@ -48,10 +49,6 @@ Progress = Callable[[str], None]
 
 
 # -- machine ------------------------------------------------------------------------------
-def _cpuinfo() -> tuple[str, frozenset[str]]:
-    return cpu_info()
-
-
 def _version(pkg: str) -> str | None:
     try:
         return metadata.version(pkg)
@@ -63,7 +60,7 @@ def machine_header() -> dict:
     """Where the numbers were measured: CPU, cores, ISA flags, OS, Python, runtimes, load."""
     import psutil
 
-    model, flags = _cpuinfo()
+    model, flags = cpu_info()
     isa = {f: f in flags for f in ISA_FLAGS}
     isa["amx"] = any(f.startswith("amx") for f in flags)
     try:
@@ -115,18 +112,9 @@ def _model_info(cfg_json: str, size: tuple[int, int]) -> tuple[dict, dict]:
     return rep, structure
 
 
-def model_complexity(model_config: dict, size: tuple[int, int] | None = None) -> dict:
-    """Params and GMACs (batch 1) of a manifest's model config, computed once per process."""
-    size = tuple(size or model_config["input_size"])
-    rep, _ = _model_info(json.dumps(model_config, sort_keys=True), size)
-    return rep
-
-
 # -- per-layer grouping -------------------------------------------------------------------
-#: Display name of each part (mtlsi.PARTS) keyed by module prefix.
-_PART_OF_PREFIX = {"backbone": "backbone", "prelim": "preliminary decoders",
-                   "fusion": "MT-MQLFB", "distiller": "distiller",
-                   "decoders": "CWIB decoders", "heads": "heads"}
+#: Display name of each part keyed by module prefix (mtlsi.PARTS inverted).
+_PART_OF_PREFIX = {prefix: part for part, prefix in PARTS.items()}
 
 
 def classify_node(name: str, structure: dict | None = None) -> str:

@@ -15,6 +15,9 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich import box
+from rich.table import Table
+
 from mtlsi_edge.fileio import atomic_write_bytes, atomic_write_text
 
 SCHEMA = "mtlsi-edge/profile@1"
@@ -274,9 +277,6 @@ WIDE = 106
 
 
 def _table(doc: dict, title: str, columns: list[str]):
-    from rich import box
-    from rich.table import Table
-
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     for c in columns:
         t.add_column(c, justify="left" if c in _KEYS else "right", no_wrap=True)
@@ -309,8 +309,6 @@ def terminal_tables(doc: dict, width: int = WIDE) -> list:
 
 def hotspot_table(row: dict, top: int = 10):
     """A ``rich.table.Table`` of one row's per-part times and top nodes (per-layer profile)."""
-    from rich.table import Table
-
     pl = row["per_layer"]
     t = Table(title=f"hot spots: {_label(row)} ({pl['source']}, "
                     f"{pl['total_ms']:.2f} ms/inference summed over nodes)")

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.runtime.capture import LatestFrameGrabber, Source
@@ -240,12 +239,3 @@ def check_recording(path: Path, written: int, shown: Path | None = None) -> None
         raise RecordingError(f"{shown or path}: recording holds {n} of {written} frames (disk "
                              f"full or file-size limit?); not written")
 
-
-def frame_grid_ok(img: np.ndarray) -> bool:
-    """True when the four quadrants of a grid view are each non-blank and mutually different."""
-    h, w = img.shape[0] // 2, img.shape[1] // 2
-    quads = [img[:h, :w], img[:h, w:], img[h:, :w], img[h:, w:]]
-    if any(q.std() < 3 for q in quads):
-        return False
-    return all(np.abs(quads[i].astype(int) - quads[j].astype(int)).mean() > 5
-               for i in range(4) for j in range(i + 1, 4))

@@ -48,15 +48,16 @@ class Renderer:
     def __init__(self, task_set: TaskSet, depth_range: tuple[float, float] | None = None,
                  alpha: float = 0.55, edge_threshold: float = 0.5):
         self.task_set = task_set
-        seg = next((t for t in task_set if t.kind == "segmentation"), None)
+        seg = next((t for t in task_set if t.spec.view == "seg"), None)
         self.seg_task = seg.name if seg else None
         self.lut = palette_array(seg) if seg else None
         if self.lut is not None:  # cv2.LUT wants 256 entries, one per uint8 label
             self._lut = np.zeros((256, 1, 3), np.uint8)
             self._lut[:len(self.lut), 0] = self.lut[:256]
-        self.depth_task = next((t.name for t in task_set if t.kind == "depth"), None)
-        self.normals_task = next((t.name for t in task_set if t.kind == "normals"), None)
-        self.edge_task = next((t.name for t in task_set if t.kind == "boundary"), None)
+        # Each view shows the first task whose kind feeds it (TaskKind.view).
+        self.depth_task = next((t.name for t in task_set if t.spec.view == "depth"), None)
+        self.normals_task = next((t.name for t in task_set if t.spec.view == "normals"), None)
+        self.edge_task = next((t.name for t in task_set if t.spec.view == "edges"), None)
         self.fixed_range = depth_range
         self._range: tuple[float, float] | None = depth_range
         self.alpha, self.edge_threshold = alpha, edge_threshold

@@ -27,6 +27,8 @@ from safetensors.torch import load_file, save_file
 
 from mtlsi_edge.errors import ConfigError, MtlsiError
 from mtlsi_edge.fileio import atomic_write, atomic_write_json, read_json_doc, sha256
+from mtlsi_edge.model.mtlsi import MTLSIConfig
+from mtlsi_edge.model.restore import PRUNE_METHODS, WeightsMismatch, model_from_state_dict
 
 SCHEMA = "mtlsi-edge/checkpoint@1"
 _OURS = re.compile(r".+\.[0-9a-f]{12}\.(state\.)?safetensors")
@@ -196,8 +198,6 @@ def build_from_checkpoint(path: str | Path, task_set: str | None = None):
 
     ``task_set``: when given, refuse a checkpoint trained for another task set.
     """
-    from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet
-
     doc, sd = load_weights(path)
     try:
         cfg = MTLSIConfig.from_dict(doc["model_config"])
@@ -205,27 +205,14 @@ def build_from_checkpoint(path: str | Path, task_set: str | None = None):
         raise CheckpointError(f"{path}: {e}") from None
     pruned = doc.get("pruned")
     if pruned is not None and not (isinstance(pruned, dict)
-                                   and pruned.get("method") in ("channels", "magnitude")):
+                                   and pruned.get("method") in PRUNE_METHODS):
         raise CheckpointError(f"{path}: 'pruned' must be null or an object with method "
                               f"channels|magnitude, got {pruned!r}")
     if task_set is not None and cfg.task_set != task_set:
         raise CheckpointError(
             f"{path}: checkpoint is for task set {cfg.task_set!r}, not {task_set!r}")
-    cfg.pretrained = False
-    model = MTLSINet(cfg)
-    if (pruned or {}).get("method") == "channels":
-        from mtlsi_edge.quantize.prune import fit_to_state_dict
-
-        fit_to_state_dict(model, sd)
     try:
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-    except RuntimeError as e:  # shape mismatch: another variant's or a pruned model's weights
-        first = str(e).split("size mismatch for ", 1)[-1].split(":")[0]
-        raise CheckpointError(f"{path}: weights do not fit the model config (shape mismatch "
-                              f"at {first})") from None
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not fit the model config "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. "
-            f"{(missing or unexpected)[0]})")
+        model = model_from_state_dict(cfg, sd, pruned)
+    except WeightsMismatch as e:
+        raise CheckpointError(f"{path}: weights do not fit the model config ({e})") from None
     return model.eval(), doc

@@ -8,7 +8,6 @@ point and resumed from its last checkpoint replays the same steps as an uninterr
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -20,13 +19,22 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from huggingface_hub.errors import LocalEntryNotFoundError
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    track,
+)
 from torch.utils.data import DataLoader, Dataset
 
 from mtlsi_edge.data.datasets import MultiTaskDataset, build_dataset
 from mtlsi_edge.data.transforms import train_transforms, val_transforms
-from mtlsi_edge.metrics import BoundaryMonitor
-from mtlsi_edge.model.mtlsi import VARIANTS, MTLSIConfig, MTLSINet, create_model
+from mtlsi_edge.fileio import append_jsonl, atomic_write_json
+from mtlsi_edge.model.mtlsi import VARIANTS, MTLSINet, create_model
+from mtlsi_edge.model.restore import model_from_state_dict
 from mtlsi_edge.tasks import TaskSet
 from mtlsi_edge.train.checkpoint import (
     load_training_state,
@@ -122,13 +130,6 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return (1 - t) ** 0.9 if cfg.schedule == "poly" else 0.5 * (1 + math.cos(math.pi * t))
 
 
-def _quarter(gt: torch.Tensor, kind: str) -> torch.Tensor:
-    """Ground truth at 1/4 resolution: nearest sampling, max-pooling for thin boundaries."""
-    if kind == "boundary":
-        return F.max_pool2d(gt, 4, ceil_mode=True)
-    return gt[..., ::4, ::4]
-
-
 def multitask_loss(out: dict, batch: dict, task_set: TaskSet, deep_supervision: bool):
     """Σ_t w_t (L_t(final) + L_t(preliminary)); returns (total, {task: final loss}).
 
@@ -144,7 +145,7 @@ def multitask_loss(out: dict, batch: dict, task_set: TaskSet, deep_supervision: 
         parts[t.name] = lt.detach()
         total = total + t.loss_weight * lt
         if deep_supervision and "aux" in out:
-            total = total + t.loss_weight * t.loss(out["aux"][t.name], _quarter(gt, t.kind))
+            total = total + t.loss_weight * t.loss(out["aux"][t.name], t.spec.aux_downsample(gt, 4))
     return total, parts
 
 
@@ -154,8 +155,6 @@ class PretrainedUnavailable(RuntimeError):
 
 def _create(cfg: TrainConfig) -> MTLSINet:
     """The run's model; pretrained backbone weights come through timm from the HF hub."""
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     try:
         return create_model(cfg.variant, **cfg.model_overrides)
     except LocalEntryNotFoundError:
@@ -189,9 +188,9 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
         cfg = TrainConfig(**{**doc["train_config"],
                              "crop": tuple(doc["train_config"]["crop"]),
                              "scale": tuple(doc["train_config"]["scale"])})
-        mcfg = MTLSIConfig.from_dict(doc["model_config"])
-        model = MTLSINet(mcfg)
-        model.load_state_dict(load_weights(stem.with_suffix(".json"))[1])
+        model = model_from_state_dict(doc["model_config"],
+                                      load_weights(stem.with_suffix(".json"))[1],
+                                      doc.get("pruned")).train()
         start = int(doc["step"])
     else:
         model = _create(cfg)
@@ -224,7 +223,7 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
             "variant": cfg.variant}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        atomic_write_json(out / "train_config.json", asdict(cfg))
     progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/"
                         "{task.total} {task.fields[info]}"), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, disable=rank != 0)
@@ -255,8 +254,7 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
                        **{f"loss_{k}": float(v) for k, v in parts.items()},
                        "time_s": round(time.perf_counter() - t0, 3)}
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    with open(log_path, "a") as f:
-                        f.write(json.dumps(rec) + "\n")
+                    append_jsonl(log_path, rec)
                 progress.update(bar, completed=step, info=f"loss {rec['loss']:.3f}")
                 if step % cfg.ckpt_every == 0 or step == cfg.steps:
                     last = save_checkpoint(stem, model, {**meta, "step": step,
@@ -295,13 +293,11 @@ def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate_eval)
     metrics = {t.name: t.metric() for t in task_set}
-    monitors = {t.name: BoundaryMonitor(t) for t in task_set
-                if boundary_monitor and t.kind == "boundary"}
+    monitors = {t.name: t.spec.monitor(t) for t in task_set
+                if boundary_monitor and t.spec.monitor is not None}
     device = next(model.parameters()).device
     it = loader
     if progress:
-        from rich.progress import track
-
         it = track(loader, description="eval", total=len(loader))
     for batch in it:
         out = model(batch["image"].to(device))
