@@ -25,7 +25,7 @@ from mtlsi_edge import verify
 from mtlsi_edge._version import __version__
 from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.errors import BundleError
-from mtlsi_edge.export import export_onnx, normalize, parity_report
+from mtlsi_edge.export import export_onnx, normalize, parity_report, with_frame_io
 from mtlsi_edge.fileio import _umask, atomic_write_json, replace_dir, sha256
 from mtlsi_edge.inputs import IMAGENET, InputSpec
 from mtlsi_edge.machine import cpu_flags
@@ -238,8 +238,6 @@ def compile_bundle(
             if frame_io:  # the same frame-I/O graph around the FP32 model
                 import onnx
 
-                from mtlsi_edge.export import with_frame_io
-
                 ref_path = work / "reference.onnx"
                 onnx.save(with_frame_io(onnx.load(str(ref_src)), IMAGENET.mean, IMAGENET.std,
                                         opts.extra["frame_io"]["label_outputs"], label_size),
@@ -322,7 +320,7 @@ def check_io(runner, manifest: dict, folder: Path) -> None:
         shape = out_shapes[t.name]
         layout = manifest.get("output_layouts", runner.layouts).get(t.name, "NCHW")
         ch = shape[3] if layout == "NHWC" else shape[1]
-        need = 1 if frame and t.kind == "segmentation" else t.out_channels  # labels
+        need = 1 if frame and t.spec.output == "labels" else t.out_channels  # labels
         if len(shape) != 4 or (isinstance(ch, int) and ch != need):
             raise BundleError(f"{folder}: output {t.name!r} has shape {list(shape)}, the "
                               f"manifest's task needs {need} channels")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlsi_edge.export import with_frame_io
 from mtlsi_edge.targets.base import (
     CompileOptions,
     LayerTime,
@@ -127,8 +128,6 @@ class ONNXRuntimeTarget(Target):
             shutil.copyfile(onnx_path, out_dir / "model.onnx")
             return ["model.onnx"]
         import onnx
-
-        from mtlsi_edge.export import with_frame_io
 
         proto = onnx.load(str(onnx_path))
         have = [o.name for o in proto.graph.output]
