@@ -219,7 +219,7 @@ def compile_bundle(
             ref_runner = ORTRunner(ref_src, CompileOptions(device="cpu"), outputs)
             ref_name = "onnxruntime-fp32"
         x = np.concatenate([Predictor(runner, manifest).preprocess(f)[0] for f in frames])
-        got, ref = _run_each(runner, x), _run_each(ref_runner, x)
+        got, ref = run_each(runner, x), run_each(ref_runner, x)
         manifest["parity"] = {"reference": ref_name, "images": len(frames),
                               "inputs": f"SynthIndoor renders, seeds {verify.GATE_SEED}+",
                               "per_task": parity_report(ref, got, task_set, ref_runner.layouts,
@@ -369,7 +369,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _run_each(runner, x: np.ndarray) -> dict[str, np.ndarray]:
+def run_each(runner, x: np.ndarray) -> dict[str, np.ndarray]:
     """Run image by image (batch 1 is what static exports accept) and stack."""
     outs = [runner(x[i:i + 1]) for i in range(len(x))]
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
@@ -480,3 +480,31 @@ def _check_fields(m: dict, mpath: Path) -> None:
                                 and all(isinstance(v, (int, float)) and math.isfinite(v)
                                         for v in ref["thresholds"].values())):
         raise bad("'reference'", "must name a listed file and a threshold per task")
+
+
+def default_device(target: str) -> str:
+    """The device a target compiles for when none is given."""
+    return {"onnxruntime": "cpu", "tensorrt": "cuda:0", "torch-tensorrt": "cuda:0"}.get(target,
+                                                                                       "CPU")
+
+
+def cached_bundle(checkpoint: str | Path, target: str, precision: str,
+                  cache: str | Path = "runs/demo/bundles", console=None) -> Path:
+    """A bundle of ``checkpoint`` for target/precision, compiled once under ``cache`` (keyed
+    by the weights' hash) and reused while it loads and carries reference outputs."""
+    from contextlib import nullcontext
+
+    from mtlsi_edge.train.checkpoint import read_checkpoint_meta
+
+    doc, _ = read_checkpoint_meta(checkpoint)
+    out = Path(cache) / f"{target}-{precision}-{doc['weights_sha256'][:12]}"
+    try:
+        if load_bundle(out)[0].get("reference"):
+            return out
+    except BundleError:
+        pass  # missing, damaged, or made before bundles carried references: compile again
+    msg = f"compiling the model for {target} {precision} (once)…"
+    with console.status(msg) if console is not None else nullcontext():
+        return compile_bundle(out, target, precision, checkpoint=checkpoint,
+                              opts=CompileOptions(precision=precision,
+                                                  device=default_device(target)))

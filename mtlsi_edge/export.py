@@ -146,3 +146,21 @@ def parity_report(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_s
 
 def _nchw(a: np.ndarray, layout: str | None) -> np.ndarray:
     return a.transpose(0, 3, 1, 2) if layout == "NHWC" else a
+
+
+def export_with_parity(model: MTLSINet, out: str | Path, dynamic: bool = False,
+                       stride: int = 4) -> tuple[Path, dict, Path]:
+    """Export ``model`` to ONNX at ``out``, then compare ONNX Runtime with PyTorch on four
+    SynthIndoor renders; returns (onnx path, parity report, report path beside the .onnx)."""
+    from mtlsi_edge.bundle import reference_inputs, run_each
+    from mtlsi_edge.fileio import atomic_write_json
+    from mtlsi_edge.targets import CompileOptions
+    from mtlsi_edge.targets.onnxruntime import ORTRunner
+    from mtlsi_edge.targets.torch import TorchRunner
+
+    path = export_onnx(model, out, dynamic=dynamic, stride=stride)
+    x = reference_inputs(tuple(model.cfg.input_size), 4)
+    ref = run_each(TorchRunner(model, CompileOptions(), stride), x)
+    got = run_each(ORTRunner(path, CompileOptions(device="cpu"), model.task_set.names), x)
+    rep = parity_report(ref, got, model.task_set)
+    return path, rep, atomic_write_json(path.with_suffix(".parity.json"), rep)

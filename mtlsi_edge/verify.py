@@ -279,6 +279,15 @@ def check_bundle(predictor, folder: Path) -> CheckReport:
         seconds=time.perf_counter() - t0, result=res)
 
 
+def check_bundle_folder(bundle: str | Path, device: str | None = None) -> CheckReport:
+    """Load a bundle (a folder or its manifest) for ``device`` and :func:`check_bundle` it."""
+    from mtlsi_edge.runtime.predictor import Predictor
+
+    predictor = Predictor.from_bundle(bundle, device=device)
+    folder = Path(bundle) if Path(bundle).is_dir() else Path(bundle).parent
+    return check_bundle(predictor, folder)
+
+
 def _runtime_version(target: str) -> str:
     from mtlsi_edge.targets import get_target
 

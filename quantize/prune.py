@@ -224,14 +224,15 @@ def run_prune(checkpoint, method: str, ratio: float, data: str, out, finetune_st
 
     from mtlsi_edge.data.datasets import build_dataset
     from mtlsi_edge.data.transforms import val_transforms
+    from mtlsi_edge.errors import ConfigError
     from mtlsi_edge.model.complexity import eager_latency_ms, model_report
     from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
     from mtlsi_edge.train.engine import evaluate
 
     if method not in ("channels", "magnitude"):
-        raise ValueError(f"--method must be channels or magnitude, not {method!r}")
+        raise ConfigError(f"--method must be channels or magnitude, not {method!r}")
     if not 0 < ratio < 1:
-        raise ValueError(f"--ratio must be in (0, 1), got {ratio}")
+        raise ConfigError(f"--ratio must be in (0, 1), got {ratio}")
     base, doc = build_from_checkpoint(checkpoint)
     size = tuple(base.cfg.input_size)
     tmp = tempfile.mkdtemp(prefix="prune-")

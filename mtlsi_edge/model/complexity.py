@@ -67,3 +67,17 @@ def eager_latency_ms(model: nn.Module, size: tuple[int, int], runs: int = 20,
     x = torch.randn(1, 3, *size)
     times = sorted(measure(lambda: model(x), warmup_s=warmup_s, runs=runs))
     return 1000 * times[len(times) // 2]
+
+
+def variant_report(name: str, size: tuple[int, int], latency: bool = False) -> dict:
+    """``info`` for variant ``name`` at ``size``: its config, params and GMACs per part
+    (random weights, seed 0); with ``latency`` also the eager FP32 median (ms) and threads."""
+    from mtlsi_edge.model.mtlsi import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    rep = {"variant": name, "config": model.cfg.to_dict(), **model_report(model, size)}
+    if latency:
+        rep["eager_fp32_ms"] = eager_latency_ms(model, size)
+        rep["threads"] = torch.get_num_threads()
+    return rep

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mtlsi_edge.data.datasets import MultiTaskDataset, build_dataset
 from mtlsi_edge.data.transforms import train_transforms, val_transforms
+from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.metrics import BoundaryMonitor
 from mtlsi_edge.model.mtlsi import VARIANTS, MTLSIConfig, MTLSINet, create_model
 from mtlsi_edge.tasks import TaskSet
@@ -148,7 +149,7 @@ def multitask_loss(out: dict, batch: dict, task_set: TaskSet, deep_supervision: 
     return total, parts
 
 
-class PretrainedUnavailable(RuntimeError):
+class PretrainedUnavailable(MtlsiError, RuntimeError):
     """The backbone's pretrained weights could not be fetched (offline, hub unreachable)."""
 
 
