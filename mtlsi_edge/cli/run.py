@@ -60,7 +60,7 @@ def demo(
             check_output_file(record, (".mp4",), "recording")
         if not headless:
             console.print(escape(f"no display found: running headless, recording to "
-                                 f"{record}"), style="yellow", highlight=False)
+                                 f"{record}"), style="yellow", highlight=False, soft_wrap=True)
         headless = True
     if bundle is None:
         bundle = cached_bundle(checkpoint or starter_checkpoint(), target, precision,
@@ -76,7 +76,7 @@ def demo(
                              f"{c.seconds * 1e3:.0f} ms)"))
     if source is None:
         source, why = default_source(console=console)
-        console.print(escape(f"source: {why}"), highlight=False)
+        console.print(escape(f"source: {why}"), highlight=False, soft_wrap=True)
     src = Source(source, loop=loop)
     console.print(f"model: {bundle} ({predictor.target} {predictor.precision}); "
                   f"source: {src.info.name}; layout {layout}")
@@ -91,7 +91,7 @@ def demo(
     for p in stats.snapshots:
         console.print(f"snapshot: {p}")
     if stats.recording:
-        console.print(f"recording: [bold]{escape(stats.recording)}[/]")
+        console.print(f"recording: [bold]{escape(stats.recording)}[/]", soft_wrap=True)
 
 
 @app.command()
