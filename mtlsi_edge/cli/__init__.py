@@ -33,7 +33,7 @@ err_console = Console(stderr=True)
 
 def _print_error(msg: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(' '.join(str(msg).split()))}",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, emoji=False)
 
 
 def fail(msg: str, code: int = 2) -> None:
