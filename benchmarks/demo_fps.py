@@ -19,7 +19,7 @@ import psutil
 
 from benchmarks.common import checkpoint_or_random, machine
 from mtlsi_edge.bundle import compile_bundle
-from mtlsi_edge.data.synth import render_walkthrough
+from mtlsi_edge.data.synthindoor import render_walkthrough
 from mtlsi_edge.runtime.capture import Source
 from mtlsi_edge.runtime.loop import run_loop
 from mtlsi_edge.runtime.predictor import Predictor

@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmarks.common import checkpoint_or_random
 from mtlsi_edge.bundle import compile_bundle
-from mtlsi_edge.data.synth import render_walkthrough
+from mtlsi_edge.data.synthindoor import render_walkthrough
 from mtlsi_edge.runtime.overlay import Renderer
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.targets import CompileOptions

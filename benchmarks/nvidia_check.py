@@ -56,7 +56,7 @@ def main() -> int:
         return 0
 
     from mtlsi_edge.bundle import BundleError, compile_bundle
-    from mtlsi_edge.data.synth import render_sample
+    from mtlsi_edge.data.synthindoor import render_sample
     from mtlsi_edge.fileio import atomic_write_json
     from mtlsi_edge.quantize.run import QuantizeError, run_quantize
     from mtlsi_edge.runtime.predictor import Predictor

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from benchmarks.common import checkpoint_or_random, machine
@@ -40,7 +41,8 @@ def main() -> None:
                 f"{d['ort_ms']:.2f} | {m['semseg']['miou']:.2f} | {m['depth']['rmse']:.4f} | "
                 f"{m['normals']['mean']:.2f} | {m['boundary']['odsF']:.2f} |")
 
-    md = [f"Machine: {machine()}. Checkpoint `{ckpt}`. Each pruned model: BatchNorm statistics "
+    md = [f"Machine: {machine()}. Checkpoint `{os.path.relpath(ckpt)}`. "
+          f"Each pruned model: BatchNorm statistics "
           f"re-estimated on 64 training images, fine-tuned {args.steps} steps (batch 8, AdamW "
           f"2e-4, cosine), BN re-estimated again; metrics on {args.val_limit} held-out images; "
           f"latency batch 1, 2 threads (eager: median of 15; ONNX Runtime FP32: median of 30).",

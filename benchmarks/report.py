@@ -7,6 +7,7 @@ GFLOP/s against this machine's measured matmul peak, and cost vs resolution — 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def main() -> None:
     md = ["# Benchmarks", "",
           "Regenerate everything on this page (about 10 minutes on 2 cores):", "",
           "```bash", ".venv/bin/python -m benchmarks.report", "```", "",
-          f"Model: `{ckpt}`. All numbers below come from one run "
+          f"Model: `{os.path.relpath(ckpt)}`. All numbers below come from one run "
           f"({time.strftime('%Y-%m-%d')}, {time.time() - t0:.0f} s).", "",
           report.markdown(doc), "",
           "## Achieved compute vs this machine's matmul peak", "",

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mtlsi_edge.data.synth import SynthSample, render_sample
+from mtlsi_edge.data.synthindoor import SynthSample, render_sample
 from mtlsi_edge.tasks import get_task_set, palette_array
 
 

@@ -49,7 +49,7 @@ def main() -> None:
         p = Predictor.from_bundle(b, threads=args.threads)
         x = np.zeros((1, 3, *p.input_size), np.float32)
         if frame is None:
-            from mtlsi_edge.data.synth import render_sample
+            from mtlsi_edge.data.synthindoor import render_sample
 
             frame = render_sample(7, size=p.input_size).image_rgb[:, :, ::-1].copy()
         compute = median_ms(lambda p=p, x=x: p.runner(x), args.runs)

@@ -91,7 +91,7 @@ def build_calibration_set(source: str, n: int, size: tuple[int, int], seed: int 
     origins: list[str] = []
     skipped: list[str] = []
     if source == "synth":
-        from mtlsi_edge.data.synth import render_sample
+        from mtlsi_edge.data.synthindoor import render_sample
 
         for i in range(n):
             s = render_sample(10_000_000 + seed * 100_003 + i, size=size)  # disjoint from data

@@ -41,7 +41,7 @@ def reference_inputs(size: tuple[int, int], n: int = 4, seed: int = 1234) -> np.
     """Real (rendered) images for parity: ``n×3×H×W`` float32, normalised as at inference."""
     import cv2
 
-    from mtlsi_edge.data.synth import render_sample
+    from mtlsi_edge.data.synthindoor import render_sample
     from mtlsi_edge.export import normalize
 
     imgs = []

@@ -68,7 +68,7 @@ class VerificationError(MtlsiError, ValueError):
 
 def gate_frames(size: tuple[int, int], n: int = GATE_FRAMES) -> np.ndarray:
     """``n`` held-out SynthIndoor renders as BGR uint8 frames at ``size`` (``n×H×W×3``)."""
-    from mtlsi_edge.data.synth import render_sample
+    from mtlsi_edge.data.synthindoor import render_sample
 
     out = []
     for i in range(n):

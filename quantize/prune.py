@@ -9,8 +9,8 @@
   backbone's inner channels and the hidden channels of the decoder's FFNs and conv blocks.
 
 Both are followed by a short fine-tune on the training data and by recomputing BatchNorm
-statistics on in-distribution images (architecture.md: adapting BN on off-distribution
-images destroyed the outputs).
+statistics on in-distribution images (adapting BN on off-distribution images destroyed the
+outputs: docs/design.md, 'Lessons measured on the build machine').
 """
 
 from __future__ import annotations

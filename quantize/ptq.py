@@ -1,7 +1,8 @@
 """NNCF post-training INT8 quantisation of exported models, plain or accuracy-controlled.
 
-Quantise *after* export (architecture.md: quantising the torch model and then exporting is
-broken): the OpenVINO IR for the OpenVINO target, the ONNX (QDQ) for ONNX Runtime and TensorRT.
+Quantise *after* export (quantising the torch model then exporting is broken: docs/design.md,
+'Lessons measured on the build machine'): the OpenVINO IR for the OpenVINO target, the ONNX
+(QDQ) for ONNX Runtime and TensorRT.
 
 Multi-task accuracy control: NNCF's ``quantize_with_accuracy_control`` optimises one scalar.
 We give it the *budget headroom* ``min_t (1 − drop_t / budget_t)`` computed against our own

@@ -2,7 +2,8 @@
 
 The bundle keeps the ONNX file as is (an INT8 bundle keeps the QDQ ONNX from
 ``mtlsi-edge quantize``); session options fix the thread count and enable all graph
-optimisations.  Note: on CPUs without VNNI, QDQ INT8 is slower than FP32 (architecture.md).
+optimisations.  Note: on CPUs without VNNI, QDQ INT8 is slower than FP32 (docs/design.md,
+'Lessons measured on the build machine').
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
   IR already quantised by NNCF (``mtlsi-edge quantize``).
 - Outputs are declared ``NHWC`` with ``PrePostProcessor``: the plugin then writes results in
   the layout the postprocessing (OpenCV, H×W×C) wants instead of paying a reorder
-  (architecture.md: an NHWC→NCHW reorder of a 40×240×320 output cost 8.7 ms).
+  (an NHWC→NCHW reorder of a 40×240×320 output cost 8.7 ms: docs/design.md, 'Lessons
+  measured on the build machine').
 - ``LATENCY`` / ``THROUGHPUT`` performance hints, thread count, and a model cache folder.
 """
 

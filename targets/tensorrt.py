@@ -1,29 +1,13 @@
-"""TensorRT backend for 10.x (JetPack 6, Jetson) and 11.x (desktop/server pip wheels).
+"""TensorRT target: ONNX → serialized engine (``model.engine``) → :class:`TensorRTRunner`.
 
-ONNX → serialized engine (``model.engine``) → :class:`TensorRTRunner` (``execute_async_v3`` on
-torch CUDA buffers; no pycuda / cuda-python needed).
+Supports TensorRT 10.x (JetPack 6 on Jetson, optional DLA core) and 11.x (desktop/server pip
+wheels); other majors are refused by ``available()`` with the reason.  Each precision is built
+the way the installed major supports it (:func:`build_plan`): fp32 and int8 (a Q/DQ ONNX that
+passes :func:`check_qdq`) as strongly typed networks, fp16 via ``BuilderFlag.FP16`` on 10.x and
+an FP16-cast ONNX on 11.x.  The runner uses ``execute_async_v3`` on torch CUDA buffers.
 
-How a precision is built depends on the TensorRT major version (:func:`build_plan`):
-
-- **int8** is explicit quantisation only: a Q/DQ ONNX that passes :func:`check_qdq` (signed
-  INT8, zero point 0, per-tensor activations, per-channel weights on the output-channel axis;
-  ``mtlsi-edge quantize --format onnx --target tensorrt`` writes one) built as a *strongly
-  typed* network, the one way 11.x accepts and NVIDIA's recommended way on 10.x.
-- **fp16** on 10.x: the ``BuilderFlag.FP16`` (weak typing; deprecated from 10.12, still the
-  route DLA on JetPack 6 documents).  On 11.x that flag no longer exists: the ONNX is cast to
-  FP16 (I/O kept FP32) and built strongly typed.
-- **fp32**: strongly typed as exported.
-
-Checks that need no TensorRT (precision, DLA options, the Q/DQ rules) run before the version
-and CUDA checks, so a model that could never build is refused on any machine with one line.
-
-The build record (TensorRT version, typing, flags, workspace, DLA core, optimisation profile,
-DLA layer placement) is handed to the bundle manifest through ``opts.extra["manifest"]``;
-``load`` re-applies the DLA core from it and refuses an engine built by another TensorRT.
-
-UNVERIFIED: no NVIDIA GPU was available while writing this; the build and inference paths ran
-only against a stand-in module that accepts exactly the API names of the real 10.3, 10.16,
-11.1 and 11.4 bindings (tests/test_tensorrt_target.py).  See docs/nvidia.md.
+Not yet run on an NVIDIA GPU (tested against the real API names only).  Design, build record,
+DLA, Q/DQ rules and what is verified: docs/nvidia.md.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def predictor(bundle):
 @pytest.fixture(scope="session")
 def scene_bgr() -> np.ndarray:
     """A rendered indoor view, BGR uint8 120×160 (resize it to any frame size)."""
-    from mtlsi_edge.data.synth import render_sample
+    from mtlsi_edge.data.synthindoor import render_sample
 
     return np.ascontiguousarray(render_sample(7, size=(120, 160)).image_rgb[:, :, ::-1])
 

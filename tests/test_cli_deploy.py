@@ -116,7 +116,7 @@ def test_info_unknown_variant_fails():
 def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint):
     """An INT8 model cannot beat FP32 mIoU by 5 points: exit 3, the task named, FP32 kept."""
     from mtlsi_edge.bundle import load_bundle
-    from mtlsi_edge.data.synth import write_dataset
+    from mtlsi_edge.data.synthindoor import write_dataset
 
     data = write_dataset(tmp_path / "val", n=6, size=(64, 96), seed=3, workers=1)
     out = tmp_path / "deploy"

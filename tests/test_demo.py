@@ -229,7 +229,7 @@ def test_windowed_demo_under_xvfb_shows_four_panels(tmp_path):
                 break
             time.sleep(0.1)
         env = {**os.environ, "DISPLAY": disp, "QT_QPA_PLATFORM": "xcb"}
-        from mtlsi_edge.data.synth import render_walkthrough
+        from mtlsi_edge.data.synthindoor import render_walkthrough
 
         video = render_walkthrough(tmp_path / "walk.mp4", seconds=8, fps=15)
         demo = subprocess.Popen([sys.executable, "-m", "mtlsi_edge.cli", "demo", "--source",

@@ -382,7 +382,7 @@ CASES = _cases()
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, bundle, tiny_checkpoint) -> dict:
-    from mtlsi_edge.data.synth import write_dataset
+    from mtlsi_edge.data.synthindoor import write_dataset
 
     root = tmp_path_factory.mktemp("world")
     data = write_dataset(root / "data", n=4, size=(64, 96), seed=5, workers=1)

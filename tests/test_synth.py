@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mtlsi_edge.data.synth import (
+from mtlsi_edge.data.synthindoor import (
     SynthSample,
     intrinsics,
     render_sample,
@@ -122,7 +122,7 @@ def test_write_dataset_layout(tmp_path: Path):
     val = (root / "gt_sets/val.txt").read_text().split()
     assert len(val) == 2 and sorted(train + val) == ids and not set(train) & set(val)
 
-    from mtlsi_edge.data.synth import sample_seed
+    from mtlsi_edge.data.synthindoor import sample_seed
 
     for i, sid in enumerate(ids[:3]):
         ref = render_sample(sample_seed(3, i), SMALL)

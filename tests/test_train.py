@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtlsi_edge.data.synth import write_dataset
+from mtlsi_edge.data.synthindoor import write_dataset
 from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint, load_weights
 from mtlsi_edge.train.engine import TrainConfig, evaluate, train
 

@@ -31,7 +31,7 @@ def data_synth(
     """
     from rich.progress import Progress
 
-    from mtlsi_edge.data.synth import render_walkthrough, write_dataset
+    from mtlsi_edge.data.synthindoor import render_walkthrough, write_dataset
 
     hw = parse_size(size)
     check_output_dir(out)

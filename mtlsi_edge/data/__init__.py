@@ -1,1 +1,3 @@
-"""Dataset readers (NYUD, PASCAL-MT) and paired image/label augmentation."""
+"""Dataset readers (NYUD, PASCAL-MT), paired image/label augmentation, and the SynthIndoor
+renderer (``mtlsi_edge.data.synthindoor``) that writes NYUD-layout data when no real data is
+available."""

@@ -1,6 +1,6 @@
 """NYUD-v2 and PASCAL-MT readers following the community's on-disk layouts.
 
-See ``/work/shared/design/multitask-conventions.md``. Samples (before the transform) are dicts of
+See docs/design.md, 'Multi-task conventions'. Samples (before the transform) are dicts of
 numpy arrays, keys = ``"image"`` plus the task names of the task set:
 
 - ``image``: ``H×W×3`` float32 RGB 0..255 (read with cv2, BGR→RGB).
@@ -53,8 +53,8 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from mtlsi_edge.tasks import IGNORE_INDEX, TaskSet, get_task_set
 from mtlsi_edge.errors import MtlsiError
+from mtlsi_edge.tasks import IGNORE_INDEX, TaskSet, get_task_set
 
 __all__ = [
     "DatasetError",

@@ -25,7 +25,7 @@ all steps). ``rng=None`` draws a fresh, unseeded generator. Transforms never mod
 dict or its arrays in place; they return a new dict.
 
 The training pipeline follows the ATRC/mmseg recipe (see
-``/work/shared/design/multitask-conventions.md``): random scale U(0.5, 2) with depth divided by
+docs/design.md, 'Augmentation'): random scale U(0.5, 2) with depth divided by
 the scale, random crop with ``cat_max_ratio`` 0.75, horizontal flip with normals x negated,
 photometric distortion, ImageNet normalisation, to tensor. Validation: normalise, pad, to tensor.
 """

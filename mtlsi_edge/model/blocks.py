@@ -3,7 +3,7 @@
 Shapes use B batch, T tasks, C width, h heads, d = C / h, N = H·W tokens per task, M tokens.
 No block forms an N×N attention matrix: MT-MQLFB is linear attention (a d×d context per head),
 the distiller attends M tokens to T·N features, CWIB attends within w×w windows and to M tokens.
-The formulation follows ``shared/design/paper.md`` §3 (a reconstruction; defaults there).
+The formulation is a reconstruction: see docs/design.md, 'The model' and 'Open choices'.
 """
 
 from __future__ import annotations

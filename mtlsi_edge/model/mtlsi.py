@@ -42,7 +42,7 @@ PARTS = {
 class MTLSIConfig:
     """Everything needed to rebuild a model; saved next to every checkpoint.
 
-    The defaults are the reconstruction's (``shared/design/paper.md`` §8).
+    The defaults are the reconstruction's (see docs/design.md, 'Open choices').
     """
 
     backbone: str = "vit_large_patch16_384"

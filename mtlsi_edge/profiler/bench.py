@@ -1,6 +1,6 @@
 """Timing loops and the per-bundle profile (compute-only, end-to-end, throughput, per-layer).
 
-Conventions (``shared/design/architecture.md``): warm up by time (≥ 200 ms) *and* count,
+Conventions (docs/design.md, 'Profiling conventions'): warm up by time (≥ 200 ms) *and* count,
 then time either a duration or a number of iterations; compute-only latency (the Runner on an
 already preprocessed batch) is reported apart from end-to-end latency (the Predictor on a BGR
 uint8 frame: preprocessing, inference, postprocessing and the copies in between); latency and

@@ -181,7 +181,7 @@ def default_source(walkthrough: str | Path = "runs/demo/walkthrough.mp4",
         return "0", "camera 0"
     video = Path(walkthrough)
     if not video.is_file():
-        from mtlsi_edge.data.synth import render_walkthrough
+        from mtlsi_edge.data.synthindoor import render_walkthrough
 
         msg = "no camera: rendering the SynthIndoor walkthrough video…"
         with console.status(msg) if console is not None else contextlib.nullcontext():
