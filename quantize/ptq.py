@@ -243,7 +243,7 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
         names = [n.name for n in model.graph.node]
     if target == "tensorrt" and (fmt != "onnx" or preset != "performance"):
         raise ConfigError("target tensorrt needs format onnx and preset performance "
-                         "(TensorRT takes signed, symmetric INT8 only)")
+                          "(TensorRT takes signed, symmetric INT8 only)")
     if target == "tensorrt":
         overflow_fix = False
     act = activation_matmuls(model, fmt) if act_matmuls == "float" else []

@@ -188,7 +188,7 @@ def check_qdq(onnx_path: Path) -> None:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ModelMismatch(f"{onnx_path} is not a TensorRT-ready Q/DQ model: {problems[0]}{more}; "
-                         "quantise with `mtlsi-edge quantize --format onnx --target tensorrt`")
+                            "quantise with `mtlsi-edge quantize --format onnx --target tensorrt`")
 
 
 def cast_fp16(src: Path, dst: Path) -> Path:
@@ -269,14 +269,14 @@ class TensorRTTarget:
         """Everything decidable without TensorRT (runs before the availability check)."""
         if opts.precision not in self.precisions:
             raise ConfigError(f"TensorRT: unknown precision {opts.precision!r}; "
-                             f"choose from {', '.join(self.precisions)}")
+                              f"choose from {', '.join(self.precisions)}")
         dla = opts.extra.get("dla_core")
         if dla is not None:
             if int(dla) < 0:
                 raise ConfigError(f"TensorRT: --dla-core must be >= 0, got {dla}")
             if opts.precision == "fp32":
                 raise ConfigError("TensorRT: DLA runs FP16 or INT8 networks only; "
-                                 "use --precision fp16 or int8 with --dla-core")
+                                  "use --precision fp16 or int8 with --dla-core")
         if int(opts.extra.get("workspace_mb", DEFAULT_WORKSPACE_MB)) <= 0:
             raise ConfigError("TensorRT: --workspace-mb must be > 0")
         if opts.precision == "int8":
@@ -322,7 +322,7 @@ class TensorRTTarget:
         missing = [n for n in (outputs or []) if n not in net_outputs]
         if missing:
             raise ModelMismatch(f"TensorRT: outputs {missing} not in the ONNX graph "
-                             f"(graph outputs: {net_outputs})")
+                                f"(graph outputs: {net_outputs})")
 
         config = builder.create_builder_config()
         workspace_mb = int(opts.extra.get("workspace_mb", DEFAULT_WORKSPACE_MB))
@@ -383,7 +383,7 @@ class TensorRTTarget:
             shape = [int(d) for d in t.shape]
             if len(shape) != 4:
                 raise ModelMismatch(f"TensorRT: dynamic input {t.name!r} has shape {shape}; "
-                                 "only N×C×H×W inputs are supported")
+                                    "only N×C×H×W inputs are supported")
             if shape[1] < 0:
                 raise ModelMismatch(f"TensorRT: input {t.name!r} has a symbolic channel dim")
             if "input_size" not in extra and (shape[2] < 0 or shape[3] < 0):
@@ -399,7 +399,7 @@ class TensorRTTarget:
             hh, hw = _size_hw(extra.get("max_size", (oh * 2, ow * 2)), "max_size")
             if not (lh <= oh <= hh and lw <= ow <= hw):
                 raise ConfigError(f"TensorRT: need min_size <= input_size <= max_size, got "
-                                 f"{(lh, lw)}, {(oh, ow)}, {(hh, hw)}")
+                                  f"{(lh, lw)}, {(oh, ow)}, {(hh, hw)}")
             max_n = max(1, int(extra.get("max_batch", 1)))
             dims = {0: (1, 1, max_n), 2: (lh, oh, hh), 3: (lw, ow, hw)}
             mins, opts_, maxs = zip(*[(d, d, d) if d >= 0 else dims[ax]

@@ -107,7 +107,7 @@ class TorchTensorRTTarget:
                 outputs: list[str]) -> list[str]:
         if opts.precision not in self.precisions:
             raise ConfigError(f"torch-tensorrt: precision {opts.precision!r} not offered (fp32 | "
-                             "fp16); for INT8 use --target tensorrt with a Q/DQ ONNX")
+                              "fp16); for INT8 use --target tensorrt with a Q/DQ ONNX")
         weights = opts.extra.get("checkpoint_weights")
         if weights is None:
             raise TargetUnavailable("the torch-tensorrt target needs a checkpoint "
@@ -124,7 +124,7 @@ class TorchTensorRTTarget:
         deploy = DeployModel(model, meta.get("stride", 4)).eval()
         if list(outputs) != deploy.output_names:
             raise ModelMismatch(f"torch-tensorrt: outputs {outputs} differ from the model's "
-                             f"{deploy.output_names}")
+                                f"{deploy.output_names}")
         device = torch.device(_cuda_device(opts.device))
         h, w = cfg["input_size"]
         x = torch.zeros(1, 3, int(h), int(w), device=device)
