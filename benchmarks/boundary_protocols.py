@@ -27,9 +27,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
     if args.checkpoint is None:
-        from mtlsi_edge.cli import default_checkpoint
+        from mtlsi_edge.weights import starter_checkpoint
 
-        args.checkpoint = default_checkpoint()
+        args.checkpoint = starter_checkpoint()
     torch.set_num_threads(1)
     model, _ = build_from_checkpoint(args.checkpoint)
     start = time.perf_counter()

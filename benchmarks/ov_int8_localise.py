@@ -27,15 +27,15 @@ def main() -> None:
     args = ap.parse_args()
     import openvino as ov
 
-    from mtlsi_edge.cli import default_checkpoint
     from mtlsi_edge.quantize.ptq import activation_matmuls
     from mtlsi_edge.quantize.run import run_quantize
     from mtlsi_edge.runtime.predictor import preprocess_frame
     from mtlsi_edge.verify import gate_frames
+    from mtlsi_edge.weights import starter_checkpoint
 
     print(f"machine: {machine()}; CPU flags: {cpu_flags()}; OpenVINO {ov.get_version()}")
     tmp = Path(tempfile.mkdtemp())
-    ckpt = default_checkpoint()
+    ckpt = starter_checkpoint()
     frame = gate_frames((240, 320), 1)[0]
     x = preprocess_frame(frame, (240, 320))[0]
     core = ov.Core()

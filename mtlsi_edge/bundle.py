@@ -248,7 +248,7 @@ def compile_bundle(
         spec = InputSpec.from_manifest(manifest["input"])
         x = np.concatenate([runner_input(f, spec.size, frame_io, False, spec.mean_255(),
                                          spec.inv_std_255())[0] for f in frames])
-        got, ref = _run_each(runner, x), _run_each(ref_runner, x)
+        got, ref = run_each(runner, x), run_each(ref_runner, x)
         manifest["parity"] = {"reference": ref_name, "images": len(frames),
                               "inputs": f"SynthIndoor renders, seeds {verify.GATE_SEED}+",
                               "per_task": parity_report(ref, got, task_set, ref_runner.layouts,
@@ -392,7 +392,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _run_each(runner, x: np.ndarray) -> dict[str, np.ndarray]:
+def run_each(runner, x: np.ndarray) -> dict[str, np.ndarray]:
     """Run image by image (batch 1 is what static exports accept) and stack."""
     outs = [runner(x[i:i + 1]) for i in range(len(x))]
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
@@ -512,3 +512,37 @@ def _check_fields(m: dict, mpath: Path) -> None:
                                 and all(isinstance(v, (int, float)) and math.isfinite(v)
                                         for v in ref["thresholds"].values())):
         raise bad("'reference'", "must name a listed file and a threshold per task")
+
+
+def cached_bundle(checkpoint: str | Path, target: str, precision: str,
+                  cache: str | Path = "runs/demo/bundles", console=None) -> Path:
+    """A bundle of ``checkpoint`` for target/precision, compiled once under ``cache`` (keyed
+    by the weights' hash) and reused while it loads and carries reference outputs."""
+    from contextlib import nullcontext
+
+    from mtlsi_edge.train.checkpoint import read_checkpoint_meta
+
+    doc, _ = read_checkpoint_meta(checkpoint)
+    out = Path(cache) / f"{target}-{precision}-{doc['weights_sha256'][:12]}"
+    try:
+        if load_bundle(out)[0].get("reference"):
+            return out
+    except BundleError:
+        pass  # missing, damaged, or made before bundles carried references: compile again
+    msg = f"compiling the model for {target} {precision} (once)…"
+    with console.status(msg) if console is not None else nullcontext():
+        return compile_bundle(out, target, precision, checkpoint=checkpoint,
+                              opts=CompileOptions(precision=precision,
+                                                  device=get_target(target).default_device))
+
+
+def export_with_parity(model, out: str | Path, dynamic: bool = False,
+                       stride: int = 4) -> tuple[Path, dict, Path]:
+    """Export ``model`` to ONNX at ``out``, then compare ONNX Runtime with PyTorch on four
+    SynthIndoor renders; returns (onnx path, parity report, report path beside the .onnx)."""
+    path = export_onnx(model, out, dynamic=dynamic, stride=stride)
+    x = reference_inputs(tuple(model.cfg.input_size), 4)
+    ref = run_each(TorchRunner(model, CompileOptions(), stride), x)
+    got = run_each(ORTRunner(path, CompileOptions(device="cpu"), model.task_set.names), x)
+    rep = parity_report(ref, got, model.task_set)
+    return path, rep, atomic_write_json(path.with_suffix(".parity.json"), rep)

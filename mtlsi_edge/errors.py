@@ -11,7 +11,8 @@ class MtlsiError(Exception):
 
 
 class ConfigError(MtlsiError, ValueError):
-    """A model config value that is unknown, of the wrong type or out of range."""
+    """A model config or option value that is unknown, malformed, of the wrong type or out of
+    range (checked where the value is used, so library callers get it too)."""
 
 
 class BundleError(MtlsiError, ValueError):

@@ -178,3 +178,13 @@ def read_json_doc(path: Path, schema: str, required: Iterable[str],
         if key not in doc:
             raise error(f"{path}: {what} lacks {key!r}")
     return doc
+
+
+def next_free_path(folder: str | Path, stem: str, suffix: str) -> Path:
+    """``folder/stem.suffix``, or ``folder/stem-2.suffix``, ``-3``… : the first that does not
+    exist yet (outputs named by the tool never overwrite an earlier one)."""
+    folder = Path(folder)
+    path, k = folder / f"{stem}{suffix}", 2
+    while path.exists() or path.is_symlink():
+        path, k = folder / f"{stem}-{k}{suffix}", k + 1
+    return path

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from mtlsi_edge.data.datasets import build_dataset
 from mtlsi_edge.data.transforms import train_transforms, val_transforms
+from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.export import export_onnx
 from mtlsi_edge.model.blocks import ConvFFN
 from mtlsi_edge.model.complexity import model_report
@@ -175,9 +176,9 @@ def run_prune(checkpoint, method: str, ratio: float, data: str, out, finetune_st
     Report: params, GMACs, eager and ONNX Runtime latency, per-task metrics (val split).
     """
     if method not in ("channels", "magnitude"):
-        raise ValueError(f"--method must be channels or magnitude, not {method!r}")
+        raise ConfigError(f"--method must be channels or magnitude, not {method!r}")
     if not 0 < ratio < 1:
-        raise ValueError(f"--ratio must be in (0, 1), got {ratio}")
+        raise ConfigError(f"--ratio must be in (0, 1), got {ratio}")
     base, doc = build_from_checkpoint(checkpoint)
     size = tuple(base.cfg.input_size)
     tmp = tempfile.mkdtemp(prefix="prune-")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.machine import has_vnni
 from mtlsi_edge.quantize import quiet_nncf
 
@@ -59,14 +60,14 @@ def parse_budgets(specs: list[str], task_set) -> list[Budget]:
     for spec in specs:
         key, sep, val = spec.partition("=")
         if not sep:
-            raise ValueError(f"bad budget {spec!r}: expected KEY=VALUE, e.g. miou=0.5")
+            raise ConfigError(f"bad budget {spec!r}: expected KEY=VALUE, e.g. miou=0.5")
         rel = val.endswith("%")
         try:
             v = float(val.rstrip("%"))
         except ValueError:
-            raise ValueError(f"bad budget value in {spec!r}") from None
+            raise ConfigError(f"bad budget value in {spec!r}") from None
         if not math.isfinite(v):
-            raise ValueError(f"bad budget value in {spec!r}: must be a finite number")
+            raise ConfigError(f"bad budget value in {spec!r}: must be a finite number")
         match = None
         for t in task_set:
             if key == t.name or key == t.metric_name:
@@ -74,7 +75,7 @@ def parse_budgets(specs: list[str], task_set) -> list[Budget]:
                 break
         if match is None:
             known = sorted({t.name for t in task_set} | {t.metric_name for t in task_set})
-            raise ValueError(f"unknown budget key {key!r}; use one of {', '.join(known)}")
+            raise ConfigError(f"unknown budget key {key!r}; use one of {', '.join(known)}")
         t, metric = match
         out.append(Budget(t.name, metric, v, rel, t.higher_is_better))
     return out
@@ -228,7 +229,7 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
     Returns (model, info dict).
     """
     if act_matmuls not in ("float", "int8"):
-        raise ValueError(f"act_matmuls must be float or int8, not {act_matmuls!r}")
+        raise ConfigError(f"act_matmuls must be float or int8, not {act_matmuls!r}")
     nncf = quiet_nncf()
 
     if overflow_fix is None:
@@ -238,8 +239,8 @@ def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str =
     else:
         names = [n.name for n in model.graph.node]
     if target == "tensorrt" and (fmt != "onnx" or preset != "performance"):
-        raise ValueError("target tensorrt needs format onnx and preset performance "
-                         "(TensorRT takes signed, symmetric INT8 only)")
+        raise ConfigError("target tensorrt needs format onnx and preset performance "
+                          "(TensorRT takes signed, symmetric INT8 only)")
     if target == "tensorrt":
         overflow_fix = False
     act = activation_matmuls(model, fmt) if act_matmuls == "float" else []

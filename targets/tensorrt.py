@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.fileio import atomic_write_bytes
-from mtlsi_edge.targets.base import CompileOptions, Target, TargetUnavailable
+from mtlsi_edge.targets.base import CompileOptions, ModelMismatch, Target, TargetUnavailable
 
 ENGINE_FILE = "model.engine"
 SUPPORTED_MAJORS = (10, 11)
@@ -186,8 +187,8 @@ def check_qdq(onnx_path: Path) -> None:
     problems = qdq_problems(_load_onnx(onnx_path))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ValueError(f"{onnx_path} is not a TensorRT-ready Q/DQ model: {problems[0]}{more}; "
-                         "quantise with `mtlsi-edge quantize --format onnx --target tensorrt`")
+        raise ModelMismatch(f"{onnx_path} is not a TensorRT-ready Q/DQ model: {problems[0]}{more}; "
+                            "quantise with `mtlsi-edge quantize --format onnx --target tensorrt`")
 
 
 def cast_fp16(src: Path, dst: Path) -> Path:
@@ -216,7 +217,7 @@ def _size_hw(value, what: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"TensorRT: {what} must be (H, W); got {value!r}") from None
+        raise ConfigError(f"TensorRT: {what} must be (H, W); got {value!r}") from None
     return h, w
 
 
@@ -268,17 +269,17 @@ class TensorRTTarget(Target):
     def _check_options(self, onnx_path: Path, opts: CompileOptions) -> None:
         """Everything decidable without TensorRT (runs before the availability check)."""
         if opts.precision not in self.precisions:
-            raise ValueError(f"TensorRT: unknown precision {opts.precision!r}; "
-                             f"choose from {', '.join(self.precisions)}")
+            raise ConfigError(f"TensorRT: unknown precision {opts.precision!r}; "
+                              f"choose from {', '.join(self.precisions)}")
         dla = opts.extra.get("dla_core")
         if dla is not None:
             if int(dla) < 0:
-                raise ValueError(f"TensorRT: --dla-core must be >= 0, got {dla}")
+                raise ConfigError(f"TensorRT: --dla-core must be >= 0, got {dla}")
             if opts.precision == "fp32":
-                raise ValueError("TensorRT: DLA runs FP16 or INT8 networks only; "
-                                 "use --precision fp16 or int8 with --dla-core")
+                raise ConfigError("TensorRT: DLA runs FP16 or INT8 networks only; "
+                                  "use --precision fp16 or int8 with --dla-core")
         if int(opts.extra.get("workspace_mb", DEFAULT_WORKSPACE_MB)) <= 0:
-            raise ValueError("TensorRT: --workspace-mb must be > 0")
+            raise ConfigError("TensorRT: --workspace-mb must be > 0")
         if opts.precision == "int8":
             check_qdq(onnx_path)
         elif not Path(onnx_path).is_file():
@@ -293,7 +294,7 @@ class TensorRTTarget(Target):
         dla = opts.extra.get("dla_core")
         dla = None if dla is None else int(dla)
         if dla is not None and dla_problem(version):
-            raise ValueError(dla_problem(version))
+            raise ConfigError(dla_problem(version))
         plan = build_plan(version, opts.precision, dla)
         with tempfile.TemporaryDirectory(prefix=".trt-build.") as tmp:
             src = cast_fp16(onnx_path, Path(tmp) / "fp16.onnx") if plan["fp16_onnx_cast"] \
@@ -321,8 +322,8 @@ class TensorRTTarget(Target):
         net_outputs = [network.get_output(i).name for i in range(network.num_outputs)]
         missing = [n for n in (outputs or []) if n not in net_outputs]
         if missing:
-            raise ValueError(f"TensorRT: outputs {missing} not in the ONNX graph "
-                             f"(graph outputs: {net_outputs})")
+            raise ModelMismatch(f"TensorRT: outputs {missing} not in the ONNX graph "
+                                f"(graph outputs: {net_outputs})")
 
         config = builder.create_builder_config()
         workspace_mb = int(opts.extra.get("workspace_mb", DEFAULT_WORKSPACE_MB))
@@ -382,12 +383,12 @@ class TensorRTTarget(Target):
         for t in dynamic:
             shape = [int(d) for d in t.shape]
             if len(shape) != 4:
-                raise ValueError(f"TensorRT: dynamic input {t.name!r} has shape {shape}; "
-                                 "only N×C×H×W inputs are supported")
+                raise ModelMismatch(f"TensorRT: dynamic input {t.name!r} has shape {shape}; "
+                                    "only N×C×H×W inputs are supported")
             if shape[1] < 0:
-                raise ValueError(f"TensorRT: input {t.name!r} has a symbolic channel dim")
+                raise ModelMismatch(f"TensorRT: input {t.name!r} has a symbolic channel dim")
             if "input_size" not in extra and (shape[2] < 0 or shape[3] < 0):
-                raise ValueError(
+                raise ConfigError(
                     f"TensorRT: input {t.name!r} has symbolic H/W; pass --input-size HxW "
                     "(opts.extra['input_size']) for the optimisation profile")
             if "input_size" in extra:
@@ -398,8 +399,8 @@ class TensorRTTarget(Target):
                               "min_size")
             hh, hw = _size_hw(extra.get("max_size", (oh * 2, ow * 2)), "max_size")
             if not (lh <= oh <= hh and lw <= ow <= hw):
-                raise ValueError(f"TensorRT: need min_size <= input_size <= max_size, got "
-                                 f"{(lh, lw)}, {(oh, ow)}, {(hh, hw)}")
+                raise ConfigError(f"TensorRT: need min_size <= input_size <= max_size, got "
+                                  f"{(lh, lw)}, {(oh, ow)}, {(hh, hw)}")
             max_n = max(1, int(extra.get("max_batch", 1)))
             dims = {0: (1, 1, max_n), 2: (lh, oh, hh), 3: (lw, ow, hw)}
             mins, opts_, maxs = zip(*[(d, d, d) if d >= 0 else dims[ax]

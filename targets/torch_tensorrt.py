@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.export import DeployModel
-from mtlsi_edge.targets.base import CompileOptions, Target, TargetUnavailable
+from mtlsi_edge.targets.base import CompileOptions, ModelMismatch, Target, TargetUnavailable
 from mtlsi_edge.targets.torch import model_from_weights
 
 PROGRAM_FILE = "model.ep"
@@ -61,7 +62,7 @@ def _onnx_meta(onnx_path: Path) -> dict:
     for p in proto.metadata_props:
         if p.key == "mtlsi_edge":
             return json.loads(p.value)
-    raise ValueError(f"{onnx_path}: ONNX lacks mtlsi_edge metadata")
+    raise ModelMismatch(f"{onnx_path}: ONNX lacks mtlsi_edge metadata")
 
 
 class TorchTensorRTTarget(Target):
@@ -105,8 +106,8 @@ class TorchTensorRTTarget(Target):
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
                 outputs: list[str]) -> list[str]:
         if opts.precision not in self.precisions:
-            raise ValueError(f"torch-tensorrt: precision {opts.precision!r} not offered (fp32 | "
-                             "fp16); for INT8 use --target tensorrt with a Q/DQ ONNX")
+            raise ConfigError(f"torch-tensorrt: precision {opts.precision!r} not offered (fp32 | "
+                              "fp16); for INT8 use --target tensorrt with a Q/DQ ONNX")
         weights = opts.extra.get("checkpoint_weights")
         if weights is None:
             raise TargetUnavailable("the torch-tensorrt target needs a checkpoint "
@@ -119,8 +120,8 @@ class TorchTensorRTTarget(Target):
         model = model_from_weights(cfg, Path(weights), meta.get("pruned"))
         deploy = DeployModel(model, meta.get("stride", 4)).eval()
         if list(outputs) != deploy.output_names:
-            raise ValueError(f"torch-tensorrt: outputs {outputs} differ from the model's "
-                             f"{deploy.output_names}")
+            raise ModelMismatch(f"torch-tensorrt: outputs {outputs} differ from the model's "
+                                f"{deploy.output_names}")
         device = torch.device(_cuda_device(opts.device))
         h, w = cfg["input_size"]
         x = torch.zeros(1, 3, int(h), int(w), device=device)

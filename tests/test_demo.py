@@ -323,3 +323,46 @@ def test_looping_sources_restart(tmp_path):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), 9, np.uint8))
     folder = Source(str(tmp_path), loop=True)
     assert all(folder.read() is not None for _ in range(5))
+
+
+@needs_starter
+def test_headless_demo_records_under_runs_demo_and_probes_quietly(tmp_path):
+    """No display and no --record: the rendered view goes to runs/demo/demo-*.mp4 (path in the
+    last line); with no camera, OpenCV's probe noise (V4L2, FFMPEG, obsensor) stays hidden and
+    the tool says itself that it shows the walkthrough."""
+    from mtlsi_edge.runtime.capture import camera_available
+
+    if camera_available(0):
+        pytest.skip("a camera is attached here")
+    _video(tmp_path / "runs" / "demo" / "walkthrough.mp4", n=12, size=(96, 128))  # no render
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "mtlsi_edge.cli", "demo", "--max-frames", "5", "--target",
+           "onnxruntime"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for noise in ("V4L2", "VIDEOIO", "FFMPEG", "obsensor", "WARN", "ERROR"):
+        assert noise not in r.stderr, r.stderr
+    assert "no camera found; showing the built-in SynthIndoor walkthrough" in r.stdout
+    recs = list((tmp_path / "runs" / "demo").glob("demo-*.mp4"))
+    assert len(recs) == 1, r.stdout
+    last = r.stdout.strip().splitlines()[-1]
+    assert last == f"recording: {recs[0].relative_to(tmp_path)}", r.stdout
+    cap = cv2.VideoCapture(str(recs[0]))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert frames == 5
+    assert not list((tmp_path / "runs" / "demo").glob(".*partial*"))
+
+
+def test_next_free_path_never_overwrites(tmp_path):
+    from mtlsi_edge.fileio import next_free_path
+
+    first = next_free_path(tmp_path, "demo-1", ".mp4")
+    assert first == tmp_path / "demo-1.mp4"
+    first.write_bytes(b"x")
+    second = next_free_path(tmp_path, "demo-1", ".mp4")
+    assert second == tmp_path / "demo-1-2.mp4"
+    second.write_bytes(b"x")
+    assert next_free_path(tmp_path, "demo-1", ".mp4") == tmp_path / "demo-1-3.mp4"

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mtlsi_edge.model.mtlsi import PARTS, MTLSINet
+from mtlsi_edge.model.mtlsi import PARTS, MTLSINet, create_model
+from mtlsi_edge.profiler.eager import eager_latency_ms
 
 
 def count_macs(fn: Callable[[], object], module: nn.Module) -> dict[str, int]:
@@ -55,3 +56,15 @@ def model_report(model: MTLSINet, size: tuple[int, int] | None = None) -> dict:
         "params": sum(p.numel() for p in model.parameters()),
         "gmacs": counts.get("Global", 0) / 1e9,
     }
+
+
+def variant_report(name: str, size: tuple[int, int], latency: bool = False) -> dict:
+    """``info`` for variant ``name`` at ``size``: its config, params and GMACs per part
+    (random weights, seed 0); with ``latency`` also the eager FP32 median (ms) and threads."""
+    torch.manual_seed(0)
+    model = create_model(name)
+    rep = {"variant": name, "config": model.cfg.to_dict(), **model_report(model, size)}
+    if latency:
+        rep["eager_fp32_ms"] = eager_latency_ms(model, size)
+        rep["threads"] = torch.get_num_threads()
+    return rep

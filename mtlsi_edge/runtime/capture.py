@@ -8,9 +8,12 @@ then reported with one line.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +79,8 @@ class Source:
 
     def _open_camera(self) -> None:
         idx = int(self.spec)
-        self.cap = cv2.VideoCapture(idx)
+        with quiet_opencv():  # a missing camera is reported below in one line
+            self.cap = cv2.VideoCapture(idx)
         if not self.cap.isOpened():
             raise CaptureError(f"camera {idx} not available (no device, or in use)")
         ok, frame = self.cap.read()
@@ -134,6 +138,55 @@ class Source:
     def release(self) -> None:
         if self.cap is not None:
             self.cap.release()
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV while probing devices: its log (V4L2, FFMPEG, obsensor warnings when no
+    camera exists) and anything native code prints to file descriptor 2."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    saved = None
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+    except OSError:  # no usable fd 2 (embedded interpreters): the log level alone
+        saved = None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.setLogLevel(level)
+
+
+def camera_available(index: int = 0) -> bool:
+    """True when camera ``index`` opens and delivers a frame (probed silently)."""
+    with quiet_opencv():
+        cap = cv2.VideoCapture(index)
+        ok = cap.isOpened() and cap.read()[0]
+        cap.release()
+    return bool(ok)
+
+
+def default_source(walkthrough: str | Path = "runs/demo/walkthrough.mp4",
+                   console=None) -> tuple[str, str]:
+    """Camera 0 when one answers, else the SynthIndoor walkthrough video (rendered once to
+    ``walkthrough``); returns (source spec, one line saying which)."""
+    if camera_available(0):
+        return "0", "camera 0"
+    video = Path(walkthrough)
+    if not video.is_file():
+        from mtlsi_edge.data.synthindoor import render_walkthrough
+
+        msg = "no camera: rendering the SynthIndoor walkthrough video…"
+        with console.status(msg) if console is not None else contextlib.nullcontext():
+            render_walkthrough(video, seconds=12, fps=15)
+    return str(video), f"no camera found; showing the built-in SynthIndoor walkthrough ({video})"
 
 
 class LatestFrameGrabber:

@@ -19,7 +19,7 @@ from mtlsi_edge.inputs import InputSpec
 from mtlsi_edge.runtime.frames import FrameError, preprocess_frame, runner_input, to_bgr
 from mtlsi_edge.targets import get_target
 from mtlsi_edge.tasks import TaskSet
-from mtlsi_edge.verify import VerificationError, check_bundle
+from mtlsi_edge.verify import CheckReport, VerificationError, check_bundle
 
 __all__ = ["FrameError", "Predictor", "Timings", "preprocess_frame", "to_bgr"]
 
@@ -152,3 +152,11 @@ class Predictor:
         t3 = time.perf_counter()
         self.timings = Timings(1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2))
         return out
+
+
+def check_bundle_folder(bundle: str | Path, device: str | None = None) -> CheckReport:
+    """Load a bundle (a folder or its manifest) for ``device`` and re-prove it on this machine
+    (:func:`mtlsi_edge.verify.check_bundle`; ``mtlsi-edge check``)."""
+    predictor = Predictor.from_bundle(bundle, device=device)
+    folder = Path(bundle) if Path(bundle).is_dir() else Path(bundle).parent
+    return check_bundle(predictor, folder)

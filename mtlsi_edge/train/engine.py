@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mtlsi_edge.data.datasets import MultiTaskDataset, build_dataset
 from mtlsi_edge.data.transforms import train_transforms, val_transforms
+from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.fileio import append_jsonl, atomic_write_json
 from mtlsi_edge.model.mtlsi import VARIANTS, MTLSINet, create_model
 from mtlsi_edge.model.restore import model_from_state_dict
@@ -149,7 +150,7 @@ def multitask_loss(out: dict, batch: dict, task_set: TaskSet, deep_supervision: 
     return total, parts
 
 
-class PretrainedUnavailable(RuntimeError):
+class PretrainedUnavailable(MtlsiError, RuntimeError):
     """The backbone's pretrained weights could not be fetched (offline, hub unreachable)."""
 
 

@@ -10,6 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mtlsi_edge.errors import MtlsiError
+
+
+class UnknownRecipe(MtlsiError, KeyError):
+    """A ``--recipe`` name that is not in :data:`RECIPES`."""
+
+    def __str__(self) -> str:  # the message, without KeyError's quotes
+        return str(self.args[0])
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -87,8 +96,8 @@ RECIPES: dict[str, Recipe] = {
 
 
 def get_recipe(name: str) -> Recipe:
-    """Look a recipe up by name (``KeyError`` with the known names otherwise)."""
+    """Look a recipe up by name (:class:`UnknownRecipe` naming the known ones otherwise)."""
     try:
         return RECIPES[name]
     except KeyError:
-        raise KeyError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}") from None
+        raise UnknownRecipe(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}") from None

@@ -1,0 +1,270 @@
+"""From a checkpoint to a gated artifact: ``compile``, ``check``, ``calibrate``, ``quantize``,
+``deploy`` and ``prune``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from mtlsi_edge.cli.app import app, console, err_console, fail
+from mtlsi_edge.cli.options import parse_size
+from mtlsi_edge.cli.tables import drops_table, gate_table, parity_table, prune_table
+from mtlsi_edge.fileio import atomic_write_json, check_output_dir, check_output_file
+from mtlsi_edge.weights import starter_checkpoint
+
+GATE_HELP = "Parity threshold override TASK=VALUE (repeatable; see docs/trust.md)."
+INT8_GATE = "INT8 parity gate (held-out frames, vs FP32)"
+
+
+@app.command("compile")
+def compile_(
+    target: str = typer.Option(..., help="torch | onnxruntime | openvino | tensorrt | "
+                               "torch-tensorrt"),
+    precision: str = typer.Option("fp32", help="fp32 | fp16 | int8"),
+    checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
+    onnx: Path = typer.Option(None, help="An exported (or quantised) ONNX / OpenVINO IR "
+                                         "instead (an INT8 model needs NAME.fp32.onnx beside "
+                                         "it, as mtlsi-edge quantize writes)."),
+    out: Path = typer.Option(None, help="Bundle folder: a new path or an existing bundle "
+                                        "(default runs/compile/TARGET-PREC)."),
+    device: str = typer.Option(None, help="Target device (CPU, GPU, AUTO, cuda:0 …)."),
+    gate: list[str] = typer.Option([], "--gate", help=GATE_HELP),
+    force: bool = typer.Option(False, help="Write the bundle even if it fails its parity gate "
+                                           "(the manifest records the failure)."),
+    dla_core: int = typer.Option(None, min=0, help="tensorrt: Jetson DLA core (GPU fallback "
+                                 "on; fp16/int8)."),
+    workspace_mb: int = typer.Option(None, min=1, help="tensorrt: builder workspace (MiB, "
+                                     "default 1024)."),
+    input_size: str = typer.Option(None, help="tensorrt: HxW optimisation-profile size for an "
+                                   "ONNX with symbolic H/W."),
+    timing_cache: Path = typer.Option(None, help="tensorrt: timing cache file (read, then "
+                                      "updated) to speed up rebuilds."),
+) -> None:
+    """Compile a bundle (manifest + model files + reference outputs, checksummed) for a
+    target, gated against the FP32 model on held-out frames: exit 3 when the gate fails.
+
+    Examples:
+      mtlsi-edge compile --target openvino --precision fp16
+      mtlsi-edge compile --target onnxruntime --onnx runs/export/model.onnx --out b/ort
+      mtlsi-edge compile --target openvino --precision int8 --onnx runs/quantize/model.xml
+      mtlsi-edge compile --target tensorrt --precision int8 --onnx runs/quantize/trt.onnx
+      mtlsi-edge compile --target tensorrt --precision fp16 --dla-core 0 --workspace-mb 512
+    """
+    from mtlsi_edge.bundle import compile_bundle, load_bundle
+    from mtlsi_edge.targets import CompileOptions, get_target
+    from mtlsi_edge.verify import parse_gate_overrides
+
+    if checkpoint is None and onnx is None:
+        checkpoint = starter_checkpoint()
+    out = out or Path("runs/compile") / f"{target}-{precision}"
+    opts = CompileOptions(precision=precision, device=device or get_target(target).default_device)
+    trt_opts = {"dla_core": dla_core, "workspace_mb": workspace_mb,
+                "input_size": parse_size(input_size) if input_size else None,
+                "timing_cache": timing_cache}
+    if any(v is not None for v in trt_opts.values()) and target != "tensorrt":
+        fail("--dla-core, --workspace-mb, --input-size and --timing-cache apply to "
+             "--target tensorrt only")
+    opts.extra.update({k: v for k, v in trt_opts.items() if v is not None})
+    overrides = parse_gate_overrides(gate)
+    with console.status(f"compiling for {target} {precision}…"):
+        path = compile_bundle(out, target, precision, checkpoint=checkpoint, onnx_path=onnx,
+                              opts=opts, gate_overrides=overrides, force=force)
+    manifest, _ = load_bundle(path)
+    console.print(parity_table(manifest["parity"]["per_task"],
+                               f"{target} {precision} vs {manifest['parity']['reference']}"))
+    console.print(gate_table(manifest["gate"]["rows"], f"parity gate ({precision}) on "
+                             f"{manifest['parity']['images']} held-out frames"))
+    if not manifest["gate"]["passed"]:
+        err_console.print(escape(f"warning: {path} FAILED its parity gate (kept because of "
+                                 f"--force)"), style="bold red")
+    console.print(f"bundle: [bold]{escape(str(path))}[/]")
+
+
+@app.command()
+def check(
+    bundle: Path = typer.Argument(..., help="Bundle folder."),
+    device: str = typer.Option(None, help="Device to check on (default: the bundle's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Re-prove a bundle on this machine: run its reference frames and compare with its FP32
+    reference outputs under its gate thresholds.  Exit 0 pass, 3 fail.
+
+    Example:  mtlsi-edge check runs/compile/openvino-int8
+    """
+    from mtlsi_edge.runtime.predictor import check_bundle_folder
+
+    rep = check_bundle_folder(bundle, device=device)
+    if as_json:
+        print(json.dumps(rep.to_dict(), indent=2))
+    else:
+        console.print(gate_table(rep.result.rows, f"{rep.bundle}: {rep.target} {rep.precision}"))
+        console.print(escape(f"device {rep.device} (computes in {rep.device_precision}), "
+                             f"{rep.target} {rep.runtime_version}, CPU flags: {rep.cpu_flags}; "
+                             f"{rep.seconds * 1e3:.0f} ms"))
+    if not rep.passed:
+        fail(f"{rep.bundle}: FAILED on this machine: {'; '.join(rep.result.failures)}", code=3)
+    if not as_json:
+        console.print("[green]pass[/]")
+
+
+@app.command()
+def calibrate(
+    source: str = typer.Option("synth", help="synth | image folder | video | DIR:SPLIT"),
+    n: int = typer.Option(64, min=1, help="Number of samples."),
+    size: str = typer.Option("240x320", help="Model input size HxW."),
+    seed: int = typer.Option(0),
+    every: int = typer.Option(10, min=1, help="For videos: take every k-th frame."),
+    out: Path = typer.Option(Path("runs/calibrate/calib"), help="Cache stem (.npy + .json)."),
+) -> None:
+    """Build and cache a calibration set, preprocessed exactly like the Predictor.
+
+    Examples:
+      mtlsi-edge calibrate --source data/synth:train --n 128
+      mtlsi-edge calibrate --source walk.mp4 --every 5 --out runs/calibrate/walk
+    """
+    from mtlsi_edge.calibration.sources import build_calibration_set
+
+    check_output_file(Path(str(out) + ".npy"), (), "--out stem")
+    cs = build_calibration_set(source, n, parse_size(size), seed, every)
+    path = cs.save(out)
+    for s in cs.skipped:
+        err_console.print(f"[yellow]skipped[/] {s}")
+    console.print(f"{len(cs.origins)} samples from {source} → [bold]{path}[/] "
+                  f"(record: {path.with_suffix('.json')})")
+
+
+@app.command()
+def quantize(
+    checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
+    fmt: str = typer.Option("openvino", "--format", help="openvino (IR) | onnx (QDQ)."),
+    calib: str = typer.Option("synth", help="Calibration source or a cached .npy stem."),
+    n: int = typer.Option(128, min=1, help="Calibration samples."),
+    val: Path = typer.Option(None, help="Dataset for accuracy control / the report."),
+    val_limit: int = typer.Option(100, min=1, help="Validation images used."),
+    max_drop: list[str] = typer.Option([], help="Per-task budget KEY=VALUE[%], repeatable."),
+    preset: str = typer.Option("performance", help="performance | mixed"),
+    ignore: str = typer.Option("attention-norm", help="none | attention-norm | attention"),
+    out: Path = typer.Option(Path("runs/quantize/model"), help="Output stem."),
+    act_matmuls: str = typer.Option(
+        "float", help="float | int8: activation × activation MatMuls (attention products) "
+                      "in float (default: INT8 ones compute wrongly in OpenVINO on AVX-512 "
+                      "VNNI/AMX CPUs, docs/known-issues.md) or INT8."),
+    gate: list[str] = typer.Option([], "--gate", help=GATE_HELP),
+    force: bool = typer.Option(False, help="Write the model even if it fails its parity "
+                                           "gate."),
+    target: str = typer.Option(None, help="tensorrt: a Q/DQ ONNX TensorRT can build "
+                               "(signed symmetric INT8; needs --format onnx)."),
+) -> None:
+    """NNCF INT8 post-training quantisation, optionally with per-task accuracy budgets.
+
+    Examples:
+      mtlsi-edge quantize --format openvino --val data/synth
+      mtlsi-edge quantize --val data/synth --max-drop miou=0.5 --max-drop rmse=1% \\
+          --max-drop normals=0.5 --max-drop boundary=0.5
+      mtlsi-edge quantize --format onnx --target tensorrt --out runs/quantize/trt
+    """
+    from mtlsi_edge.quantize.run import run_quantize
+    from mtlsi_edge.verify import VerificationError, parse_gate_overrides
+
+    check_output_file(Path(str(out) + ".xml"), (), "--out stem")
+    overrides = parse_gate_overrides(gate)
+    try:
+        res = run_quantize(checkpoint or starter_checkpoint(), fmt, calib, n, val, val_limit,
+                           max_drop, preset, ignore, out, console=console,
+                           act_matmuls=act_matmuls, gate_overrides=overrides, force=force,
+                           target=target)
+    except VerificationError as e:  # show the gate's rows, then the one-line error
+        if e.result is not None:
+            console.print(gate_table(e.result.rows, INT8_GATE))
+        raise
+    console.print(gate_table(res["info"]["gate"]["rows"], INT8_GATE))
+    if res.get("report"):
+        console.print(drops_table(res["report"]))
+    if res.get("failed") and res["path"] is None:
+        fail(f"{res['failed']} (nothing written; --force keeps it)", code=3)
+    console.print(f"quantised model: [bold]{escape(str(res['path']))}[/]")
+    if res.get("failed"):
+        fail(res["failed"], code=3)
+
+
+@app.command()
+def deploy(
+    checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
+    target: str = typer.Option("openvino", help="onnxruntime | openvino | tensorrt"),
+    precision: str = typer.Option("int8", help="fp32 | fp16 | int8"),
+    calib: str = typer.Option("synth", help="Calibration source (see calibrate)."),
+    val: Path = typer.Option(None, help="Dataset whose val split gates the INT8 model."),
+    max_drop: list[str] = typer.Option([], help="Per-task budget KEY=VALUE[%], repeatable."),
+    out: Path = typer.Option(Path("runs/deploy/exp"), help="Output folder."),
+    n_calib: int = typer.Option(128, min=1),
+    val_limit: int = typer.Option(100, min=1),
+    accuracy_control: bool = typer.Option(
+        True, help="Revert layers to float until the budgets hold (NNCF accuracy control; "
+                   "minutes). --no-accuracy-control: plain PTQ, then the gate."),
+    gate: list[str] = typer.Option([], "--gate", help=GATE_HELP),
+    act_matmuls: str = typer.Option("float", help="float | int8 (see quantize --help)."),
+) -> None:
+    """One command: export → calibrate → quantise (gated) → compile → parity → profile.
+
+    The INT8 artifact always passes a parity gate against FP32 on held-out frames on this
+    machine (labels or not); with --val, the per-task budgets apply on top.  Exits 3 when a
+    gate fails, naming the task and the miss (the FP32 bundle is kept).
+
+    Example:
+      mtlsi-edge deploy --target openvino --precision int8 --val data/synth \\
+          --max-drop miou=0.5 --max-drop rmse=1% --max-drop normals=0.5 --max-drop boundary=0.5
+    """
+    from mtlsi_edge.quantize.deploy import run_deploy
+    from mtlsi_edge.verify import parse_gate_overrides
+
+    if precision == "int8" and val is None and max_drop:
+        fail("--max-drop needs --val")
+    check_output_dir(out)
+    overrides = parse_gate_overrides(gate)
+    # a VerificationError here is the FP32 bundle itself failing: nothing to ship (exit 3)
+    res = run_deploy(checkpoint or starter_checkpoint(), target, precision, calib, val, out,
+                     max_drop, n_calib, val_limit, console=console,
+                     accuracy_control=accuracy_control, gate_overrides=overrides,
+                     act_matmuls=act_matmuls)
+    if res.get("gate"):
+        console.print(gate_table(res["gate"]["rows"], INT8_GATE))
+    q = res.get("quantize")
+    if q and q.get("report"):
+        console.print(drops_table(q["report"]))
+    for k, v in res["latency"].items():
+        console.print(f"{k}: {v['median_ms']:.2f} ms median compute latency")
+    console.print(f"bundle: [bold]{res['bundle']}[/]  report: {res['report_md']}")
+    if res["failed"]:
+        fail(res["failed"], code=3)
+
+
+@app.command()
+def prune(
+    checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
+    method: str = typer.Option("channels", help="channels (torch-pruning, physically removes "
+                                                "channels) | magnitude (NNCF sparsity)"),
+    ratio: float = typer.Option(0.25, help="Share of prunable channels / weights removed."),
+    data: Path = typer.Option(..., help="Training data for fine-tuning and BN statistics."),
+    finetune_steps: int = typer.Option(200, min=0),
+    val_limit: int = typer.Option(100, min=1),
+    out: Path = typer.Option(Path("runs/prune/exp")),
+) -> None:
+    """Prune, re-estimate BatchNorm on in-distribution images, fine-tune; report before/after.
+
+    Example:  mtlsi-edge prune --method channels --ratio 0.5 --data data/synth
+    """
+    from mtlsi_edge.quantize.prune import run_prune
+    from mtlsi_edge.tasks import TaskSet
+    from mtlsi_edge.train.checkpoint import read_checkpoint_meta
+
+    check_output_dir(out)
+    with console.status(f"pruning ({method}, {ratio:.0%}) and fine-tuning…"):
+        res = run_prune(checkpoint or starter_checkpoint(), method, ratio, str(data), out,
+                        finetune_steps, val_limit=val_limit)
+    atomic_write_json(Path(out) / "report.json", {**res, "checkpoint": str(res["checkpoint"])})
+    tasks = TaskSet.from_dict(read_checkpoint_meta(res["checkpoint"])[0]["task_set"])
+    console.print(prune_table(res, method, ratio, tasks))
+    console.print(f"pruned checkpoint: [bold]{res['checkpoint']}[/]; report {out}/report.json")

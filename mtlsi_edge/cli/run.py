@@ -1,0 +1,197 @@
+"""Running bundles: the live ``demo`` and the latency ``profile``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from mtlsi_edge.cli.app import app, console, fail
+from mtlsi_edge.cli.options import parse_size
+from mtlsi_edge.fileio import check_output_dir, check_output_file, next_free_path
+from mtlsi_edge.weights import starter_checkpoint
+
+
+@app.command()
+def demo(
+    bundle: Path = typer.Option(None, help="Compiled bundle; default: the embedded model "
+                                          "compiled for --target/--precision (cached)."),
+    source: str = typer.Option(None, help="Camera index, video file, URL or image folder; "
+                                          "default: camera 0, else the SynthIndoor walkthrough."),
+    layout: str = typer.Option("grid", help="grid | blend | seg | depth | normals | edges"),
+    record: Path = typer.Option(None, help="Record the rendered view (.mp4 or .avi); without "
+                                           "a display: runs/demo/demo-DATE-TIME.mp4."),
+    headless: bool = typer.Option(False, help="No window (also chosen when there is no display)."),
+    max_frames: int = typer.Option(None, min=1, help="Stop after N frames."),
+    target: str = typer.Option("openvino", help="Target for the embedded model."),
+    precision: str = typer.Option("fp32", help="Precision for the embedded model."),
+    checkpoint: Path = typer.Option(None, help="Checkpoint to use instead of the embedded one."),
+    threads: int = typer.Option(None, min=1, help="Inference threads."),
+    pipeline: bool = typer.Option(True, help="Infer frame N while rendering frame N-1."),
+    loop: bool = typer.Option(False, help="Restart a video file or folder at its end."),
+    verify: bool = typer.Option(True, help="Self-check the bundle on this machine first "
+                                           "(refuse it when it fails)."),
+) -> None:
+    """Live demo: all four task outputs overlaid on a camera or video, with a HUD.
+
+    Keys: q/Esc quit, space pause, 1-6 layouts, s snapshot (runs/demo/).  Without a display
+    it runs headless and records the rendered view under runs/demo/ (never overwriting).
+
+    Examples:
+      mtlsi-edge demo
+      mtlsi-edge demo --source video.mp4 --record runs/demo/out.mp4 --headless
+      mtlsi-edge demo --bundle runs/compile/openvino-fp32 --source 0 --layout blend
+    """
+    from mtlsi_edge.bundle import cached_bundle
+    from mtlsi_edge.runtime.capture import Source, default_source
+    from mtlsi_edge.runtime.loop import LAYOUTS, display_available, run_loop
+    from mtlsi_edge.runtime.predictor import Predictor
+
+    if layout not in LAYOUTS:
+        fail(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if record is not None:
+        check_output_file(record, (".mp4", ".avi"), "--record file")
+    if not display_available():
+        if record is None:  # keep what was rendered: there is no window to show it in
+            record = next_free_path("runs/demo", f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+                                    ".mp4")
+            check_output_file(record, (".mp4",), "recording")
+        if not headless:
+            console.print(escape(f"no display found: running headless, recording to "
+                                 f"{record}"), style="yellow", highlight=False, soft_wrap=True)
+        headless = True
+    if bundle is None:
+        bundle = cached_bundle(checkpoint or starter_checkpoint(), target, precision,
+                               console=console)
+    # A bundle that fails its self-check here is refused, not shown: plausible-looking wrong
+    # overlays are worse than none, and silently swapping in another precision would hide
+    # that this device breaks the one asked for.
+    predictor = Predictor.from_bundle(bundle, threads=threads, verify=verify)
+    if predictor.check is not None:
+        c = predictor.check
+        console.print(escape(f"self-check: pass on this machine ({c.target} "
+                             f"{c.runtime_version}, computes in {c.device_precision}, "
+                             f"{c.seconds * 1e3:.0f} ms)"))
+    if source is None:
+        source, why = default_source(console=console)
+        console.print(escape(f"source: {why}"), highlight=False, soft_wrap=True)
+    src = Source(source, loop=loop)
+    console.print(f"model: {bundle} ({predictor.target} {predictor.precision}); "
+                  f"source: {src.info.name}; layout {layout}")
+    stats = run_loop(predictor, src, layout, record, headless, max_frames, pipeline=pipeline)
+    med = stats.medians()
+    console.print(f"{stats.frames} frames in {stats.wall_s:.1f} s = [bold]{stats.fps:.1f} FPS[/]"
+                  f", dropped {stats.dropped}; stopped by {stats.stopped_by}")
+    console.print("median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in med.items()))
+    if src.skipped:
+        console.print(f"[yellow]skipped {len(src.skipped)} unreadable images[/], e.g. "
+                      f"{src.skipped[0]}")
+    for p in stats.snapshots:
+        console.print(f"snapshot: {p}")
+    if stats.recording:
+        console.print(f"recording: [bold]{escape(stats.recording)}[/]", soft_wrap=True)
+
+
+@app.command()
+def profile(
+    bundle: list[Path] = typer.Option(
+        [], "--bundle", help="A bundle folder to profile (repeat for several)."),
+    checkpoint: Path = typer.Option(
+        None, help="Compile one bundle per --targets × --precisions from this checkpoint "
+                   "(default without --bundle: the embedded starter)."),
+    targets: str = typer.Option("torch,onnxruntime,openvino",
+                                help="With --checkpoint: comma-separated targets."),
+    precisions: str = typer.Option(
+        "fp32", help="With --checkpoint: comma-separated precisions (fp32, fp16; int8 needs a "
+                     "quantised model: pass its bundle with --bundle)."),
+    size: str = typer.Option(None, help="End-to-end frame size HxW (default: the bundle's "
+                                        "input size; compute-only always uses the latter)."),
+    threads: int = typer.Option(None, help="Inference threads (default: the runtime's)."),
+    time_s: float = typer.Option(None, "--time", help="Seconds per measurement (default 2)."),
+    runs: int = typer.Option(None, "--runs", help="Iterations per measurement instead."),
+    mode: str = typer.Option("latency", help="latency (compute-only + end-to-end, batch 1, "
+                                             "sync) | throughput (concurrent requests)."),
+    per_layer: bool = typer.Option(False, "--per-layer",
+                                   help="Also profile per layer (OpenVINO, ONNX Runtime)."),
+    name: str = typer.Option(None, help="Run name: files go to runs/profile/NAME "
+                                        "(default: a timestamp)."),
+    json_path: Path = typer.Option(None, "--json", help="JSON report (default RUN/profile.json)."),
+    csv_path: Path = typer.Option(None, "--csv", help="CSV report (default RUN/profile.csv)."),
+    md_path: Path = typer.Option(None, "--md", help="Markdown report (default RUN/profile.md)."),
+    plot: Path = typer.Option(None, "--plot", help="Folder for PNG plots (default RUN/plots)."),
+    verify: bool = typer.Option(True, help="Self-check each --bundle on this machine first "
+                                           "(refuse one that fails)."),
+) -> None:
+    """Latency / throughput of bundles: stats, pre/infer/post split, hot spots.
+
+    Warm-up ≥ 0.2 s and ≥ 5 calls, then --time seconds (or --runs calls)
+    per measurement: median, p90/p95/p99 (nearest rank), FPS, GFLOP/s,
+    memory.  Latency and throughput are separate runs (--mode).  Reports
+    (JSON with per-iteration times, CSV, Markdown, PNG): runs/profile/NAME/.
+
+    Examples:
+      mtlsi-edge profile --bundle runs/compile/openvino-fp32 --time 5
+      mtlsi-edge profile --checkpoint last.json --precisions fp32,fp16 --per-layer
+      mtlsi-edge profile --bundle b/ov-int8 --mode throughput --threads 2
+    """
+    from mtlsi_edge.profiler import report
+    from mtlsi_edge.profiler.bench import MODES
+    from mtlsi_edge.profiler.run import check_bundles, compile_matrix, profile_bundles, self_check
+
+    if runs is not None and time_s is not None:
+        fail("give --time or --runs, not both")
+    if runs is not None and runs < 1:
+        fail(f"--runs must be ≥ 1, got {runs}")
+    if time_s is not None and not time_s > 0:
+        fail(f"--time must be > 0 seconds, got {time_s}")
+    if threads is not None and threads < 1:
+        fail(f"--threads must be ≥ 1, got {threads}")
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if bundle and checkpoint:
+        fail("give --bundle or --checkpoint, not both")
+    if runs is None and time_s is None:
+        time_s = 2.0
+    for path_, suffix in ((json_path, ".json"), (csv_path, ".csv"), (md_path, ".md")):
+        if path_ is not None:
+            check_output_file(path_, (suffix,), f"{suffix[1:]} report")
+    if plot is not None:
+        check_output_dir(plot, "--plot folder")
+    frame = parse_size(size) if size else None
+    run_dir = Path("runs/profile") / (name or time.strftime("%Y%m%d-%H%M%S"))
+    notes: list[str] = []
+
+    def note(msg: str) -> None:
+        notes.append(msg)
+        console.print(f"[yellow]note:[/] {escape(msg)}", highlight=False)
+
+    if bundle:
+        paths = check_bundles(bundle)
+    else:
+        paths = compile_matrix(checkpoint or starter_checkpoint(),
+                               [t.strip() for t in targets.split(",") if t.strip()],
+                               [p.strip() for p in precisions.split(",") if p.strip()],
+                               run_dir / "bundles", note, console=console)
+        console.print(f"bundles: [bold]{run_dir / 'bundles'}[/]")
+    if verify:  # a bundle is timed only once it has proved its outputs on this machine
+        for folder in paths:
+            c = self_check(folder)
+            console.print(escape(f"self-check {folder}: pass ({c.device_precision}, "
+                                 f"{c.seconds * 1e3:.0f} ms)"), highlight=False)
+    doc, written = profile_bundles(
+        paths, run_dir, mode=mode, threads=threads, time_s=time_s, runs=runs, frame=frame,
+        per_layer=per_layer, notes=notes, note=note, console=console,
+        report_paths={"json": json_path, "csv": csv_path, "md": md_path, "plot": plot})
+    if report.rows(doc):
+        for table in report.terminal_tables(doc, console.width):
+            console.print(table)
+    for row in report.rows(doc):
+        if row.get("per_layer"):
+            console.print(report.hotspot_table(row))
+        for n in row.get("notes") or []:
+            console.print(f"[yellow]note:[/] {row['name']}: {n}", highlight=False)
+    for kind, files in written.items():
+        for f in files:
+            console.print(f"{kind}: [bold]{f}[/]")

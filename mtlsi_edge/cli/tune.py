@@ -1,0 +1,75 @@
+"""``tune``: the most accurate bundle within a latency budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from mtlsi_edge.cli.app import app, console, fail
+from mtlsi_edge.cli.options import parse_size
+from mtlsi_edge.fileio import check_output_dir
+from mtlsi_edge.weights import starter_checkpoint
+
+
+@app.command()
+def tune(
+    budget: str = typer.Option(..., help="Latency budget: 25ms, 25 (ms) or 0.025s."),
+    target: str = typer.Option("openvino", help="openvino | onnxruntime"),
+    checkpoint: Path = typer.Option(None, help="Checkpoint (default: the embedded starter)."),
+    val: Path = typer.Option(None, help="Labelled dataset: score by its metrics (else "
+                                        "label-free parity with FP32 at full size)."),
+    val_limit: int = typer.Option(20, min=1, help="Validation images per candidate."),
+    max_minutes: float = typer.Option(10.0, help="Stop starting candidates after this."),
+    frame_size: str = typer.Option("480x640", help="HxW of the frames the latency is "
+                                                   "measured on."),
+    out: Path = typer.Option(Path("runs/tune"), help="Output folder."),
+    scale: list[float] = typer.Option([], help="Resolution scale of the training size "
+                                               "(repeatable; default 1.0 0.8 0.67 0.5)."),
+    min_side: int = typer.Option(64, min=32, help="Smallest side of a candidate size."),
+    precision: list[str] = typer.Option([], help="Precision to try (repeatable; default: "
+                                                 "all the target supports)."),
+    threads: list[int] = typer.Option([], help="Inference threads to try (repeatable; "
+                                               "default 1 2)."),
+    hint: list[str] = typer.Option([], help="Performance hint to try (repeatable; default "
+                                            "latency)."),
+    time_per_candidate: float = typer.Option(2.0, help="Seconds of timed calls per "
+                                                       "candidate."),
+    n_calib: int = typer.Option(32, min=1, help="INT8 calibration samples."),
+    gate: list[str] = typer.Option([], "--gate", help="Parity threshold override TASK=VALUE "
+                                                      "(repeatable; see docs/trust.md)."),
+) -> None:
+    """The most accurate bundle whose end-to-end median latency meets --budget here.
+
+    Searches resolution × precision × threads/hint, gates every bundle, writes
+    OUT/pareto.{md,csv,png} and the chosen bundle in OUT/bundle; exits 3 when nothing meets
+    the budget (naming the fastest candidate).
+
+    Example:
+      mtlsi-edge tune --target openvino --budget 25ms --out runs/tune
+    """
+    from mtlsi_edge.tune import parse_budget, summary_line
+    from mtlsi_edge.tune import tune as run_tune
+    from mtlsi_edge.verify import parse_gate_overrides
+
+    budget_ms = parse_budget(budget)
+    if not (max_minutes > 0):
+        fail(f"bad --max-minutes {max_minutes}: must be > 0")
+    if not (time_per_candidate > 0):
+        fail(f"bad --time-per-candidate {time_per_candidate}: must be > 0")
+    fsize = parse_size(frame_size)
+    check_output_dir(out)
+    overrides = parse_gate_overrides(gate)
+    res = run_tune(checkpoint or starter_checkpoint(), target, budget_ms, out,
+                   frame_size=fsize, max_minutes=max_minutes,
+                   scales=scale or (1.0, 0.8, 0.67, 0.5), min_side=min_side,
+                   precisions=precision or None, threads=threads or (1, 2),
+                   hints=hint or ("latency",), time_s=time_per_candidate, val=val,
+                   val_limit=val_limit, n_calib=n_calib, gate_overrides=overrides,
+                   console=console)
+    if res["stopped"]:
+        console.print(f"search stopped at --max-minutes {max_minutes:g}")
+    console.print(escape(f"pareto: {out / 'pareto.md'}, {out / 'pareto.csv'}, "
+                         f"{out / 'pareto.png'}"), highlight=False)
+    console.print(escape(summary_line(res)), highlight=False, soft_wrap=True)

@@ -1,0 +1,138 @@
+"""One profiling run: the bundles to time (given, or compiled per target × precision from a
+checkpoint), their on-device self-check, the measurements and the reports on disk."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
+from mtlsi_edge.errors import MtlsiError
+from mtlsi_edge.profiler import report
+from mtlsi_edge.profiler.bench import machine_header, profile_bundle
+from mtlsi_edge.runtime.predictor import Predictor
+from mtlsi_edge.targets import TARGETS, CompileOptions, TargetUnavailable, get_target
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class ProfileError(MtlsiError):
+    """Nothing to profile, an unknown target or precision, or a runtime refusing a bundle."""
+
+
+def _status(console, msg: str):
+    return console.status(msg) if console is not None else nullcontext()
+
+
+def check_bundles(bundles: list[Path]) -> list[Path]:
+    """The folders of ``bundles``; each must load and its target be available here."""
+
+    folders = []
+    for b in bundles:
+        m, folder = load_bundle(b)
+        ok, why = get_target(m["target"]).available()
+        if not ok:
+            raise ProfileError(f"{folder}: bundle needs target {m['target']}, unavailable "
+                               f"here: {why}")
+        folders.append(folder)
+    return folders
+
+
+def compile_matrix(checkpoint: Path, targets: list[str], precisions: list[str], out: Path,
+                   note: Callable[[str], None], console=None) -> list[Path]:
+    """One bundle per available target × precision under ``out`` (``out/TARGET-PREC``); pairs
+    that cannot be built here are skipped with a ``note``."""
+
+    if not Path(checkpoint).is_file():
+        raise ProfileError(f"{checkpoint}: checkpoint not found")
+    for t in targets:
+        if t not in TARGETS:
+            raise ProfileError(f"unknown target {t!r}; known: {', '.join(TARGETS)}")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ProfileError(f"unknown precision {p!r}; use fp32, fp16 or int8")
+    if not targets or not precisions:
+        raise ProfileError("--targets and --precisions must each name at least one")
+    paths: list[Path] = []
+    skipped: list[str] = []
+
+    def skip(msg: str) -> None:
+        skipped.append(msg)
+        note(msg)
+
+    for t in targets:
+        tgt = get_target(t)
+        ok, why = tgt.available()
+        if not ok:
+            skip(f"skipping {t}: {why}")
+            continue
+        for p in precisions:
+            if p == "int8":
+                skip(f"skipping {t}-int8: INT8 needs a quantised model (mtlsi-edge quantize), "
+                     f"then profile its bundle with --bundle")
+                continue
+            if p not in tgt.precisions:
+                skip(f"skipping {t}-{p}: {t} supports {', '.join(tgt.precisions)}")
+                continue
+            opts = CompileOptions(precision=p, device=get_target(t).default_device)
+            try:
+                with _status(console, f"compiling {t} {p} bundle…"):
+                    paths.append(compile_bundle(out / f"{t}-{p}", t, p, checkpoint=checkpoint,
+                                                opts=opts))
+            except (BundleError, TargetUnavailable, ValueError) as e:
+                # a target refusing this model or precision (ValueError: the targets' own
+                # option checks) is a skip with its reason, not the end of the run
+                skip(f"skipping {t}-{p}: {e}")
+    if not paths:
+        raise ProfileError("nothing to profile: " + ("; ".join(skipped)
+                                                     or "no target/precision pairs"))
+    return paths
+
+
+def self_check(folder: Path):
+    """Prove a bundle's outputs on this machine (VerificationError, exit 3, when it fails);
+    returns the check report."""
+
+    return Predictor.from_bundle(folder, verify=True).check
+
+
+def profile_bundles(paths: list[Path], run_dir: Path, mode: str = "latency",
+                    threads: int | None = None, time_s: float | None = None,
+                    runs: int | None = None, frame: tuple[int, int] | None = None,
+                    per_layer: bool = False, notes: list[str] | None = None,
+                    report_paths: dict[str, Path | None] | None = None,
+                    note: Callable[[str], None] | None = None,
+                    console=None) -> tuple[dict, dict[str, list[Path]]]:
+    """Measure every bundle in ``paths`` and write the reports (JSON, CSV, Markdown, plots;
+    defaults under ``run_dir``); returns (report document, written files by kind)."""
+
+    notes = notes if notes is not None else []
+    note = note or notes.append
+    doc = {"schema": report.SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "machine": machine_header(),
+           "settings": {"mode": mode, "threads": threads, "time_s": time_s, "runs": runs,
+                        "frame_size": list(frame) if frame else None, "per_layer": per_layer},
+           "results": [], "notes": notes}
+    for p in paths:
+        try:
+            with _status(console, f"profiling {p}…") as status:
+                progress = (lambda msg, st=status: st.update(msg + "…")) if status else None
+                row = profile_bundle(p, size=frame, threads=threads, mode=mode, time_s=time_s,
+                                     runs=runs, per_layer=per_layer, progress=progress)
+        except MtlsiError:
+            raise
+        except RuntimeError as e:  # a runtime refusing the model: one line, not a traceback
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ProfileError(f"{p}: {first}") from e
+        if row.get("skipped"):
+            note(f"{row['name']} ({mode}) skipped: {row['skipped']}")
+        doc["results"].append(row)
+    report.add_ratios(doc["results"])
+    given = report_paths or {}
+    written = report.write_all(doc, given.get("json") or run_dir / "profile.json",
+                               given.get("csv") or run_dir / "profile.csv",
+                               given.get("md") or run_dir / "profile.md",
+                               given.get("plot") or run_dir / "plots")
+    return doc, written
