@@ -1,6 +1,8 @@
 """OpenVINO INT8 vs FP32 compute latency under several NNCF settings (one run).
 
-    python -m benchmarks.int8_settings   # needs runs/bench/quantize/fp32.onnx from quantize_report
+    python -m benchmarks.int8_settings
+
+Needs runs/bench/quantize/q-openvino.fp32.onnx (written by benchmarks.quantize_report).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ SETTINGS = [  # (model_type transformer, ignored-scope preset)
 ]
 
 
-def main(src: str = "runs/bench/quantize/fp32.onnx") -> None:
+def main(src: str = "runs/bench/quantize/q-openvino.fp32.onnx") -> None:
     cs = load_or_build_calibration("synth", 64, (240, 320))
     core = ov.Core()
     cfg = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",

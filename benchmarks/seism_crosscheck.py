@@ -40,8 +40,12 @@ def main() -> None:
     ap.add_argument("--size", default="240x320")
     ap.add_argument("--max-dist", type=float, default=0.011)
     args = ap.parse_args()
-    from pyEdgeEval._lib import correspond_pixels
-    from pyEdgeEval.preprocess import binary_thin
+    try:
+        from pyEdgeEval._lib import correspond_pixels
+        from pyEdgeEval.preprocess import binary_thin
+    except ImportError:
+        raise SystemExit("error: this cross-check needs pyEdgeEval built into a scratch folder "
+                         "(see the module docstring: pip download … && PYTHONPATH=…)") from None
 
     h, w = (int(v) for v in args.size.split("x"))
     rng = np.random.default_rng(0)

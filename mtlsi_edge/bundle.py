@@ -152,8 +152,8 @@ def compile_bundle(
     if checkpoint is None and onnx_path is None:
         raise BundleError("give a checkpoint or an ONNX file")
     if frame_io is None:
-        frame_io = getattr(tgt, "frame_io", False)
-    elif frame_io and not getattr(tgt, "frame_io", False):
+        frame_io = tgt.frame_io
+    elif frame_io and not tgt.frame_io:
         raise BundleError(f"target {target} cannot fold pre/postprocessing into its model; "
                           f"compile it without frame I/O")
     if label_stride not in (1, 2, 4):
@@ -212,8 +212,9 @@ def compile_bundle(
             "task_set": task_set.to_dict(),
             "input": IMAGENET.with_size(size).manifest(frame_io=frame_io),
             "io": "frame" if frame_io else "tensor",
-            **({"label_stride": label_stride, "label_size": list(label_size or (
-                size[0] // 4, size[1] // 4))} if frame_io else {}),
+            # label_size null: labels at the heads' own resolution (no resize in the graph)
+            **({"label_stride": label_stride,
+                "label_size": list(label_size) if label_size else None} if frame_io else {}),
             "outputs": outputs,
             "output_stride": meta.get("stride", 4),
             "precision": precision,
@@ -296,7 +297,7 @@ def write_manifest(folder: Path, manifest: dict) -> Path:
 def check_io(runner, manifest: dict, folder: Path) -> None:
     """The model file must be what the manifest says: its precision label true of it, its
     real input and outputs the manifest's (names, channels per task)."""
-    model_file = getattr(get_target(manifest["target"]), "model_file", None)
+    model_file = get_target(manifest["target"]).model_file
     if model_file is not None:
         n = quantization_ops(folder / model_file)
         if (manifest["precision"] == "int8") != (n > 0):
@@ -493,6 +494,10 @@ def _check_fields(m: dict, mpath: Path) -> None:
     if m.get("io") == "frame":
         if m.get("label_stride") not in (1, 2, 4):
             raise bad("'label_stride'", f"must be 1, 2 or 4, got {m.get('label_stride')!r}")
+        ls = m.get("label_size")
+        if ls is not None and not (isinstance(ls, list) and len(ls) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in ls)):
+            raise bad("'label_size'", f"must be null or [H, W] positive integers, got {ls!r}")
         # The normalisation is folded into the model file; the manifest only records it.
         for key, folded in (("mean", IMAGENET.mean), ("std", IMAGENET.std)):
             if not np.allclose(inp[key], folded, rtol=0, atol=1e-7):

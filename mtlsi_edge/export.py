@@ -1,15 +1,18 @@
 """PyTorch → ONNX, and the parity report every exported or compiled model carries.
 
-The deployed graph (:class:`DeployModel`) takes a normalised ``N×3×H×W`` float32 image and
+The exported graph (:class:`DeployModel`) takes a normalised ``N×3×H×W`` float32 image and
 emits, per task, at ``H/s × W/s`` (``s`` = deploy stride, default 4):
 
-- segmentation-like tasks: logits ``N×K×h×w`` (argmax after upsampling, in postprocessing);
+- segmentation-like tasks: logits ``N×K×h×w``;
 - depth: metres ``N×1×h×w`` (clamped ≥ 0);
 - normals: unit vectors ``N×3×h×w``;
 - boundary / saliency: probabilities ``N×1×h×w``.
 
-Emitting at 1/4 and upsampling in postprocessing is the measured choice (README, "Deploy
-outputs"): full-resolution 40-channel logits dominated the compiled models' latency.
+That graph is what calibration and quantisation work on.  Frame-I/O bundles wrap it
+(:func:`with_frame_io`, ``DeployModel(frame_io=True)``, OpenVINO's ``PrePostProcessor``):
+uint8 BGR ``N×H×W×3`` in, segmentation labels ``N×1×h×w`` uint8 out (logits resized to
+1/``label_stride`` of the input, then argmax), the rest unchanged (docs/design.md,
+"Deployment conventions"; measurements in docs/benchmarks.md).
 """
 
 from __future__ import annotations

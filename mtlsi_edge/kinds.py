@@ -4,7 +4,8 @@ A :class:`~mtlsi_edge.tasks.Task` names its kind by string (``task.kind``, what 
 bundle manifests store) and reaches the record through ``task.spec``. Training (loss, auxiliary
 ground truth, metric), augmentation (pad value, flips, rescaling, tensor layout), the deployed
 graph (activation), the Predictor (finish), and the parity gate (agreement measure, thresholds)
-all read the record; nothing else in the package branches on a task's kind or name. A new kind
+all read the record; nothing else in the package branches on a task's kind (the dataset
+readers name tasks only to find NYUD/PASCAL files on disk). A new kind
 is one :class:`TaskKind` in :data:`KINDS` plus the functions it points to (docs/design.md).
 """
 

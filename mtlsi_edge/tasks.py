@@ -3,7 +3,8 @@
 Tasks are data. A task's ``kind`` names its :class:`~mtlsi_edge.kinds.TaskKind` (``task.spec``):
 loss, metric, activation, augmentation and deployment behaviour; adding a task to a set touches
 only this file, adding a kind only :mod:`mtlsi_edge.kinds`. Nothing else in the package branches
-on task names or kinds.
+on task kinds; task names appear only where dataset files on disk are named
+(``data/datasets.py``).
 """
 
 from __future__ import annotations

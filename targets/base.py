@@ -2,9 +2,11 @@
 target is the backend *manager*, its Runner the backend *wrapper*).
 
 A :class:`Target` turns an ONNX file into artifact files inside a bundle folder
-(``compile``) and loads them back as a :class:`Runner` (``load``).  A Runner maps a float32
-``N×3×H×W`` batch (already normalised) to ``{task: array}``; ``layouts`` says, per output,
-whether it is ``NCHW`` or ``NHWC`` so the Predictor's postprocessing never guesses.
+(``compile``) and loads them back as a :class:`Runner` (``load``).  A Runner maps the model's
+input — ``N×H×W×3`` uint8 BGR frames for frame-I/O bundles (``frame_io = True`` targets fold
+pre/postprocessing into the model, segmentation comes out as labels), else a normalised
+float32 ``N×3×H×W`` batch — to ``{task: array}``; ``layouts`` says, per output, whether it is
+``NCHW`` or ``NHWC`` so the Predictor's postprocessing never guesses.
 
 Everything else the toolkit needs from a backend is a hook or an attribute here, so no code
 outside ``targets/`` branches on target names or imports a backend package: availability
@@ -94,6 +96,10 @@ class Target(abc.ABC):
     precisions: tuple[str, ...] = ()
     #: Device a bundle is compiled for when the user names none (backend device string).
     default_device: str = "CPU"
+    #: The file the precision label and I/O checks read (None: nothing to inspect).
+    model_file: str | None = None
+    #: Whether compiled models take uint8 BGR frames and emit labels (bundle ``io: frame``).
+    frame_io: bool = False
     #: ``mtlsi-edge quantize --format`` an INT8 bundle of this target is built from
     #: (``"openvino"`` IR or ``"onnx"`` Q/DQ); None when the target builds no INT8.
     int8_format: str | None = None

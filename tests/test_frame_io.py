@@ -125,3 +125,16 @@ def test_target_without_frame_io_is_refused_when_asked(tmp_path, monkeypatch):
     with pytest.raises(BundleError, match="frame I/O"):
         compile_bundle(tmp_path / "t", "onnxruntime", "fp32", checkpoint=STARTER, frame_io=True)
     assert not (tmp_path / "t").exists()
+
+
+def test_a_bgr_view_at_the_input_size_works_on_every_frame_target(bundles):
+    """``rgb[:, :, ::-1]`` at exactly the input size needs no resize, so the frame reaches the
+    runner as is: negative strides must not break torch.from_numpy (regression)."""
+    for target in ("torch", "onnxruntime"):
+        p = Predictor.from_bundle(bundles(target, True), threads=1)
+        rgb = render_sample(20_000_600, size=p.input_size).image_rgb
+        view = rgb[:, :, ::-1]
+        assert view.strides[-1] < 0
+        got, want = p(view), p(np.ascontiguousarray(view))
+        for k in got:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"{target} {k}")

@@ -1,6 +1,6 @@
 """The package's import graph has no cycles — function-local imports included.
 
-Rules of the graph (module granularity, docs/design.md "Layers"):
+Rules of the graph (module granularity; docs/design.md, "Code layout"):
 
 - nodes are the repo's modules: ``mtlsi_edge/**.py`` plus ``quantize/``, ``targets/`` and
   ``calibration/``, which install as ``mtlsi_edge.quantize`` / ``.targets`` / ``.calibration``;

@@ -119,7 +119,8 @@ def calibrate(
     every: int = typer.Option(10, min=1, help="For videos: take every k-th frame."),
     out: Path = typer.Option(Path("runs/calibrate/calib"), help="Cache stem (.npy + .json)."),
 ) -> None:
-    """Build and cache a calibration set, preprocessed exactly like the Predictor.
+    """Build and cache a calibration set: frames normalised as the exported (float-input)
+    graph expects them, i.e. as the Predictor does on the host for float-input bundles.
 
     Examples:
       mtlsi-edge calibrate --source data/synth:train --n 128

@@ -201,7 +201,8 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
                    e2e: bool = True) -> dict:
     """Profile one bundle; returns one result row (JSON-ready, with per-iteration times).
 
-    ``mode="latency"``: compute-only latency (the Runner on a preprocessed ``1×3×H×W`` batch)
+    ``mode="latency"``: compute-only latency (the Runner on its prepared input: the
+    uint8 frame of a frame-I/O bundle, else the normalised ``1×3×H×W`` batch)
     and end-to-end latency (the Predictor on a BGR uint8 frame of ``size``, default the
     bundle's input size, with the median pre/infer/post split); each gets ``time_s`` or
     ``runs``.  ``mode="throughput"``: concurrent inference (OpenVINO THROUGHPUT hint and an

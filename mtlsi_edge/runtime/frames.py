@@ -81,5 +81,5 @@ def runner_input(frame: np.ndarray, input_size: tuple[int, int], frame_io: bool,
     bundles (their graph normalises), else the normalised float batch; and the geometry."""
     if frame_io:
         img, geom = fit_frame(frame, input_size, letterbox)
-        return img[None], geom
+        return np.ascontiguousarray(img[None]), geom  # a BGR view of RGB has negative strides
     return preprocess_frame(frame, input_size, letterbox, mean, inv_std)

@@ -1,8 +1,10 @@
 """Predictor: BGR uint8 frames in, per-task outputs at frame size out — for every target.
 
-Preprocessing (colour conversion, resize or letterbox to the bundle's input size, ImageNet
-normalisation) and postprocessing (resize each output back to the frame, argmax for
-segmentation, re-normalise normals) are the same code whatever Runner sits in the middle.
+Frame-I/O bundles (manifest ``"io": "frame"``, the default for torch, ONNX Runtime and
+OpenVINO) normalise and argmax inside the compiled model: the host converts the frame to BGR,
+resizes or letterboxes it to the input size, and resizes each output back to the frame
+(nearest for labels; normals re-normalised).  Float-input bundles (TensorRT, schema 2) get the
+ImageNet normalisation and the argmax on the host, the same code for every Runner.
 """
 
 from __future__ import annotations
