@@ -147,9 +147,19 @@ class _StubPredictor:
 
         self.timings = Timings(0.1, 0.2, 0.3)
 
+    # The loop runs the Predictor's stages itself (pre + runner in a worker thread,
+    # postprocess next to rendering).
+    def preprocess(self, frame):
+        return frame, frame.shape[:2]
+
+    def runner(self, x):
+        return x
+
+    def postprocess(self, raw, geom):
+        return _fake_outputs(*geom)
+
     def __call__(self, frame):
-        h, w = frame.shape[:2]
-        return _fake_outputs(h, w)
+        return self.postprocess(*self.preprocess(frame))
 
 
 def test_run_loop_records_playable_video(tmp_path):
