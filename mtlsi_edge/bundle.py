@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -523,10 +524,6 @@ def cached_bundle(checkpoint: str | Path, target: str, precision: str,
                   cache: str | Path = "runs/demo/bundles", console=None) -> Path:
     """A bundle of ``checkpoint`` for target/precision, compiled once under ``cache`` (keyed
     by the weights' hash) and reused while it loads and carries reference outputs."""
-    from contextlib import nullcontext
-
-    from mtlsi_edge.train.checkpoint import read_checkpoint_meta
-
     doc, _ = read_checkpoint_meta(checkpoint)
     out = Path(cache) / f"{target}-{precision}-{doc['weights_sha256'][:12]}"
     try:

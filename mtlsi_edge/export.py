@@ -227,7 +227,7 @@ def parity_report(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_s
     """
     rep = {}
     for t in task_set:
-        a, b = _nchw(ref[t.name], (ref_layouts or {}).get(t.name)), _nchw(
+        a, b = to_nchw(ref[t.name], (ref_layouts or {}).get(t.name)), to_nchw(
             got[t.name], (got_layouts or {}).get(t.name))
         if a.dtype.kind in "iu" or b.dtype.kind in "iu":  # class labels (frame-I/O graphs)
             rep[t.name] = {"argmax_agree_pct": float((a == b).mean() * 100)}
@@ -245,5 +245,6 @@ def parity_report(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_s
     return rep
 
 
-def _nchw(a: np.ndarray, layout: str | None) -> np.ndarray:
+def to_nchw(a: np.ndarray, layout: str | None) -> np.ndarray:
+    """An ``N×h×w×K`` (``layout == "NHWC"``) output as ``N×K×h×w``; others as they are."""
     return a.transpose(0, 3, 1, 2) if layout == "NHWC" else a

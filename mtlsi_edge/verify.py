@@ -32,6 +32,7 @@ from safetensors.numpy import load_file, save_file
 
 from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.errors import BundleError, ConfigError, MtlsiError
+from mtlsi_edge.export import to_nchw
 from mtlsi_edge.fileio import atomic_write
 from mtlsi_edge.kinds import KINDS
 from mtlsi_edge.machine import cpu_flags
@@ -64,17 +65,13 @@ def gate_frames(size: tuple[int, int], n: int = GATE_FRAMES) -> np.ndarray:
     return np.ascontiguousarray(np.stack(out))
 
 
-def _nchw(a: np.ndarray, layout: str | None) -> np.ndarray:
-    return a.transpose(0, 3, 1, 2) if layout == "NHWC" else a
-
-
 def finish_raw(raw: dict[str, np.ndarray], task_set, layouts: dict[str, str] | None = None
                ) -> dict[str, np.ndarray]:
     """Raw graph outputs (``N×K×h×w`` or NHWC) → what the gate compares: labels (uint8) for
     segmentation, ``N×h×w`` depth / probability maps, ``N×3×h×w`` unit normals (float32)."""
     out = {}
     for t in task_set:
-        a = _nchw(np.asarray(raw[t.name]), (layouts or {}).get(t.name))
+        a = to_nchw(np.asarray(raw[t.name]), (layouts or {}).get(t.name))
         if a.dtype.kind in "iu":  # labels from a frame-I/O graph
             out[t.name] = a[:, 0].astype(np.uint8)
             continue

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mtlsi_edge.data.datasets import build_dataset
 from mtlsi_edge.export import MEAN, STD
 from mtlsi_edge.runtime.predictor import Predictor, preprocess_frame
+from mtlsi_edge.targets import TARGETS
 from mtlsi_edge.tasks import TaskSet
 
 
@@ -30,8 +32,6 @@ class ValSet:
 def load_val_set(data: str, split: str, task_set: TaskSet, size: tuple[int, int],
                  limit: int | None = None) -> ValSet:
     """Images of a split, preprocessed for a model of input ``size``, with their labels."""
-    from mtlsi_edge.data.datasets import build_dataset
-
     ds = build_dataset(data, split, task_set)
     n = len(ds) if limit is None else min(limit, len(ds))
     frames, items, gts, ids = [], [], [], []
@@ -86,8 +86,6 @@ def compiled_infer(model, outputs: list[str]) -> Callable[[np.ndarray], dict]:
     """An inference function for what NNCF hands a validation function (an OpenVINO
     ``CompiledModel``, an ``onnx.ModelProto`` or an ONNX Runtime session): the first target
     whose :meth:`~mtlsi_edge.targets.Target.native_infer` accepts ``model``."""
-    from mtlsi_edge.targets import TARGETS
-
     for target in TARGETS.values():
         fn = target.native_infer(model, outputs)
         if fn is not None:

@@ -32,6 +32,7 @@ from mtlsi_edge.export import export_onnx
 from mtlsi_edge.model.blocks import ConvFFN
 from mtlsi_edge.model.complexity import model_report
 from mtlsi_edge.model.mtlsi import MTLSINet
+from mtlsi_edge.model.restore import PRUNE_METHODS
 from mtlsi_edge.profiler.eager import eager_latency_ms
 from mtlsi_edge.profiler.timing import measure
 from mtlsi_edge.targets import CompileOptions
@@ -175,7 +176,7 @@ def run_prune(checkpoint, method: str, ratio: float, data: str, out, finetune_st
 
     Report: params, GMACs, eager and ONNX Runtime latency, per-task metrics (val split).
     """
-    if method not in ("channels", "magnitude"):
+    if method not in PRUNE_METHODS:
         raise ConfigError(f"--method must be channels or magnitude, not {method!r}")
     if not 0 < ratio < 1:
         raise ConfigError(f"--ratio must be in (0, 1), got {ratio}")

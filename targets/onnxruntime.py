@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge.export import with_frame_io
+from mtlsi_edge.profiler.timing import DEFAULT_TIME_S, WARMUP_RUNS, clock, warmup
 from mtlsi_edge.targets.base import (
     CompileOptions,
     LayerTime,
@@ -153,8 +154,6 @@ class ONNXRuntimeTarget(Target):
         by :meth:`load` with the timed session's options plus the profile file prefix; only
         the node events of the last ``iterations`` runs are kept (the warm-up is in the same
         trace)."""
-        from mtlsi_edge.profiler.timing import WARMUP_RUNS
-
         with tempfile.TemporaryDirectory(prefix="mtlsi-ortprof-") as tmp:
             prof = dataclasses.replace(
                 opts, extra={**opts.extra, "profile_prefix": str(Path(tmp) / "ort")})
@@ -173,8 +172,6 @@ class ONNXRuntimeTarget(Target):
         """``opts.threads`` (default: the logical core count) concurrent sessions × 1 intra-op
         thread, each in its own Python thread, started together once every one is warm."""
         import psutil
-
-        from mtlsi_edge.profiler.timing import DEFAULT_TIME_S, clock, warmup
 
         workers = opts.threads or psutil.cpu_count(logical=True) or 1
         one = dataclasses.replace(opts, threads=1)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlsi_edge.profiler.timing import DEFAULT_TIME_S, WARMUP_RUNS, WARMUP_S, clock
 from mtlsi_edge.targets.base import (
     CompileOptions,
     LayerTime,
@@ -236,8 +237,6 @@ class OpenVINOTarget(Target):
         ``EXECUTED`` (``NOT_RUN`` / ``OPTIMIZED_OUT`` nodes are skipped)."""
         import openvino as ov
 
-        from mtlsi_edge.profiler.timing import WARMUP_RUNS
-
         runner = self.profiling_runner(bundle_dir, manifest, opts)
         for _ in range(WARMUP_RUNS):
             runner(batch)
@@ -260,8 +259,6 @@ class OpenVINOTarget(Target):
         ``set_callback`` callback records each request's latency from submission."""
         import openvino as ov
         import openvino.properties as props
-
-        from mtlsi_edge.profiler.timing import DEFAULT_TIME_S, WARMUP_RUNS, WARMUP_S, clock
 
         runner = self.load(bundle_dir, manifest, dataclasses.replace(opts, hint="throughput"))
         compiled = runner.compiled

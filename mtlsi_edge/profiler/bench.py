@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlsi_edge.bundle import load_bundle
 from mtlsi_edge.machine import cpu_info
-from mtlsi_edge.model.mtlsi import PARTS
+from mtlsi_edge.model.complexity import model_report
+from mtlsi_edge.model.mtlsi import PARTS, MTLSIConfig, MTLSINet
 from mtlsi_edge.profiler.stats import summarize
 from mtlsi_edge.profiler.timing import (  # noqa: F401 - re-exported (older imports)
     DEFAULT_TIME_S,
@@ -39,6 +41,8 @@ from mtlsi_edge.profiler.timing import (  # noqa: F401 - re-exported (older impo
     warmup,
 )
 from mtlsi_edge.profiler.timing import check_budget as _check_budget
+from mtlsi_edge.runtime.predictor import Predictor
+from mtlsi_edge.targets import UnsupportedByTarget, get_target
 from mtlsi_edge.targets.onnxruntime import parse_ort_profile  # noqa: F401 - re-exported
 
 MODES = ("latency", "throughput")
@@ -94,9 +98,6 @@ def _memory(rss_before: int) -> dict:
 def _model_info(cfg_json: str, size: tuple[int, int]) -> tuple[dict, dict]:
     """(``model_report`` at ``size``, names of child modules per part) for a model config."""
     import torch
-
-    from mtlsi_edge.model.complexity import model_report
-    from mtlsi_edge.model.mtlsi import MTLSIConfig, MTLSINet
 
     cfg = MTLSIConfig.from_dict(json.loads(cfg_json))
     cfg.pretrained = False  # structure only: never download weights to count MACs
@@ -218,10 +219,6 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
     :class:`~mtlsi_edge.targets.TargetUnavailable` and ``ValueError`` (bad mode / budget).
     """
     import psutil
-
-    from mtlsi_edge.bundle import load_bundle
-    from mtlsi_edge.runtime.predictor import Predictor
-    from mtlsi_edge.targets import UnsupportedByTarget, get_target
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mtlsi_edge.data.synthindoor import render_walkthrough
 from mtlsi_edge.errors import MtlsiError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -181,8 +182,6 @@ def default_source(walkthrough: str | Path = "runs/demo/walkthrough.mp4",
         return "0", "camera 0"
     video = Path(walkthrough)
     if not video.is_file():
-        from mtlsi_edge.data.synthindoor import render_walkthrough
-
         msg = "no camera: rendering the SynthIndoor walkthrough video…"
         with console.status(msg) if console is not None else contextlib.nullcontext():
             render_walkthrough(video, seconds=12, fps=15)

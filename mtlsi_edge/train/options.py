@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.fileio import check_output_dir
+from mtlsi_edge.model.mtlsi import check_config_values
 from mtlsi_edge.train.engine import VARIANTS, TrainConfig
 from mtlsi_edge.train.recipes import get_recipe
 
@@ -72,8 +73,6 @@ def train_config(data: str | Path | None, out: str | Path, recipe: str | None = 
                           f"or choose a new --out")
     overrides.update(parse_sets(list(sets)))
     if not resume:
-        from mtlsi_edge.model.mtlsi import check_config_values
-
         check_config_values(overrides)
     return TrainConfig(data=str(data), out=str(out), model_overrides=overrides, **fixed,
                        **settings)
