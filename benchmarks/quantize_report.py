@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import checkpoint_or_random, machine, median_ms
+from mtlsi_edge.fileio import display_path
 from mtlsi_edge.machine import cpu_flags
 
 
@@ -73,13 +74,13 @@ def main() -> None:
               + "  ".join(f"{t.name} {t.metric_name} {metrics[t.name][t.metric_name]:.4g}"
                           for t in pred.task_set), flush=True)
 
-    cmd = (f"python -m benchmarks.quantize_report --data {args.data} --val-limit "
+    cmd = (f"python -m benchmarks.quantize_report --data {display_path(args.data)} --val-limit "
            f"{args.val_limit} --n-calib {args.n_calib} --md docs/quantization.md")
     lines = ["# INT8 quantisation: FP32 vs INT8 bundles, per task, OpenVINO and ONNX Runtime",
              "", "Regenerate (one run; the SEISM boundary protocol makes scoring ~2 s/image):",
              "", "```bash", cmd, "```", "",
              f"Machine: {machine()}; CPU flags: {cpu_flags()}. {len(val.frames)} held-out "
-             f"SynthIndoor renders (`{args.data}`, seed 7, never trained on); "
+             f"SynthIndoor renders (`{display_path(args.data)}`, seed 7, never trained on); "
              f"{args.n_calib} calibration renders; NNCF defaults of `mtlsi-edge quantize` "
              f"(preset performance, model_type transformer, activation × activation MatMuls "
              f"in float, docs/known-issues.md). Scores are those of `mtlsi-edge eval --bundle` "

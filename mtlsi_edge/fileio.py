@@ -188,3 +188,13 @@ def next_free_path(folder: str | Path, stem: str, suffix: str) -> Path:
     while path.exists() or path.is_symlink():
         path, k = folder / f"{stem}-{k}{suffix}", k + 1
     return path
+
+
+def display_path(p: str | Path) -> str:
+    """A path as the user would type it here: relative to the working directory when under
+    it, else just its name (reports must not carry one machine's absolute paths)."""
+    p = Path(p).resolve()
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return p.name

@@ -12,7 +12,7 @@ from pathlib import Path
 from mtlsi_edge import verify
 from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
 from mtlsi_edge.export import export_onnx
-from mtlsi_edge.fileio import atomic_write_bytes
+from mtlsi_edge.fileio import atomic_write_bytes, display_path
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.profiler.bench import machine_header
 from mtlsi_edge.profiler.timing import time_call
@@ -116,21 +116,11 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
     return result
 
 
-def _rel(p) -> str:
-    """A path as the user would type it here: relative to the working directory when under
-    it, else just its name (reports must not carry one machine's absolute paths)."""
-    p = Path(p).resolve()
-    try:
-        return str(p.relative_to(Path.cwd()))
-    except ValueError:
-        return p.name
-
-
 def _report_md(checkpoint, target, precision, manifest, q, lat, steps, result) -> str:
     lines = [f"# Deploy report: {target} {precision}", "",
-             f"- checkpoint: `{_rel(checkpoint)}`",
-             f"- bundle: `{_rel(result['bundle'])}` (target {manifest['target']}, precision "
-             f"{manifest['precision']})",
+             f"- checkpoint: `{display_path(checkpoint)}`",
+             f"- bundle: `{display_path(result['bundle'])}` (target {manifest['target']}, "
+             f"precision {manifest['precision']})",
              f"- created: {manifest['created']}",
              f"- machine: {machine_header()['cpu']}; CPU flags: {cpu_flags()}; {target} "
              f"{manifest['runtime_versions'].get(target, '?')}", ""]

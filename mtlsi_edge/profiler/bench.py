@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge.bundle import load_bundle
+from mtlsi_edge.fileio import display_path
 from mtlsi_edge.machine import cpu_info
 from mtlsi_edge.model.complexity import model_report
 from mtlsi_edge.model.mtlsi import PARTS, MTLSIConfig, MTLSINet
@@ -235,7 +236,7 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
     name = f"{target}-{manifest['precision']}"
     row: dict = {
         "name": name, "target": target, "precision": manifest["precision"], "mode": mode,
-        "device": manifest.get("device"), "threads": threads, "bundle": str(folder),
+        "device": manifest.get("device"), "threads": threads, "bundle": display_path(folder),
         "variant": manifest["model"].get("variant"), "input_size": list(in_size),
         "frame_size": list(frame_size),
         "runtime_version": manifest.get("runtime_versions", {}).get(target),

@@ -9,11 +9,17 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
-from mtlsi_edge.errors import MtlsiError
+from mtlsi_edge.errors import ConfigError, MtlsiError
 from mtlsi_edge.profiler import report
 from mtlsi_edge.profiler.bench import machine_header, profile_bundle
 from mtlsi_edge.runtime.predictor import Predictor
-from mtlsi_edge.targets import TARGETS, CompileOptions, TargetUnavailable, get_target
+from mtlsi_edge.targets import (
+    TARGETS,
+    CompileOptions,
+    ModelMismatch,
+    TargetUnavailable,
+    get_target,
+)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -81,9 +87,9 @@ def compile_matrix(checkpoint: Path, targets: list[str], precisions: list[str], 
                 with _status(console, f"compiling {t} {p} bundle…"):
                     paths.append(compile_bundle(out / f"{t}-{p}", t, p, checkpoint=checkpoint,
                                                 opts=opts))
-            except (BundleError, TargetUnavailable, ValueError) as e:
-                # a target refusing this model or precision (ValueError: the targets' own
-                # option checks) is a skip with its reason, not the end of the run
+            except (BundleError, TargetUnavailable, ConfigError, ModelMismatch) as e:
+                # a target refusing this model, precision or option is a skip with its
+                # reason, not the end of the run (a failed parity gate still ends it: exit 3)
                 skip(f"skipping {t}-{p}: {e}")
     if not paths:
         raise ProfileError("nothing to profile: " + ("; ".join(skipped)

@@ -16,14 +16,13 @@ import numpy as np
 
 from mtlsi_edge.data.synthindoor.render import render_sample
 from mtlsi_edge.data.synthindoor.scene import sample_seed
+from mtlsi_edge.fileio import atomic_write
 from mtlsi_edge.tasks import IGNORE_INDEX
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    # No fsync per file: a dataset is thousands of small files, regenerated if a crash hits.
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _atomic_png(path: Path, img: np.ndarray) -> None:
