@@ -138,3 +138,26 @@ def test_a_bgr_view_at_the_input_size_works_on_every_frame_target(bundles):
         got, want = p(view), p(np.ascontiguousarray(view))
         for k in got:
             np.testing.assert_array_equal(got[k], want[k], err_msg=f"{target} {k}")
+
+
+def test_compile_label_stride_option(tmp_path):
+    """`compile --label-stride 2` writes labels at half the input size; 3 is refused in one
+    line before any work."""
+    from typer.testing import CliRunner
+
+    from mtlsi_edge.cli import app
+
+    out = tmp_path / "b"
+    res = CliRunner().invoke(app, ["compile", "--target", "onnxruntime", "--checkpoint",
+                                   str(STARTER), "--label-stride", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    m, _ = load_bundle(out)
+    h, w = m["input"]["size"]
+    assert m["label_stride"] == 2 and m["label_size"] == [h // 2, w // 2]
+    p = Predictor.from_bundle(out, threads=1)
+    assert p.runner(p.sample_input())["semseg"].shape == (1, 1, h // 2, w // 2)
+    bad = CliRunner().invoke(app, ["compile", "--target", "onnxruntime", "--checkpoint",
+                                   str(STARTER), "--label-stride", "3", "--out",
+                                   str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "label stride must be 1, 2 or 4" in bad.stderr
+    assert "Traceback" not in bad.output and not (tmp_path / "c").exists()

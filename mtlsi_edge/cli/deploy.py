@@ -42,6 +42,9 @@ def compile_(
                                    "ONNX with symbolic H/W."),
     timing_cache: Path = typer.Option(None, help="tensorrt: timing cache file (read, then "
                                       "updated) to speed up rebuilds."),
+    label_stride: int = typer.Option(1, help="Segmentation labels at 1/N of the input size, "
+                                     "argmax in the graph: 1 (identical to host argmax), 2 or 4 "
+                                     "(faster; docs/benchmarks.md 'Labels in the graph')."),
 ) -> None:
     """Compile a bundle (manifest + model files + reference outputs, checksummed) for a
     target, gated against the FP32 model on held-out frames: exit 3 when the gate fails.
@@ -71,7 +74,8 @@ def compile_(
     overrides = parse_gate_overrides(gate)
     with console.status(f"compiling for {target} {precision}…"):
         path = compile_bundle(out, target, precision, checkpoint=checkpoint, onnx_path=onnx,
-                              opts=opts, gate_overrides=overrides, force=force)
+                              opts=opts, gate_overrides=overrides, force=force,
+                              label_stride=label_stride)
     manifest, _ = load_bundle(path)
     console.print(parity_table(manifest["parity"]["per_task"],
                                f"{target} {precision} vs {manifest['parity']['reference']}"))
