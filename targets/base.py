@@ -44,6 +44,15 @@ class UnsupportedByTarget(MtlsiError, NotImplementedError):
     naming the target and what it lacks."""
 
 
+def require_outputs(path, have, outputs: list[str]) -> None:
+    """A model file must have every output the bundle's task set names; one line if not."""
+    have = sorted(have) if isinstance(have, set) else list(have)
+    missing = [n for n in outputs if n not in have]
+    if missing:
+        raise ModelMismatch(f"{path}: model has no output {missing[0]!r} (it has "
+                            f"{', '.join(have) or 'none'})")
+
+
 @dataclass
 class CompileOptions:
     """What a target should build.

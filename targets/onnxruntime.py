@@ -26,6 +26,7 @@ from mtlsi_edge.targets.base import (
     ModelMismatch,
     Target,
     TargetUnavailable,
+    require_outputs,
 )
 
 PROVIDERS = {
@@ -77,11 +78,7 @@ class ORTRunner:
         self.outputs = outputs
         self.input_name = self.session.get_inputs()[0].name
         self.layouts = {n: "NCHW" for n in outputs}
-        have_out = [o.name for o in self.session.get_outputs()]
-        missing = [n for n in outputs if n not in have_out]
-        if missing:
-            raise ModelMismatch(f"{onnx_path}: model has no output {missing[0]!r} (it has "
-                                f"{', '.join(have_out) or 'none'})")
+        require_outputs(onnx_path, [o.name for o in self.session.get_outputs()], outputs)
 
     def io(self) -> tuple[list, dict[str, list]]:
         """(input shape, {output: shape}); symbolic dims are ``"?"``."""
@@ -131,11 +128,7 @@ class ONNXRuntimeTarget(Target):
         import onnx
 
         proto = onnx.load(str(onnx_path))
-        have = [o.name for o in proto.graph.output]
-        missing = [n for n in outputs if n not in have]
-        if missing:
-            raise ModelMismatch(f"{onnx_path}: model has no output {missing[0]!r} (it has "
-                                f"{', '.join(have) or 'none'})")
+        require_outputs(onnx_path, [o.name for o in proto.graph.output], outputs)
         proto = with_frame_io(proto, fio["mean"], fio["std"], fio["label_outputs"],
                               fio["label_size"])
         onnx.save(proto, str(out_dir / "model.onnx"))

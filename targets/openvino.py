@@ -25,6 +25,7 @@ from mtlsi_edge.targets.base import (
     Runner,
     Target,
     TargetUnavailable,
+    require_outputs,
 )
 
 
@@ -106,11 +107,7 @@ class OpenVINORunner:
             model = core.read_model(str(xml))
         except RuntimeError as e:  # OpenVINO reports unreadable IRs as RuntimeError
             raise ModelMismatch(f"{xml}: OpenVINO cannot read it: {_first_line(e)}") from None
-        names = {n for o in model.outputs for n in o.get_names()}
-        missing = [n for n in outputs if n not in names]
-        if missing:
-            raise ModelMismatch(f"{xml}: model has no output {missing[0]!r} (it has "
-                                f"{', '.join(sorted(names)) or 'none'})")
+        require_outputs(xml, {n for o in model.outputs for n in o.get_names()}, outputs)
         model = _with_nhwc_outputs(model, outputs)
         cfg: dict = {hints.performance_mode: (hints.PerformanceMode.THROUGHPUT
                                               if opts.hint == "throughput"
@@ -200,11 +197,8 @@ class OpenVINOTarget(Target):
             model = ov.convert_model(str(onnx_path))
         fio = opts.extra.get("frame_io")
         if fio:
-            have = {n for o in model.outputs for n in o.get_names()}
-            missing = [n for n in outputs if n not in have]
-            if missing:
-                raise ModelMismatch(f"{onnx_path}: model has no output {missing[0]!r} (it has "
-                                    f"{', '.join(sorted(have)) or 'none'})")
+            require_outputs(onnx_path, {n for o in model.outputs for n in o.get_names()},
+                            outputs)
             model = with_frame_io(model, fio["mean"], fio["std"], fio["label_outputs"],
                                   fio["label_size"])
         ov.save_model(model, str(out_dir / "model.xml"),
