@@ -198,18 +198,38 @@ def test_unequal_branch_widths_fall_back_to_per_task_model():
 
 
 def test_mac_counts_equal_per_part():
-    """The batched graph does the same multiply-accumulates (minus the auxiliary heads, which
-    inference does not need)."""
+    """The batched graph does the same multiply-accumulates, except (a) the auxiliary heads,
+    which inference does not need, and (b) in CWIB, whose attention output projections are
+    folded into the fuse weights: exactly 2·T·N·C² fewer per block, plus the small weight
+    products that fold them (computed at run time in eager, constants in an export)."""
     m = create_model("edge-effvit-b0")
-    a = model_report(m, (96, 128))
+    hw = (160, 240)  # 1/8 = 20×30: whole windows of 10 (padding would add rows to the batch)
+    a = model_report(m, hw)
     m.cfg.task_batched = True
-    b = model_report(m, (96, 128))
-    for part in ("backbone", "MT-MQLFB", "distiller", "CWIB decoders", "heads"):
+    b = model_report(m, hw)
+    for part in ("backbone", "MT-MQLFB", "distiller", "heads"):
         assert a["parts"][part]["gmacs"] == pytest.approx(b["parts"][part]["gmacs"], rel=1e-9)
-    aux = sum(96 // 16 * 128 // 16 * 48 * t.out_channels for t in m.task_set) / 1e9
+    t, c, hid, n = len(m.task_set), m.cfg.dim, int(m.cfg.dim * m.cfg.ffn_ratio), 20 * 30
+    folded = 2 * t * n * c * c
+    fold_cost = t * 3 * c * c + t * c * c + t * hid * c + 2 * t * c * c + 2 * t * c ** 3
+    assert (a["parts"]["CWIB decoders"]["gmacs"] - b["parts"]["CWIB decoders"]["gmacs"]
+            == pytest.approx((folded - fold_cost) / 1e9, rel=1e-9))
+    aux = sum(hw[0] // 16 * hw[1] // 16 * c * t_.out_channels for t_ in m.task_set) / 1e9
     assert a["parts"]["preliminary decoders"]["gmacs"] - b["parts"][
         "preliminary decoders"]["gmacs"] == pytest.approx(aux, rel=1e-9)
     assert abs(sum(p["gmacs"] for p in b["parts"].values()) - b["gmacs"]) < 1e-9
+
+
+def test_mac_counts_include_attention_on_cpu():
+    """``scaled_dot_product_attention`` on CPU is counted (FlopCounterMode has no formula for
+    its CPU kernel and counted 0): the distiller's M×(T·N) attention is in its MACs."""
+    m = create_model("edge-effvit-b0")
+    r = model_report(m, (160, 240))
+    t, c, tokens, n = len(m.task_set), m.cfg.dim, m.cfg.num_tokens, 10 * 15
+    linears = t * n * 2 * c * c + tokens * c * c * 2 + tokens * c * 4 * c * 2
+    attention = 2 * tokens * t * n * c
+    assert r["parts"]["distiller"]["gmacs"] == pytest.approx((linears + attention) / 1e9,
+                                                              rel=1e-9)
 
 
 def _ops(path) -> list[str]:

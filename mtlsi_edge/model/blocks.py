@@ -455,81 +455,123 @@ def convffn_tasks(ffns: list[ConvFFN], x: torch.Tensor) -> torch.Tensor:
     return conv_tasks([f.fc2 for f in ffns], F.gelu(y))
 
 
-def window_attention_tasks(mods: list[WindowAttention], x: torch.Tensor) -> torch.Tensor:
-    """T :class:`WindowAttention`: one window partition and one attention for all tasks.
+def _rows_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, tasks: int
+                 ) -> torch.Tensor:
+    """T per-task linears on channels-last rows ``…×T·Cin`` as one grouped 1×1 convolution
+    (``w``: ``T·Cout×Cin``, task-major) → ``…×T·Cout``.
 
-    ``x``: channels last ``B×T×H×W×C`` → ``B×T·C×H×W``.  Windows are laid out task-major
-    (``T×L×C``, L = B·nW·w²) so that each projection is T large GEMMs, not B·nW·T tiny ones.
+    The permutes around the convolution are the layout OpenVINO's CPU plugin keeps
+    convolutions in (channels last), so it drops them; a MatMul with per-task weights would
+    need the tasks as a leading batch dimension, i.e. a real transpose of every activation.
     """
-    m = mods[0]
-    b, t, h, w, c = x.shape
-    ws, heads = m.window, m.heads
-    d = c // heads
-    ph, pw = (ws - h % ws) % ws, (ws - w % ws) % ws
-    x = F.pad(x, (0, 0, 0, pw, 0, ph))
-    hp, wp = h + ph, w + pw
-    nh, nw = hp // ws, wp // ws
-    # B×T×Hp×Wp×C → T×(B·nh·nw·w²)×C
-    win = x.reshape(b, t, nh, ws, nw, ws, c).permute(1, 0, 2, 4, 3, 5, 6).reshape(t, -1, c)
-    wqkv, bqkv = _linear_weights([mm.qkv for mm in mods])
-    qkv = torch.baddbmm(bqkv, win, wqkv).reshape(t, -1, ws * ws, 3, heads, d)
-    # One rank-4 attention with the tasks as extra heads: (B·nW)×T·h×w²×d each.
-    q, k, v = qkv.permute(3, 1, 0, 4, 2, 5).reshape(3, -1, t * heads, ws * ws, d)
-    bias = torch.cat([mm.rel_bias[:, mm.rel_index] for mm in mods])  # T·h×w²×w²
-    attn = (q * m.scale) @ k.transpose(-1, -2) + bias
-    valid = F.pad(torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype), (0, pw, 0, ph))
-    valid = valid.reshape(1, nh, ws, nw, ws).permute(0, 1, 3, 2, 4).reshape(-1, ws * ws)
-    # (B·nW)×1×1×w²: added without reshaping attn, which keeps the MatMul-Add-Softmax-MatMul
-    # chain one attention pattern OpenVINO fuses (a reshape there cost ~1 ms, measured).
-    mask = (1.0 - valid).mul(-1e4)  # nW×w²
-    attn = attn + mask.expand(b, -1, -1).reshape(-1, 1, 1, ws * ws)
-    o = attn.softmax(-1) @ v  # (B·nW)×T·h×w²×d
-    o = o.reshape(-1, t, heads, ws * ws, d).permute(1, 0, 3, 2, 4).reshape(t, -1, c)
-    wp_, bp_ = _linear_weights([mm.proj for mm in mods])
-    o = torch.baddbmm(bp_, o, wp_).reshape(t, b, nh, nw, ws, ws, c)
-    o = o.permute(1, 0, 6, 2, 4, 3, 5).reshape(b, t * c, hp, wp)
-    return o[:, :, :h, :w]
+    lead = x.shape[:-1]
+    y = F.conv2d(x.reshape(1, -1, 1, x.shape[-1]).permute(0, 3, 1, 2), w[:, :, None, None], b,
+                 groups=tasks)
+    return y.permute(0, 2, 3, 1).reshape(*lead, w.shape[0])
 
 
-def token_cross_attention_tasks(mods: list[TokenCrossAttention], x: torch.Tensor,
-                                tokens: torch.Tensor) -> torch.Tensor:
-    """T :class:`TokenCrossAttention`: one attention over T·h heads.
+def _fold_norm(norms: list[nn.LayerNorm], w: torch.Tensor, b: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold per-task LayerNorm affines into the per-task linear that reads them.
 
-    ``x``: channels last ``B×T×H×W×C``, ``tokens`` ``B×M×C`` → ``B×T·C×H×W``.
+    ``w``: ``T·Cout×C`` (task-major), ``b``: ``T·Cout``.  Returns the weight and bias to apply
+    to the normalised input without its affine: ``W(γ⊙n + β) + b = (W·diag γ) n + (Wβ + b)``.
     """
-    b, t, h, w, c = x.shape
-    heads = mods[0].heads
-    d = c // heads
-    wq, bq = _linear_weights([m.q for m in mods])
-    wkv, bkv = _linear_weights([m.kv for m in mods])
-    wo, bo = _linear_weights([m.proj for m in mods])
-    norms = [m.norm_t for m in mods]
-    tn = F.layer_norm(tokens, norms[0].normalized_shape, eps=norms[0].eps).unsqueeze(1)  # B×1×M×C
-    tn = tn * torch.stack([n.weight for n in norms]).unsqueeze(1) + torch.stack(
-        [n.bias for n in norms]).unsqueeze(1)  # B×T×M×C
-    q = x.reshape(b, t, h * w, c) @ wq + bq  # B×T×N×C
-    k, v = (tn @ wkv + bkv).chunk(2, dim=-1)  # B×T×M×C each
+    t = len(norms)
+    g = torch.stack([n.weight for n in norms])  # T×C
+    beta = torch.stack([n.bias for n in norms])
+    w = w.reshape(t, -1, w.shape[-1])
+    bias = (w @ beta.unsqueeze(-1)).squeeze(-1)
+    if b is not None:
+        bias = bias + b.view(t, -1)
+    return (w * g.unsqueeze(1)).reshape(-1, w.shape[-1]), bias.reshape(-1)
 
-    def split(z):  # B×T×L×C → B×T·h×L×d
-        return z.reshape(b, t, z.shape[2], heads, d).transpose(2, 3).reshape(b, t * heads, -1, d)
 
-    o = F.scaled_dot_product_attention(split(q), split(k), split(v))  # B×T·h×N×d
-    o = o.reshape(b, t, heads, h * w, d).transpose(2, 3).reshape(b, t, h * w, c) @ wo + bo
-    return o.transpose(2, 3).reshape(b, t * c, h, w)
+def _is_zero(*sizes) -> bool:
+    """True when every size is a concrete 0 (not symbolic: a graph exported with symbolic
+    H×W must keep the padding and its mask)."""
+    return all(isinstance(s, int) and s == 0 for s in sizes)
 
 
 def cwib_tasks(blocks: list[CWIB], x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """T :class:`CWIB` on ``B×T·C×H×W`` with shared tokens ``B×M×C`` → ``B×T·C×H×W``."""
-    b, tc, h, w = x.shape
+    """T :class:`CWIB` (eval mode) on ``B×T·C×H×W`` with shared tokens ``B×M×C`` →
+    ``B×T·C×H×W``.
+
+    The pixels are put in window order once, as channels-last rows ``L×T·C`` (L = B·nW·w²):
+    every op of the block up to the FFN's depthwise conv is per pixel (norm, projections,
+    token cross-attention, fuse) or per window (window attention), so all of them run on those
+    rows, and the map goes back to spatial order once, before the FFN.  Per-task linears are
+    grouped 1×1 convolutions on the rows (:func:`_rows_linear`); the LayerNorm affines, the
+    attention scales and each attention's output projection are folded into the weights that
+    follow them (the same function, rounding aside).  Window attention runs over T·h heads
+    per window, the token cross-attention over T·h heads per image.  Windows are unshifted
+    (shifted stacks run per task, see :meth:`MTLSINet.batchable`).
+    """
+    b, _, h, w = x.shape
     t = len(blocks)
-    n = layer_norm_tasks([blk.norm for blk in blocks], x)  # B×T×H×W×C
-    local = window_attention_tasks([blk.local for blk in blocks], n)
-    glob = token_cross_attention_tasks([blk.glob for blk in blocks], n, tokens)
-    # Per task the fuse conv reads [local_t, glob_t]: split its weight into the part for
-    # each branch (two grouped convs; interleaving the maps cost layout reorders).
-    c = tc // t
-    fuse = [blk.fuse for blk in blocks]
-    fw = _cat(fuse, "weight")
-    x = x + F.conv2d(local, fw[:, :c], _cat(fuse, "bias"), groups=t) + F.conv2d(
-        glob, fw[:, c:], groups=t)
-    return x + convffn_tasks([blk.ffn for blk in blocks], x)
+    c = blocks[0].norm.normalized_shape[0]  # a Python int: exporters need static norm shapes
+    tc = t * c
+    loc, glo = [blk.local for blk in blocks], [blk.glob for blk in blocks]
+    norms = [blk.norm for blk in blocks]
+    heads, ws = loc[0].heads, loc[0].window
+    d = c // heads
+    ph, pw = (ws - h % ws) % ws, (ws - w % ws) % ws
+    padded = not _is_zero(ph, pw)
+    xs = (F.pad(x, (0, pw, 0, ph)) if padded else x).permute(0, 2, 3, 1)  # B×Hp×Wp×T·C
+    hp, wp = h + ph, w + pw
+    nh, nw = hp // ws, wp // ws
+    xr = xs.reshape(b, nh, ws, nw, ws, tc).permute(0, 1, 3, 2, 4, 5).reshape(-1, tc)
+    n = F.layer_norm(xr.view(-1, t, c), (c,), eps=norms[0].eps).view(-1, tc)  # affine folded
+
+    # Window attention.  qkv per task is (3, h, d): one grouped conv each for q, k and v.
+    wqkv, bqkv = _fold_norm(norms, torch.cat([m.qkv.weight for m in loc]),
+                            torch.cat([m.qkv.bias for m in loc]))
+    wqkv, bqkv = wqkv.view(t, 3, c, c), bqkv.view(t, 3, c)
+    q, k, v = (_rows_linear(n, wqkv[:, i].reshape(tc, c) * s, bqkv[:, i].reshape(tc) * s, t)
+               for i, s in enumerate((loc[0].scale, 1.0, 1.0)))
+    q, v = (z.reshape(-1, ws * ws, t * heads, d).transpose(1, 2) for z in (q, v))
+    kt = k.reshape(-1, ws * ws, t * heads, d).permute(0, 2, 3, 1)  # (B·nW)×T·h×d×w²
+    attn = q @ kt + torch.cat([m.rel_bias[:, m.rel_index] for m in loc])  # + T·h×w²×w²
+    if padded:  # padded key positions never receive attention
+        valid = F.pad(torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype), (0, pw, 0, ph))
+        valid = valid.reshape(1, nh, ws, nw, ws).permute(0, 1, 3, 2, 4).reshape(-1, ws * ws)
+        attn = attn + (1.0 - valid).mul(-1e4).expand(b, -1, -1).reshape(-1, 1, 1, ws * ws)
+    local = (attn.softmax(-1) @ v).transpose(1, 2).reshape(-1, tc)  # L×T·C
+
+    # Token cross-attention: every row (pixel) of an image attends to that image's M tokens.
+    wq, bq = _fold_norm(norms, torch.cat([m.q.weight for m in glo]),
+                        torch.cat([m.q.bias for m in glo]))
+    qg = _rows_linear(n, wq * d ** -0.5, bq * d ** -0.5, t)
+    qg = qg.reshape(b, -1, t * heads, d).transpose(1, 2)  # B×T·h×(nW·w²)×d
+    nt = [m.norm_t for m in glo]
+    tn = F.layer_norm(tokens, nt[0].normalized_shape, eps=nt[0].eps).unsqueeze(1)  # B×1×M×C
+    tn = tn * torch.stack([m.weight for m in nt]).unsqueeze(1) + torch.stack(
+        [m.bias for m in nt]).unsqueeze(1)  # B×T×M×C
+    wkv, bkv = _linear_weights([m.kv for m in glo])
+    kg, vg = ((z.reshape(b, t, -1, heads, d).transpose(2, 3).reshape(b, t * heads, -1, d))
+              for z in (tn @ wkv + bkv).chunk(2, dim=-1))  # B×T·h×M×d
+    glob = ((qg @ kg.transpose(-1, -2)).softmax(-1) @ vg).transpose(1, 2).reshape(-1, tc)
+
+    # fuse([proj_l(local), proj_g(glob)]): both projections folded into the fuse weights.
+    fw = torch.cat([blk.fuse.weight for blk in blocks])[:, :, 0, 0].view(t, c, 2 * c)
+    fl, fg = fw[..., :c], fw[..., c:]
+    pl, bl = _linear_weights([m.proj for m in loc])  # T×C×C (transposed), T×1×C
+    pg, bg = _linear_weights([m.proj for m in glo])
+    fb = torch.cat([blk.fuse.bias for blk in blocks]) + (
+        fl @ bl.transpose(1, 2) + fg @ bg.transpose(1, 2)).reshape(-1)
+    xr = xr + _rows_linear(local, (fl @ pl.transpose(1, 2)).reshape(tc, c), fb, t) \
+        + _rows_linear(glob, (fg @ pg.transpose(1, 2)).reshape(tc, c), None, t)
+
+    y = xr.reshape(b, nh, nw, ws, ws, tc).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, tc)
+    if padded:
+        y = y[:, :h, :w]
+    ffns = [blk.ffn for blk in blocks]
+    if not same_shapes(ffns):
+        return y.permute(0, 3, 1, 2) + convffn_tasks(ffns, y.permute(0, 3, 1, 2))
+    nf = F.layer_norm(y.reshape(b, h, w, t, c), (c,), eps=ffns[0].norm.eps).reshape(b, h, w, tc)
+    w1, b1 = _fold_norm([f.norm for f in ffns],
+                        torch.cat([f.fc1.weight for f in ffns])[:, :, 0, 0],
+                        torch.cat([f.fc1.bias for f in ffns]))
+    z = F.conv2d(nf.permute(0, 3, 1, 2), w1[:, :, None, None], b1, groups=t)
+    z = conv_tasks([f.fc2 for f in ffns], F.gelu(conv_tasks([f.dw for f in ffns], z)))
+    return y.permute(0, 3, 1, 2) + z

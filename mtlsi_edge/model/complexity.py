@@ -10,10 +10,19 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from mtlsi_edge.model.mtlsi import PARTS, MTLSINet, create_model
 from mtlsi_edge.profiler.eager import eager_latency_ms
+
+
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+#: ``scaled_dot_product_attention`` on CPU dispatches to an op FlopCounterMode has no formula
+#: for (it would count 0): count it like the other SDPA kernels, as its two batched matmuls.
+_MAPPING = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
 
 
 def count_macs(fn: Callable[[], object], module: nn.Module) -> dict[str, int]:
@@ -22,7 +31,7 @@ def count_macs(fn: Callable[[], object], module: nn.Module) -> dict[str, int]:
     for p in module.parameters():
         p.requires_grad_(False)  # the counter's module tracker trips over no_grad; avoid autograd
     try:
-        with FlopCounterMode(display=False, depth=None) as fc:
+        with FlopCounterMode(display=False, depth=None, custom_mapping=_MAPPING) as fc:
             fn()
     finally:
         for p, f in zip(module.parameters(), flags):
