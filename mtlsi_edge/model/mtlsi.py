@@ -231,9 +231,13 @@ class TaskDecoders(nn.ModuleDict):
 
         def merge(y, skip, convs):  # upsample, add the shared skip to every task, dw conv
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            # A 4-D add of the repeated skip: a 5-D broadcast view cost OpenVINO two layout
-            # reorders of the 1/4-resolution T·C map (1.2 ms, measured).
-            return conv_bn_act_tasks(convs, y + torch.cat([skip] * t, 1))
+            b, _, h, w = y.shape
+            # The skip is broadcast over the tasks channels last (B×H×W×T×C + B×H×W×1×C), the
+            # layout OpenVINO keeps both maps in: no copy per task, no reorder (−0.4 ms at
+            # 60×80 against adding T concatenated copies, measured).
+            z = y.permute(0, 2, 3, 1).reshape(b, h, w, t, -1) + skip.permute(0, 2, 3, 1)[
+                :, :, :, None]
+            return conv_bn_act_tasks(convs, z.reshape(b, h, w, -1).permute(0, 3, 1, 2))
 
         y = merge(f16, x8, [d.merge8 for d in decs])
         for j in range(len(decs[0].cwib8)):
