@@ -199,17 +199,23 @@ def test_unequal_branch_widths_fall_back_to_per_task_model():
 
 def test_mac_counts_equal_per_part():
     """The batched graph does the same multiply-accumulates, except (a) the auxiliary heads,
-    which inference does not need, and (b) in CWIB, whose attention output projections are
+    which inference does not need; (b) in CWIB, whose attention output projections are
     folded into the fuse weights: exactly 2·T·N·C² fewer per block, plus the small weight
-    products that fold them (computed at run time in eager, constants in an export)."""
+    products that fold them (computed at run time in eager, constants in an export); (c) in
+    MT-MQLFB, which trades h× the context MACs (one C×C product masked to its d×d head
+    blocks, the normaliser as a matmul) for not splitting tensors into heads."""
     m = create_model("edge-effvit-b0")
     hw = (160, 240)  # 1/8 = 20×30: whole windows of 10 (padding would add rows to the batch)
     a = model_report(m, hw)
     m.cfg.task_batched = True
     b = model_report(m, hw)
-    for part in ("backbone", "MT-MQLFB", "distiller", "heads"):
+    for part in ("backbone", "distiller", "heads"):
         assert a["parts"][part]["gmacs"] == pytest.approx(b["parts"][part]["gmacs"], rel=1e-9)
     t, c, hid, n = len(m.task_set), m.cfg.dim, int(m.cfg.dim * m.cfg.ffn_ratio), 20 * 30
+    d, n16, scales = c // m.cfg.heads, 10 * 15, len(m.cfg.query_scales)
+    extra = n16 * t * c * (c - d) + scales * n16 * t * c * (2 * c - d) + t * hid * c
+    assert (b["parts"]["MT-MQLFB"]["gmacs"] - a["parts"]["MT-MQLFB"]["gmacs"]
+            == pytest.approx(extra / 1e9, rel=1e-9))
     folded = 2 * t * n * c * c
     fold_cost = t * 3 * c * c + t * c * c + t * hid * c + 2 * t * c * c + 2 * t * c ** 3
     assert (a["parts"]["CWIB decoders"]["gmacs"] - b["parts"]["CWIB decoders"]["gmacs"]

@@ -151,42 +151,48 @@ class MTMQLFB(nn.Module):
         return out
 
     def _forward_stacked(self, x: torch.Tensor) -> torch.Tensor:
-        """Task-batched form of :meth:`forward` (eval): ``B×T·C×H×W → B×T·C×H×W``."""
-        b, tc, hh, ww = x.shape
+        """Task-batched form of :meth:`forward` (eval): ``B×T·C×H×W → B×T·C×H×W``.
+
+        Runs on channels-last rows ``B×N×T×C`` (the layout OpenVINO keeps the maps in).  The
+        per-head contexts are computed as one ``C×C`` product masked to its ``d×d`` diagonal
+        blocks, so every head reads its own context in one matmul and no tensor is split into
+        heads: ``num = φ(Q)·G``, ``den = φ(Q)·(diag z · J)`` with J the block-of-ones mask.
+        """
+        b, _, hh, ww = x.shape
         t, c, h = len(self.tasks), self.dim, self.heads
         d, n = c // h, hh * ww
-        normed = F.layer_norm(x.view(b, t, c, hh, ww).permute(0, 1, 3, 4, 2), (c,),
-                              self.norm.weight, self.norm.bias, self.norm.eps)  # B×T×H×W×C
-        kx = normed if self.task_embed is None else normed + self.task_embed.view(t, 1, 1, c)
-        kv = kx.reshape(b, t * n, c) @ self.kv.weight.view(2 * c, c).t() + self.kv.bias
-        # Shared global context over all T·N tokens at once: G = φ(K)ᵀV, z = Σ φ(K).
-        k, v = (z.reshape(b, t * n, h, d).transpose(1, 2) for z in kv.chunk(2, dim=-1))
-        k = self._phi(k)  # B×h×TN×d
+        xr = x.permute(0, 2, 3, 1).reshape(b, n, t, c)
+        normed = F.layer_norm(xr, (c,), self.norm.weight, self.norm.bias, self.norm.eps)
+        kx = normed if self.task_embed is None else normed + self.task_embed.view(t, c)
+        k, v = (kx.reshape(b, n * t, c) @ self.kv.weight.view(2 * c, c).t()
+                + self.kv.bias).chunk(2, dim=-1)  # B×TN×C each
         with self._core(k):  # the same FP32 guard as the per-task path
-            k, v = self._f32(k), self._f32(v)
-            ctx = k.transpose(-1, -2) @ v  # B×h×d×d
-            z = k.sum(dim=2, keepdim=True)  # B×h×1×d
-        wq = torch.stack([self.q[tk].weight.view(c, c) for tk in self.tasks]).transpose(1, 2)
-        bq = torch.stack([self.q[tk].bias for tk in self.tasks]).unsqueeze(1)
-        q = (normed.reshape(b, t, n, c) @ wq + bq).transpose(2, 3).reshape(b, tc, hh, ww)
+            k, v = self._f32(self._phi(k)), self._f32(v)
+            heads = torch.block_diag(*[torch.ones(d, d, device=k.device, dtype=k.dtype)] * h)
+            ctx = (k.transpose(1, 2) @ v) * heads  # B×C×C: G_h on the diagonal blocks
+            zmat = k.sum(1).unsqueeze(-1) * heads  # B×C×C: z_h down each head's block
+        wq = torch.cat([self.q[tk].weight for tk in self.tasks])[:, :, 0, 0]
+        q = _rows_linear(normed.reshape(b, hh, ww, t * c), wq,
+                         torch.cat([self.q[tk].bias for tk in self.tasks]), t)  # B×H×W×T·C
         reads = []
         for agg in self.scales:
             if isinstance(agg, nn.Conv2d):  # the shared depthwise kernel, for every task
-                agg_q = F.conv2d(q, torch.cat([agg.weight] * t), torch.cat([agg.bias] * t),
-                                 padding=agg.padding, groups=tc)
+                qa = F.conv2d(q.permute(0, 3, 1, 2), torch.cat([agg.weight] * t),
+                              torch.cat([agg.bias] * t), padding=agg.padding, groups=t * c)
+                qa = qa.permute(0, 2, 3, 1)
             else:
-                agg_q = q
-            qs = self._phi(agg_q.view(b, t, h, d, n).transpose(-1, -2))  # B×T×h×N×d
+                qa = q
+            qs = self._phi(qa.reshape(b, n * t, c))
             with self._core(qs):
                 qs = self._f32(qs)
-                num = qs @ ctx.unsqueeze(1)  # B×T×h×N×d
-                den = (qs * z.unsqueeze(1)).sum(-1, keepdim=True) + self.eps
-                o = (num / den).to(x.dtype)
-            reads.append(o.transpose(-1, -2).reshape(b, t, c, hh, ww))
+                o = (qs @ ctx) / (qs @ zmat + self.eps)  # B×TN×C
+            reads.append(o.to(x.dtype).reshape(b, hh, ww, t, 1, c))
         # Per task the projection reads its scales' outputs concatenated: T×S×C, task-major.
-        y = x + conv_tasks([self.proj[tk] for tk in self.tasks],
-                           torch.stack(reads, 2).view(b, -1, hh, ww))
-        return y + convffn_tasks([self.ffn[tk] for tk in self.tasks], y)
+        proj = [self.proj[tk] for tk in self.tasks]
+        y = xr.reshape(b, hh, ww, t * c) + _rows_linear(
+            torch.cat(reads, 4).reshape(b, hh, ww, -1),
+            torch.cat([m.weight for m in proj])[:, :, 0, 0], torch.cat([m.bias for m in proj]), t)
+        return y.permute(0, 3, 1, 2) + _ffn_channels_last([self.ffn[tk] for tk in self.tasks], y)
 
 
 class SemanticTokenDistiller(nn.Module):
@@ -565,13 +571,21 @@ def cwib_tasks(blocks: list[CWIB], x: torch.Tensor, tokens: torch.Tensor) -> tor
     y = xr.reshape(b, nh, nw, ws, ws, tc).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, tc)
     if padded:
         y = y[:, :h, :w]
-    ffns = [blk.ffn for blk in blocks]
+    return y.permute(0, 3, 1, 2) + _ffn_channels_last([blk.ffn for blk in blocks], y)
+
+
+def _ffn_channels_last(ffns: list[ConvFFN], y: torch.Tensor) -> torch.Tensor:
+    """T :class:`ConvFFN` on a channels-last map ``B×H×W×T·C`` → ``B×T·C×H×W``, the
+    LayerNorm affine folded into the first 1×1 conv.  Tasks pruned to different hidden widths
+    run as :func:`convffn_tasks` (one FFN per channel slice)."""
+    b, h, w, tc = y.shape
+    t = len(ffns)
     if not same_shapes(ffns):
-        return y.permute(0, 3, 1, 2) + convffn_tasks(ffns, y.permute(0, 3, 1, 2))
-    nf = F.layer_norm(y.reshape(b, h, w, t, c), (c,), eps=ffns[0].norm.eps).reshape(b, h, w, tc)
+        return convffn_tasks(ffns, y.permute(0, 3, 1, 2))
+    c = ffns[0].norm.normalized_shape[0]
+    nf = F.layer_norm(y.reshape(b, h, w, t, c), (c,), eps=ffns[0].norm.eps).reshape(b, h, w, -1)
     w1, b1 = _fold_norm([f.norm for f in ffns],
                         torch.cat([f.fc1.weight for f in ffns])[:, :, 0, 0],
                         torch.cat([f.fc1.bias for f in ffns]))
     z = F.conv2d(nf.permute(0, 3, 1, 2), w1[:, :, None, None], b1, groups=t)
-    z = conv_tasks([f.fc2 for f in ffns], F.gelu(conv_tasks([f.dw for f in ffns], z)))
-    return y.permute(0, 3, 1, 2) + z
+    return conv_tasks([f.fc2 for f in ffns], F.gelu(conv_tasks([f.dw for f in ffns], z)))
