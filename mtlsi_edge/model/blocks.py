@@ -221,12 +221,14 @@ class SemanticTokenDistiller(nn.Module):
 
     def forward(self, feats: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """``feats``: list of T maps ``B×C×H×W``, or the tasks stacked ``B×T·C×H×W``."""
-        if isinstance(feats, torch.Tensor):  # task-batched: the same B×TN×C token order
+        if isinstance(feats, torch.Tensor):  # task-batched: B×T·C×H×W
             b, tc, hh, ww = feats.shape
             t = self.task_embed.shape[0]
             c = tc // t
-            tokens = (feats.view(b, t, c, hh * ww).transpose(2, 3)
-                      + self.task_embed.unsqueeze(1)).reshape(b, -1, c)
+            # Pixel-major tokens (B×N·T×C, the maps' channels-last layout, no transpose): the
+            # seeds' softmax attention sums over all keys, so their order does not matter.
+            tokens = (feats.permute(0, 2, 3, 1).reshape(b, -1, t, c)
+                      + self.task_embed).reshape(b, -1, c)
         else:
             b, c = feats[0].shape[:2]
             tokens = torch.cat(
