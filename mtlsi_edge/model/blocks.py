@@ -164,8 +164,9 @@ class MTMQLFB(nn.Module):
         xr = x.permute(0, 2, 3, 1).reshape(b, n, t, c)
         normed = F.layer_norm(xr, (c,), self.norm.weight, self.norm.bias, self.norm.eps)
         kx = normed if self.task_embed is None else normed + self.task_embed.view(t, c)
-        k, v = (kx.reshape(b, n * t, c) @ self.kv.weight.view(2 * c, c).t()
-                + self.kv.bias).chunk(2, dim=-1)  # B×TN×C each
+        kx = kx.reshape(b, n * t, c)  # keys and values by two matmuls: a split costs more
+        wkv, bkv = self.kv.weight.view(2 * c, c), self.kv.bias
+        k, v = kx @ wkv[:c].t() + bkv[:c], kx @ wkv[c:].t() + bkv[c:]  # B×TN×C each
         with self._core(k):  # the same FP32 guard as the per-task path
             k, v = self._f32(self._phi(k)), self._f32(v)
             heads = torch.block_diag(*[torch.ones(d, d, device=k.device, dtype=k.dtype)] * h)
