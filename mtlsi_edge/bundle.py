@@ -120,6 +120,22 @@ def fp32_reference_source(src: Path, extra_manifest: dict | None = None) -> Path
                       f"compares an INT8 model with the FP32 model it was quantised from)")
 
 
+#: Deploy graphs of a model: its task branches as one op each, or the per-task reference.
+GRAPHS = ("batched", "per-task")
+
+
+def choose_graph(model, target: str, graph: str | None = None) -> str:
+    """Set ``model``'s deploy graph for ``target`` (``graph`` None: the target's measured
+    default, :attr:`Target.task_batched`); returns the graph that will run — ``"per-task"``
+    also when batched was asked for but the tasks' branches differ in shape
+    (:meth:`MTLSINet.batchable`)."""
+    if graph not in (None, *GRAPHS):
+        raise BundleError(f"graph must be {' or '.join(GRAPHS)}, got {graph!r}")
+    want = get_target(target).task_batched if graph is None else graph == "batched"
+    model.cfg.task_batched = want
+    return "batched" if want and model.batchable() else "per-task"
+
+
 def compile_bundle(
     out: str | Path,
     target: str,
@@ -132,6 +148,7 @@ def compile_bundle(
     force: bool = False,
     frame_io: bool | None = None,
     label_stride: int = LABEL_STRIDE,
+    graph: str | None = None,
 ) -> Path:
     """Build a bundle for ``target`` from a checkpoint or an exported ONNX (or OpenVINO IR).
 
@@ -144,6 +161,9 @@ def compile_bundle(
     ``frame_io`` (default: what the target supports): the compiled model takes the uint8 BGR
     frame and emits class labels at 1/``label_stride`` of the input size (pre/postprocessing
     in the graph, manifest ``"io": "frame"``); otherwise normalised float NCHW in, logits out.
+
+    ``graph`` (checkpoints only; default: the target's :attr:`Target.task_batched`):
+    ``"batched"`` or ``"per-task"`` deploy graph, see :func:`choose_graph`.
     """
     tgt = get_target(target)
     tgt.require(error=BundleError)
@@ -159,6 +179,11 @@ def compile_bundle(
                           f"compile it without frame I/O")
     if label_stride not in (1, 2, 4):
         raise BundleError(f"label stride must be 1, 2 or 4, got {label_stride}")
+    if graph not in (None, *GRAPHS):
+        raise BundleError(f"graph must be {' or '.join(GRAPHS)}, got {graph!r}")
+    if graph is not None and onnx_path is not None:
+        raise BundleError("--graph applies to a checkpoint; an ONNX file keeps the graph it "
+                          "was exported with")
     src = None if onnx_path is None else Path(onnx_path)
     if src is not None and not src.is_file():
         raise BundleError(f"{src}: file not found")
@@ -178,6 +203,7 @@ def compile_bundle(
         model = None
         if src is None:
             model, doc = build_from_checkpoint(checkpoint)
+            graph = choose_graph(model, target, graph)
             stride = 4
             src = export_onnx(model, work / "model.onnx", stride=stride)
             meta = {"model_config": model.cfg.to_dict(), "stride": stride}
@@ -217,6 +243,8 @@ def compile_bundle(
             **({"label_stride": label_stride,
                 "label_size": list(label_size) if label_size else None} if frame_io else {}),
             "outputs": outputs,
+            # the deploy graph of a checkpoint's model (null: compiled from an ONNX file)
+            "graph": graph if model is not None else None,
             "output_stride": meta.get("stride", 4),
             "precision": precision,
             "target": target,
@@ -506,6 +534,8 @@ def _check_fields(m: dict, mpath: Path) -> None:
                                             f"into the model ({list(folded)})")
         if (inp.get("dtype"), inp.get("layout"), inp.get("color")) != ("uint8", "NHWC", "BGR"):
             raise bad("'input'", "of a frame-I/O bundle must be uint8 NHWC BGR")
+    if m.get("graph") not in (None, *GRAPHS):
+        raise bad("'graph'", f"must be null or one of {', '.join(GRAPHS)}, got {m.get('graph')!r}")
     if m.get("output_stride", 4) not in (1, 4):
         raise bad("'output_stride'", f"must be 1 or 4, got {m.get('output_stride')!r}")
     layouts = m.get("output_layouts", {})

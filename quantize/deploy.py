@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtlsi_edge import verify
-from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
+from mtlsi_edge.bundle import BundleError, choose_graph, compile_bundle, load_bundle
 from mtlsi_edge.export import export_onnx
 from mtlsi_edge.fileio import atomic_write_bytes, display_path
 from mtlsi_edge.machine import cpu_flags
@@ -44,6 +44,7 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
                           f"not {precision}")
     dev = tgt.default_device
     model, _ = build_from_checkpoint(checkpoint)
+    choose_graph(model, target)  # the INT8 model is quantised from the FP32 bundle's graph
     verify.thresholds_for("int8", model.task_set, gate_overrides)  # bad task names: fail now
     steps: list[str] = []
     log = (console.print if console is not None else print)

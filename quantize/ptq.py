@@ -29,7 +29,10 @@ from mtlsi_edge.quantize import quiet_nncf
 IGNORE_PRESETS: dict[str, list[str]] = {
     "none": [],
     "attention-norm": [r".*fusion.*/(Div|ReduceSum|Add_\d+)$", r".*fusion.*/Mul_\d+$"],
-    "attention": [r".*fusion.*", r".*distiller.*/MatMul.*", r".*cwib.*/MatMul.*"],
+    # (per-task graph: CWIB MatMuls under "cwib"; batched graph: the decoders' MatMuls are
+    # all attention, its linears being convolutions)
+    "attention": [r".*fusion.*", r".*distiller.*/MatMul.*", r".*cwib.*/MatMul.*",
+                  r".*/decoders/MatMul.*"],
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge import verify
+from mtlsi_edge.bundle import choose_graph
 from mtlsi_edge.calibration.sources import CalibrationError, CalibrationSet, build_calibration_set
 from mtlsi_edge.data.datasets import DatasetError
 from mtlsi_edge.errors import MtlsiError
@@ -66,6 +67,8 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
         model, _ = build_from_checkpoint(checkpoint)
     except CheckpointError as e:
         raise QuantizeError(str(e)) from None
+    # The graph the bundle target of this format runs (its measured default).
+    choose_graph(model, "openvino" if fmt == "openvino" else target or "onnxruntime")
     task_set = model.task_set
     try:
         budgets = parse_budgets(max_drop, task_set)

@@ -109,6 +109,10 @@ class Target(abc.ABC):
     model_file: str | None = None
     #: Whether compiled models take uint8 BGR frames and emit labels (bundle ``io: frame``).
     frame_io: bool = False
+    #: Whether bundles built from a checkpoint run the task-batched deploy graph
+    #: (``MTLSIConfig.task_batched``) unless told otherwise: True where it measured faster
+    #: than the per-task graph on this runtime (docs/benchmarks.md).
+    task_batched: bool = False
     #: ``mtlsi-edge quantize --format`` an INT8 bundle of this target is built from
     #: (``"openvino"`` IR or ``"onnx"`` Q/DQ); None when the target builds no INT8.
     int8_format: str | None = None

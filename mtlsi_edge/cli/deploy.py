@@ -45,6 +45,9 @@ def compile_(
     label_stride: int = typer.Option(1, help="Segmentation labels at 1/N of the input size, "
                                      "argmax in the graph: 1 (identical to host argmax), 2 or 4 "
                                      "(faster; docs/benchmarks.md 'Labels in the graph')."),
+    graph: str = typer.Option(None, help="Deploy graph from a checkpoint: batched (the tasks "
+                              "as one op each) or per-task (the reference); default: the "
+                              "faster on the target (batched for openvino and onnxruntime)."),
 ) -> None:
     """Compile a bundle (manifest + model files + reference outputs, checksummed) for a
     target, gated against the FP32 model on held-out frames: exit 3 when the gate fails.
@@ -75,7 +78,7 @@ def compile_(
     with console.status(f"compiling for {target} {precision}…"):
         path = compile_bundle(out, target, precision, checkpoint=checkpoint, onnx_path=onnx,
                               opts=opts, gate_overrides=overrides, force=force,
-                              label_stride=label_stride)
+                              label_stride=label_stride, graph=graph)
     manifest, _ = load_bundle(path)
     console.print(parity_table(manifest["parity"]["per_task"],
                                f"{target} {precision} vs {manifest['parity']['reference']}"))

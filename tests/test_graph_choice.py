@@ -1,0 +1,57 @@
+"""Which deploy graph a bundle runs: the target's measured default (task-batched for OpenVINO
+and ONNX Runtime, the per-task reference for eager PyTorch), ``compile --graph`` to choose,
+recorded in the manifest."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from mtlsi_edge.bundle import choose_graph, load_bundle
+from mtlsi_edge.cli import app
+from mtlsi_edge.model import create_model
+from mtlsi_edge.runtime.predictor import Predictor
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.mark.parametrize("target,graph", [("onnxruntime", "batched"), ("torch", "per-task")])
+def test_bundles_run_the_targets_default_graph(bundle, target, graph):
+    m, _ = load_bundle(bundle(target))
+    assert m["graph"] == graph
+    assert m["model"]["config"]["task_batched"] is (graph == "batched")
+
+
+def test_choose_graph_reports_what_runs():
+    m = create_model("edge-effvit-b0", input_size=(64, 96))
+    assert choose_graph(m, "openvino") == "batched" and m.cfg.task_batched
+    assert choose_graph(m, "openvino", "per-task") == "per-task" and not m.cfg.task_batched
+    assert choose_graph(m, "torch") == "per-task"
+    shifted = create_model("edge-effvit-b0", input_size=(64, 96), shifted_windows=True,
+                           cwib_depths=(1, 1))
+    assert choose_graph(shifted, "openvino") == "per-task"  # no batched shifted windows
+
+
+def test_compile_graph_option(tiny_checkpoint, tiny_onnx, tmp_path):
+    """OpenVINO from a checkpoint runs the batched graph unless `--graph per-task`; both are
+    recorded, pass their gate and load; a bad value, or `--graph` with an ONNX file (whose
+    graph is fixed), is one line and exit 2 before any work."""
+    for opt, graph in (([], "batched"), (["--graph", "per-task"], "per-task")):
+        out = tmp_path / graph
+        res = CliRunner().invoke(app, ["compile", "--target", "openvino", "--checkpoint",
+                                       str(tiny_checkpoint), *opt, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        m, _ = load_bundle(out)
+        assert m["graph"] == graph and m["gate"]["passed"]
+        assert m["model"]["config"]["task_batched"] is (graph == "batched")
+        p = Predictor.from_bundle(out, threads=1)
+        assert set(p.runner(p.sample_input())) == set(m["outputs"])
+    for extra, words in ((["--checkpoint", str(tiny_checkpoint), "--graph", "fast"],
+                          "graph must be batched or per-task, got 'fast'"),
+                         (["--onnx", str(tiny_onnx), "--graph", "batched"],
+                          "--graph applies to a checkpoint")):
+        bad = CliRunner().invoke(app, ["compile", "--target", "openvino", *extra, "--out",
+                                       str(tmp_path / "c")])
+        assert bad.exit_code == 2 and words in bad.stderr, bad.output
+        assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.output
+        assert not (tmp_path / "c").exists()
