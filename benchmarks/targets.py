@@ -1,10 +1,10 @@
 """Per-task vs task-batched graphs on torch eager, ONNX Runtime and OpenVINO FP32 — compute and
 end-to-end — plus what folding pre/postprocessing into the graph buys, in one run.
 
-Every row is a real bundle compiled from the same weights (the starter unless ``--checkpoint``):
-the per-task graph is the checkpoint as trained, the task-batched one the same weights with
-``task_batched`` on.  Timings alternate between the compared variants in ``--rounds`` rounds
-(medians of the round medians), so that drift of a shared machine hits both alike.
+Every row is a real bundle compiled from the same weights (the starter unless ``--checkpoint``),
+``compile --graph per-task`` and ``--graph batched``.  Timings alternate between the compared
+variants in ``--rounds`` rounds (medians of the round medians), so that drift of a shared
+machine hits both alike.
 
 - compute: the compiled model alone on its prepared input (what ``mtlsi-edge profile`` calls
   compute);
@@ -45,17 +45,6 @@ def _frame(size: tuple[int, int], seed: int = 20_000_700) -> np.ndarray:
     return np.ascontiguousarray(render_sample(seed, size=size).image_rgb[:, :, ::-1])
 
 
-def _batched_checkpoint(ckpt: Path, work: Path) -> Path:
-    """The same weights with ``task_batched`` on (the batched graph loads them unchanged)."""
-    from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
-
-    model, doc = build_from_checkpoint(ckpt)
-    model.cfg.task_batched = True
-    return save_checkpoint(work / "batched", model, {
-        "model_config": model.cfg.to_dict(), "task_set": model.task_set.to_dict(),
-        "variant": doc.get("variant")})
-
-
 def _timed_rounds(fns: dict[str, callable], runs: int, rounds: int) -> dict[str, float]:
     t: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
@@ -67,12 +56,12 @@ def _timed_rounds(fns: dict[str, callable], runs: int, rounds: int) -> dict[str,
 def run(ckpt: Path, work: Path, threads: int, runs: int, rounds: int) -> list[str]:
     """Measure everything; return the markdown section (also printed)."""
     t0 = time.time()
-    ckpts = {"per-task": ckpt, "batched": _batched_checkpoint(ckpt, work)}
+    graphs = ("per-task", "batched")
     preds: dict[tuple[str, str], Predictor] = {}
-    for graph, c in ckpts.items():
+    for graph in graphs:
         for target, dev, _ in TARGETS:
-            b = compile_bundle(work / f"{target}-{graph}", target, "fp32", checkpoint=c,
-                               opts=CompileOptions(device=dev, threads=threads))
+            b = compile_bundle(work / f"{target}-{graph}", target, "fp32", checkpoint=ckpt,
+                               graph=graph, opts=CompileOptions(device=dev, threads=threads))
             preds[target, graph] = Predictor.from_bundle(b, threads=threads)
     size = preds["torch", "per-task"].input_size
     small, cam = _frame(size), _frame(CAMERA)
@@ -80,16 +69,16 @@ def run(ckpt: Path, work: Path, threads: int, runs: int, rounds: int) -> list[st
     res: dict[tuple[str, str], dict[str, float]] = {}
     for target, _, _ in TARGETS:
         fns = {}
-        for graph in ckpts:
+        for graph in graphs:
             p = preds[target, graph]
             x = p.sample_input()
             fns[f"{graph} compute"] = lambda p=p, x=x: p.runner(x)
             fns[f"{graph} e2e"] = lambda p=p: p(small)
             fns[f"{graph} e2e cam"] = lambda p=p: p(cam)
         t = _timed_rounds(fns, runs, rounds)
-        for graph in ckpts:
+        for graph in graphs:
             res[target, graph] = {k: t[f"{graph} {k}"] for k in ("compute", "e2e", "e2e cam")}
-        print(target, {g: {k: round(v, 2) for k, v in res[target, g].items()} for g in ckpts})
+        print(target, {g: {k: round(v, 2) for k, v in res[target, g].items()} for g in graphs})
 
     h, w = size
     md = ["## Per-task vs task-batched graphs, compute and end-to-end", "",
@@ -97,32 +86,34 @@ def run(ckpt: Path, work: Path, threads: int, runs: int, rounds: int) -> list[st
           f"Machine: {machine()}; CPU flags: {cpu_flags() or 'none of note'}; {threads} threads. "
           f"FP32 bundles of `{os.path.relpath(ckpt)}`, frame-I/O graphs (uint8 BGR in, labels "
           f"out); medians of {rounds} alternating rounds × {runs} calls.", "",
-          f"| runtime | graph | compute ms | × eager (same graph) | batched gain | "
-          f"e2e ms, {h}×{w} frame | e2e / compute | e2e ms, {CAMERA[0]}×{CAMERA[1]} frame |",
-          "|---|---|---|---|---|---|---|---|"]
+          f"| runtime | graph | compute ms | × eager (same graph) | × eager per-task | "
+          f"batched gain | e2e ms, {h}×{w} frame | e2e / compute | "
+          f"e2e ms, {CAMERA[0]}×{CAMERA[1]} frame |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for target, _, label in TARGETS:
-        for graph in ckpts:
+        for graph in graphs:
             r = res[target, graph]
             eager = res["torch", graph]["compute"]
             gain = res[target, "per-task"]["compute"] / r["compute"]
+            ref = res["torch", "per-task"]["compute"]
             md.append(f"| {label} | {graph} | {r['compute']:.2f} | {eager / r['compute']:.2f}× | "
-                      f"{gain:.2f}× | {r['e2e']:.2f} | {r['e2e'] / r['compute']:.2f}× | "
-                      f"{r['e2e cam']:.2f} |")
-    best = min(ckpts, key=lambda g: res["openvino", g]["compute"])
-    ov = {g: res["openvino", g]["compute"] for g in ckpts}
+                      f"{ref / r['compute']:.2f}× | {gain:.2f}× | {r['e2e']:.2f} | "
+                      f"{r['e2e'] / r['compute']:.2f}× | {r['e2e cam']:.2f} |")
+    best = min(graphs, key=lambda g: res["openvino", g]["compute"])
+    ov = {g: res["openvino", g]["compute"] for g in graphs}
     md += ["", f"OpenVINO FP32 ({best} graph) vs PyTorch eager of the same checkpoint "
                f"(per-task graph, the trained model as is): "
                f"**{res['torch', 'per-task']['compute'] / ov[best]:.2f}×**; batched vs "
                f"per-task on OpenVINO: **{ov['per-task'] / ov['batched']:.2f}×**.", ""]
 
-    # Host side: frame I/O vs float input with host pre/postprocessing (OpenVINO, per-task).
+    # Host side: frame I/O vs float input with host pre/postprocessing (OpenVINO, batched).
     tensor_b = compile_bundle(work / "openvino-tensor", "openvino", "fp32", checkpoint=ckpt,
                               frame_io=False, opts=CompileOptions(device="CPU", threads=threads))
-    host = {"frame I/O (this release)": preds["openvino", "per-task"],
+    host = {"frame I/O (this release)": preds["openvino", "batched"],
             "float input, host pre/post (schema 2)": Predictor.from_bundle(tensor_b,
                                                                            threads=threads)}
     md += ["## Pre- and postprocessing in the graph", "",
-           f"OpenVINO FP32, per-task graph, {CAMERA[0]}×{CAMERA[1]} BGR frame → every output at "
+           f"OpenVINO FP32, batched graph, {CAMERA[0]}×{CAMERA[1]} BGR frame → every output at "
            f"frame size; medians of the Predictor's own stage timings.", "",
            "| bundle | e2e ms | preprocess | inference | postprocess |", "|---|---|---|---|---|"]
     for _ in range(rounds):  # warm both alike
@@ -148,7 +139,7 @@ def run(ckpt: Path, work: Path, threads: int, runs: int, rounds: int) -> list[st
            "logits to 1/s of the input size); the host only resizes them (nearest) to the frame. "
            "Agreement is with the host path of schema-2 bundles (logits resized to the input "
            "size, argmax, nearest to the frame) on 20 held-out 480×640 renders; compute is "
-           "OpenVINO FP32.", "",
+           "OpenVINO FP32, batched graph.", "",
            "| label stride | compute ms | label agreement % (mean / min) |", "|---|---|---|"]
     lab_p = {}
     for s in (1, 2, 4):

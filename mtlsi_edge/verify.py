@@ -161,7 +161,10 @@ def save_references(path: Path, frames_bgr: np.ndarray, finished: dict[str, np.n
             raise RuntimeError("PNG encoding failed")
         tensors[f"frame.{i}"] = png.reshape(-1)
     for name, a in finished.items():
-        tensors[f"out.{name}"] = a if a.dtype == np.uint8 else a.astype(np.float32)
+        # C order: safetensors writes the raw buffer, so a channels-last array (what a
+        # channels-last torch output becomes) would be stored scrambled under its shape.
+        tensors[f"out.{name}"] = np.ascontiguousarray(a, np.uint8 if a.dtype == np.uint8
+                                                      else np.float32)
     atomic_write(path, lambda tmp: save_file(tensors, tmp))
 
 

@@ -35,7 +35,8 @@ class TorchRunner:
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         res = self.model(torch.from_numpy(batch))
-        return {n: r.numpy() for n, r in zip(self.outputs, res)}
+        # contiguous: the batched graph's convolutions leave channels-last outputs
+        return {n: r.contiguous().numpy() for n, r in zip(self.outputs, res)}
 
 
 class TorchTarget(Target):

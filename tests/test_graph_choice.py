@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from mtlsi_edge.bundle import choose_graph, load_bundle
 from mtlsi_edge.cli import app
 from mtlsi_edge.model import create_model
-from mtlsi_edge.runtime.predictor import Predictor
+from mtlsi_edge.runtime.predictor import Predictor, check_bundle_folder
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -43,6 +43,7 @@ def test_compile_graph_option(tiny_checkpoint, tiny_onnx, tmp_path):
         assert res.exit_code == 0, res.output
         m, _ = load_bundle(out)
         assert m["graph"] == graph and m["gate"]["passed"]
+        assert check_bundle_folder(out).passed  # its stored references reproduce on load
         assert m["model"]["config"]["task_batched"] is (graph == "batched")
         p = Predictor.from_bundle(out, threads=1)
         assert set(p.runner(p.sample_input())) == set(m["outputs"])
@@ -55,3 +56,30 @@ def test_compile_graph_option(tiny_checkpoint, tiny_onnx, tmp_path):
         assert bad.exit_code == 2 and words in bad.stderr, bad.output
         assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.output
         assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("target", ["torch", "onnxruntime"])
+def test_batched_bundles_pass_their_self_check(bundle, target):
+    """The batched graph's outputs are channels-last in torch: the references stored at
+    compile time must still be what a reload computes (they were stored scrambled once)."""
+    assert check_bundle_folder(bundle(target)).passed
+
+
+def test_references_store_channels_last_arrays_in_order(tmp_path):
+    import numpy as np
+
+    from mtlsi_edge import verify
+    from mtlsi_edge.tasks import get_task_set
+
+    ts = get_task_set("nyud")
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8)
+    normals = rng.normal(size=(2, 8, 8, 3)).astype(np.float32).transpose(0, 3, 1, 2)
+    assert not normals.flags["C_CONTIGUOUS"]
+    out = {t.name: (normals if t.name == "normals" else
+                    rng.random((2, 8, 8)).astype(np.float32)) for t in ts}
+    out["semseg"] = rng.integers(0, 40, (2, 8, 8), dtype=np.uint8)
+    verify.save_references(tmp_path / "r.safetensors", frames, out)
+    _, back = verify.load_references(tmp_path / "r.safetensors", ts)
+    for k, v in out.items():
+        np.testing.assert_array_equal(back[k], v, err_msg=k)
