@@ -102,7 +102,7 @@ def export_onnx(model: MTLSINet, path: str | Path, size: tuple[int, int] | None 
 
     def write(tmp: str) -> None:  # a failed export (full disk, kill) leaves nothing
         _export_to(wrapper, Path(tmp), size, names, dynamic, opset)
-        proto = onnx.load(tmp)
+        proto = fold_weight_ops(onnx.load(tmp))
         onnx.checker.check_model(proto)
         meta = proto.metadata_props.add()
         meta.key, meta.value = "mtlsi_edge", json.dumps(
@@ -111,6 +111,56 @@ def export_onnx(model: MTLSINet, path: str | Path, size: tuple[int, int] | None 
         onnx.save(proto, tmp)
 
     return atomic_write(path, write)
+
+
+def fold_weight_ops(proto):
+    """Evaluate the nodes whose inputs are all initializers and store their outputs as
+    initializers (in place; returns ``proto``).
+
+    The batched graph folds norms and projections into the weights of the ops that follow
+    (``model/blocks.py``); the exporter's constant folding leaves some of that weight math
+    (MatMul, ReduceSum of two weights) as nodes, and then NNCF finds no weight on those
+    convolutions and runtimes repeat the math at load.  Evaluated with ONNX's reference
+    implementation, in the graph's topological order.
+    """
+    import onnx
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    g = proto.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    keep = []
+    for node in g.node:
+        ins = list(dict.fromkeys(i for i in node.input if i))
+        if node.op_type == "Constant":
+            keep.append(node)
+            attr = {a.name: a for a in node.attribute}
+            if "value" in attr:
+                consts[node.output[0]] = numpy_helper.to_array(attr["value"].t)
+            continue
+        if not ins or not all(i in consts for i in ins):
+            keep.append(node)
+            continue
+        sub = onnx.helper.make_model(onnx.helper.make_graph(
+            [node], "fold",
+            [onnx.helper.make_tensor_value_info(
+                i, onnx.helper.np_dtype_to_tensor_dtype(consts[i].dtype), consts[i].shape)
+             for i in ins],
+            [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
+             for o in node.output]), opset_imports=proto.opset_import)
+        values = ReferenceEvaluator(sub).run(None, {i: consts[i] for i in ins})
+        for name, v in zip(node.output, values):
+            consts[name] = np.asarray(v)
+            g.initializer.append(numpy_helper.from_array(consts[name], name))
+    # Drop what the folded nodes were the only readers of (Constants, initializers).
+    used = {i for n in keep for i in n.input} | {o.name for o in g.output}
+    keep = [n for n in keep if n.op_type != "Constant" or n.output[0] in used]
+    live = [t for t in g.initializer if t.name in used]
+    del g.node[:]
+    g.node.extend(keep)
+    del g.initializer[:]
+    g.initializer.extend(live)
+    return proto
 
 
 def _export_to(wrapper: nn.Module, tmp: Path, size: tuple[int, int], names: list[str],

@@ -552,13 +552,16 @@ def cwib_tasks(blocks: list[CWIB], x: torch.Tensor, tokens: torch.Tensor) -> tor
                         torch.cat([m.q.bias for m in glo]))
     qg = _rows_linear(n, wq * d ** -0.5, bq * d ** -0.5, t)
     qg = qg.reshape(b, -1, t * heads, d).transpose(1, 2)  # B×T·h×(nW·w²)×d
+    # Keys and values of the tokens: one normalisation, then per task its kv linear with the
+    # norm affine folded in, as a grouped conv over the tokens repeated per task (a Conv with a
+    # constant weight, which INT8 quantisation handles like the other linears).
     nt = [m.norm_t for m in glo]
-    tn = F.layer_norm(tokens, nt[0].normalized_shape, eps=nt[0].eps).unsqueeze(1)  # B×1×M×C
-    tn = tn * torch.stack([m.weight for m in nt]).unsqueeze(1) + torch.stack(
-        [m.bias for m in nt]).unsqueeze(1)  # B×T×M×C
-    wkv, bkv = _linear_weights([m.kv for m in glo])
-    kg, vg = ((z.reshape(b, t, -1, heads, d).transpose(2, 3).reshape(b, t * heads, -1, d))
-              for z in (tn @ wkv + bkv).chunk(2, dim=-1))  # B×T·h×M×d
+    tn = F.layer_norm(tokens, nt[0].normalized_shape, eps=nt[0].eps)  # B×M×C
+    wkv, bkv = _fold_norm(nt, torch.cat([m.kv.weight for m in glo]),
+                          torch.cat([m.kv.bias for m in glo]))  # T·2C×C, rows (T, 2, h, d)
+    kv = _rows_linear(torch.cat([tn] * t, -1), wkv, bkv, t).reshape(b, -1, t, 2, heads, d)
+    kg, vg = (z.permute(0, 2, 3, 1, 4).reshape(b, t * heads, -1, d)  # B×T·h×M×d
+              for z in kv.unbind(3))
     glob = ((qg @ kg.transpose(-1, -2)).softmax(-1) @ vg).transpose(1, 2).reshape(-1, tc)
 
     # fuse([proj_l(local), proj_g(glob)]): both projections folded into the fuse weights.
