@@ -68,7 +68,9 @@ class DeployModel(nn.Module):
         out = self.model(image, output_stride=4)  # heads' native resolution
         res = []
         for t in self.tasks:
-            y = out[t.name]
+            # Channels last: eager PyTorch resizes (and argmaxes) a 40-class map ~3× faster in
+            # that memory format (16 → 5 ms at 240×320, measured); exports ignore it.
+            y = out[t.name].contiguous(memory_format=torch.channels_last)
             if self.stride == 1:
                 y = F.interpolate(y, size=image.shape[-2:], mode="bilinear", align_corners=False)
             if t.spec.deploy_activated:

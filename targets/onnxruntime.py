@@ -98,7 +98,7 @@ class ONNXRuntimeTarget(Target):
 
     model_file = "model.onnx"  # what the precision label and I/O checks read
     frame_io = True  # bundles take uint8 BGR frames and emit labels (with_frame_io)
-    task_batched = True  # 1.09-1.15x the per-task graph (benchmarks/batched.py)
+    task_batched = True  # 1.14-1.24x the per-task graph (benchmarks/targets.py)
     name = "onnxruntime"
     precisions = ("fp32", "int8")
     default_device = "cpu"

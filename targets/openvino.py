@@ -167,7 +167,7 @@ class OpenVINOTarget(Target):
 
     model_file = "model.xml"  # what the precision label and I/O checks read
     frame_io = True  # bundles take uint8 BGR frames and emit labels (with_frame_io)
-    task_batched = True  # 1.32-1.34x the per-task graph (benchmarks/batched.py)
+    task_batched = True  # 1.28-1.44x the per-task graph (benchmarks/targets.py)
     name = "openvino"
     precisions = ("fp32", "fp16", "int8")
     int8_format = "openvino"

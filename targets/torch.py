@@ -44,6 +44,7 @@ class TorchTarget(Target):
 
     name = "torch"
     frame_io = True  # the same graph as the other frame-I/O bundles, in eager PyTorch
+    task_batched = True  # frame-I/O eager: 1.15x the per-task graph (benchmarks/targets.py)
     precisions = ("fp32",)
 
     def available(self) -> tuple[bool, str]:

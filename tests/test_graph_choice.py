@@ -1,6 +1,6 @@
-"""Which deploy graph a bundle runs: the target's measured default (task-batched for OpenVINO
-and ONNX Runtime, the per-task reference for eager PyTorch), ``compile --graph`` to choose,
-recorded in the manifest."""
+"""Which deploy graph a bundle runs: the target's measured default (task-batched for OpenVINO,
+ONNX Runtime and eager PyTorch; the per-task reference for TensorRT, not measured on a GPU),
+``compile --graph`` to choose, recorded in the manifest."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mtlsi_edge.runtime.predictor import Predictor, check_bundle_folder
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-@pytest.mark.parametrize("target,graph", [("onnxruntime", "batched"), ("torch", "per-task")])
+@pytest.mark.parametrize("target,graph", [("onnxruntime", "batched"), ("torch", "batched")])
 def test_bundles_run_the_targets_default_graph(bundle, target, graph):
     m, _ = load_bundle(bundle(target))
     assert m["graph"] == graph
@@ -26,7 +26,8 @@ def test_choose_graph_reports_what_runs():
     m = create_model("edge-effvit-b0", input_size=(64, 96))
     assert choose_graph(m, "openvino") == "batched" and m.cfg.task_batched
     assert choose_graph(m, "openvino", "per-task") == "per-task" and not m.cfg.task_batched
-    assert choose_graph(m, "torch") == "per-task"
+    assert choose_graph(m, "torch") == "batched"
+    assert choose_graph(m, "tensorrt") == "per-task"  # not measured on a GPU: the reference
     shifted = create_model("edge-effvit-b0", input_size=(64, 96), shifted_windows=True,
                            cwib_depths=(1, 1))
     assert choose_graph(shifted, "openvino") == "per-task"  # no batched shifted windows

@@ -47,7 +47,7 @@ def compile_(
                                      "(faster; docs/benchmarks.md 'Labels in the graph')."),
     graph: str = typer.Option(None, help="Deploy graph from a checkpoint: batched (the tasks "
                               "as one op each) or per-task (the reference); default: the "
-                              "faster on the target (batched for openvino and onnxruntime)."),
+                              "faster on the target (batched, except tensorrt: not measured)."),
 ) -> None:
     """Compile a bundle (manifest + model files + reference outputs, checksummed) for a
     target, gated against the FP32 model on held-out frames: exit 3 when the gate fails.
