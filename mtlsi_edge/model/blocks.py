@@ -390,11 +390,14 @@ class SoftmaxSelfAttention(nn.Module):
 # -- Task-batched forms ---------------------------------------------------------------------
 # The T task branches of a decoder stage have the same structure and differ only in weights, so
 # the deploy graph can run them as one op each: the tasks' maps are stacked along channels
-# (``B×T·C×H×W``, task-major), per-task 1×1/k×k convolutions become one grouped convolution,
-# per-task linears one broadcast matmul with ``T×Cin×Cout`` weights, and attention runs over
-# T·h heads at once.  The functions below read the weights of the per-task modules (stacked on
-# the fly; an exporter folds the stacking into constants), so checkpoints are unchanged and
-# the per-task forward stays the reference.  Eval mode only: BatchNorm uses running stats.
+# (``B×T·C×H×W``, task-major; channels last in memory, which is how OpenVINO keeps them),
+# per-task 1×1/k×k convolutions become one grouped convolution, per-task linears one grouped
+# 1×1 convolution on channels-last rows, and attention runs over T·h heads at once.  Norm
+# affines, attention scales and projections are folded into the weights that follow them.  The
+# functions below read the weights of the per-task modules (stacked and folded on the fly;
+# ``export.fold_weight_ops`` turns that arithmetic into constants), so checkpoints are
+# unchanged and the per-task forward stays the reference.  Eval mode only: BatchNorm uses
+# running stats.  Measurements behind each layout choice: docs/task_batched.md.
 
 
 def same_shapes(mods: list[nn.Module]) -> bool:
