@@ -157,7 +157,7 @@ def main() -> None:
         if g:
             md.append(f"| {r['name']} | {g:.1f} | {100 * g / peak:.0f} % |")
     md += ["", "Small, memory-bound layers (depthwise convs, 4 task branches, attention "
-           "reshapes) keep a 0.45-GMAC model far from GEMM peak; INT8 shares are against the "
+           "reshapes) keep a half-GMAC model far from GEMM peak; INT8 shares are against the "
            f"FP32 peak ({'this CPU has VNNI' if has_vnni() else 'no VNNI on this CPU'}).", "",
            "## Cost vs resolution", "", "![cost vs resolution](benchmarks/resolution.png)", "",
            "| input | GMACs | ORT FP32 ms | eager ms | MT-MQLFB MMACs | softmax attn MMACs | "

@@ -132,8 +132,8 @@ def choose_graph(model, target: str, graph: str | None = None) -> str:
     if graph not in (None, *GRAPHS):
         raise BundleError(f"graph must be {' or '.join(GRAPHS)}, got {graph!r}")
     want = get_target(target).task_batched if graph is None else graph == "batched"
-    model.cfg.task_batched = want
-    return "batched" if want and model.batchable() else "per-task"
+    model.cfg.task_batched = want and model.batchable()  # the config records what runs
+    return "batched" if model.cfg.task_batched else "per-task"
 
 
 def compile_bundle(
@@ -243,8 +243,8 @@ def compile_bundle(
             **({"label_stride": label_stride,
                 "label_size": list(label_size) if label_size else None} if frame_io else {}),
             "outputs": outputs,
-            # the deploy graph of a checkpoint's model (null: compiled from an ONNX file)
-            "graph": graph if model is not None else None,
+            # the deploy graph (null: an ONNX file exported before exports recorded it)
+            "graph": graph if model is not None else meta.get("graph"),
             "output_stride": meta.get("stride", 4),
             "precision": precision,
             "target": target,
@@ -553,9 +553,13 @@ def _check_fields(m: dict, mpath: Path) -> None:
 def cached_bundle(checkpoint: str | Path, target: str, precision: str,
                   cache: str | Path = "runs/demo/bundles", console=None) -> Path:
     """A bundle of ``checkpoint`` for target/precision, compiled once under ``cache`` (keyed
-    by the weights' hash) and reused while it loads and carries reference outputs."""
+    by the target's default graph and the weights' hash) and reused while it loads and
+    carries reference outputs."""
     doc, _ = read_checkpoint_meta(checkpoint)
-    out = Path(cache) / f"{target}-{precision}-{doc['weights_sha256'][:12]}"
+    # keyed by the target's default graph too: a bundle cached before that default changed
+    # is not reused
+    graph = "batched" if get_target(target).task_batched else "per-task"
+    out = Path(cache) / f"{target}-{precision}-{graph}-{doc['weights_sha256'][:12]}"
     try:
         if load_bundle(out)[0].get("reference"):
             return out

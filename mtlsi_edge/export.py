@@ -109,28 +109,39 @@ def export_onnx(model: MTLSINet, path: str | Path, size: tuple[int, int] | None 
         meta = proto.metadata_props.add()
         meta.key, meta.value = "mtlsi_edge", json.dumps(
             {"model_config": model.cfg.to_dict(), "stride": stride, "dynamic": dynamic,
-             **(extra_meta or {})})
+             "graph": "batched" if model.cfg.task_batched and model.batchable()
+             else "per-task", **(extra_meta or {})})
         onnx.save(proto, tmp)
 
     return atomic_write(path, write)
 
 
+#: Folded outputs larger than this stay nodes (an Expand or ConstantOfShape of a weight would
+#: otherwise be stored expanded in the file).
+FOLD_MAX_ELEMENTS = 1 << 22
+
+
 def fold_weight_ops(proto):
-    """Evaluate the nodes whose inputs are all initializers and store their outputs as
-    initializers (in place; returns ``proto``).
+    """Evaluate the nodes whose inputs are all constants (initializers that are not graph
+    inputs, or ``Constant`` tensors) and store their outputs as initializers (in place;
+    returns ``proto``).
 
     The batched graph folds norms and projections into the weights of the ops that follow
     (``model/blocks.py``); the exporter's constant folding leaves some of that weight math
     (MatMul, ReduceSum of two weights) as nodes, and then NNCF finds no weight on those
     convolutions and runtimes repeat the math at load.  Evaluated with ONNX's reference
-    implementation, in the graph's topological order.
+    implementation in the graph's topological order.  Nodes it cannot evaluate (custom
+    domains, subgraphs), graph outputs and very large results are left as they are.
     """
     import onnx
     from onnx import numpy_helper
     from onnx.reference import ReferenceEvaluator
 
     g = proto.graph
-    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    overridable = {i.name for i in g.input}
+    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer
+              if i.name not in overridable}
+    outputs = {o.name for o in g.output}
     keep = []
     for node in g.node:
         ins = list(dict.fromkeys(i for i in node.input if i))
@@ -140,7 +151,10 @@ def fold_weight_ops(proto):
             if "value" in attr:
                 consts[node.output[0]] = numpy_helper.to_array(attr["value"].t)
             continue
-        if not ins or not all(i in consts for i in ins):
+        if (not ins or not all(i in consts for i in ins) or node.domain not in ("", "ai.onnx")
+                or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                       for a in node.attribute)
+                or any(o in outputs or not o for o in node.output)):
             keep.append(node)
             continue
         sub = onnx.helper.make_model(onnx.helper.make_graph(
@@ -150,12 +164,21 @@ def fold_weight_ops(proto):
              for i in ins],
             [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
              for o in node.output]), opset_imports=proto.opset_import)
-        values = ReferenceEvaluator(sub).run(None, {i: consts[i] for i in ins})
+        try:
+            values = [np.asarray(v) for v in ReferenceEvaluator(sub).run(
+                None, {i: consts[i] for i in ins})]
+        except Exception:  # noqa: BLE001 - not evaluable here: the runtime computes it
+            keep.append(node)
+            continue
+        if any(v.size > FOLD_MAX_ELEMENTS or v.dtype == object for v in values):
+            keep.append(node)
+            continue
         for name, v in zip(node.output, values):
-            consts[name] = np.asarray(v)
-            g.initializer.append(numpy_helper.from_array(consts[name], name))
-    # Drop what the folded nodes were the only readers of (Constants, initializers).
-    used = {i for n in keep for i in n.input} | {o.name for o in g.output}
+            consts[name] = v
+            g.initializer.append(numpy_helper.from_array(v, name))
+    # Drop what only the folded nodes read (Constants, initializers); names used inside
+    # subgraphs count as used.
+    used = _names_read(keep) | outputs | overridable
     keep = [n for n in keep if n.op_type != "Constant" or n.output[0] in used]
     live = [t for t in g.initializer if t.name in used]
     del g.node[:]
@@ -163,6 +186,21 @@ def fold_weight_ops(proto):
     del g.initializer[:]
     g.initializer.extend(live)
     return proto
+
+
+def _names_read(nodes) -> set[str]:
+    """Every tensor name the nodes read, including inside their subgraphs."""
+    import onnx
+
+    names: set[str] = set()
+    for n in nodes:
+        names.update(i for i in n.input if i)
+        for a in n.attribute:
+            graphs = ([a.g] if a.type == onnx.AttributeProto.GRAPH else
+                      list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else [])
+            for sg in graphs:
+                names |= _names_read(sg.node) | {o.name for o in sg.output}
+    return names
 
 
 def _export_to(wrapper: nn.Module, tmp: Path, size: tuple[int, int], names: list[str],

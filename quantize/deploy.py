@@ -34,7 +34,7 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
                out: Path, max_drop: list[str], n_calib: int = 128, val_limit: int = 100,
                ignore: str = "attention-norm", console=None,
                accuracy_control: bool = True, gate_overrides: dict | None = None,
-               act_matmuls: str = "float") -> dict:
+               act_matmuls: str = "float", graph: str | None = None) -> dict:
     """Run the whole chain; returns a summary with ``bundle``, ``report_md`` and ``failed``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -44,7 +44,7 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
                           f"not {precision}")
     dev = tgt.default_device
     model, _ = build_from_checkpoint(checkpoint)
-    choose_graph(model, target)  # the INT8 model is quantised from the FP32 bundle's graph
+    graph = choose_graph(model, target, graph)  # FP32 bundle and INT8 model: the same graph
     verify.thresholds_for("int8", model.task_set, gate_overrides)  # bad task names: fail now
     steps: list[str] = []
     log = (console.print if console is not None else print)
@@ -54,7 +54,7 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
     steps.append(f"export → {fp32_onnx.name}")
     log("[2/5] FP32 bundle (kept as the fallback)")
     fp32_bundle = compile_bundle(out / f"{target}-fp32", target, "fp32", checkpoint=checkpoint,
-                                 opts=CompileOptions(precision="fp32", device=dev))
+                                 opts=CompileOptions(precision="fp32", device=dev), graph=graph)
     result = {"bundle": fp32_bundle, "fp32_bundle": fp32_bundle, "failed": None}
     q = None
     if precision == "int8":

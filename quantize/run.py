@@ -41,7 +41,7 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
                  console=None, onnx_path: Path | None = None,
                  accuracy_control: bool = True, act_matmuls: str = "float",
                  gate_overrides: dict | None = None, force: bool = False,
-                 target: str | None = None) -> dict:
+                 target: str | None = None, graph: str | None = None) -> dict:
     """Quantise; returns ``{"path", "info", "report", "fp32", "int8", "failed"}``.
 
     ``target="tensorrt"``: a Q/DQ ONNX that follows TensorRT's rules, checked by
@@ -67,8 +67,8 @@ def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
         model, _ = build_from_checkpoint(checkpoint)
     except CheckpointError as e:
         raise QuantizeError(str(e)) from None
-    # The graph the bundle target of this format runs (its measured default).
-    choose_graph(model, "openvino" if fmt == "openvino" else target or "onnxruntime")
+    # The graph the bundle target of this format runs (its measured default) unless chosen.
+    choose_graph(model, "openvino" if fmt == "openvino" else target or "onnxruntime", graph)
     task_set = model.task_set
     try:
         budgets = parse_budgets(max_drop, task_set)

@@ -320,3 +320,23 @@ def test_batched_fusion_keeps_the_fp32_guard():
     assert ((guarded.float() - ref).abs().max() / ref.abs().max()).item() < 1e-2
     half.fp32_core = False
     assert not torch.isfinite(half(x.half())).all()
+
+
+def test_static_export_pads_windows_only_when_needed(tmp_path):
+    """A static export whose 1/8 map is a whole number of windows has no padding and no
+    padding mask in the batched CWIB (the TorchScript exporter traces sizes as tensors; they
+    are concrete there); a size the window does not divide keeps both."""
+    from mtlsi_edge.export import export_onnx
+
+    for hw, padded in (((80, 160), False), ((64, 96), True)):
+        m = create_model("edge-effvit-b0", input_size=hw).eval()
+        m.cfg.task_batched = True
+        ops = [op for op, name in _ops_named(export_onnx(m, tmp_path / f"{hw[0]}.onnx"))
+               if "/decoders/" in name]
+        assert ("Pad" in ops) is padded, (hw, sorted(set(ops)))
+
+
+def _ops_named(path) -> list[tuple[str, str]]:
+    import onnx
+
+    return [(n.op_type, n.name) for n in onnx.load(str(path)).graph.node]

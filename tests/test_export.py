@@ -150,3 +150,47 @@ def test_parity_report_values_and_layouts():
     assert rep["semseg"]["max_abs"] == pytest.approx(np.abs(bad - seg).max())
     assert rep["normals"]["angle_mean_deg"] == pytest.approx(180.0, abs=0.1)
     assert rep["normals"]["max_abs"] == pytest.approx(2 * np.abs(nrm).max(), rel=1e-6)
+
+
+def test_fold_weight_ops_folds_weight_math_only():
+    """Weight arithmetic the exporter leaves as nodes becomes initializers; a graph input's
+    default, a graph output and an op the reference evaluator does not know stay nodes, and
+    the folded model computes the same."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    from mtlsi_edge.export import fold_weight_ops
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(3, 4)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, "a"), numpy_helper.from_array(b, "b"),
+             numpy_helper.from_array(np.ones(4, np.float32), "dflt")]
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["w"], name="fold_me"),
+             helper.make_node("MatMul", ["x", "w"], ["y0"]),
+             helper.make_node("Add", ["dflt", "dflt"], ["z"], name="input_default"),
+             helper.make_node("Mul", ["b", "b"], ["bb"], name="to_output"),
+             helper.make_node("Custom", ["a"], ["c"], domain="my.ops", name="custom"),
+             helper.make_node("Add", ["y0", "dflt"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     [2, 4]),
+                                       helper.make_tensor_value_info("dflt", TensorProto.FLOAT,
+                                                                     [4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4]),
+                           helper.make_tensor_value_info("bb", TensorProto.FLOAT, [3, 4])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                            helper.make_opsetid("my.ops", 1)])
+    x = rng.normal(size=(2, 4)).astype(np.float32)
+    ref = x @ (a @ b) + 1.0
+    folded = fold_weight_ops(m)
+    names = {n.name for n in folded.graph.node}
+    assert "fold_me" not in names and "w" in {i.name for i in folded.graph.initializer}
+    assert {"input_default", "to_output", "custom"} <= names
+    sub = onnx.helper.make_model(onnx.helper.make_graph(
+        [n for n in folded.graph.node if n.op_type == "MatMul" or n.output[0] == "y"], "s",
+        list(folded.graph.input), [folded.graph.output[0]],
+        [i for i in folded.graph.initializer if i.name in ("w", "dflt")]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    np.testing.assert_allclose(ReferenceEvaluator(sub).run(None, {"x": x, "dflt": np.ones(
+        4, np.float32)})[0], ref, rtol=1e-5)

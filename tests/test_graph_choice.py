@@ -84,3 +84,29 @@ def test_references_store_channels_last_arrays_in_order(tmp_path):
     _, back = verify.load_references(tmp_path / "r.safetensors", ts)
     for k, v in out.items():
         np.testing.assert_array_equal(back[k], v, err_msg=k)
+
+
+def test_quantize_graph_option_reaches_the_bundle(tiny_checkpoint, tmp_path):
+    """`quantize --graph per-task` quantises the per-task graph (the exported ONNX records it)
+    and a bundle compiled from it records it too; the default is the target's (batched)."""
+    import json
+
+    import onnx
+
+    from mtlsi_edge.bundle import compile_bundle
+    from mtlsi_edge.targets import CompileOptions
+
+    for opt, graph in ((["--graph", "per-task"], "per-task"), ([], "batched")):
+        stem = tmp_path / graph / "q"
+        res = CliRunner().invoke(app, ["quantize", "--checkpoint", str(tiny_checkpoint),
+                                       "--format", "onnx", "--n", "4", "--gate",
+                                       "semseg=0", "--gate", "depth=10", "--gate",
+                                       "normals=180", "--gate", "boundary=0", *opt,
+                                       "--out", str(stem)])
+        assert res.exit_code == 0, res.output
+        meta = {p.key: p.value for p in onnx.load(str(stem) + ".onnx").metadata_props}
+        assert json.loads(meta["mtlsi_edge"])["graph"] == graph
+        b = compile_bundle(tmp_path / graph / "b", "onnxruntime", "int8",
+                           onnx_path=str(stem) + ".onnx", force=True,
+                           opts=CompileOptions(precision="int8", threads=1))
+        assert load_bundle(b)[0]["graph"] == graph

@@ -165,6 +165,8 @@ def quantize(
                                            "gate."),
     target: str = typer.Option(None, help="tensorrt: a Q/DQ ONNX TensorRT can build "
                                "(signed symmetric INT8; needs --format onnx)."),
+    graph: str = typer.Option(None, help="batched | per-task deploy graph (default: the "
+                              "target's, see compile --help)."),
 ) -> None:
     """NNCF INT8 post-training quantisation, optionally with per-task accuracy budgets.
 
@@ -183,7 +185,7 @@ def quantize(
         res = run_quantize(checkpoint or starter_checkpoint(), fmt, calib, n, val, val_limit,
                            max_drop, preset, ignore, out, console=console,
                            act_matmuls=act_matmuls, gate_overrides=overrides, force=force,
-                           target=target)
+                           target=target, graph=graph)
     except VerificationError as e:  # show the gate's rows, then the one-line error
         if e.result is not None:
             console.print(gate_table(e.result.rows, INT8_GATE))
@@ -214,6 +216,8 @@ def deploy(
                    "minutes). --no-accuracy-control: plain PTQ, then the gate."),
     gate: list[str] = typer.Option([], "--gate", help=GATE_HELP),
     act_matmuls: str = typer.Option("float", help="float | int8 (see quantize --help)."),
+    graph: str = typer.Option(None, help="batched | per-task deploy graph (default: the "
+                              "target's, see compile --help)."),
 ) -> None:
     """One command: export → calibrate → quantise (gated) → compile → parity → profile.
 
@@ -236,7 +240,7 @@ def deploy(
     res = run_deploy(checkpoint or starter_checkpoint(), target, precision, calib, val, out,
                      max_drop, n_calib, val_limit, console=console,
                      accuracy_control=accuracy_control, gate_overrides=overrides,
-                     act_matmuls=act_matmuls)
+                     act_matmuls=act_matmuls, graph=graph)
     if res.get("gate"):
         console.print(gate_table(res["gate"]["rows"], INT8_GATE))
     q = res.get("quantize")

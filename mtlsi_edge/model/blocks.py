@@ -434,37 +434,11 @@ def conv_bn_act_tasks(mods: list[ConvBNAct], x: torch.Tensor, shared_input: bool
     return F.relu(F.conv2d(x, w, b, c.stride, c.padding, c.dilation, groups))
 
 
-def layer_norm_tasks(norms: list[nn.LayerNorm], x: torch.Tensor) -> torch.Tensor:
-    """Per-task channel LayerNorm of ``B×T·C×H×W`` → channels last ``B×T×H×W×C``.
-
-    One normalisation for all tasks, then the per-task affine (``T×C``, broadcast)."""
-    b, _, h, w = x.shape
-    t = len(norms)
-    c = norms[0].normalized_shape[0]  # a Python int: exporters need a static norm shape
-    y = F.layer_norm(x.view(b, t, c, h, w).permute(0, 1, 3, 4, 2), (c,), eps=norms[0].eps)
-    return y * _cat(norms, "weight").view(t, 1, 1, c) + _cat(norms, "bias").view(t, 1, 1, c)
-
-
-def _cl_to_stacked(x: torch.Tensor) -> torch.Tensor:
-    """``B×T×H×W×C → B×T·C×H×W``."""
-    b, t, h, w, c = x.shape
-    return x.permute(0, 1, 4, 2, 3).reshape(b, t * c, h, w)
-
-
 def _linear_weights(lins: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor]:
-    """T linears → ``T×Cin×Cout`` weight and ``T×1×Cout`` bias for a broadcast matmul."""
+    """T linears → their weights transposed and stacked, ``T×Cin×Cout``, and biases ``T×1×Cout``
+    (for folding a projection into the weights that follow it)."""
     w = torch.stack([m.weight for m in lins]).transpose(1, 2)
     return w, torch.stack([m.bias for m in lins]).unsqueeze(1)
-
-
-def convffn_tasks(ffns: list[ConvFFN], x: torch.Tensor) -> torch.Tensor:
-    """T :class:`ConvFFN` on ``B×T·C×H×W``.  Tasks pruned to different hidden widths cannot
-    share one grouped conv: then each runs on its own channel slice."""
-    if not same_shapes(ffns):
-        return torch.cat([f(xi) for f, xi in zip(ffns, x.chunk(len(ffns), 1))], 1)
-    y = _cl_to_stacked(layer_norm_tasks([f.norm for f in ffns], x))
-    y = conv_tasks([f.dw for f in ffns], conv_tasks([f.fc1 for f in ffns], y))
-    return conv_tasks([f.fc2 for f in ffns], F.gelu(y))
 
 
 def _rows_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, tasks: int
@@ -500,8 +474,11 @@ def _fold_norm(norms: list[nn.LayerNorm], w: torch.Tensor, b: torch.Tensor | Non
 
 
 def _is_zero(*sizes) -> bool:
-    """True when every size is a concrete 0 (not symbolic: a graph exported with symbolic
-    H×W must keep the padding and its mask)."""
+    """True when every size is a concrete 0.  Symbolic sizes (dynamo export with symbolic
+    H×W) are not: such a graph must keep the padding and its mask.  The TorchScript exporter
+    traces sizes as tensors, but its graphs are static, so they count as concrete."""
+    if torch.jit.is_tracing():
+        sizes = tuple(int(s) for s in sizes)
     return all(isinstance(s, int) and s == 0 for s in sizes)
 
 
@@ -586,11 +563,12 @@ def cwib_tasks(blocks: list[CWIB], x: torch.Tensor, tokens: torch.Tensor) -> tor
 def _ffn_channels_last(ffns: list[ConvFFN], y: torch.Tensor) -> torch.Tensor:
     """T :class:`ConvFFN` on a channels-last map ``B×H×W×T·C`` → ``B×T·C×H×W``, the
     LayerNorm affine folded into the first 1×1 conv.  Tasks pruned to different hidden widths
-    run as :func:`convffn_tasks` (one FFN per channel slice)."""
+    run one FFN per channel slice."""
     b, h, w, tc = y.shape
     t = len(ffns)
-    if not same_shapes(ffns):
-        return convffn_tasks(ffns, y.permute(0, 3, 1, 2))
+    if not same_shapes(ffns):  # pruned to different widths: each FFN on its channel slice
+        x = y.permute(0, 3, 1, 2)
+        return torch.cat([f(xi) for f, xi in zip(ffns, x.chunk(t, 1))], 1)
     c = ffns[0].norm.normalized_shape[0]
     nf = F.layer_norm(y.reshape(b, h, w, t, c), (c,), eps=ffns[0].norm.eps).reshape(b, h, w, -1)
     w1, b1 = _fold_norm([f.norm for f in ffns],

@@ -223,7 +223,7 @@ class TaskDecoders(nn.ModuleDict):
     """The per-task :class:`TaskDecoder` s; ``forward`` is their task-batched form."""
 
     def forward(self, f16: torch.Tensor, x8: torch.Tensor, x4: torch.Tensor,
-                tokens: torch.Tensor) -> torch.Tensor:
+                tokens: torch.Tensor) -> list[torch.Tensor]:
         """``F16 B×T·C×H/16×W/16``, shared ``X8``, ``X4`` (``B×C×…``), tokens ``B×M×C`` →
         the T tasks' ``B×C×H/4×W/4``."""
         decs = list(self.values())
