@@ -124,16 +124,22 @@ def fp32_reference_source(src: Path, extra_manifest: dict | None = None) -> Path
 GRAPHS = ("batched", "per-task")
 
 
-def choose_graph(model, target: str, graph: str | None = None) -> str:
-    """Set ``model``'s deploy graph for ``target`` (``graph`` None: the target's measured
-    default, :attr:`Target.task_batched`); returns the graph that will run — ``"per-task"``
-    also when batched was asked for but the tasks' branches differ in shape
-    (:meth:`MTLSINet.batchable`)."""
-    if graph not in (None, *GRAPHS):
+def set_graph(model, graph: str) -> str:
+    """Make ``model`` export/run the ``"batched"`` or ``"per-task"`` deploy graph; returns the
+    graph that will run — ``"per-task"`` also when batched was asked for but the tasks'
+    branches differ in shape (:meth:`MTLSINet.batchable`).  The config records what runs."""
+    if graph not in GRAPHS:
         raise BundleError(f"graph must be {' or '.join(GRAPHS)}, got {graph!r}")
-    want = get_target(target).task_batched if graph is None else graph == "batched"
-    model.cfg.task_batched = want and model.batchable()  # the config records what runs
+    model.cfg.task_batched = graph == "batched" and model.batchable()
     return "batched" if model.cfg.task_batched else "per-task"
+
+
+def choose_graph(model, target: str, graph: str | None = None) -> str:
+    """:func:`set_graph` with ``graph``, or when None the target's measured default
+    (:attr:`Target.task_batched`)."""
+    if graph is None:
+        graph = "batched" if get_target(target).task_batched else "per-task"
+    return set_graph(model, graph)
 
 
 def compile_bundle(

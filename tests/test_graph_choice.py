@@ -110,3 +110,27 @@ def test_quantize_graph_option_reaches_the_bundle(tiny_checkpoint, tmp_path):
                            onnx_path=str(stem) + ".onnx", force=True,
                            opts=CompileOptions(precision="int8", threads=1))
         assert load_bundle(b)[0]["graph"] == graph
+
+
+def test_export_graph_option(tiny_checkpoint, tmp_path):
+    """`export --graph batched` writes the batched graph and says so (the ONNX metadata too);
+    a bundle compiled from that file records it; a bad value is one line, exit 2."""
+    import json
+
+    import onnx
+
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(app, ["export", "--checkpoint", str(tiny_checkpoint), "--graph",
+                                   "batched", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "(batched graph)" in " ".join(res.output.split())  # rich wraps lines
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["mtlsi_edge"])["graph"] == "batched"
+    res = CliRunner().invoke(app, ["compile", "--target", "onnxruntime", "--onnx", str(out),
+                                   "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert load_bundle(tmp_path / "b")[0]["graph"] == "batched"
+    bad = CliRunner().invoke(app, ["export", "--checkpoint", str(tiny_checkpoint), "--graph",
+                                   "both", "--out", str(tmp_path / "x.onnx")])
+    assert bad.exit_code == 2 and "graph must be batched or per-task" in bad.stderr
+    assert "Traceback" not in bad.output and not (tmp_path / "x.onnx").exists()

@@ -72,6 +72,8 @@ def export(
     out: Path = typer.Option(Path("runs/export/model.onnx"), help="Output .onnx file."),
     dynamic: bool = typer.Option(False, help="Symbolic N×H×W (else fixed at the input size)."),
     stride: int = typer.Option(4, help="Output stride of the deployed graph: 4 or 1."),
+    graph: str = typer.Option(None, help="batched | per-task deploy graph (default: the "
+                              "checkpoint's own setting; compile picks per target)."),
 ) -> None:
     """Export the deploy graph to ONNX and print its parity against PyTorch.
 
@@ -79,7 +81,7 @@ def export(
       mtlsi-edge export --out runs/export/edge.onnx
       mtlsi-edge export --variant edge-mbv3 --dynamic --out runs/export/mbv3-dyn.onnx
     """
-    from mtlsi_edge.bundle import export_with_parity
+    from mtlsi_edge.bundle import export_with_parity, set_graph
     from mtlsi_edge.weights import starter_checkpoint
 
     if stride not in (1, 4):
@@ -97,7 +99,9 @@ def export(
         from mtlsi_edge.train.checkpoint import build_from_checkpoint
 
         model, _ = build_from_checkpoint(checkpoint or starter_checkpoint())
+    runs = set_graph(model, graph) if graph is not None else (
+        "batched" if model.cfg.task_batched and model.batchable() else "per-task")
     with console.status("exporting…"):
         path, rep, report = export_with_parity(model, out, dynamic=dynamic, stride=stride)
     console.print(parity_table(rep, "ONNX Runtime vs PyTorch (4 SynthIndoor renders)"))
-    console.print(f"onnx: [bold]{path}[/]  parity report: {report}")
+    console.print(f"onnx: [bold]{path}[/] ({runs} graph)  parity report: {report}")
