@@ -124,12 +124,17 @@ def fp32_reference_source(src: Path, extra_manifest: dict | None = None) -> Path
 GRAPHS = ("batched", "per-task")
 
 
+def check_graph(graph: str | None, allow_none: bool = False) -> None:
+    """A deploy graph name (``None`` too when ``allow_none``), or :class:`BundleError`."""
+    if graph not in ((None, *GRAPHS) if allow_none else GRAPHS):
+        raise BundleError(f"graph must be {' or '.join(GRAPHS)}, got {graph!r}")
+
+
 def set_graph(model, graph: str) -> str:
     """Make ``model`` export/run the ``"batched"`` or ``"per-task"`` deploy graph; returns the
     graph that will run — ``"per-task"`` also when batched was asked for but the tasks'
     branches differ in shape (:meth:`MTLSINet.batchable`).  The config records what runs."""
-    if graph not in GRAPHS:
-        raise BundleError(f"graph must be {' or '.join(GRAPHS)}, got {graph!r}")
+    check_graph(graph)
     model.cfg.task_batched = graph == "batched" and model.batchable()
     return "batched" if model.cfg.task_batched else "per-task"
 
@@ -185,8 +190,7 @@ def compile_bundle(
                           f"compile it without frame I/O")
     if label_stride not in (1, 2, 4):
         raise BundleError(f"label stride must be 1, 2 or 4, got {label_stride}")
-    if graph not in (None, *GRAPHS):
-        raise BundleError(f"graph must be {' or '.join(GRAPHS)}, got {graph!r}")
+    check_graph(graph, allow_none=True)  # before any work
     if graph is not None and onnx_path is not None:
         raise BundleError("--graph applies to a checkpoint; an ONNX file keeps the graph it "
                           "was exported with")
