@@ -1,8 +1,9 @@
 """``mtlsi-edge deploy``: export → calibrate → quantise (gated) → compile → parity → profile
 → bundle with its accuracy report and a ``report.md``.
 
-If an accuracy gate fails, the FP32 bundle is kept (and is what ``bundle`` points to), the
-report says which task missed by how much, and the command exits non-zero.
+If an accuracy gate fails, or this machine's runtime cannot run the INT8 model, the FP32
+bundle is kept (and is what ``bundle`` points to), the report says which task missed by how
+much (or what the runtime refused), and the command exits non-zero.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mtlsi_edge.profiler.timing import time_call
 from mtlsi_edge.quantize.run import run_quantize
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.targets import CompileOptions, get_target
+from mtlsi_edge.targets.base import RuntimeRefused
 from mtlsi_edge.train.checkpoint import build_from_checkpoint
 from mtlsi_edge.verify import VerificationError
 
@@ -76,6 +78,9 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
             result["gate"] = e.result.to_dict() if e.result else None
             result["failed"] = (f"INT8 parity gate failed on this machine: "
                                 f"{'; '.join(e.result.failures) if e.result else e}")
+        except RuntimeRefused as e:  # the runtime here cannot run the INT8 model at all
+            q = None
+            result["failed"] = f"INT8 refused by this machine's runtime: {e}"
         if q is not None and not q["failed"]:
             log("[4/5] compile INT8 bundle + parity gate (labels or not)")
             try:
@@ -92,6 +97,8 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
                 result["gate"] = e.result.to_dict() if e.result else None
                 result["failed"] = (f"INT8 parity gate failed on this machine: "
                                     f"{'; '.join(e.result.failures) if e.result else e}")
+            except RuntimeRefused as e:
+                result["failed"] = f"INT8 refused by this machine's runtime: {e}"
     elif precision != "fp32":
         result["bundle"] = compile_bundle(out / f"{target}-{precision}", target, precision,
                                           checkpoint=checkpoint,
@@ -126,7 +133,7 @@ def _report_md(checkpoint, target, precision, manifest, q, lat, steps, result) -
              f"- machine: {machine_header()['cpu']}; CPU flags: {cpu_flags()}; {target} "
              f"{manifest['runtime_versions'].get(target, '?')}", ""]
     if result.get("failed"):
-        lines += [f"**Gate failed**: {result['failed']}. The FP32 bundle was kept.", ""]
+        lines += [f"**INT8 refused**: {result['failed']}. The FP32 bundle was kept.", ""]
     lines += ["## Steps", ""] + [f"- {s}" for s in steps] + [""]
     if q is not None and q.get("report"):
         lines += ["## Accuracy (held-out split, pooled metrics; odsF is a Python "

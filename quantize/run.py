@@ -122,7 +122,15 @@ def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset
             # (That choice decides accuracy here: the batched INT8 IR is wrong with the f32
             # hint on this AVX-512/AMX CPU and right without it; docs/known-issues.md.)
             cfg = {} if m is not fp32_model else {"INFERENCE_PRECISION_HINT": "f32"}
-            return core.compile_model(m, "CPU", cfg)
+            try:
+                return core.compile_model(m, "CPU", cfg)
+            except RuntimeError as e:  # this CPU plugin refuses the model: say why, once
+                from mtlsi_edge.targets.base import RuntimeRefused
+                from mtlsi_edge.targets.openvino import first_line
+
+                which = "FP32" if m is fp32_model else "INT8"
+                raise RuntimeRefused(f"OpenVINO cannot compile the {which} model on this "
+                                     f"CPU: {first_line(e)}") from None
     else:
         fp32_model = onnx.load(str(src))
 

@@ -39,6 +39,12 @@ class ModelMismatch(MtlsiError, ValueError):
     """A model file that does not fit its bundle or the runtime refuses; one line."""
 
 
+class RuntimeRefused(ModelMismatch):
+    """This machine's runtime will not compile or run a model we made (e.g. no kernel for an
+    op at the precision the CPU plugin picked); one line with the runtime's reason.  Where an
+    FP32 fallback exists (``deploy``), the INT8 artifact is refused and the fallback kept."""
+
+
 class UnsupportedByTarget(MtlsiError, NotImplementedError):
     """A target lacks an optional hook (per-layer profiler, throughput mode, ...); one line
     naming the target and what it lacks."""

@@ -23,6 +23,7 @@ from mtlsi_edge.targets.base import (
     LayerTime,
     ModelMismatch,
     Runner,
+    RuntimeRefused,
     Target,
     TargetUnavailable,
     require_outputs,
@@ -83,7 +84,7 @@ def with_frame_io(model, mean, std, label_outputs: list[str],
     return ov.Model(results, model.get_parameters(), model.get_friendly_name())
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
     """OpenVINO's messages start with a C++ source location; keep the reason."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     reasons = [ln for ln in lines if not ln.startswith(("Exception from", "Check "))]
@@ -106,7 +107,7 @@ class OpenVINORunner:
         try:
             model = core.read_model(str(xml))
         except RuntimeError as e:  # OpenVINO reports unreadable IRs as RuntimeError
-            raise ModelMismatch(f"{xml}: OpenVINO cannot read it: {_first_line(e)}") from None
+            raise ModelMismatch(f"{xml}: OpenVINO cannot read it: {first_line(e)}") from None
         require_outputs(xml, {n for o in model.outputs for n in o.get_names()}, outputs)
         model = _with_nhwc_outputs(model, outputs)
         cfg: dict = {hints.performance_mode: (hints.PerformanceMode.THROUGHPUT
@@ -136,7 +137,7 @@ class OpenVINORunner:
         try:
             self.compiled = core.compile_model(model, device, cfg)
         except RuntimeError as e:
-            raise ModelMismatch(f"{xml}: OpenVINO cannot compile it: {_first_line(e)}") from None
+            raise RuntimeRefused(f"{xml}: OpenVINO cannot compile it: {first_line(e)}") from None
         self.request = self.compiled.create_infer_request()
         self.device, self.precision, self.outputs = device, opts.precision, outputs
         self.layouts = {n: "NHWC" for n in outputs}

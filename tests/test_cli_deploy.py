@@ -139,4 +139,48 @@ def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint
     assert [f.name for f in earlier.iterdir()] == ["notes.txt"]  # nothing written into it
     assert "openvino-int8 is from an earlier run, not this one" in " ".join(r.output.split())
     report = (out / "report.md").read_text()
-    assert "Gate failed" in report and "is from an earlier run" in report
+    assert "INT8 refused" in report and "is from an earlier run" in report
+
+
+@pytest.fixture
+def int8_refusing_openvino(monkeypatch):
+    """OpenVINO's CPU plugin refusing every INT8 model, as it did here for the bf16 Softmax
+    of an INT8 IR with oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2 on a BF16 CPU)."""
+    import openvino as ov
+
+    real = ov.Core.compile_model
+
+    def compile_model(self, model, *args, **kwargs):
+        whole = any("semseg" in o.get_names() for o in model.outputs)  # not NNCF's pieces
+        if whole and any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()):
+            raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:117:\n"
+                               "Check '!getSupportedPrimitiveDescriptors().empty()' failed\n"
+                               "Supported primitive descriptors list is empty for node: "
+                               "Softmax_1 type: Softmax\n")
+        return real(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(ov.Core, "compile_model", compile_model)
+
+
+def test_quantize_refused_by_the_runtime_is_one_line(int8_refusing_openvino, tmp_path,
+                                                     tiny_checkpoint):
+    res = run("quantize", "--checkpoint", str(tiny_checkpoint), "--n", "2",
+              "--out", str(tmp_path / "q"))
+    assert_one_line_error(res, "OpenVINO cannot compile the INT8 model on this CPU",
+                          "Supported primitive descriptors list is empty")
+    assert res.exit_code == 2
+    assert not list(tmp_path.glob("q.*"))  # nothing written
+
+
+def test_deploy_keeps_fp32_when_the_runtime_refuses_int8(int8_refusing_openvino, tmp_path,
+                                                         tiny_checkpoint):
+    out = tmp_path / "deploy"
+    res = run("deploy", "--checkpoint", str(tiny_checkpoint), "--target", "openvino",
+              "--precision", "int8", "--n-calib", "2", "--out", str(out))
+    assert res.exit_code == 3, res.output
+    assert "Traceback" not in res.output
+    text = " ".join(res.output.split())
+    assert "INT8 refused by this machine's runtime" in text and "kept the FP32 bundle" in text
+    assert load_bundle(out / "openvino-fp32")[0]["precision"] == "fp32"
+    assert not (out / "openvino-int8").exists()
+    assert "INT8 refused" in (out / "report.md").read_text()
