@@ -201,7 +201,7 @@ def test_report_writers(doc, tmp_path):
     assert float(rows[1]["p99_ms"]) >= float(rows[1]["p90_ms"]) >= float(rows[1]["median_ms"])
 
     md = (tmp_path / "p.md").read_text()
-    assert "Test CPU" in md and "| target | precision | mode | median |" in md
+    assert "Test CPU" in md and "| target | precision | graph | mode | median |" in md
     assert "2.00×" in md and "Hot spots: openvino-fp32" in md
     assert "skipped: not for torch" in md and "a note" in md
 
@@ -431,3 +431,22 @@ def test_compiled_infer_goes_through_native_infer(tiny_onnx):
         assert list(out) == outputs and all(np.isfinite(v).all() for v in out.values())
     with pytest.raises(TypeError, match="no target runs a str"):
         compiled_infer("model.onnx", outputs)
+
+
+def test_ratio_is_against_the_torch_row_of_the_same_graph():
+    """Two torch rows (per-task and batched eager): each row's ratio is against the torch row
+    that ran its deploy graph, the reference is named, and the graph is a table column."""
+    rows = [_row("torch", "fp32", 36.0, graph="per-task", bundle="b/torch-pt"),
+            _row("torch", "fp32", 30.0, graph="batched", bundle="b/torch-b"),
+            _row("openvino", "fp32", 10.0, graph="batched"),
+            _row("onnxruntime", "fp32", 18.0, graph="per-task"),
+            _row("openvino", "int8", 9.0)]  # a bundle from before graphs were recorded
+    report.add_ratios(rows)
+    assert rows[2]["ratio_vs_torch"] == pytest.approx(3.0)
+    assert rows[2]["ratio_ref"] == "b/torch-b"
+    assert rows[3]["ratio_vs_torch"] == pytest.approx(2.0)
+    assert rows[4]["ratio_vs_torch"] == pytest.approx(4.0)  # no graph: the first torch row
+    assert report.flat_row(rows[3])["graph"] == "per-task"
+    doc = {"results": rows}
+    (table,) = report.terminal_tables(doc, width=report.WIDE)
+    assert [c.header for c in table.columns][:4] == ["target", "prec", "graph", "mode"]

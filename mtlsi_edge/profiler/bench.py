@@ -235,7 +235,8 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
     frame_size = tuple(size) if size else in_size
     name = f"{target}-{manifest['precision']}"
     row: dict = {
-        "name": name, "target": target, "precision": manifest["precision"], "mode": mode,
+        "name": name, "target": target, "precision": manifest["precision"],
+        "graph": manifest.get("graph"), "mode": mode,
         "device": manifest.get("device"), "threads": threads, "bundle": display_path(folder),
         "variant": manifest["model"].get("variant"), "input_size": list(in_size),
         "frame_size": list(frame_size),

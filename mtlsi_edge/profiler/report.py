@@ -25,7 +25,7 @@ REFERENCE = ("torch", "fp32")
 
 #: CSV columns, in order (one row per target / precision / mode).
 CSV_COLUMNS = [
-    "name", "target", "precision", "mode", "device", "threads", "n",
+    "name", "target", "precision", "graph", "mode", "device", "threads", "n",
     "min_ms", "mean_ms", "median_ms", "max_ms", "std_ms", "p90_ms", "p95_ms", "p99_ms", "fps",
     "e2e_median_ms", "e2e_p90_ms", "e2e_p99_ms", "pre_ms", "infer_ms", "post_ms",
     "params", "gmacs", "gflops_per_s", "model_file_mb", "peak_rss_mb", "ratio_vs_torch",
@@ -39,20 +39,28 @@ def rows(doc: dict) -> list[dict]:
 
 
 def add_ratios(results: Iterable[dict]) -> None:
-    """Set ``ratio_vs_torch`` on each row: speed relative to the torch-fp32 row of its mode.
+    """Set ``ratio_vs_torch`` on each row: speed relative to a torch-fp32 row of its mode —
+    the one that ran the same deploy graph (``graph``: batched / per-task) when there is one,
+    else the first torch-fp32 row of that mode.
 
     Latency mode: torch median / row median (compute-only); throughput mode: row FPS /
     torch FPS.  > 1 means faster than PyTorch eager.  None when there is no torch-fp32 row.
+    ``ratio_ref`` names the reference row (its bundle), so a table with two torch rows says
+    which one a ratio is against.
     """
     results = list(results)
-    ref = {r["mode"]: r for r in results
-           if (r.get("target"), r.get("precision")) == REFERENCE and r.get("compute")
-           and not r.get("skipped")}
+    refs: dict[tuple, dict] = {}
     for r in results:
-        base = ref.get(r.get("mode"))
-        r["ratio_vs_torch"] = None
+        if ((r.get("target"), r.get("precision")) == REFERENCE and r.get("compute")
+                and not r.get("skipped")):
+            refs.setdefault((r["mode"], r.get("graph")), r)
+            refs.setdefault((r["mode"], "any"), r)
+    for r in results:
+        base = refs.get((r.get("mode"), r.get("graph"))) or refs.get((r.get("mode"), "any"))
+        r["ratio_vs_torch"] = r["ratio_ref"] = None
         if base is None or r.get("skipped") or not r.get("compute"):
             continue
+        r["ratio_ref"] = base.get("bundle") or base.get("name")
         if r["mode"] == "throughput":
             if base.get("fps") and r.get("fps"):
                 r["ratio_vs_torch"] = r["fps"] / base["fps"]
@@ -65,9 +73,9 @@ def flat_row(r: dict) -> dict:
     c = r.get("compute") or {}
     e = r.get("e2e") or {}
     split = e.get("split_ms") or {}
-    out = {k: r.get(k) for k in ("name", "target", "precision", "mode", "device", "threads",
-                                 "params", "gmacs", "gflops_per_s", "model_file_mb",
-                                 "ratio_vs_torch")}
+    out = {k: r.get(k) for k in ("name", "target", "precision", "graph", "mode", "device",
+                                 "threads", "params", "gmacs", "gflops_per_s",
+                                 "model_file_mb", "ratio_vs_torch")}
     out.update({k: c.get(k) for k in ("n", "min_ms", "mean_ms", "median_ms", "max_ms",
                                       "std_ms", "p90_ms", "p95_ms", "p99_ms")})
     out["fps"] = r.get("fps")
@@ -141,10 +149,11 @@ def markdown(doc: dict) -> str:
     lines += ["", "Latencies in ms (compute-only: the runtime on a preprocessed batch; e2e: "
               "BGR frame → outputs at frame size). FPS = 1000 / compute median in latency "
               "mode, measured frames/s in throughput mode. Ratio = speed vs torch-fp32 of "
-              "the same mode (> 1 is faster). Peak RSS is the whole profiling process's "
+              "the same mode and deploy graph when profiled, else of the same mode "
+              "(> 1 is faster). Peak RSS is the whole profiling process's "
               "high-water mark so far (ru_maxrss), so later rows include earlier ones; the JSON "
               "also has the RSS growth while each row ran.", ""]
-    head = ["target", "precision", "mode", "median", "p90", "p99", "FPS", "e2e median",
+    head = ["target", "precision", "graph", "mode", "median", "p90", "p99", "FPS", "e2e median",
             "pre / infer / post", "GFLOP/s", "params (M)", "GMACs", "file MB", "peak RSS MB",
             "ratio vs torch"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -155,7 +164,8 @@ def markdown(doc: dict) -> str:
         ratio = f"{f['ratio_vs_torch']:.2f}×" if f["ratio_vs_torch"] else "–"
         params = f["params"] / 1e6 if f["params"] else None
         lines.append("| " + " | ".join([
-            f["target"], f["precision"], f["mode"], _fmt(f["median_ms"]), _fmt(f["p90_ms"]),
+            f["target"], f["precision"], f["graph"] or "–", f["mode"], _fmt(f["median_ms"]),
+            _fmt(f["p90_ms"]),
             _fmt(f["p99_ms"]), _fmt(f["fps"], 1), _fmt(f["e2e_median_ms"]), split,
             _fmt(f["gflops_per_s"], 1), _fmt(params, 3), _fmt(f["gmacs"], 3),
             _fmt(f["model_file_mb"], 1), _fmt(f["peak_rss_mb"], 0), ratio]) + " |")
@@ -261,6 +271,7 @@ def _split(f: dict) -> str:
 _TERMINAL_COLUMNS = {
     "target": lambda f: f["target"],
     "prec": lambda f: f["precision"],
+    "graph": lambda f: f["graph"] or "–",
     "mode": lambda f: {"latency": "lat", "throughput": "tput"}.get(f["mode"], f["mode"]),
     "median": lambda f: _fmt(f["median_ms"]),
     "p90": lambda f: _fmt(f["p90_ms"]),
@@ -271,9 +282,9 @@ _TERMINAL_COLUMNS = {
     "GFLOP/s": lambda f: _fmt(f["gflops_per_s"], 1),
     "vs torch": lambda f: f"{f['ratio_vs_torch']:.2f}×" if f["ratio_vs_torch"] else "–",
 }
-_KEYS = ("target", "prec", "mode")
+_KEYS = ("target", "prec", "graph", "mode")
 #: Below this console width the table is split in two (compute-only, then end-to-end).
-WIDE = 106
+WIDE = 116
 
 
 def _table(doc: dict, title: str, columns: list[str]):
