@@ -98,7 +98,10 @@ def _fmt(v, digits: int = 2) -> str:
 
 
 def _label(r: dict) -> str:
-    return f"{r['name']}" + ("" if r.get("mode", "latency") == "latency" else f" ({r['mode']})")
+    """``name (graph, mode)``: the deploy graph when recorded, the mode unless latency."""
+    extra = [x for x in (r.get("graph"),
+                         None if r.get("mode", "latency") == "latency" else r["mode"]) if x]
+    return r["name"] + (f" ({', '.join(extra)})" if extra else "")
 
 
 # -- writers ------------------------------------------------------------------------------
