@@ -18,6 +18,7 @@ uint8 BGR ``N×H×W×3`` in, segmentation labels ``N×1×h×w`` uint8 out (logit
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import warnings
@@ -75,12 +76,79 @@ class DeployModel(nn.Module):
             if t.spec.deploy_activated:
                 y = t.activate(y)
             elif self.frame_io and t.spec.output == "labels":  # logits → labels in the graph
-                if self.label_size is not None:
-                    y = F.interpolate(_channels_last(y), size=self.label_size, mode="bilinear",
-                                      align_corners=False)
-                y = y.argmax(1, keepdim=True).to(torch.uint8)
+                y = (y.argmax(1, keepdim=True).to(torch.uint8) if self.label_size is None
+                     else bilinear_argmax(y, self.label_size))
             res.append(y)
         return tuple(res)
+
+
+@functools.lru_cache(maxsize=32)
+def _bilinear_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Half-pixel bilinear sampling along one axis, as ``F.interpolate(align_corners=False)``
+    and ONNX ``Resize`` (``half_pixel``, clamped at the edges): per output index, its two
+    source indices and the weight of the second."""
+    s = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    i0 = s.floor().long().clamp(max=n_in - 1)
+    return i0, (i0 + 1).clamp(max=n_in - 1), (s - i0).float()
+
+
+def bilinear_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Class labels ``N×1×H×W`` uint8: the argmax over classes of ``logits`` (``N×C×h×w``)
+    bilinearly resized to ``size`` — the same labels as ``F.interpolate`` then ``argmax``,
+    without resizing the C maps.
+
+    An output pixel blends the logit vectors of its four source neighbours with non-negative
+    weights that sum to one, so where the four agree on the winning class, the blend's winner
+    is that class too.  Only the other pixels (along label edges: ~11 % at 4× upsampling on
+    SynthIndoor renders) are blended in full.  Exported into ONNX Runtime bundles, where it
+    is 2.2× faster than Resize + ArgMax (docs/benchmarks.md); OpenVINO keeps its own
+    Interpolate + TopK, which measured faster there (docs/task_batched.md).
+    """
+    _, c, h, w = logits.shape
+    h, w, c = int(h), int(w), int(c)  # static per graph: the export traces constants
+    big_h, big_w = size
+    y0, y1, wy = _bilinear_taps(h, big_h)
+    x0, x1, wx = _bilinear_taps(w, big_w)
+    # Low-resolution winners; a cell (i, j) holds its label if rows {i, i+1} × columns
+    # {j, j+1} (clamped) agree, else -1.
+    low = F.pad(logits.argmax(1, keepdim=True).float(), (0, 1, 0, 1), mode="replicate")
+    hi, lo = F.max_pool2d(low, 2, 1), -F.max_pool2d(-low, 2, 1)
+    cell = torch.where(hi == lo, hi, torch.full_like(hi, -1.0))
+    labels = cell.index_select(2, y0).index_select(3, x0).reshape(-1)  # N·H·W
+    todo = (labels < 0).nonzero()[:, 0]  # the pixels whose neighbours disagree
+    px, py, pn = todo % big_w, (todo // big_w) % big_h, todo // (big_h * big_w)
+    rows = logits.permute(0, 2, 3, 1).reshape(-1, c)  # N·h·w × C
+    r0, r1 = pn * (h * w) + y0[py] * w, pn * (h * w) + y1[py] * w
+    corners = rows[torch.stack((r0 + x0[px], r0 + x1[px], r1 + x0[px], r1 + x1[px]), 1)]
+    ay, ax = wy[py], wx[px]
+    weights = torch.stack(((1 - ay) * (1 - ax), (1 - ay) * ax, ay * (1 - ax), ay * ax), 1)
+    blended = (weights.unsqueeze(1) @ corners).squeeze(1)  # K×C
+    labels = labels.index_put((todo,), blended.argmax(1).float())
+    return labels.view(-1, 1, big_h, big_w).to(torch.uint8)
+
+
+class _BilinearArgmax(nn.Module):
+    def __init__(self, size: tuple[int, int]):
+        super().__init__()
+        self.size = size
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return bilinear_argmax(logits, self.size)
+
+
+@functools.lru_cache(maxsize=8)
+def _bilinear_argmax_onnx(chw: tuple[int, int, int], size: tuple[int, int],
+                          opset: int) -> bytes:
+    """:func:`bilinear_argmax` for ``N×C×h×w`` logits (N symbolic) as a serialised ONNX
+    model, input ``logits``, output ``labels``."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_BilinearArgmax(size), (torch.zeros(1, *chw),), buf,
+                          input_names=["logits"], output_names=["labels"],
+                          opset_version=opset, dynamo=False,
+                          dynamic_axes={"logits": {0: "N"}, "labels": {0: "N"}})
+    return buf.getvalue()
 
 
 def _channels_last(y: torch.Tensor) -> torch.Tensor:
@@ -237,12 +305,16 @@ def with_frame_io(proto, mean: tuple[float, ...], std: tuple[float, ...],
     model's input size (cast, BGR→RGB, ImageNet mean/std, NHWC→NCHW inside the graph).  Each
     output in ``label_outputs`` (segmentation logits) becomes class labels ``N×1×h×w`` uint8 —
     argmax in the graph, after a bilinear resize of the logits to ``label_size`` when given
-    (the Predictor's old host path: resize logits to the input size, then argmax).  Works on
-    FP32 and QDQ INT8 graphs alike (the new ops are float ops outside the quantised region).
+    (the Predictor's old host path: resize logits to the input size, then argmax) — by
+    :func:`bilinear_argmax` when the logits' sizes are static, by Resize + ArgMax otherwise.
+    Works on FP32 and QDQ INT8 graphs alike (the new ops are float ops outside the quantised
+    region).
     """
+    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     g = proto.graph
+    static_chw = _output_chw(proto, label_outputs)  # before the graph is rewired
     old = g.input[0]
     dims = [d.dim_value or d.dim_param for d in old.type.tensor_type.shape.dim]
     name, inner = old.name, old.name + "__nchw"
@@ -275,22 +347,31 @@ def with_frame_io(proto, mean: tuple[float, ...], std: tuple[float, ...],
         for node in g.node:
             node.output[:] = [logits if o == out_name else o for o in node.output]
             node.input[:] = [logits if i == out_name else i for i in node.input]
-        src = logits
-        if label_size is not None:
-            # sizes = (N, K) of the logits + the label size: works for dynamic N too.
-            post += [
-                helper.make_node("Shape", [logits], [out_name + "__shape"], start=0, end=2),
-                helper.make_node("Concat", [out_name + "__shape", const(
-                    out_name + "__hw", np.asarray(label_size, np.int64))],
-                    [out_name + "__sizes"], axis=0),
-                helper.make_node("Resize", [logits, "", "", out_name + "__sizes"],
-                                 [out_name + "__up"], mode="linear",
-                                 coordinate_transformation_mode="half_pixel"),
-            ]
-            src = out_name + "__up"
-        post += [helper.make_node("ArgMax", [src], [out_name + "__idx"], axis=1, keepdims=1),
-                 helper.make_node("Cast", [out_name + "__idx"], [out_name],
-                                  to=TensorProto.UINT8)]
+        chw = static_chw.get(out_name, [])
+        if label_size is not None and len(chw) == 3 and all(chw):
+            # static logits: bilinear_argmax, the function the eager graph runs
+            post += _splice(onnx.load_from_string(_bilinear_argmax_onnx(
+                tuple(chw), tuple(label_size), _opset(proto))), g, out_name + "__labels/",
+                {"logits": logits, "labels": out_name})
+        else:
+            src = logits
+            if label_size is not None:  # symbolic sizes (a dynamic export): Resize first
+                # sizes = (N, K) of the logits + the label size: works for dynamic N too.
+                post += [
+                    helper.make_node("Shape", [logits], [out_name + "__shape"], start=0,
+                                     end=2),
+                    helper.make_node("Concat", [out_name + "__shape", const(
+                        out_name + "__hw", np.asarray(label_size, np.int64))],
+                        [out_name + "__sizes"], axis=0),
+                    helper.make_node("Resize", [logits, "", "", out_name + "__sizes"],
+                                     [out_name + "__up"], mode="linear",
+                                     coordinate_transformation_mode="half_pixel"),
+                ]
+                src = out_name + "__up"
+            post += [helper.make_node("ArgMax", [src], [out_name + "__idx"], axis=1,
+                                      keepdims=1),
+                     helper.make_node("Cast", [out_name + "__idx"], [out_name],
+                                      to=TensorProto.UINT8)]
         for i, o in enumerate(g.output):
             if o.name == out_name:
                 od = [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim]
@@ -303,6 +384,44 @@ def with_frame_io(proto, mean: tuple[float, ...], std: tuple[float, ...],
     del g.node[:]
     g.node.extend(nodes)
     return proto
+
+
+def _output_chw(proto, names: list[str]) -> dict[str, list[int]]:
+    """``C, h, w`` of the named graph outputs by ONNX shape inference (0 where unknown).
+    The exporter declares outputs with symbolic sizes even in static graphs, so the
+    declarations are dropped first (on a copy)."""
+    import onnx
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    for o in probe.graph.output:
+        o.type.tensor_type.ClearField("shape")
+    inferred = onnx.shape_inference.infer_shapes(probe)
+    return {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim][1:]
+            for o in inferred.graph.output if o.name in names}
+
+
+def _opset(proto) -> int:
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _splice(sub, g, prefix: str, io_names: dict[str, str]) -> list:
+    """``sub``'s nodes for insertion into graph ``g``: its initializers (and Constant
+    outputs) are added to ``g`` under ``prefix``, its graph input and output renamed per
+    ``io_names`` and every other tensor name prefixed."""
+    def name(n: str) -> str:
+        return io_names.get(n, prefix + n) if n else n
+
+    for t in sub.graph.initializer:
+        t.name = name(t.name)
+        g.initializer.append(t)
+    nodes = []
+    for n in sub.graph.node:
+        n.input[:] = [name(i) for i in n.input]
+        n.output[:] = [name(o) for o in n.output]
+        n.name = prefix + n.name
+        nodes.append(n)
+    return nodes
 
 
 def normalize(images_rgb_uint8: np.ndarray) -> np.ndarray:

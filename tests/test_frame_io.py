@@ -161,3 +161,68 @@ def test_compile_label_stride_option(tmp_path):
                                    str(tmp_path / "c")])
     assert bad.exit_code == 2 and "label stride must be 1, 2 or 4" in bad.stderr
     assert "Traceback" not in bad.output and not (tmp_path / "c").exists()
+
+
+def _smooth_logits(n: int, c: int, h: int, w: int, seed: int = 0):
+    """Logits with regions, like a segmentation head's (a few % of cells on label edges)."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(n, c, max(2, h // 8), max(2, w // 8), generator=g) * 3
+    return (F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+            + 0.3 * torch.randn(n, c, h, w, generator=g))
+
+
+@pytest.mark.parametrize("shape,size", [((1, 40, 60, 80), (240, 320)),  # stride 1
+                                        ((2, 40, 60, 80), (120, 160)),  # stride 2, batch 2
+                                        ((1, 13, 7, 9), (30, 41)),  # ratios that are not whole
+                                        ((1, 5, 16, 16), (16, 16))])  # no resize at all
+@pytest.mark.parametrize("kind", ["smooth", "noise"])
+def test_bilinear_argmax_equals_resize_then_argmax(shape, size, kind):
+    import torch
+    import torch.nn.functional as F
+
+    from mtlsi_edge.export import bilinear_argmax
+
+    logits = (_smooth_logits(*shape) if kind == "smooth"
+              else torch.randn(*shape, generator=torch.Generator().manual_seed(1)))
+    want = F.interpolate(logits, size=size, mode="bilinear", align_corners=False).argmax(1)
+    got = bilinear_argmax(logits, size)
+    assert got.shape == (shape[0], 1, *size) and got.dtype == torch.uint8
+    # the same labels; a float near-tie may round the other way (none seen in practice)
+    assert (got[:, 0].long() == want).float().mean().item() >= 0.9999
+
+
+def test_bilinear_argmax_in_onnx_runtime_with_and_without_label_edges():
+    """The exported function (what ONNX Runtime frame-I/O bundles run) on logits with label
+    edges and on logits with none (no pixel to refine: empty tensors inside the graph)."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    import torch.nn.functional as F
+
+    from mtlsi_edge.export import _bilinear_argmax_onnx
+
+    proto = onnx.load_from_string(_bilinear_argmax_onnx((40, 60, 80), (240, 320), 17))
+    assert "Resize" not in {n.op_type for n in proto.graph.node}
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    edges = _smooth_logits(2, 40, 60, 80)
+    flat = torch.zeros(1, 40, 60, 80)
+    flat[:, 7] = 1.0  # class 7 everywhere
+    for logits in (edges, flat):
+        want = F.interpolate(logits, size=(240, 320), mode="bilinear",
+                             align_corners=False).argmax(1, keepdim=True).numpy()
+        (got,) = sess.run(None, {"logits": logits.numpy()})
+        assert got.dtype == np.uint8 and got.shape == want.shape
+        assert (got == want).mean() >= 0.9999
+
+
+def test_onnx_frame_io_labels_use_bilinear_argmax(bundles):
+    import onnx
+
+    proto = onnx.load(str(bundles("onnxruntime", True) / "model.onnx"))
+    label_ops = {n.op_type for n in proto.graph.node if n.name.startswith("semseg__labels/")}
+    assert {"ArgMax", "NonZero", "ScatterND"} <= label_ops and "Resize" not in label_ops
+    assert not [n for n in proto.graph.node if "semseg__logits" in n.input
+                and n.op_type == "Resize"]
