@@ -184,3 +184,31 @@ def test_deploy_keeps_fp32_when_the_runtime_refuses_int8(int8_refusing_openvino,
     assert load_bundle(out / "openvino-fp32")[0]["precision"] == "fp32"
     assert not (out / "openvino-int8").exists()
     assert "INT8 refused" in (out / "report.md").read_text()
+
+
+def test_deploy_says_when_int8_is_not_faster(monkeypatch, tmp_path, tiny_checkpoint):
+    """An INT8 bundle that passes its gates ships, but when it measured slower than FP32 on
+    this machine, deploy says so and names the FP32 bundle (console and report)."""
+    import mtlsi_edge.quantize.deploy as dep
+
+    real = dep._latencies
+
+    def int8_slower(bundles, **kw):
+        lat = real(bundles, **kw)
+        assert {v["runs"] for v in lat.values()} == {60} and len(lat) == 2
+        lat["onnxruntime-int8"]["median_ms"] = 2 * lat["onnxruntime-fp32"]["median_ms"]
+        return lat
+
+    monkeypatch.setattr(dep, "_latencies", int8_slower)
+    out = tmp_path / "deploy"
+    res = run("deploy", "--checkpoint", str(tiny_checkpoint), "--target", "onnxruntime",
+              "--precision", "int8", "--n-calib", "2", "--out", str(out),
+              # random weights: open the parity gate, INT8 is the result here
+              "--gate", "semseg=0", "--gate", "depth=1e9", "--gate", "normals=180",
+              "--gate", "boundary=0")
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "INT8 is not faster than FP32 on this machine" in text
+    assert "onnxruntime-fp32 is the faster choice here" in text
+    assert load_bundle(out / "onnxruntime-int8")[0]["precision"] == "int8"
+    assert "INT8 is not faster than FP32" in (out / "report.md").read_text()

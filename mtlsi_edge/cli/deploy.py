@@ -248,6 +248,8 @@ def deploy(
         console.print(drops_table(q["report"]))
     for k, v in res["latency"].items():
         console.print(f"{k}: {v['median_ms']:.2f} ms median compute latency")
+    if res.get("note"):
+        console.print(f"[yellow]note:[/] {escape(res['note'])}")
     console.print(f"bundle: [bold]{res['bundle']}[/]  report: {res['report_md']}")
     if res["failed"]:
         fail(res["failed"], code=3)
