@@ -9,8 +9,8 @@ INT8 with them quantised too (``--act-matmuls int8``), both INT8 models at the d
 precision like ``int8`` bundles.  Per model: compute median (interleaved rounds), speed-up over
 FP32, the label-free parity gate against FP32 (``quantize``'s gate; an INT8 model that fails
 it is never shipped), and the per-layer profile split into attention kernels (the fused
-Softmax subgraphs), convolutions and the rest — the part of FP32 time INT8 cannot touch
-bounds its speed-up.
+Softmax subgraphs), convolutions, data movement (transposes, reorders, splits, concats) and
+the rest — the part of FP32 time INT8 cannot touch bounds its speed-up.
 """
 
 from __future__ import annotations
@@ -67,16 +67,21 @@ def _profile(core, model, cfg: dict, x: np.ndarray, runs: int = 30) -> Counter:
 
 
 def main() -> None:
-    import openvino as ov
-
-    from mtlsi_edge import verify
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=100)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as tmp:
+        run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    """Build the four models in ``tmp``, time and profile them, print the table."""
+    import openvino as ov
+
+    from mtlsi_edge import verify
+
     model, _ = build_from_checkpoint(checkpoint_or_random(args.checkpoint, tmp=tmp))
     graph = choose_graph(model, "openvino")  # the graph an OpenVINO bundle runs
     size = tuple(model.cfg.input_size)

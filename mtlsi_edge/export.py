@@ -23,6 +23,7 @@ import io
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from torch import nn
 from mtlsi_edge.fileio import atomic_write
 from mtlsi_edge.inputs import IMAGENET
 from mtlsi_edge.model.mtlsi import MTLSINet
+
+if TYPE_CHECKING:
+    import onnx
 
 INPUT_NAME = "image"
 MEAN, STD = IMAGENET.mean, IMAGENET.std
@@ -100,13 +104,16 @@ def bilinear_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     An output pixel blends the logit vectors of its four source neighbours with non-negative
     weights that sum to one, so where the four agree on the winning class, the blend's winner
     is that class too.  Only the other pixels (along label edges: ~11 % at 4× upsampling on
-    SynthIndoor renders) are blended in full.  Exported into ONNX Runtime bundles, where it
-    is 2.2× faster than Resize + ArgMax (docs/benchmarks.md); OpenVINO keeps its own
-    Interpolate + TopK, which measured faster there (docs/task_batched.md).
+    SynthIndoor renders) are blended in full — the same labels up to float near-ties (the
+    blend rounds differently from a resize).  Exported into ONNX Runtime bundles, where the
+    label path takes 1.53 instead of 3.39 ms; OpenVINO keeps its own Interpolate + TopK,
+    which measured faster there (docs/task_batched.md, "The label path").
     """
     _, c, h, w = logits.shape
     h, w, c = int(h), int(w), int(c)  # static per graph: the export traces constants
     big_h, big_w = size
+    if (big_h, big_w) == (h, w):  # no resize
+        return logits.argmax(1, keepdim=True).to(torch.uint8)
     y0, y1, wy = _bilinear_taps(h, big_h)
     x0, x1, wx = _bilinear_taps(w, big_w)
     # Low-resolution winners; a cell (i, j) holds its label if rows {i, i+1} × columns
@@ -122,12 +129,15 @@ def bilinear_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     corners = rows[torch.stack((r0 + x0[px], r0 + x1[px], r1 + x0[px], r1 + x1[px]), 1)]
     ay, ax = wy[py], wx[px]
     weights = torch.stack(((1 - ay) * (1 - ax), (1 - ay) * ax, ay * (1 - ax), ay * ax), 1)
+    weights = weights.to(corners.dtype)
     blended = (weights.unsqueeze(1) @ corners).squeeze(1)  # K×C
     labels = labels.index_put((todo,), blended.argmax(1).float())
     return labels.view(-1, 1, big_h, big_w).to(torch.uint8)
 
 
 class _BilinearArgmax(nn.Module):
+    """:func:`bilinear_argmax` to ``size`` as a module, for the ONNX exporter."""
+
     def __init__(self, size: tuple[int, int]):
         super().__init__()
         self.size = size
@@ -314,7 +324,8 @@ def with_frame_io(proto, mean: tuple[float, ...], std: tuple[float, ...],
     from onnx import TensorProto, helper, numpy_helper
 
     g = proto.graph
-    static_chw = _output_chw(proto, label_outputs)  # before the graph is rewired
+    static = _output_types(proto, label_outputs)  # before the graph is rewired
+    opset = _opset(proto)
     old = g.input[0]
     dims = [d.dim_value or d.dim_param for d in old.type.tensor_type.shape.dim]
     name, inner = old.name, old.name + "__nchw"
@@ -347,15 +358,16 @@ def with_frame_io(proto, mean: tuple[float, ...], std: tuple[float, ...],
         for node in g.node:
             node.output[:] = [logits if o == out_name else o for o in node.output]
             node.input[:] = [logits if i == out_name else i for i in node.input]
-        chw = static_chw.get(out_name, [])
-        if label_size is not None and len(chw) == 3 and all(chw):
+        elem, chw = static.get(out_name, (None, []))
+        if (label_size is not None and elem == TensorProto.FLOAT and len(chw) == 3
+                and all(chw) and opset >= 11):  # index_put needs ScatterND (opset 11)
             # static logits: bilinear_argmax, the function the eager graph runs
             post += _splice(onnx.load_from_string(_bilinear_argmax_onnx(
-                tuple(chw), tuple(label_size), _opset(proto))), g, out_name + "__labels/",
+                tuple(chw), tuple(label_size), opset)), g, out_name + "__labels/",
                 {"logits": logits, "labels": out_name})
         else:
             src = logits
-            if label_size is not None:  # symbolic sizes (a dynamic export): Resize first
+            if label_size is not None:  # symbolic sizes (dynamic export), old opsets
                 # sizes = (N, K) of the logits + the label size: works for dynamic N too.
                 post += [
                     helper.make_node("Shape", [logits], [out_name + "__shape"], start=0,
@@ -386,10 +398,11 @@ def with_frame_io(proto, mean: tuple[float, ...], std: tuple[float, ...],
     return proto
 
 
-def _output_chw(proto, names: list[str]) -> dict[str, list[int]]:
-    """``C, h, w`` of the named graph outputs by ONNX shape inference (0 where unknown).
-    The exporter declares outputs with symbolic sizes even in static graphs, so the
-    declarations are dropped first (on a copy)."""
+def _output_types(proto: onnx.ModelProto, names: list[str]
+                  ) -> dict[str, tuple[int, list[int]]]:
+    """Element type and ``C, h, w`` (0 where unknown) of the named graph outputs, by ONNX
+    shape inference.  The exporter declares outputs with symbolic sizes even in static
+    graphs, so the declarations are dropped first (on a copy)."""
     import onnx
 
     probe = onnx.ModelProto()
@@ -397,18 +410,21 @@ def _output_chw(proto, names: list[str]) -> dict[str, list[int]]:
     for o in probe.graph.output:
         o.type.tensor_type.ClearField("shape")
     inferred = onnx.shape_inference.infer_shapes(probe)
-    return {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim][1:]
+    return {o.name: (o.type.tensor_type.elem_type,
+                     [d.dim_value for d in o.type.tensor_type.shape.dim][1:])
             for o in inferred.graph.output if o.name in names}
 
 
-def _opset(proto) -> int:
-    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+def _opset(proto: onnx.ModelProto) -> int:
+    """The graph's default-domain opset (1 when it declares none, as ONNX specifies)."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
-def _splice(sub, g, prefix: str, io_names: dict[str, str]) -> list:
-    """``sub``'s nodes for insertion into graph ``g``: its initializers (and Constant
-    outputs) are added to ``g`` under ``prefix``, its graph input and output renamed per
-    ``io_names`` and every other tensor name prefixed."""
+def _splice(sub: onnx.ModelProto, g: onnx.GraphProto, prefix: str,
+            io_names: dict[str, str]) -> list[onnx.NodeProto]:
+    """``sub``'s nodes for insertion into graph ``g``: its initializers are added to ``g``,
+    its graph input and output renamed per ``io_names`` and every other tensor name (and
+    node name) prefixed with ``prefix``."""
     def name(n: str) -> str:
         return io_names.get(n, prefix + n) if n else n
 

@@ -89,9 +89,10 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
             result["gate"] = e.result.to_dict() if e.result else None
             result["failed"] = (f"INT8 parity gate failed on this machine: "
                                 f"{'; '.join(e.result.failures) if e.result else e}")
-        except RuntimeRefused as e:  # the runtime here cannot run the INT8 model at all
+        except RuntimeRefused as e:  # the runtime here cannot run the models at all
             q = None
-            result["failed"] = f"INT8 refused by this machine's runtime: {e}"
+            result["refused_by_runtime"] = True
+            result["failed"] = f"INT8 not possible with this machine's runtime: {e}"
         if q is not None and not q["failed"]:
             log("[4/5] compile INT8 bundle + parity gate (labels or not)")
             try:
@@ -109,7 +110,8 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
                 result["failed"] = (f"INT8 parity gate failed on this machine: "
                                     f"{'; '.join(e.result.failures) if e.result else e}")
             except RuntimeRefused as e:
-                result["failed"] = f"INT8 refused by this machine's runtime: {e}"
+                result["refused_by_runtime"] = True
+                result["failed"] = f"INT8 not possible with this machine's runtime: {e}"
     elif precision != "fp32":
         result["bundle"] = compile_bundle(out / f"{target}-{precision}", target, precision,
                                           checkpoint=checkpoint,
@@ -149,7 +151,8 @@ def _report_md(checkpoint, target, precision, manifest, q, lat, steps, result) -
              f"- machine: {machine_header()['cpu']}; CPU flags: {cpu_flags()}; {target} "
              f"{manifest['runtime_versions'].get(target, '?')}", ""]
     if result.get("failed"):
-        lines += [f"**INT8 refused**: {result['failed']}. The FP32 bundle was kept.", ""]
+        head = "Runtime refused INT8" if result.get("refused_by_runtime") else "Gate failed"
+        lines += [f"**{head}**: {result['failed']}. The FP32 bundle was kept.", ""]
     lines += ["## Steps", ""] + [f"- {s}" for s in steps] + [""]
     if q is not None and q.get("report"):
         lines += ["## Accuracy (held-out split, pooled metrics; odsF is a Python "

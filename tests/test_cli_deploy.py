@@ -139,7 +139,7 @@ def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint
     assert [f.name for f in earlier.iterdir()] == ["notes.txt"]  # nothing written into it
     assert "openvino-int8 is from an earlier run, not this one" in " ".join(r.output.split())
     report = (out / "report.md").read_text()
-    assert "INT8 refused" in report and "is from an earlier run" in report
+    assert "Gate failed" in report and "is from an earlier run" in report
 
 
 @pytest.fixture
@@ -180,10 +180,37 @@ def test_deploy_keeps_fp32_when_the_runtime_refuses_int8(int8_refusing_openvino,
     assert res.exit_code == 3, res.output
     assert "Traceback" not in res.output
     text = " ".join(res.output.split())
-    assert "INT8 refused by this machine's runtime" in text and "kept the FP32 bundle" in text
+    assert "INT8 not possible with this machine's runtime" in text
+    assert "kept the FP32 bundle" in text
     assert load_bundle(out / "openvino-fp32")[0]["precision"] == "fp32"
     assert not (out / "openvino-int8").exists()
-    assert "INT8 refused" in (out / "report.md").read_text()
+    assert "Runtime refused INT8" in (out / "report.md").read_text()
+
+
+def test_deploy_keeps_fp32_when_the_int8_bundle_cannot_compile(monkeypatch, tmp_path,
+                                                              tiny_checkpoint):
+    """The INT8 model is made, but the target's runtime refuses it when the bundle is
+    compiled (step 4): same outcome, FP32 kept, exit 3."""
+    import mtlsi_edge.quantize.deploy as dep
+    from mtlsi_edge.targets.base import RuntimeRefused
+
+    real = dep.compile_bundle
+
+    def compile_bundle(out, target, precision="fp32", **kw):
+        if precision == "int8":
+            raise RuntimeRefused(f"{out}/model.xml: OpenVINO cannot compile it: no kernel")
+        return real(out, target, precision, **kw)
+
+    monkeypatch.setattr(dep, "compile_bundle", compile_bundle)
+    out = tmp_path / "deploy"
+    res = run("deploy", "--checkpoint", str(tiny_checkpoint), "--target", "openvino",
+              "--precision", "int8", "--n-calib", "2", "--out", str(out),
+              "--gate", "semseg=0", "--gate", "depth=1e9", "--gate", "normals=180",
+              "--gate", "boundary=0")
+    assert res.exit_code == 3, res.output
+    text = " ".join(res.output.split())
+    assert "OpenVINO cannot compile it: no kernel" in text and "kept the FP32 bundle" in text
+    assert "Runtime refused INT8" in (out / "report.md").read_text()
 
 
 def test_deploy_says_when_int8_is_not_faster(monkeypatch, tmp_path, tiny_checkpoint):

@@ -226,3 +226,16 @@ def test_onnx_frame_io_labels_use_bilinear_argmax(bundles):
     assert {"ArgMax", "NonZero", "ScatterND"} <= label_ops and "Resize" not in label_ops
     assert not [n for n in proto.graph.node if "semseg__logits" in n.input
                 and n.op_type == "Resize"]
+
+
+def test_bilinear_argmax_keeps_the_logits_dtype():
+    import torch
+
+    from mtlsi_edge.export import bilinear_argmax
+
+    logits = _smooth_logits(1, 12, 15, 20, seed=3)
+    want = bilinear_argmax(logits, (60, 80))
+    assert (bilinear_argmax(logits.double(), (60, 80)) == want).float().mean() >= 0.9999
+    assert bilinear_argmax(logits.bfloat16(), (60, 80)).dtype == torch.uint8
+    assert torch.equal(bilinear_argmax(logits, (15, 20)), logits.argmax(1, keepdim=True)
+                       .to(torch.uint8))  # no resize: the plain argmax

@@ -45,18 +45,18 @@ def add_ratios(results: Iterable[dict]) -> None:
 
     Latency mode: torch median / row median (compute-only); throughput mode: row FPS /
     torch FPS.  > 1 means faster than PyTorch eager.  None when there is no torch-fp32 row.
-    ``ratio_ref`` names the reference row (its bundle), so a table with two torch rows says
-    which one a ratio is against.
+    ``ratio_ref`` (JSON) names the reference row's bundle; tables show each row's graph.
     """
     results = list(results)
-    refs: dict[tuple, dict] = {}
+    same_graph: dict[tuple, dict] = {}
+    first: dict[str, dict] = {}
     for r in results:
         if ((r.get("target"), r.get("precision")) == REFERENCE and r.get("compute")
                 and not r.get("skipped")):
-            refs.setdefault((r["mode"], r.get("graph")), r)
-            refs.setdefault((r["mode"], "any"), r)
+            same_graph.setdefault((r["mode"], r.get("graph")), r)
+            first.setdefault(r["mode"], r)
     for r in results:
-        base = refs.get((r.get("mode"), r.get("graph"))) or refs.get((r.get("mode"), "any"))
+        base = same_graph.get((r.get("mode"), r.get("graph"))) or first.get(r.get("mode"))
         r["ratio_vs_torch"] = r["ratio_ref"] = None
         if base is None or r.get("skipped") or not r.get("compute"):
             continue
