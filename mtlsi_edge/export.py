@@ -96,32 +96,57 @@ def _bilinear_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, t
     return i0, (i0 + 1).clamp(max=n_in - 1), (s - i0).float()
 
 
+#: Above this share of label-edge cells, :func:`bilinear_argmax` resizes all C maps instead:
+#: the per-pixel blend then costs more than the resize (crossover measured at ~15 % in eager
+#: PyTorch and ~27 % in ONNX Runtime; a noise frame is all edges and would cost 10× more).
+DENSE_ABOVE = 0.15
+
+
 def bilinear_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Class labels ``N×1×H×W`` uint8: the argmax over classes of ``logits`` (``N×C×h×w``)
-    bilinearly resized to ``size`` — the same labels as ``F.interpolate`` then ``argmax``,
-    without resizing the C maps.
+    bilinearly resized to ``size`` — the labels of ``F.interpolate`` then ``argmax``,
+    usually without resizing the C maps.
 
     An output pixel blends the logit vectors of its four source neighbours with non-negative
     weights that sum to one, so where the four agree on the winning class, the blend's winner
-    is that class too.  Only the other pixels (along label edges: ~11 % at 4× upsampling on
-    SynthIndoor renders) are blended in full — the same labels up to float near-ties (the
-    blend rounds differently from a resize).  Exported into ONNX Runtime bundles, where the
-    label path takes 1.53 instead of 3.39 ms; OpenVINO keeps its own Interpolate + TopK,
-    which measured faster there (docs/task_batched.md, "The label path").
+    is that class too.  Only the other pixels (along label edges: ~11 % of cells at 4×
+    upsampling on SynthIndoor renders) are blended in full — the same labels up to float
+    near-ties (the blend rounds differently from a resize).  When more than
+    :data:`DENSE_ABOVE` of the cells are on edges, the maps are resized as usual.  Exported
+    into ONNX Runtime bundles (the choice as an ``If``), where the label path takes 1.53
+    instead of 3.39 ms on a render; OpenVINO keeps its own Interpolate + TopK, which
+    measured faster there (docs/task_batched.md, "The label path").
     """
+    if tuple(size) == tuple(logits.shape[-2:]):  # no resize
+        return logits.argmax(1, keepdim=True).to(torch.uint8)
+    cells = _edge_cells(logits)
+    if (cells < 0).float().mean() > DENSE_ABOVE:
+        return _resize_argmax(logits, size)
+    return _blend_edges(logits, cells, size)
+
+
+def _resize_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(_channels_last(logits), size=size, mode="bilinear",
+                         align_corners=False).argmax(1, keepdim=True).to(torch.uint8)
+
+
+def _edge_cells(logits: torch.Tensor) -> torch.Tensor:
+    """``N×1×h×w``: cell (i, j) holds the low-resolution winner if rows {i, i+1} × columns
+    {j, j+1} (clamped at the border) agree on it, else -1 (a label edge)."""
+    low = F.pad(logits.argmax(1, keepdim=True).float(), (0, 1, 0, 1), mode="replicate")
+    hi, lo = F.max_pool2d(low, 2, 1), -F.max_pool2d(-low, 2, 1)
+    return torch.where(hi == lo, hi, torch.full_like(hi, -1.0))
+
+
+def _blend_edges(logits: torch.Tensor, cells: torch.Tensor, size: tuple[int, int]
+                 ) -> torch.Tensor:
+    """Labels from :func:`_edge_cells`, the pixels of edge cells blended in full."""
     _, c, h, w = logits.shape
     h, w, c = int(h), int(w), int(c)  # static per graph: the export traces constants
     big_h, big_w = size
-    if (big_h, big_w) == (h, w):  # no resize
-        return logits.argmax(1, keepdim=True).to(torch.uint8)
     y0, y1, wy = _bilinear_taps(h, big_h)
     x0, x1, wx = _bilinear_taps(w, big_w)
-    # Low-resolution winners; a cell (i, j) holds its label if rows {i, i+1} × columns
-    # {j, j+1} (clamped) agree, else -1.
-    low = F.pad(logits.argmax(1, keepdim=True).float(), (0, 1, 0, 1), mode="replicate")
-    hi, lo = F.max_pool2d(low, 2, 1), -F.max_pool2d(-low, 2, 1)
-    cell = torch.where(hi == lo, hi, torch.full_like(hi, -1.0))
-    labels = cell.index_select(2, y0).index_select(3, x0).reshape(-1)  # N·H·W
+    labels = cells.index_select(2, y0).index_select(3, x0).reshape(-1)  # N·H·W
     todo = (labels < 0).nonzero()[:, 0]  # the pixels whose neighbours disagree
     px, py, pn = todo % big_w, (todo // big_w) % big_h, todo // (big_h * big_w)
     rows = logits.permute(0, 2, 3, 1).reshape(-1, c)  # N·h·w × C
@@ -135,27 +160,27 @@ def bilinear_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return labels.view(-1, 1, big_h, big_w).to(torch.uint8)
 
 
-class _BilinearArgmax(nn.Module):
-    """:func:`bilinear_argmax` to ``size`` as a module, for the ONNX exporter."""
+class _LabelParts(nn.Module):
+    """For the ONNX exporter: logits → (share of edge cells, labels by the edge blend)."""
 
     def __init__(self, size: tuple[int, int]):
         super().__init__()
         self.size = size
 
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        return bilinear_argmax(logits, self.size)
+    def forward(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cells = _edge_cells(logits)
+        return (cells < 0).float().mean(), _blend_edges(logits, cells, self.size)
 
 
 @functools.lru_cache(maxsize=8)
-def _bilinear_argmax_onnx(chw: tuple[int, int, int], size: tuple[int, int],
-                          opset: int) -> bytes:
-    """:func:`bilinear_argmax` for ``N×C×h×w`` logits (N symbolic) as a serialised ONNX
-    model, input ``logits``, output ``labels``."""
+def _label_parts_onnx(chw: tuple[int, int, int], size: tuple[int, int], opset: int) -> bytes:
+    """:class:`_LabelParts` for ``N×C×h×w`` logits (N symbolic) as a serialised ONNX model:
+    input ``logits``, outputs ``edge_share`` and ``labels``."""
     buf = io.BytesIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(_BilinearArgmax(size), (torch.zeros(1, *chw),), buf,
-                          input_names=["logits"], output_names=["labels"],
+        torch.onnx.export(_LabelParts(size), (torch.zeros(1, *chw),), buf,
+                          input_names=["logits"], output_names=["edge_share", "labels"],
                           opset_version=opset, dynamo=False,
                           dynamic_axes={"logits": {0: "N"}, "labels": {0: "N"}})
     return buf.getvalue()
@@ -361,29 +386,31 @@ def with_frame_io(proto, mean: tuple[float, ...], std: tuple[float, ...],
         elem, chw = static.get(out_name, (None, []))
         if (label_size is not None and elem == TensorProto.FLOAT and len(chw) == 3
                 and all(chw) and opset >= 11):  # index_put needs ScatterND (opset 11)
-            # static logits: bilinear_argmax, the function the eager graph runs
-            post += _splice(onnx.load_from_string(_bilinear_argmax_onnx(
+            # bilinear_argmax as the eager graph runs it: the edge share decides (an If)
+            # between the edge blend and the full resize.
+            share, blend = out_name + "__edge_share", out_name + "__blend"
+            parts = _splice(onnx.load_from_string(_label_parts_onnx(
                 tuple(chw), tuple(label_size), opset)), g, out_name + "__labels/",
-                {"logits": logits, "labels": out_name})
-        else:
-            src = logits
-            if label_size is not None:  # symbolic sizes (dynamic export), old opsets
-                # sizes = (N, K) of the logits + the label size: works for dynamic N too.
-                post += [
-                    helper.make_node("Shape", [logits], [out_name + "__shape"], start=0,
-                                     end=2),
-                    helper.make_node("Concat", [out_name + "__shape", const(
-                        out_name + "__hw", np.asarray(label_size, np.int64))],
-                        [out_name + "__sizes"], axis=0),
-                    helper.make_node("Resize", [logits, "", "", out_name + "__sizes"],
-                                     [out_name + "__up"], mode="linear",
-                                     coordinate_transformation_mode="half_pixel"),
-                ]
-                src = out_name + "__up"
-            post += [helper.make_node("ArgMax", [src], [out_name + "__idx"], axis=1,
-                                      keepdims=1),
-                     helper.make_node("Cast", [out_name + "__idx"], [out_name],
-                                      to=TensorProto.UINT8)]
+                {"logits": logits, "edge_share": share, "labels": blend})
+            outer = _producers(parts, share)
+            branch = [n for n in parts if all(n is not m for m in outer)]
+            post += outer + [
+                helper.make_node("Greater", [share, const(
+                    out_name + "__dense_above", np.asarray(DENSE_ABOVE, np.float32))],
+                    [out_name + "__dense"]),
+                helper.make_node(
+                    "If", [out_name + "__dense"], [out_name],
+                    then_branch=helper.make_graph(
+                        _resize_argmax_nodes(g, logits, out_name, label_size,
+                                             out_name + "__resized"),
+                        out_name + "__resize", [],
+                        [helper.make_tensor_value_info(out_name + "__resized",
+                                                       TensorProto.UINT8, None)]),
+                    else_branch=helper.make_graph(
+                        branch, out_name + "__edges", [],
+                        [helper.make_tensor_value_info(blend, TensorProto.UINT8, None)]))]
+        else:  # symbolic sizes (a dynamic export), non-float logits, old opsets
+            post += _resize_argmax_nodes(g, logits, out_name, label_size, out_name)
         for i, o in enumerate(g.output):
             if o.name == out_name:
                 od = [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim]
@@ -418,6 +445,42 @@ def _output_types(proto: onnx.ModelProto, names: list[str]
 def _opset(proto: onnx.ModelProto) -> int:
     """The graph's default-domain opset (1 when it declares none, as ONNX specifies)."""
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _resize_argmax_nodes(g: onnx.GraphProto, logits: str, prefix: str,
+                         label_size: tuple[int, int] | None, dst: str) -> list[onnx.NodeProto]:
+    """``dst`` = uint8 argmax over channels of ``logits``, bilinearly resized to
+    ``label_size`` first when given (the label-size initializer goes into ``g``)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, src = [], logits
+    if label_size is not None:
+        # sizes = (N, K) of the logits + the label size: works for dynamic N too.
+        g.initializer.append(numpy_helper.from_array(np.asarray(label_size, np.int64),
+                                                     prefix + "__hw"))
+        nodes = [
+            helper.make_node("Shape", [logits], [prefix + "__shape"], start=0, end=2),
+            helper.make_node("Concat", [prefix + "__shape", prefix + "__hw"],
+                             [prefix + "__sizes"], axis=0),
+            helper.make_node("Resize", [logits, "", "", prefix + "__sizes"], [prefix + "__up"],
+                             mode="linear", coordinate_transformation_mode="half_pixel"),
+        ]
+        src = prefix + "__up"
+    return nodes + [
+        helper.make_node("ArgMax", [src], [prefix + "__idx"], axis=1, keepdims=1),
+        helper.make_node("Cast", [prefix + "__idx"], [dst], to=TensorProto.UINT8)]
+
+
+def _producers(nodes: list[onnx.NodeProto], name: str) -> list[onnx.NodeProto]:
+    """The nodes (in order) that ``name`` depends on, itself included."""
+    made = {o: n for n in nodes for o in n.output}
+    need, todo = set(), [name]
+    while todo:
+        n = made.get(todo.pop())
+        if n is not None and id(n) not in need:
+            need.add(id(n))
+            todo += list(n.input)
+    return [n for n in nodes if id(n) in need]
 
 
 def _splice(sub: onnx.ModelProto, g: onnx.GraphProto, prefix: str,

@@ -183,47 +183,71 @@ def test_bilinear_argmax_equals_resize_then_argmax(shape, size, kind):
     import torch
     import torch.nn.functional as F
 
-    from mtlsi_edge.export import bilinear_argmax
+    from mtlsi_edge.export import _blend_edges, _edge_cells, bilinear_argmax
 
     logits = (_smooth_logits(*shape) if kind == "smooth"
               else torch.randn(*shape, generator=torch.Generator().manual_seed(1)))
     want = F.interpolate(logits, size=size, mode="bilinear", align_corners=False).argmax(1)
-    got = bilinear_argmax(logits, size)
-    assert got.shape == (shape[0], 1, *size) and got.dtype == torch.uint8
-    # the same labels; a float near-tie may round the other way (none seen in practice)
-    assert (got[:, 0].long() == want).float().mean().item() >= 0.9999
+    # the function as used, and its edge blend alone (whatever the share of edges)
+    for got in (bilinear_argmax(logits, size), _blend_edges(logits, _edge_cells(logits), size)):
+        assert got.shape == (shape[0], 1, *size) and got.dtype == torch.uint8
+        # the same labels; a float near-tie may round the other way (none seen in practice)
+        assert (got[:, 0].long() == want).float().mean().item() >= 0.9999
 
 
-def test_bilinear_argmax_in_onnx_runtime_with_and_without_label_edges():
-    """The exported function (what ONNX Runtime frame-I/O bundles run) on logits with label
-    edges and on logits with none (no pixel to refine: empty tensors inside the graph)."""
+def test_onnx_frame_io_labels_on_few_many_and_no_label_edges():
+    """The labels ONNX Runtime frame-I/O graphs compute (edge share → If: edge blend or full
+    resize) equal resize-then-argmax of the same logits, on a smooth frame (few edges: the
+    blend), a noise frame (mostly edges: the resize) and a flat one (no edge at all: empty
+    tensors inside the blend)."""
     import onnx
     import onnxruntime as ort
     import torch
     import torch.nn.functional as F
+    from onnx import TensorProto, helper, numpy_helper
 
-    from mtlsi_edge.export import _bilinear_argmax_onnx
+    from mtlsi_edge.export import DENSE_ABOVE, _edge_cells, with_frame_io
 
-    proto = onnx.load_from_string(_bilinear_argmax_onnx((40, 60, 80), (240, 320), 17))
-    assert "Resize" not in {n.op_type for n in proto.graph.node}
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(40, 3, 1, 1)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["semseg"]),
+         helper.make_node("Identity", ["semseg"], ["copy"])], "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 60, 80])],
+        [helper.make_tensor_value_info("semseg", TensorProto.FLOAT, [1, 40, 60, 80]),
+         helper.make_tensor_value_info("copy", TensorProto.FLOAT, [1, 40, 60, 80])], [w])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto = with_frame_io(proto, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), ["semseg"], (240, 320))
+    onnx.checker.check_model(proto)
+    assert "If" in {n.op_type for n in proto.graph.node}
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    edges = _smooth_logits(2, 40, 60, 80)
-    flat = torch.zeros(1, 40, 60, 80)
-    flat[:, 7] = 1.0  # class 7 everywhere
-    for logits in (edges, flat):
-        want = F.interpolate(logits, size=(240, 320), mode="bilinear",
-                             align_corners=False).argmax(1, keepdim=True).numpy()
-        (got,) = sess.run(None, {"logits": logits.numpy()})
-        assert got.dtype == np.uint8 and got.shape == want.shape
-        assert (got == want).mean() >= 0.9999
+    yy, xx = np.mgrid[0:60, 0:80]
+    smooth = np.stack([yy * 4, xx * 3, 255 - yy * 4], -1)
+    frames = {"smooth": smooth, "noise": rng.integers(0, 256, (60, 80, 3)),
+              "flat": np.full((60, 80, 3), 128)}
+    shares = {}
+    for name, f in frames.items():
+        labels, logits = sess.run(None, {"image": f[None].astype(np.uint8)})
+        t = torch.from_numpy(logits)
+        want = F.interpolate(t, size=(240, 320), mode="bilinear", align_corners=False)
+        want = want.argmax(1, keepdim=True).numpy()
+        assert labels.dtype == np.uint8 and labels.shape == want.shape
+        assert (labels == want).mean() >= 0.9999, name
+        shares[name] = (_edge_cells(t) < 0).float().mean().item()
+    assert shares["smooth"] < DENSE_ABOVE < shares["noise"] and shares["flat"] == 0
 
 
 def test_onnx_frame_io_labels_use_bilinear_argmax(bundles):
     import onnx
 
     proto = onnx.load(str(bundles("onnxruntime", True) / "model.onnx"))
-    label_ops = {n.op_type for n in proto.graph.node if n.name.startswith("semseg__labels/")}
-    assert {"ArgMax", "NonZero", "ScatterND"} <= label_ops and "Resize" not in label_ops
+    nodes = {n.name: n for n in proto.graph.node}
+    label_ops = {n.op_type for k, n in nodes.items() if k.startswith("semseg__labels/")}
+    assert "ReduceMean" in label_ops and "Resize" not in label_ops  # the edge share
+    (choice,) = [n for n in proto.graph.node if n.op_type == "If"]
+    branches = {a.name: {n.op_type for n in a.g.node} for a in choice.attribute}
+    assert "Resize" in branches["then_branch"]
+    assert {"NonZero", "ScatterND"} <= branches["else_branch"]
     assert not [n for n in proto.graph.node if "semseg__logits" in n.input
                 and n.op_type == "Resize"]
 
