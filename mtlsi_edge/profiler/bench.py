@@ -39,6 +39,7 @@ from mtlsi_edge.profiler.timing import (  # noqa: F401 - re-exported (older impo
     WARMUP_S,
     measure,
     time_call,
+    timing_frame,
     warmup,
 )
 from mtlsi_edge.profiler.timing import check_budget as _check_budget
@@ -188,10 +189,6 @@ def per_layer_profile(target, folder: Path, manifest: dict, threads: int | None,
 
 
 # -- the profile of one bundle ------------------------------------------------------------
-def _frame(size: tuple[int, int]) -> np.ndarray:
-    return np.random.default_rng(0).integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)
-
-
 def _ms_list(times_s: list[float]) -> list[float]:
     return [round(t * 1e3, 6) for t in times_s]
 
@@ -260,7 +257,7 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
     rss_before = psutil.Process().memory_info().rss
     if mode == "throughput":
         pre = Predictor(_NullRunner(), manifest)
-        x, _ = pre.preprocess(_frame(in_size))
+        x, _ = pre.preprocess(timing_frame(in_size))
         say(f"{name}: throughput")
         try:
             res = tgt.throughput(folder, manifest,
@@ -279,7 +276,7 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
     else:
         say(f"{name}: loading")
         predictor = Predictor.from_bundle(folder, threads=threads, hint="latency")
-        frame = _frame(frame_size)
+        frame = timing_frame(frame_size)
         x, _ = predictor.preprocess(frame)
         runner = predictor.runner
         say(f"{name}: compute-only latency")
@@ -311,7 +308,7 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
     if per_layer:
         say(f"{name}: per-layer profile")
         pre = Predictor(_NullRunner(), manifest)
-        x, _ = pre.preprocess(_frame(in_size))
+        x, _ = pre.preprocess(timing_frame(in_size))
         iters = max(5, min(runs or 20, 50))
         try:
             row["per_layer"] = per_layer_profile(tgt, folder, manifest, threads, x, iters,

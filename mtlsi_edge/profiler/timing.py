@@ -13,14 +13,34 @@ one call); with neither, :data:`DEFAULT_TIME_S`.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from mtlsi_edge.profiler.stats import summarize
 
 #: Warm-up defaults: at least this long *and* at least this many calls.
+#: The SynthIndoor render (a held-out seed) that compute latency is timed on.  A graph's cost
+#: can depend on the picture (segmentation labels by ``export.bilinear_argmax`` blend only the
+#: pixels on label edges), so it is timed on a scene, not on noise (all edges) or flat grey
+#: (none).
+TIMING_SEED = 20_000_700
+
+
+@functools.lru_cache(maxsize=4)
+def timing_frame(size: tuple[int, int]) -> np.ndarray:
+    """The BGR uint8 ``H×W×3`` frame of :data:`TIMING_SEED` at ``size`` (read-only, cached)."""
+    from mtlsi_edge.data.synthindoor import render_sample
+
+    frame = np.ascontiguousarray(render_sample(TIMING_SEED, size=tuple(size)).image_rgb[:, :, ::-1])
+    frame.flags.writeable = False
+    return frame
+
+
 WARMUP_S = 0.2
 WARMUP_RUNS = 5
 #: Measurement default when neither a duration nor a count is given.

@@ -101,8 +101,11 @@ class Predictor:
                             self.inv_std)
 
     def sample_input(self) -> np.ndarray:
-        """What the runner takes, for a mid-grey frame at the input size (to time compute)."""
-        return self.preprocess(np.full((*self.input_size, 3), 128, np.uint8))[0]
+        """What the runner takes for :func:`~mtlsi_edge.profiler.timing.timing_frame` at
+        the input size (to time compute)."""
+        from mtlsi_edge.profiler.timing import timing_frame
+
+        return self.preprocess(timing_frame(tuple(self.input_size)))[0]
 
     def postprocess(self, raw: dict[str, np.ndarray], geom: tuple) -> dict[str, np.ndarray]:
         (top, left, nh, nw), (fh, fw) = geom
