@@ -6,6 +6,8 @@ import platform
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from mtlsi_edge.profiler.timing import time_call
 
 
@@ -15,6 +17,17 @@ def median_ms(fn: Callable[[], object], runs: int = 50, warmup_s: float = 0.5,
     (:func:`mtlsi_edge.profiler.timing.time_call`)."""
     return float(time_call(fn, warmup_s=warmup_s, warmup_runs=warmup_runs,
                            runs=runs).median_ms)
+
+
+def timed_rounds(fns: dict[str, Callable[[], object]], runs: int, rounds: int
+                 ) -> dict[str, float]:
+    """Median ms of each ``fn`` over ``rounds`` alternating rounds of ``runs`` calls (the
+    median of the rounds' medians), so that drift of the machine hits every fn alike."""
+    t: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t[k].append(median_ms(fn, runs, warmup_s=0.3))
+    return {k: float(np.median(v)) for k, v in t.items()}
 
 
 def machine() -> str:

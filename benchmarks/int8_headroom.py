@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import checkpoint_or_random
+from benchmarks.common import checkpoint_or_random, timed_rounds
 from mtlsi_edge.bundle import choose_graph
 from mtlsi_edge.export import export_onnx
 from mtlsi_edge.machine import cpu_flags
@@ -106,18 +105,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     compiled = {k: core.compile_model(m, "CPU", c) for k, (m, c) in variants.items()}
     reqs = {k: c.create_infer_request() for k, c in compiled.items()}
     x = cs.items()[0]
-    times: dict[str, list[float]] = {k: [] for k in reqs}
-    for _ in range(args.rounds):  # interleaved, so drift hits every variant alike
-        for k, r in reqs.items():
-            for _ in range(20):
-                r.infer({0: x})
-            ts = []
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                r.infer({0: x})
-                ts.append(time.perf_counter() - t0)
-            times[k].append(float(np.median(ts)) * 1e3)
-    med = {k: float(np.median(v)) for k, v in times.items()}
+    med = timed_rounds({k: (lambda r=r: r.infer({0: x})) for k, r in reqs.items()},
+                       args.runs, args.rounds)
 
     frames = [preprocess_frame(f, size)[0] for f in verify.gate_frames(size)]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import checkpoint_or_random, machine, median_ms
+from benchmarks.common import checkpoint_or_random, machine, median_ms, timed_rounds
 from mtlsi_edge.bundle import compile_bundle
 from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.machine import cpu_flags
@@ -43,14 +43,6 @@ CAMERA = (480, 640)
 
 def _frame(size: tuple[int, int], seed: int = 20_000_700) -> np.ndarray:
     return np.ascontiguousarray(render_sample(seed, size=size).image_rgb[:, :, ::-1])
-
-
-def _timed_rounds(fns: dict[str, callable], runs: int, rounds: int) -> dict[str, float]:
-    t: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t[k].append(median_ms(fn, runs, warmup_s=0.3))
-    return {k: float(np.median(v)) for k, v in t.items()}
 
 
 def run(ckpt: Path, work: Path, threads: int, runs: int, rounds: int) -> list[str]:
@@ -75,7 +67,7 @@ def run(ckpt: Path, work: Path, threads: int, runs: int, rounds: int) -> list[st
             fns[f"{graph} compute"] = lambda p=p, x=x: p.runner(x)
             fns[f"{graph} e2e"] = lambda p=p: p(small)
             fns[f"{graph} e2e cam"] = lambda p=p: p(cam)
-        t = _timed_rounds(fns, runs, rounds)
+        t = timed_rounds(fns, runs, rounds)
         for graph in graphs:
             res[target, graph] = {k: t[f"{graph} {k}"] for k in ("compute", "e2e", "e2e cam")}
         print(target, {g: {k: round(v, 2) for k, v in res[target, g].items()} for g in graphs})
@@ -146,7 +138,7 @@ def run(ckpt: Path, work: Path, threads: int, runs: int, rounds: int) -> list[st
         b = compile_bundle(work / f"openvino-label{s}", "openvino", "fp32", checkpoint=ckpt,
                            label_stride=s, opts=CompileOptions(device="CPU", threads=threads))
         lab_p[s] = Predictor.from_bundle(b, threads=threads)
-    t = _timed_rounds({s: (lambda p=p, x=p.sample_input(): p.runner(x))
+    t = timed_rounds({s: (lambda p=p, x=p.sample_input(): p.runner(x))
                        for s, p in lab_p.items()}, runs, rounds)
     for s, p in lab_p.items():
         agree = [float((p(f)["semseg"] == w_).mean() * 100) for f, w_ in zip(frames, want)]

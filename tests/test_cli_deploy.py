@@ -13,6 +13,9 @@ from mtlsi_edge.targets.tensorrt import TensorRTTarget
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 TRT_OK, _ = TensorRTTarget().available()
+#: Parity-gate overrides that pass anything: a random-weight INT8 model is then the result.
+OPEN_GATE = ("--gate", "semseg=0", "--gate", "depth=1e9", "--gate", "normals=180",
+             "--gate", "boundary=0")
 
 
 def run(*args: str):
@@ -128,8 +131,7 @@ def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint
         "--precision", "int8", "--calib", "synth", "--n-calib", "8", "--val", str(data),
         "--val-limit", "3", "--max-drop", "miou=-5", "--no-accuracy-control", "--out", str(out),
         # random weights: open the parity gate so that the labelled budget is what decides
-        "--gate", "semseg=0", "--gate", "depth=1e9", "--gate", "normals=180",
-        "--gate", "boundary=0"])
+        *OPEN_GATE])
     assert r.exit_code == 3, r.output
     assert "Traceback" not in r.output
     assert "accuracy gate failed: semseg miou dropped" in r.output
@@ -204,9 +206,7 @@ def test_deploy_keeps_fp32_when_the_int8_bundle_cannot_compile(monkeypatch, tmp_
     monkeypatch.setattr(dep, "compile_bundle", compile_bundle)
     out = tmp_path / "deploy"
     res = run("deploy", "--checkpoint", str(tiny_checkpoint), "--target", "openvino",
-              "--precision", "int8", "--n-calib", "2", "--out", str(out),
-              "--gate", "semseg=0", "--gate", "depth=1e9", "--gate", "normals=180",
-              "--gate", "boundary=0")
+              "--precision", "int8", "--n-calib", "2", "--out", str(out), *OPEN_GATE)
     assert res.exit_code == 3, res.output
     text = " ".join(res.output.split())
     assert "OpenVINO cannot compile it: no kernel" in text and "kept the FP32 bundle" in text
@@ -230,9 +230,7 @@ def test_deploy_says_when_int8_is_not_faster(monkeypatch, tmp_path, tiny_checkpo
     out = tmp_path / "deploy"
     res = run("deploy", "--checkpoint", str(tiny_checkpoint), "--target", "onnxruntime",
               "--precision", "int8", "--n-calib", "2", "--out", str(out),
-              # random weights: open the parity gate, INT8 is the result here
-              "--gate", "semseg=0", "--gate", "depth=1e9", "--gate", "normals=180",
-              "--gate", "boundary=0")
+              *OPEN_GATE)  # random weights: open the parity gate, INT8 is the result
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "INT8 is not faster than FP32 on this machine" in text
