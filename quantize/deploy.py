@@ -39,8 +39,9 @@ def _latencies(bundles, rounds: int = 3, runs: int = 20) -> dict[str, dict]:
         for k, p in preds.items():
             x = p.sample_input()
             times[k] += time_call(lambda p=p, x=x: p.runner(x), runs=runs).times_s
-    return {k: {"median_ms": summarize(t)["median_ms"], "p90_ms": summarize(t)["p90_ms"],
-                "runs": len(t)} for k, t in times.items()}
+    stats = {k: summarize(t) for k, t in times.items()}
+    return {k: {"median_ms": s["median_ms"], "p90_ms": s["p90_ms"], "runs": len(times[k])}
+            for k, s in stats.items()}
 
 
 def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: Path,
