@@ -32,6 +32,7 @@ import numpy as np
 from benchmarks.common import checkpoint_or_random, machine, median_ms, timed_rounds
 from mtlsi_edge.bundle import compile_bundle
 from mtlsi_edge.data.synthindoor import render_sample
+from mtlsi_edge.profiler.timing import TIMING_SEED
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.targets import CompileOptions, get_target
@@ -41,7 +42,7 @@ TARGETS = tuple((t, get_target(t).default_device, label) for t, label in (
 CAMERA = (480, 640)
 
 
-def _frame(size: tuple[int, int], seed: int = 20_000_700) -> np.ndarray:
+def _frame(size: tuple[int, int], seed: int = TIMING_SEED) -> np.ndarray:
     return np.ascontiguousarray(render_sample(seed, size=size).image_rgb[:, :, ::-1])
 
 
