@@ -31,10 +31,10 @@ def main() -> None:
     import onnx
     import torch
 
+    from mtlsi_edge.backends.onnxruntime import ORTRunner
+    from mtlsi_edge.backends.openvino import OpenVINORunner
     from mtlsi_edge.export import export_onnx
     from mtlsi_edge.targets import CompileOptions
-    from mtlsi_edge.targets.onnxruntime import ORTRunner
-    from mtlsi_edge.targets.openvino import OpenVINORunner
     from mtlsi_edge.train.checkpoint import build_from_checkpoint
 
     torch.set_num_threads(args.threads)

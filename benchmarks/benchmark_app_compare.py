@@ -38,7 +38,7 @@ def make_bundle(root: Path) -> Path:
     """A random-weight edge-effvit-b0 checkpoint compiled to an OpenVINO FP32 bundle."""
     import torch
 
-    from mtlsi_edge.bundle import compile_bundle
+    from mtlsi_edge.compiler import compile_bundle
     from mtlsi_edge.model import create_model
     from mtlsi_edge.train.checkpoint import save_checkpoint
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlsi_edge.profiler.timing import time_call
+from mtlsi_edge.timing import time_call
 
 
 def median_ms(fn: Callable[[], object], runs: int = 50, warmup_s: float = 0.5,
               warmup_runs: int = 5) -> float:
     """Median wall time of ``fn()`` in ms after a warm-up by time and count
-    (:func:`mtlsi_edge.profiler.timing.time_call`)."""
+    (:func:`mtlsi_edge.timing.time_call`)."""
     return float(time_call(fn, warmup_s=warmup_s, warmup_runs=warmup_runs,
                            runs=runs).median_ms)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.common import checkpoint_or_random, machine
-from mtlsi_edge.bundle import compile_bundle
+from mtlsi_edge.compiler import compile_bundle
 from mtlsi_edge.data.synthindoor import render_walkthrough
 from mtlsi_edge.runtime.capture import Source
 from mtlsi_edge.runtime.loop import run_loop

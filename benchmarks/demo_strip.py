@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from benchmarks.common import checkpoint_or_random
-from mtlsi_edge.bundle import compile_bundle
+from mtlsi_edge.compiler import compile_bundle
 from mtlsi_edge.data.synthindoor import render_walkthrough
 from mtlsi_edge.runtime.overlay import Renderer
 from mtlsi_edge.runtime.predictor import Predictor

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import checkpoint_or_random, timed_rounds
-from mtlsi_edge.bundle import choose_graph
+from mtlsi_edge.compiler import choose_graph
+from mtlsi_edge.data.seeds import gate_frames
 from mtlsi_edge.export import export_onnx
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.quantize.accuracy import compiled_infer
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     med = timed_rounds({k: (lambda r=r: r.infer({0: x})) for k, r in reqs.items()},
                        args.runs, args.rounds)
 
-    frames = [preprocess_frame(f, size)[0] for f in verify.gate_frames(size)]
+    frames = [preprocess_frame(f, size)[0] for f in gate_frames(size)]
 
     def outputs(c) -> dict:  # as quantize's gate runs them
         run = compiled_infer(c, names)

@@ -53,8 +53,9 @@ def main() -> int:
               "torch-tensorrt bundles; run it on a machine with an NVIDIA GPU or a Jetson)")
         return 0
 
-    from mtlsi_edge.bundle import BundleError, compile_bundle
+    from mtlsi_edge.compiler import compile_bundle
     from mtlsi_edge.data.synthindoor import render_sample
+    from mtlsi_edge.errors import BundleError
     from mtlsi_edge.fileio import atomic_write_json
     from mtlsi_edge.quantize.run import QuantizeError, run_quantize
     from mtlsi_edge.runtime.predictor import Predictor

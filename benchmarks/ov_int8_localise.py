@@ -27,10 +27,10 @@ def main() -> None:
     args = ap.parse_args()
     import openvino as ov
 
+    from mtlsi_edge.data.seeds import gate_frames
     from mtlsi_edge.quantize.ptq import activation_matmuls
     from mtlsi_edge.quantize.run import run_quantize
     from mtlsi_edge.runtime.predictor import preprocess_frame
-    from mtlsi_edge.verify import gate_frames
     from mtlsi_edge.weights import starter_checkpoint
 
     print(f"machine: {machine()}; CPU flags: {cpu_flags()}; OpenVINO {ov.get_version()}")

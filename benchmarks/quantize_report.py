@@ -33,7 +33,8 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
 
-    from mtlsi_edge.bundle import compile_bundle, load_bundle
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.compiler import compile_bundle
     from mtlsi_edge.quantize.accuracy import evaluate_predictor, load_val_set
     from mtlsi_edge.quantize.run import run_quantize
     from mtlsi_edge.runtime.predictor import Predictor

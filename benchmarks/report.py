@@ -17,7 +17,7 @@ import torch
 
 from benchmarks.common import checkpoint_or_random, median_ms
 from benchmarks.targets import run as targets_section
-from mtlsi_edge.bundle import compile_bundle
+from mtlsi_edge.compiler import compile_bundle
 from mtlsi_edge.machine import has_vnni
 from mtlsi_edge.profiler import report
 from mtlsi_edge.profiler.bench import machine_header, profile_bundle
@@ -60,11 +60,11 @@ def build_bundles(ckpt: Path, work: Path, threads: int) -> list[Path]:
 
 def resolution_curve(ckpt: Path, work: Path, threads: int) -> list[dict]:
     """Edge model GMACs + ORT / eager latency, and MT-MQLFB vs softmax MACs, per size."""
+    from mtlsi_edge.backends.onnxruntime import ORTRunner
     from mtlsi_edge.export import export_onnx
     from mtlsi_edge.model.blocks import MTMQLFB, SoftmaxSelfAttention
     from mtlsi_edge.model.complexity import count_macs, model_report
-    from mtlsi_edge.profiler.eager import eager_latency_ms
-    from mtlsi_edge.targets.onnxruntime import ORTRunner
+    from mtlsi_edge.model.eager import eager_latency_ms
 
     model, _ = build_from_checkpoint(ckpt)
     c = model.cfg.dim

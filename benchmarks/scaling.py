@@ -14,7 +14,7 @@ import torch
 
 from mtlsi_edge.model.blocks import MTMQLFB, SemanticTokenDistiller, SoftmaxSelfAttention
 from mtlsi_edge.model.complexity import count_macs
-from mtlsi_edge.profiler.timing import measure
+from mtlsi_edge.timing import measure
 
 TASKS = ["semseg", "depth", "normals", "boundary"]
 SIZES = [(120, 160), (240, 320), (480, 640)]

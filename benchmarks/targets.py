@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import checkpoint_or_random, machine, median_ms, timed_rounds
-from mtlsi_edge.bundle import compile_bundle
+from mtlsi_edge.compiler import compile_bundle
+from mtlsi_edge.data.seeds import TIMING_SEED
 from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.machine import cpu_flags
-from mtlsi_edge.profiler.timing import TIMING_SEED
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.targets import CompileOptions, get_target
 

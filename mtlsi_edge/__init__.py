@@ -16,7 +16,7 @@ _API = {
     "create_model": "mtlsi_edge.model.mtlsi",
     "MTLSIConfig": "mtlsi_edge.model.mtlsi",
     "Predictor": "mtlsi_edge.runtime.predictor",
-    "compile_bundle": "mtlsi_edge.bundle",
+    "compile_bundle": "mtlsi_edge.compiler",
     "load_bundle": "mtlsi_edge.bundle",
     "check_bundle": "mtlsi_edge.verify",
     "TaskSet": "mtlsi_edge.tasks",

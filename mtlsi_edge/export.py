@@ -33,6 +33,8 @@ from torch import nn
 from mtlsi_edge.fileio import atomic_write
 from mtlsi_edge.inputs import IMAGENET
 from mtlsi_edge.model.mtlsi import MTLSINet
+from mtlsi_edge.objectives import task_activate
+from mtlsi_edge.verify import to_nchw
 
 if TYPE_CHECKING:
     import onnx
@@ -78,7 +80,7 @@ class DeployModel(nn.Module):
                 y = F.interpolate(_channels_last(y), size=image.shape[-2:], mode="bilinear",
                                   align_corners=False)
             if t.spec.deploy_activated:
-                y = t.activate(y)
+                y = task_activate(t, y)
             elif self.frame_io and t.spec.output == "labels":  # logits → labels in the graph
                 y = (y.argmax(1, keepdim=True).to(torch.uint8) if self.label_size is None
                      else bilinear_argmax(y, self.label_size))
@@ -536,8 +538,3 @@ def parity_report(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_s
             d["angle_mean_deg"], d["angle_max_deg"] = float(ang.mean()), float(ang.max())
         rep[t.name] = d
     return rep
-
-
-def to_nchw(a: np.ndarray, layout: str | None) -> np.ndarray:
-    """An ``N×h×w×K`` (``layout == "NHWC"``) output as ``N×K×h×w``; others as they are."""
-    return a.transpose(0, 3, 1, 2) if layout == "NHWC" else a

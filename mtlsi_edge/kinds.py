@@ -1,43 +1,35 @@
-"""Task kinds as data: everything that depends on *what* a task predicts, one record per kind.
+"""Task kinds as data: everything the runtime needs to know about *what* a task predicts, one
+record per kind — numpy and OpenCV only, so a device imports it without the build half.
 
 A :class:`~mtlsi_edge.tasks.Task` names its kind by string (``task.kind``, what checkpoints and
-bundle manifests store) and reaches the record through ``task.spec``. Training (loss, auxiliary
-ground truth, metric), augmentation (pad value, flips, rescaling, tensor layout), the deployed
-graph (activation), the Predictor (finish), and the parity gate (agreement measure, thresholds)
-all read the record; nothing else in the package branches on a task's kind (the dataset
-readers name tasks only to find NYUD/PASCAL files on disk). A new kind
-is one :class:`TaskKind` in :data:`KINDS` plus the functions it points to (docs/design.md).
+bundle manifests store) and reaches the record through ``task.spec``.  The Predictor (finish),
+the overlay (view), the parity gate and the self-check (agreement measure, thresholds) and the
+data pipeline (augmentation fields) read the record; how a kind is trained and scored against
+ground truth (loss, metric, activation in torch) is the build half's
+:mod:`mtlsi_edge.objectives`, keyed by the same name.  Nothing else in the package branches on
+a task's kind.  A new kind is one :class:`TaskKind` in :data:`KINDS` plus one
+:class:`~mtlsi_edge.objectives.Objective` (docs/design.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
 
-from mtlsi_edge import losses, metrics
 from mtlsi_edge.inputs import IGNORE_INDEX
 
 
 @dataclass(frozen=True)
 class TaskKind:
-    """How one kind of dense task is trained, augmented, deployed and checked.
+    """How one kind of dense task is deployed, shown and checked (and augmented).
 
     name: the kind's string (``Task.kind``).
     output: what the finished prediction is — ``labels`` (``H×W`` class index, the head emits
       ``K`` logits), ``metres``, ``unit_vectors`` (``H×W×3``) or ``probability``.
-    loss: ``(raw head output, gt) -> scalar`` (:mod:`mtlsi_edge.losses`).
-    metric: accumulator class (:mod:`mtlsi_edge.metrics`), built as
-      ``metric(task, **metric_args(task))``.
-    monitor: cheap accumulator evaluated during training next to ``metric`` (or ``None``).
-    activate: torch, raw head output ``B×K×h×w`` → prediction (labels ``B×h×w`` for ``labels``).
-    deploy_activated: whether the deployed graph applies ``activate`` (segmentation emits
+    deploy_activated: whether the deployed graph applies the activation (segmentation emits
       logits: argmax after upsampling, in postprocessing).
     finish: numpy, a deployed output resized to the frame (``H×W×K``, channels last) → the
       Predictor's final prediction.
@@ -51,17 +43,12 @@ class TaskKind:
     flip_negates_x: a horizontal flip negates channel 0 (the x component of normals).
     zoom_divides: values are divided by the zoom factor when the image is rescaled (depth: a
       bigger image = a closer camera).
-    aux_downsample: ground truth ``…×H×W`` → ``1/factor`` resolution for the deep-supervision
-      outputs (nearest sampling; max-pooling for one-pixel boundaries).
     needs_max_dist: tasks of this kind carry a ``max_dist`` evaluation tolerance.
     view: the demo overlay view it feeds (``seg``, ``depth``, ``normals``, ``edges``) or ``""``.
     """
 
     name: str
     output: str
-    loss: Callable[[Tensor, Tensor], Tensor]
-    metric: type
-    activate: Callable[[Tensor], Tensor]
     deploy_activated: bool
     finish: Callable[[np.ndarray], np.ndarray]
     gate_finish: Callable[[np.ndarray], np.ndarray]
@@ -76,53 +63,8 @@ class TaskKind:
     gt_channels: bool = True
     flip_negates_x: bool = False
     zoom_divides: bool = False
-    aux_downsample: Callable[[Tensor, int], Tensor] = field(default=None)  # type: ignore[assignment]
     needs_max_dist: bool = False
-    metric_args: Callable[[Any], dict] = field(default=lambda task: {})
-    monitor: type | None = None
     view: str = ""
-
-    def __post_init__(self) -> None:
-        if self.aux_downsample is None:
-            object.__setattr__(self, "aux_downsample", _nearest_downsample)
-
-    def make_metric(self, task) -> Any:
-        """A fresh ``metric`` accumulator for ``task``."""
-        return self.metric(task, **self.metric_args(task))
-
-    def gt_to_tensor(self, a: np.ndarray) -> Tensor:
-        """Ground truth numpy ``H×W[×C]`` → the tensor the loss takes (see ``gt_dtype``)."""
-        if not self.gt_channels:
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=self.gt_dtype))
-        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=self.gt_dtype))
-
-
-# -- downsampling of ground truth for deep supervision -------------------------------------------
-def _nearest_downsample(gt: Tensor, factor: int) -> Tensor:
-    return gt[..., ::factor, ::factor]
-
-
-def _maxpool_downsample(gt: Tensor, factor: int) -> Tensor:
-    # Nearest sampling would drop most one-pixel boundary lines.
-    return F.max_pool2d(gt, factor, ceil_mode=True)
-
-
-# -- torch activations (deployed graph) ----------------------------------------------------------
-def _argmax(p: Tensor) -> Tensor:
-    return p.argmax(1)
-
-
-def _clamp0(p: Tensor) -> Tensor:
-    return p.clamp_min(0.0)
-
-
-def _l2norm(p: Tensor) -> Tensor:
-    return p / p.norm(dim=1, keepdim=True).clamp_min(1e-6)
-
-
-def _sigmoid(p: Tensor) -> Tensor:
-    return p.sigmoid()
 
 
 # -- numpy finish (Predictor, channels last) -----------------------------------------------------
@@ -205,11 +147,6 @@ def _angle_score(v: float) -> float:
     return 100.0 * (1.0 - v / 90.0)
 
 
-def _boundary_metric_args(task) -> dict:
-    # A task without a tolerance leaves it to BoundaryMetric, which refuses it by name.
-    return {"max_dist": float(task.max_dist)} if task.max_dist > 0 else {}
-
-
 # Gate thresholds per precision: chosen from measurements on two CPUs (docs/trust.md); each
 # sits several times the observed spread of a correct artifact away from it, and far from the
 # broken OpenVINO INT8 build (79.7 % labels, 13.1° normals).
@@ -217,42 +154,36 @@ _PROB_GATE = {"fp32": 99.0, "fp16": 97.0, "int8": 85.0}
 
 SEGMENTATION = TaskKind(
     name="segmentation", output="labels",
-    loss=losses.segmentation_loss, metric=metrics.SegmentationMetric,
-    activate=_argmax, deploy_activated=False, finish=_labels_last, gate_finish=_labels_first,
+    deploy_activated=False, finish=_labels_last, gate_finish=_labels_first,
     measure=label_agreement, measure_name="label_agree", unit="%", higher_is_better=True,
     gate_thresholds={"fp32": 99.9, "fp16": 99.0, "int8": 93.0}, parity_score=_same,
     pad_value=IGNORE_INDEX, gt_dtype="int64", gt_channels=False, view="seg",
 )
 DEPTH = TaskKind(
     name="depth", output="metres",
-    loss=losses.depth_loss, metric=metrics.DepthMetric,
-    activate=_clamp0, deploy_activated=True, finish=_depth_last, gate_finish=_channel0,
+    deploy_activated=True, finish=_depth_last, gate_finish=_channel0,
     measure=absrel_difference, measure_name="absrel_diff", unit="", higher_is_better=False,
     gate_thresholds={"fp32": 0.001, "fp16": 0.01, "int8": 0.05}, parity_score=_absrel_score,
     pad_value=0.0, zoom_divides=True, view="depth",
 )
 NORMALS = TaskKind(
     name="normals", output="unit_vectors",
-    loss=losses.normals_loss, metric=metrics.NormalsMetric,
-    activate=_l2norm, deploy_activated=True, finish=_unit_last, gate_finish=_unit_first,
+    deploy_activated=True, finish=_unit_last, gate_finish=_unit_first,
     measure=angle_difference, measure_name="angle_deg", unit="°", higher_is_better=False,
     gate_thresholds={"fp32": 0.1, "fp16": 1.0, "int8": 4.0}, parity_score=_angle_score,
     pad_value=0.0, flip_negates_x=True, view="normals",
 )
 BOUNDARY = TaskKind(
     name="boundary", output="probability",
-    loss=losses.boundary_loss, metric=metrics.BoundaryMetric,
-    metric_args=_boundary_metric_args, monitor=metrics.BoundaryMonitor,
-    activate=_sigmoid, deploy_activated=True, finish=_prob_last, gate_finish=_channel0,
+    deploy_activated=True, finish=_prob_last, gate_finish=_channel0,
     measure=binary_f, measure_name="f_binary", unit="%", higher_is_better=True,
     gate_thresholds=dict(_PROB_GATE), parity_score=_same,
-    pad_value=IGNORE_INDEX, aux_downsample=_maxpool_downsample, needs_max_dist=True,
+    pad_value=IGNORE_INDEX, needs_max_dist=True,
     view="edges",
 )
 SALIENCY = TaskKind(
     name="saliency", output="probability",
-    loss=losses.saliency_loss, metric=metrics.SaliencyMetric,
-    activate=_sigmoid, deploy_activated=True, finish=_prob_last, gate_finish=_channel0,
+    deploy_activated=True, finish=_prob_last, gate_finish=_channel0,
     measure=binary_f, measure_name="f_binary", unit="%", higher_is_better=True,
     gate_thresholds=dict(_PROB_GATE), parity_score=_same,
     pad_value=IGNORE_INDEX,

@@ -1,10 +1,11 @@
 """Task registry: every dense task the model can predict, and the task sets of each dataset.
 
-Tasks are data. A task's ``kind`` names its :class:`~mtlsi_edge.kinds.TaskKind` (``task.spec``):
-loss, metric, activation, augmentation and deployment behaviour; adding a task to a set touches
-only this file, adding a kind only :mod:`mtlsi_edge.kinds`. Nothing else in the package branches
-on task kinds; task names appear only where dataset files on disk are named
-(``data/datasets.py``).
+Tasks are data. A task's ``kind`` names its :class:`~mtlsi_edge.kinds.TaskKind` (``task.spec``:
+deployment, display, gate and augmentation behaviour) and its build-side
+:class:`~mtlsi_edge.objectives.Objective` (loss, metric, activation); adding a task to a set
+touches only this file, adding a kind :mod:`mtlsi_edge.kinds` and :mod:`mtlsi_edge.objectives`.
+Nothing else in the package branches on task kinds; task names appear only where dataset files
+on disk are named (``data/datasets.py``).
 """
 
 from __future__ import annotations
@@ -61,18 +62,6 @@ class Task:
     def spec(self) -> TaskKind:
         """The record of this task's kind (:data:`mtlsi_edge.kinds.KINDS`)."""
         return get_kind(self.kind)
-
-    def loss(self, pred, gt):
-        """Loss of a prediction ``B×K×H×W`` against ground truth at the same size."""
-        return self.spec.loss(pred, gt)
-
-    def metric(self):
-        """A fresh metric accumulator (``update(pred, gt)``, ``compute() -> dict``)."""
-        return self.spec.make_metric(self)
-
-    def activate(self, pred):
-        """Raw head output ``B×K×H×W`` (torch) → the task's prediction (``TaskKind.activate``)."""
-        return self.spec.activate(pred)
 
     def to_dict(self) -> dict:
         return {

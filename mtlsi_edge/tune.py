@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from mtlsi_edge.bundle import check_destination, compile_bundle
+from mtlsi_edge.bundle import check_destination
+from mtlsi_edge.compiler import compile_bundle
+from mtlsi_edge.data.seeds import gate_frames
 from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.fileio import (
     atomic_write_bytes,
@@ -34,13 +36,13 @@ from mtlsi_edge.fileio import (
     atomic_write_text,
     replace_dir,
 )
-from mtlsi_edge.profiler.timing import time_call
 from mtlsi_edge.quantize.accuracy import evaluate_predictor, load_val_set
 from mtlsi_edge.quantize.run import run_quantize
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.targets import TARGETS, CompileOptions, get_target
+from mtlsi_edge.timing import time_call
 from mtlsi_edge.train.checkpoint import build_from_checkpoint, read_checkpoint_meta
-from mtlsi_edge.verify import VerificationError, gate_frames
+from mtlsi_edge.verify import VerificationError
 from mtlsi_edge.verify import measure as agreement
 
 #: Fastest first: a resolution whose fastest gated precision misses the budget is not tried at

@@ -2,8 +2,8 @@
 (model, runtime version, device), so it is measured where the artifact runs.
 
 Label-free agreement of a compiled artifact with the FP32 reference, per task kind, on held-out
-SynthIndoor frames that calibration never sees (seeds from :data:`GATE_SEED` on; calibration
-renders start at 10,000,000):
+SynthIndoor frames that calibration never sees (rendered at compile time from
+:data:`mtlsi_edge.data.seeds.GATE_SEED` on, and stored in the bundle):
 
 - segmentation: argmax (label) agreement, % of pixels            (higher is better)
 - depth: mean absolute relative difference |d − d₀| / d₀         (lower is better)
@@ -14,7 +14,8 @@ The measure, its unit and the thresholds per precision are fields of each kind's
 :class:`~mtlsi_edge.kinds.TaskKind`. ``compile_bundle`` measures these and refuses a bundle
 below its precision's thresholds; every bundle carries the frames and the FP32 reference
 outputs (``reference.safetensors``) so that :func:`check_bundle` re-proves it on whatever
-machine it is on (``mtlsi-edge check``).
+machine it is on (``mtlsi-edge check``).  numpy, OpenCV and safetensors only: the check runs
+in the device's runtime-only install, from the bundle alone.
 Thresholds and how they were chosen: ``docs/trust.md``.
 """
 
@@ -30,17 +31,14 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.errors import BundleError, ConfigError, MtlsiError
-from mtlsi_edge.export import to_nchw
 from mtlsi_edge.fileio import atomic_write
 from mtlsi_edge.kinds import KINDS
 from mtlsi_edge.machine import cpu_flags
-from mtlsi_edge.targets import get_target
 
-GATE_SEED = 20_000_000
-GATE_FRAMES = 6
 REFERENCE_FILE = "reference.safetensors"
+#: Key of the frame compute latency is timed on, in ``reference.safetensors``.
+TIMING_KEY = "timing"
 
 
 class VerificationError(MtlsiError, ValueError):
@@ -54,15 +52,9 @@ class VerificationError(MtlsiError, ValueError):
         self.result = result
 
 
-def gate_frames(size: tuple[int, int], n: int = GATE_FRAMES) -> np.ndarray:
-    """``n`` held-out SynthIndoor renders as BGR uint8 frames at ``size`` (``n×H×W×3``)."""
-    out = []
-    for i in range(n):
-        rgb = render_sample(GATE_SEED + i, size=(size[0], size[1])).image_rgb
-        if rgb.shape[:2] != tuple(size):
-            rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-        out.append(rgb[:, :, ::-1])
-    return np.ascontiguousarray(np.stack(out))
+def to_nchw(a: np.ndarray, layout: str | None) -> np.ndarray:
+    """An ``N×h×w×K`` (``layout == "NHWC"``) output as ``N×K×h×w``; others as they are."""
+    return a.transpose(0, 3, 1, 2) if layout == "NHWC" else a
 
 
 def finish_raw(raw: dict[str, np.ndarray], task_set, layouts: dict[str, str] | None = None
@@ -151,15 +143,23 @@ def gate(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_set, preci
 
 
 # -- references carried by a bundle ---------------------------------------------------------
-def save_references(path: Path, frames_bgr: np.ndarray, finished: dict[str, np.ndarray]) -> None:
+def _png(frame: np.ndarray) -> np.ndarray:
+    ok, png = cv2.imencode(".png", frame)
+    if not ok:  # pragma: no cover - OpenCV always encodes uint8 BGR
+        raise RuntimeError("PNG encoding failed")
+    return png.reshape(-1)
+
+
+def save_references(path: Path, frames_bgr: np.ndarray, finished: dict[str, np.ndarray],
+                    timing: np.ndarray | None = None) -> None:
     """Frames (PNG-compressed) and finished FP32 reference outputs at output resolution
-    (labels as uint8, the rest float32) in one safetensors file."""
+    (labels as uint8, the rest float32) in one safetensors file; ``timing``: the frame compute
+    latency is timed on (so the device times what the build machine timed)."""
     tensors: dict[str, np.ndarray] = {}
     for i, f in enumerate(frames_bgr):
-        ok, png = cv2.imencode(".png", f)
-        if not ok:  # pragma: no cover - OpenCV always encodes uint8 BGR
-            raise RuntimeError("PNG encoding failed")
-        tensors[f"frame.{i}"] = png.reshape(-1)
+        tensors[f"frame.{i}"] = _png(f)
+    if timing is not None:
+        tensors[TIMING_KEY] = _png(timing)
     for name, a in finished.items():
         # C order: safetensors writes the raw buffer, so a channels-last array (what a
         # channels-last torch output becomes) would be stored scrambled under its shape.
@@ -179,7 +179,24 @@ def load_references(path: Path, task_set) -> tuple[np.ndarray, dict[str, np.ndar
         raise BundleError(f"{path}: unreadable reference outputs ({e})") from None
     if n == 0 or any(f is None for f in frames):
         raise BundleError(f"{path}: reference frames missing or undecodable")
+    if len({f.shape for f in frames}) > 1:
+        sizes = sorted({"×".join(map(str, f.shape[:2])) for f in frames})
+        raise BundleError(f"{path}: reference frames differ in size ({', '.join(sizes)})")
     return np.stack(frames), refs
+
+
+def load_timing_frame(path: Path) -> np.ndarray:
+    """The frame a bundle's compute latency is timed on (BGR uint8): the one stored at compile
+    time, else (bundles made before it was stored) the first reference frame."""
+    try:
+        t = load_file(str(path))
+        key = TIMING_KEY if TIMING_KEY in t else "frame.0"
+        frame = cv2.imdecode(t[key], cv2.IMREAD_COLOR)
+    except (SafetensorError, KeyError, OSError, cv2.error) as e:
+        raise BundleError(f"{path}: unreadable reference frames ({e})") from None
+    if frame is None:
+        raise BundleError(f"{path}: its timing frame is undecodable")
+    return frame
 
 
 def run_frames(predictor, frames_bgr: np.ndarray) -> dict[str, np.ndarray]:
@@ -231,9 +248,5 @@ def check_bundle(predictor, folder: Path) -> CheckReport:
         bundle=str(folder), target=m["target"], precision=m["precision"],
         device=getattr(predictor.runner, "device", m.get("device", "?")),
         device_precision=getattr(predictor.runner, "device_precision", m["precision"]),
-        runtime_version=_runtime_version(m["target"]), cpu_flags=cpu_flags(),
+        runtime_version=predictor.runtime_version, cpu_flags=cpu_flags(),
         seconds=time.perf_counter() - t0, result=res)
-
-
-def _runtime_version(target: str) -> str:
-    return get_target(target).runtime_version()

@@ -15,6 +15,7 @@ import numpy as np
 
 from mtlsi_edge.data.datasets import build_dataset
 from mtlsi_edge.export import MEAN, STD
+from mtlsi_edge.objectives import task_metric
 from mtlsi_edge.runtime.predictor import Predictor, preprocess_frame
 from mtlsi_edge.targets import TARGETS
 from mtlsi_edge.tasks import TaskSet
@@ -61,7 +62,7 @@ def evaluate_predictor(predictor: Predictor, val: ValSet, indices=None) -> dict:
     """``{task: {metric: value}}`` of a Predictor on ``val``: its own pre/postprocessing,
     outputs at each image's size, pooled metrics of ``mtlsi_edge.metrics``."""
     task_set = predictor.task_set
-    metrics = {t.name: t.metric() for t in task_set}
+    metrics = {t.name: task_metric(t) for t in task_set}
     for i in (range(len(val.frames)) if indices is None else indices):
         out = predictor(val.frames[i])
         for t in task_set:

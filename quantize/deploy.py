@@ -11,17 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtlsi_edge import verify
-from mtlsi_edge.bundle import BundleError, choose_graph, compile_bundle, load_bundle
+from mtlsi_edge.bundle import load_bundle
+from mtlsi_edge.compiler import choose_graph, compile_bundle
+from mtlsi_edge.errors import BundleError
 from mtlsi_edge.export import export_onnx
 from mtlsi_edge.fileio import atomic_write_bytes, display_path
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.profiler.bench import machine_header
-from mtlsi_edge.profiler.stats import summarize
-from mtlsi_edge.profiler.timing import time_call
 from mtlsi_edge.quantize.run import run_quantize
 from mtlsi_edge.runtime.predictor import Predictor
+from mtlsi_edge.stats import summarize
 from mtlsi_edge.targets import CompileOptions, get_target
 from mtlsi_edge.targets.base import RuntimeRefused
+from mtlsi_edge.timing import time_call
 from mtlsi_edge.train.checkpoint import build_from_checkpoint
 from mtlsi_edge.verify import VerificationError
 

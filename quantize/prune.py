@@ -25,18 +25,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mtlsi_edge.backends.onnxruntime import ORTRunner
 from mtlsi_edge.data.datasets import build_dataset
 from mtlsi_edge.data.transforms import train_transforms, val_transforms
 from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.export import export_onnx
 from mtlsi_edge.model.blocks import ConvFFN
 from mtlsi_edge.model.complexity import model_report
+from mtlsi_edge.model.eager import eager_latency_ms
 from mtlsi_edge.model.mtlsi import MTLSINet
 from mtlsi_edge.model.restore import PRUNE_METHODS
-from mtlsi_edge.profiler.eager import eager_latency_ms
-from mtlsi_edge.profiler.timing import measure
 from mtlsi_edge.targets import CompileOptions
-from mtlsi_edge.targets.onnxruntime import ORTRunner
+from mtlsi_edge.timing import measure
 from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
 from mtlsi_edge.train.engine import _Positions, _Stream, evaluate, multitask_loss
 

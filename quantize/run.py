@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge import verify
-from mtlsi_edge.bundle import choose_graph
 from mtlsi_edge.calibration.sources import CalibrationError, CalibrationSet, build_calibration_set
+from mtlsi_edge.compiler import choose_graph
 from mtlsi_edge.data.datasets import DatasetError
+from mtlsi_edge.data.seeds import gate_frames
 from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.export import export_onnx
 from mtlsi_edge.fileio import atomic_write_files, atomic_write_json
@@ -125,8 +126,8 @@ def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset
             try:
                 return core.compile_model(m, "CPU", cfg)
             except RuntimeError as e:  # this CPU plugin refuses the model: say why, once
+                from mtlsi_edge.backends.openvino import first_line
                 from mtlsi_edge.targets.base import RuntimeRefused
-                from mtlsi_edge.targets.openvino import first_line
 
                 which = "FP32" if m is fp32_model else "INT8"
                 raise RuntimeRefused(f"OpenVINO cannot compile the {which} model on this "
@@ -168,7 +169,7 @@ def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset
     info["float_ops"] = reverted_to_float(q, fmt)
     # Label-free parity gate on held-out frames, in this machine's runtime, before anything
     # is written: an INT8 model this device computes wrongly is never handed over.
-    frames = verify.gate_frames(size)
+    frames = gate_frames(size)
     xs = [preprocess_frame(f, size)[0] for f in frames]
 
     def finished(m) -> dict:

@@ -1,120 +1,53 @@
-"""The base class every backend derives from (one file per backend, MMDeploy-style: the
-target is the backend *manager*, its Runner the backend *wrapper*).
+"""The build half's view of a backend (MMDeploy's backend *manager*): a
+:class:`~mtlsi_edge.backends.base.Backend` (load a bundle, time it: the runtime half) that also
+compiles an ONNX file into the bundle's model files.
 
-A :class:`Target` turns an ONNX file into artifact files inside a bundle folder
-(``compile``) and loads them back as a :class:`Runner` (``load``).  A Runner maps the model's
-input — ``N×H×W×3`` uint8 BGR frames for frame-I/O bundles (``frame_io = True`` targets fold
-pre/postprocessing into the model, segmentation comes out as labels), else a normalised
-float32 ``N×3×H×W`` batch — to ``{task: array}``; ``layouts`` says, per output, whether it is
-``NCHW`` or ``NHWC`` so the Predictor's postprocessing never guesses.
-
-Everything else the toolkit needs from a backend is a hook or an attribute here, so no code
-outside ``targets/`` branches on target names or imports a backend package: availability
-(:meth:`Target.available` / :meth:`Target.require`), the default device, the INT8 source
-format, the backend's own per-layer profiler (:meth:`Target.per_layer`), its concurrent
-throughput mode (:meth:`Target.throughput`), the thread count it really uses
-(:meth:`Target.effective_threads`) and inference over its native model objects
-(:meth:`Target.native_infer`, what NNCF hands a validation function).  Optional hooks a
-backend lacks raise :class:`UnsupportedByTarget`.
+Everything the toolkit needs from a backend is a hook or an attribute of these two classes, so
+no code outside ``targets/`` and ``backends/`` branches on target names or imports a backend
+package: availability, the default device, the INT8 source format, the backend's own
+per-layer profiler, its throughput mode, the thread count it really uses and inference over
+its native model objects (:meth:`Target.native_infer`, what NNCF hands a validation function).
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from mtlsi_edge.errors import MtlsiError
-
-
-class TargetUnavailable(MtlsiError, RuntimeError):
-    """The backend cannot run here (package missing, no device); the message says why."""
-
-
-class ModelMismatch(MtlsiError, ValueError):
-    """A model file that does not fit its bundle or the runtime refuses; one line."""
-
-
-class RuntimeRefused(ModelMismatch):
-    """This machine's runtime will not compile or run a model we made (e.g. no kernel for an
-    op at the precision the CPU plugin picked); one line with the runtime's reason.  Where an
-    FP32 fallback exists (``deploy``), the INT8 artifact is refused and the fallback kept."""
-
-
-class UnsupportedByTarget(MtlsiError, NotImplementedError):
-    """A target lacks an optional hook (per-layer profiler, throughput mode, ...); one line
-    naming the target and what it lacks."""
-
-
-def require_outputs(path, have, outputs: list[str]) -> None:
-    """A model file must have every output the bundle's task set names; one line if not."""
-    have = sorted(have) if isinstance(have, set) else list(have)
-    missing = [n for n in outputs if n not in have]
-    if missing:
-        raise ModelMismatch(f"{path}: model has no output {missing[0]!r} (it has "
-                            f"{', '.join(have) or 'none'})")
+from mtlsi_edge.backends.base import (  # noqa: F401 - the targets' shared vocabulary
+    Backend,
+    LayerTime,
+    ModelMismatch,
+    Runner,
+    RunOptions,
+    RuntimeRefused,
+    TargetUnavailable,
+    UnsupportedByTarget,
+    require_outputs,
+)
 
 
 @dataclass
-class CompileOptions:
-    """What a target should build.
+class CompileOptions(RunOptions):
+    """What a target should build: :class:`RunOptions` (precision, device, threads, hint)
+    plus ``extra`` build knobs (e.g. ``workspace_mb``, ``dla_core`` for TensorRT).  int8
+    expects an already-quantised model: a QDQ ONNX for onnxruntime/TensorRT, an
+    NNCF-quantised IR for OpenVINO."""
 
-    precision: ``fp32`` | ``fp16`` | ``int8`` (int8 expects an already-quantised model:
-      a QDQ ONNX for onnxruntime/TensorRT, an NNCF-quantised IR for OpenVINO).
-    device: backend device string (``CPU``, ``GPU``, ``NPU``, ``AUTO`` for OpenVINO; ``cuda:0``
-      for TensorRT; ``cpu`` / ``cuda`` for onnxruntime).
-    threads: inference threads (None: the backend's default).
-    hint: ``latency`` | ``throughput`` performance hint.
-    extra: backend-specific knobs (e.g. ``workspace_mb``, ``dla_core`` for TensorRT).
+
+class Target(Backend):
+    """One backend as the build half sees it: a :class:`Backend` (load, time) that also
+    compiles an ONNX file into bundle artifacts.
+
+    Subclasses derive from their runtime backend and this class; they set, where they differ
+    from the defaults, ``task_batched``, ``int8_format`` and ``int8_rules``, implement
+    ``compile`` and optionally ``native_infer``.
     """
 
-    precision: str = "fp32"
-    device: str = "CPU"
-    threads: int | None = None
-    hint: str = "latency"
-    extra: dict = field(default_factory=dict)
-
-
-class Runner(Protocol):
-    name: str
-    device: str
-    precision: str
-    layouts: dict[str, str]
-
-    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
-
-
-@dataclass
-class LayerTime:
-    """One backend node of a per-layer profile: its name, its type as the backend reports it
-    and its execution time in ms summed over the profiled iterations."""
-
-    name: str
-    type: str
-    ms: float
-
-
-class Target(abc.ABC):
-    """One backend: compile an ONNX file into bundle artifacts and load them as a Runner.
-
-    Subclasses set ``name``, ``precisions`` and, where they differ from the defaults,
-    ``default_device``, ``int8_format`` and ``int8_rules``; they implement ``available``,
-    ``runtime_version``, ``compile`` and ``load``, and optionally ``per_layer``,
-    ``throughput``, ``effective_threads`` and ``native_infer``.
-    """
-
-    name: str = ""
-    precisions: tuple[str, ...] = ()
-    #: Device a bundle is compiled for when the user names none (backend device string).
-    default_device: str = "CPU"
-    #: The file the precision label and I/O checks read (None: nothing to inspect).
-    model_file: str | None = None
-    #: Whether compiled models take uint8 BGR frames and emit labels (bundle ``io: frame``).
-    frame_io: bool = False
     #: Whether bundles built from a checkpoint run the task-batched deploy graph
     #: (``MTLSIConfig.task_batched``) unless told otherwise: True where it measured faster
     #: than the per-task graph on this runtime (docs/benchmarks.md).
@@ -124,68 +57,11 @@ class Target(abc.ABC):
     int8_format: str | None = None
     #: Extra quantisation rules the INT8 model must follow (``quantize --target``), or None.
     int8_rules: str | None = None
-    #: What the per-layer times are (shown next to the profile); set with ``per_layer``.
-    per_layer_source: str = ""
 
-    # -- availability -----------------------------------------------------------------------
-    @abc.abstractmethod
-    def available(self) -> tuple[bool, str]:
-        """(True, "") or (False, one-line reason)."""
-
-    def require(self, context: str | None = None,
-                error: type[Exception] = TargetUnavailable) -> None:
-        """Raise ``error`` (default :class:`TargetUnavailable`) when the target cannot run
-        here; the one-line message is ``"<context>: <reason>"`` (``context`` defaults to
-        ``"target <name> unavailable"``)."""
-        ok, why = self.available()
-        if not ok:
-            raise error(f"{context or f'target {self.name} unavailable'}: {why}")
-
-    @abc.abstractmethod
-    def runtime_version(self) -> str:
-        """Version of the backend runtime (``"not installed"`` when absent)."""
-
-    # -- build and load ---------------------------------------------------------------------
     @abc.abstractmethod
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
                 outputs: list[str]) -> list[str]:
         """Build artifacts from ``onnx_path`` into ``out_dir``; return their file names."""
-
-    @abc.abstractmethod
-    def load(self, bundle_dir: Path, manifest: dict, opts: CompileOptions) -> Runner:
-        """A Runner over the artifacts listed in ``manifest["files"]``."""
-
-    def load_options(self, manifest: dict, device: str | None = None,
-                     threads: int | None = None, hint: str = "latency") -> CompileOptions:
-        """The options a bundle is loaded with for inference (and timing): its precision, the
-        device it was compiled for unless ``device`` overrides it, ``threads``, ``hint``.
-        The per-layer and throughput hooks take these too, so they run what was timed."""
-        return CompileOptions(precision=manifest["precision"],
-                              device=device or manifest.get("device") or self.default_device,
-                              threads=threads, hint=hint)
-
-    # -- optional hooks ---------------------------------------------------------------------
-    def per_layer(self, bundle_dir: Path, manifest: dict, opts: CompileOptions,
-                  batch: np.ndarray, iterations: int) -> list[LayerTime]:
-        """Per-node times from the backend's own profiler over ``iterations`` calls on
-        ``batch`` (after an untimed warm-up), the model compiled exactly as ``load`` with
-        ``opts`` compiles it for timing, profiling switched on."""
-        raise UnsupportedByTarget(f"target {self.name} has no per-layer profiler")
-
-    def throughput(self, bundle_dir: Path, manifest: dict, opts: CompileOptions,
-                   batch: np.ndarray, time_s: float | None, runs: int | None) -> dict:
-        """Concurrent inference on ``batch`` for ``time_s`` seconds or ``runs`` frames.
-
-        Returns ``{"fps", "frames", "wall_s", "parallel", "streams", "latencies_s", "how"}``
-        (``latencies_s``: per-request latency under load).  ``opts.threads`` is the
-        backend's per-request thread count or its degree of parallelism (see ``how``).
-        """
-        raise UnsupportedByTarget(f"target {self.name} has no throughput mode "
-                                  "(no concurrent-request API here)")
-
-    def effective_threads(self, runner: Runner) -> int | None:
-        """The inference thread count ``runner`` really uses, or None when unknown."""
-        return None
 
     def native_infer(self, model: object, outputs: list[str]
                      ) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:

@@ -1,10 +1,9 @@
-"""TensorRT target: ONNX → serialized engine (``model.engine``) → :class:`TensorRTRunner`.
+"""TensorRT target (build half): ONNX → serialized engine (``model.engine``).
 
-Supports TensorRT 10.x (JetPack 6 on Jetson, optional DLA core) and 11.x (desktop/server pip
-wheels); other majors are refused by ``available()`` with the reason.  Each precision is built
-the way the installed major supports it (:func:`build_plan`): fp32 and int8 (a Q/DQ ONNX that
-passes :func:`check_qdq`) as strongly typed networks, fp16 via ``BuilderFlag.FP16`` on 10.x and
-an FP16-cast ONNX on 11.x.  The runner uses ``execute_async_v3`` on torch CUDA buffers.
+Each precision is built the way the installed major supports it (:func:`build_plan`): fp32
+and int8 (a Q/DQ ONNX that passes :func:`check_qdq`) as strongly typed networks, fp16 via
+``BuilderFlag.FP16`` on 10.x and an FP16-cast ONNX on 11.x.  Loading and running the engine
+is the runtime's :class:`~mtlsi_edge.backends.tensorrt.TensorRTBackend`.
 
 Not yet run on an NVIDIA GPU (tested against the real API names only).  Design, build record,
 DLA, Q/DQ rules and what is verified: docs/nvidia.md.
@@ -17,36 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlsi_edge.backends.tensorrt import (  # noqa: F401 - re-exported for the build half
+    ENGINE_FILE,
+    SUPPORTED_MAJORS,
+    TensorRTBackend,
+    version_problem,
+    version_tuple,
+)
 from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.fileio import atomic_write_bytes
-from mtlsi_edge.targets.base import CompileOptions, ModelMismatch, Target, TargetUnavailable
+from mtlsi_edge.targets.base import CompileOptions, ModelMismatch, Target
 
-ENGINE_FILE = "model.engine"
-SUPPORTED_MAJORS = (10, 11)
-INSTALL_HINT = ('pip install "mtlsi-edge[tensorrt]" on x86-64 Linux with CUDA 13; on Jetson '
-                "use the TensorRT that JetPack 6 installs")
-_MISSING = f"tensorrt Python package not installed ({INSTALL_HINT})"
-_NO_CUDA = "no CUDA device visible"
 DEFAULT_WORKSPACE_MB = 1024
-
-
-def version_tuple(v: str) -> tuple[int, int, int]:
-    """``"10.3.0.26"`` → ``(10, 3, 0)`` (missing or non-numeric parts count as 0)."""
-    out = []
-    for part in (str(v).split(".") + ["0", "0", "0"])[:3]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        out.append(int(digits or 0))
-    return out[0], out[1], out[2]
-
-
-def version_problem(version: str) -> str | None:
-    """None when this TensorRT version is supported, else the one-line reason."""
-    major = version_tuple(version)[0]
-    if major in SUPPORTED_MAJORS:
-        return None
-    which = "too old" if major < SUPPORTED_MAJORS[0] else "newer than this target knows"
-    return (f"tensorrt {version} is {which}: the tensorrt target supports 10.x and 11.x "
-            f"({INSTALL_HINT})")
 
 
 def dla_problem(version: str) -> str | None:
@@ -202,15 +183,6 @@ def cast_fp16(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _cuda_device(device: str | None) -> str:
-    """TensorRT runs from a CUDA context: ``cuda`` / ``cuda:N`` are kept, anything else (the
-    generic ``CPU`` default, ``GPU``, ``AUTO``) means ``cuda:0``."""
-    d = (device or "").strip().lower()
-    if d == "cuda":
-        return "cuda:0"
-    return d if d.startswith("cuda:") else "cuda:0"
-
-
 def _size_hw(value, what: str) -> tuple[int, int]:
     if isinstance(value, int):
         return value, value
@@ -221,49 +193,15 @@ def _size_hw(value, what: str) -> tuple[int, int]:
     return h, w
 
 
-class TensorRTTarget(Target):
+class TensorRTTarget(TensorRTBackend, Target):
     """ONNX → TensorRT engine.  ``opts.extra`` knobs: ``workspace_mb`` (1024), ``dla_core``
     (Jetson DLA core; GPU fallback on), ``timing_cache`` (file read before and written after
     the build), ``input_size`` (H, W: the optimisation-profile *opt* shape, required when H/W
     are symbolic), ``min_size`` / ``max_size`` (default half / double of ``input_size``),
     ``max_batch`` (profile max N when N is symbolic; default 1)."""
 
-    name = "tensorrt"
-    precisions = ("fp32", "fp16", "int8")
-    default_device = "cuda:0"
     int8_format = "onnx"
     int8_rules = "tensorrt"  # quantize --target tensorrt: Q/DQ that passes check_qdq
-
-    # -- availability ---------------------------------------------------------------------
-    def available(self) -> tuple[bool, str]:
-        try:
-            import tensorrt as trt
-        except ImportError:
-            return False, _MISSING
-        except Exception as e:  # a broken install (missing libnvinfer, CUDA mismatch, ...)
-            first = str(e).splitlines()[0] if str(e) else ""
-            return False, f"tensorrt Python package failed to import ({type(e).__name__}: {first})"
-        problem = version_problem(str(getattr(trt, "__version__", "0")))
-        if problem:
-            return False, problem
-        import torch
-
-        if not torch.cuda.is_available():
-            return False, _NO_CUDA
-        return True, ""
-
-    def runtime_version(self) -> str:
-        try:
-            import tensorrt as trt
-        except Exception:
-            return "not installed"
-        return str(getattr(trt, "__version__", "unknown"))
-
-    def _require(self):
-        self.require("TensorRT target unavailable")
-        import tensorrt as trt
-
-        return trt
 
     # -- compile --------------------------------------------------------------------------
     def _check_options(self, onnx_path: Path, opts: CompileOptions) -> None:
@@ -408,131 +346,4 @@ class TensorRTTarget(Target):
             profile.set_shape(t.name, tuple(mins), tuple(opts_), tuple(maxs))
             record[t.name] = {"min": list(mins), "opt": list(opts_), "max": list(maxs)}
         return profile, record
-
-    # -- load -----------------------------------------------------------------------------
-    def load(self, bundle_dir: Path, manifest: dict, opts: CompileOptions) -> TensorRTRunner:
-        trt = self._require()
-        built = manifest.get("tensorrt") or {}
-        have = str(trt.__version__)
-        if built.get("version") and version_tuple(built["version"]) != version_tuple(have):
-            raise TargetUnavailable(f"engine built with TensorRT {built['version']}, this "
-                                    f"machine has {have}; recompile the bundle here")
-        files = [f for f in manifest.get("files", []) if str(f).endswith(".engine")]
-        path = Path(bundle_dir) / (files[0] if files else ENGINE_FILE)
-        if not path.is_file():
-            raise FileNotFoundError(f"TensorRT engine not found: {path}")
-        dla = opts.extra.get("dla_core", built.get("dla_core"))
-        return TensorRTRunner(path, list(manifest.get("outputs") or []),
-                              device=_cuda_device(opts.device),
-                              precision=manifest.get("precision", opts.precision),
-                              dla_core=dla)
-
-
-def _torch_dtype(trt, dtype):
-    """TensorRT DataType → torch dtype via the module-level ``trt.float32`` ... aliases (present
-    in 10.x and 11.x, unlike ``trt.DataType`` whose name 10.3's bindings do not list)."""
-    import torch
-
-    table = [("float32", torch.float32), ("float16", torch.float16), ("bfloat16", torch.bfloat16),
-             ("int8", torch.int8), ("uint8", torch.uint8), ("int32", torch.int32),
-             ("int64", torch.int64)]
-    for name, tdt in table:
-        if hasattr(trt, name) and dtype == getattr(trt, name):
-            return tdt
-    raise TypeError(f"TensorRT I/O dtype {dtype} has no torch equivalent")
-
-
-class TensorRTRunner:
-    """Runs a serialized engine.  ``batch`` (N×3×H×W float32, host) → {output: np.ndarray}.
-
-    Output buffers are (re)allocated only when the input shape changes; every I/O tensor gets
-    its address before ``execute_async_v3``, as the name-based API requires."""
-
-    name = "tensorrt"
-
-    def __init__(self, engine_path: Path, outputs: list[str], device: str = "cuda:0",
-                 precision: str = "fp32", dla_core: int | None = None):
-        import tensorrt as trt
-        import torch
-
-        self._trt, self._torch = trt, torch
-        self.device = device if dla_core is None else f"{device}+DLA{int(dla_core)}"
-        self.precision = precision
-        self._dev = torch.device(device)
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        if dla_core is not None:
-            self._runtime.DLA_core = int(dla_core)
-        with self._on_device():
-            self._engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-            if self._engine is None:
-                raise RuntimeError(f"TensorRT could not deserialise {engine_path} (built with a "
-                                   "different TensorRT version or GPU?)")
-            self._context = self._engine.create_execution_context()
-            if self._context is None:
-                raise RuntimeError("TensorRT could not create an execution context")
-            self._stream = self._new_stream()
-
-        eng = self._engine
-        names = [eng.get_tensor_name(i) for i in range(eng.num_io_tensors)]
-        self._inputs = [n for n in names if eng.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self._outputs = [n for n in names if eng.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(self._inputs) != 1:
-            raise RuntimeError(f"TensorRT engine has inputs {self._inputs}; expected one image")
-        self._dtypes = {n: _torch_dtype(trt, eng.get_tensor_dtype(n)) for n in names}
-        unknown = [n for n in outputs if n not in self._outputs]
-        if unknown:
-            raise ValueError(f"manifest outputs {unknown} not in the engine ({self._outputs})")
-        self.output_names = list(outputs) or list(self._outputs)
-        self.layouts = {n: "NCHW" for n in self.output_names}
-        self._cache_shape: tuple | None = None
-        self._bufs: dict = {}
-
-    # Device hooks (a test replaces them to run the buffer logic on the CPU).
-    def _on_device(self):
-        return self._torch.cuda.device(self._dev)
-
-    def _new_stream(self):
-        return self._torch.cuda.Stream(device=self._dev)
-
-    def _stream_ctx(self):
-        return self._torch.cuda.stream(self._stream)
-
-    def _stream_handle(self) -> int:
-        return self._stream.cuda_stream
-
-    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        torch = self._torch
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4:
-            raise ValueError(f"expected an N×3×H×W batch, got shape {batch.shape}")
-        name_in = self._inputs[0]
-        shape = tuple(int(s) for s in batch.shape)
-        ctx = self._context
-        with self._on_device(), self._stream_ctx():
-            x = torch.from_numpy(batch).to(self._dev)
-            if self._dtypes[name_in] != torch.float32:
-                x = x.to(self._dtypes[name_in])
-            if shape != self._cache_shape:
-                if not ctx.set_input_shape(name_in, shape):
-                    raise ValueError(f"input shape {shape} rejected by the engine (outside its "
-                                     "optimisation profile?)")
-                self._bufs = {
-                    n: torch.empty(tuple(int(d) for d in ctx.get_tensor_shape(n)),
-                                   dtype=self._dtypes[n], device=self._dev)
-                    for n in self._outputs}
-                for n, buf in self._bufs.items():  # every output needs an address
-                    ctx.set_tensor_address(n, buf.data_ptr())
-                self._cache_shape = shape
-            ctx.set_tensor_address(name_in, x.data_ptr())
-            if not ctx.execute_async_v3(self._stream_handle()):
-                raise RuntimeError("TensorRT execute_async_v3 failed")
-            self._stream.synchronize()
-            res = {}
-            for n in self.output_names:
-                t = self._bufs[n]
-                if t.is_floating_point() and t.dtype != torch.float32:
-                    t = t.float()
-                res[n] = t.cpu().numpy().copy()
-        return res
 

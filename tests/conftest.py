@@ -81,7 +81,7 @@ FROM_ONNX = {"openvino"}
 @pytest.fixture(scope="session")
 def bundle(tiny_checkpoint, tiny_onnx, tmp_path_factory):
     """``bundle(target, precision)`` → bundle folder (compiled once per session)."""
-    from mtlsi_edge.bundle import compile_bundle
+    from mtlsi_edge.compiler import compile_bundle
     from mtlsi_edge.targets import CompileOptions, get_target
 
     root = tmp_path_factory.mktemp("bundles")

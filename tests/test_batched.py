@@ -278,7 +278,7 @@ def test_batched_dynamic_export_runs_at_other_sizes(tiny_model, tmp_path):
     not divide, against the per-task PyTorch outputs."""
     import onnxruntime as ort
 
-    from mtlsi_edge.bundle import reference_inputs
+    from mtlsi_edge.compiler import reference_inputs
     from mtlsi_edge.export import INPUT_NAME, DeployModel, export_onnx
 
     tiny_model.cfg.task_batched = True

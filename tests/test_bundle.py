@@ -8,19 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from mtlsi_edge.bundle import (
-    MANIFEST,
-    SCHEMA,
-    BundleError,
-    compile_bundle,
-    load_bundle,
-    write_manifest,
-)
+from mtlsi_edge.bundle import MANIFEST, SCHEMA, load_bundle, write_manifest
+from mtlsi_edge.compiler import compile_bundle
+from mtlsi_edge.data.seeds import GATE_FRAMES
+from mtlsi_edge.errors import BundleError
 from mtlsi_edge.export import MEAN, STD
 from mtlsi_edge.fileio import sha256
 from mtlsi_edge.targets import TARGETS, TargetUnavailable, get_target
 from mtlsi_edge.targets.tensorrt import TensorRTTarget
-from mtlsi_edge.verify import GATE_FRAMES, REFERENCE_FILE
+from mtlsi_edge.verify import REFERENCE_FILE
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 BUNDLE_KINDS = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
@@ -264,7 +260,7 @@ def test_openvino_fp16_is_deterministic_across_calls(tmp_path, tiny_checkpoint):
     until snippets were disabled for FP16 bundles."""
     import numpy as np
 
-    from mtlsi_edge.bundle import compile_bundle
+    from mtlsi_edge.compiler import compile_bundle
     from mtlsi_edge.targets import CompileOptions
 
     b = compile_bundle(tmp_path / "f16", "openvino", "fp16", checkpoint=tiny_checkpoint,

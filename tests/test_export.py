@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from mtlsi_edge.bundle import reference_inputs
+from mtlsi_edge.compiler import reference_inputs
 from mtlsi_edge.export import (
     INPUT_NAME,
     MEAN,

@@ -520,7 +520,8 @@ def test_folder_of_mixed_sizes_records_every_image(world, tmp_path):
 
 
 def test_stale_stage_folders_are_swept(world, tmp_path):
-    from mtlsi_edge.bundle import compile_bundle, load_bundle
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.compiler import compile_bundle
 
     b = tmp_path / "b"
     dead = 2**22 + 12345  # above pid_max's default: no such process

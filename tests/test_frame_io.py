@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtlsi_edge.bundle import MANIFEST, BundleError, compile_bundle, load_bundle, write_manifest
+from mtlsi_edge.bundle import MANIFEST, load_bundle, write_manifest
+from mtlsi_edge.compiler import compile_bundle
 from mtlsi_edge.data.synthindoor import render_sample
+from mtlsi_edge.errors import BundleError
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.targets import CompileOptions
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from mtlsi_edge.bundle import choose_graph, load_bundle
+from mtlsi_edge.bundle import load_bundle
 from mtlsi_edge.cli import app
+from mtlsi_edge.compiler import choose_graph
 from mtlsi_edge.model import create_model
 from mtlsi_edge.runtime.predictor import Predictor, check_bundle_folder
 
@@ -93,7 +94,7 @@ def test_quantize_graph_option_reaches_the_bundle(tiny_checkpoint, tmp_path):
 
     import onnx
 
-    from mtlsi_edge.bundle import compile_bundle
+    from mtlsi_edge.compiler import compile_bundle
     from mtlsi_edge.targets import CompileOptions
 
     for opt, graph in ((["--graph", "per-task"], "per-task"), ([], "batched")):

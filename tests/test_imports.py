@@ -161,3 +161,119 @@ def test_no_import_cycles():
     cycle = find_cycle(import_graph())
     if cycle:
         pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+# -- the two halves (docs/design.md, "Code layout") ------------------------------------------
+#: Layers from the bottom up: (name, half, module prefixes).  A module may import modules of
+#: its own layer or a lower one only; ``runtime`` layers never import a ``build`` one.  The
+#: first matching prefix wins (longest prefixes are listed first where they overlap).
+LAYERS = [
+    ("base", "runtime", ["mtlsi_edge._version", "mtlsi_edge.errors", "mtlsi_edge.inputs",
+                         "mtlsi_edge.machine", "mtlsi_edge.fileio", "mtlsi_edge.stats",
+                         "mtlsi_edge.timing"]),
+    ("tasks", "runtime", ["mtlsi_edge.kinds", "mtlsi_edge.tasks", "mtlsi_edge.weights"]),
+    ("backends", "runtime", ["mtlsi_edge.backends"]),
+    ("bundle", "runtime", ["mtlsi_edge.bundle", "mtlsi_edge.verify"]),
+    ("runtime", "runtime", ["mtlsi_edge.runtime"]),
+    ("profiler", "runtime", ["mtlsi_edge.profiler.bench", "mtlsi_edge.profiler.report",
+                             "mtlsi_edge.profiler.run", "mtlsi_edge.profiler"]),
+    ("model", "build", ["mtlsi_edge.model", "mtlsi_edge.losses", "mtlsi_edge.metrics",
+                        "mtlsi_edge.objectives"]),
+    ("data", "build", ["mtlsi_edge.data"]),
+    ("train", "build", ["mtlsi_edge.export", "mtlsi_edge.train"]),
+    ("targets", "build", ["mtlsi_edge.targets"]),
+    ("deploy", "build", ["mtlsi_edge.compiler", "mtlsi_edge.calibration", "mtlsi_edge.quantize",
+                         "mtlsi_edge.tune", "mtlsi_edge.evaluation",
+                         "mtlsi_edge.profiler.plots"]),
+    ("app", "app", ["mtlsi_edge.cli", "mtlsi_edge.__main__"]),
+]
+#: The root package (its lazy public API names both halves) sits above everything.
+ROOT = "mtlsi_edge"
+#: Packages the runtime half never imports, wherever the statement sits.
+HEAVY = ("torch", "torchvision", "timm", "nncf", "torch_pruning", "onnxscript", "scipy",
+         "skimage", "matplotlib", "onnx", "onnxconverter_common", "torch_tensorrt")
+
+
+def layer_of(module: str) -> tuple[int, str, str]:
+    """(index, name, half) of the layer ``module`` belongs to (longest matching prefix)."""
+    if module == ROOT:
+        return len(LAYERS) - 1, "app", "app"
+    best = None
+    for i, (name, half, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if module == p or module.startswith(p + "."):
+                if best is None or len(p) > best[0]:
+                    best = (len(p), (i, name, half))
+    assert best is not None, f"{module} is in no layer of LAYERS"
+    return best[1]
+
+
+def external_imports(source: str) -> set[str]:
+    """Top-level names of the non-repo packages a source imports (every statement)."""
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_every_module_has_a_layer():
+    for name in module_files():
+        layer_of(name)
+
+
+def test_imports_only_go_down_and_runtime_never_reaches_build():
+    bad = []
+    for name, deps in import_graph().items():
+        i, layer, half = layer_of(name)
+        for d in sorted(deps):
+            j, dlayer, dhalf = layer_of(d)
+            if half == "runtime" and dhalf != "runtime":
+                bad.append(f"{name} ({layer}, runtime) imports {d} ({dlayer}, {dhalf})")
+            elif j > i:
+                bad.append(f"{name} ({layer}) imports {d} from the higher layer {dlayer}")
+    assert not bad, "\n".join(bad)
+
+
+def test_runtime_modules_import_nothing_heavy():
+    files = module_files()
+    bad = []
+    for name, f in files.items():
+        if layer_of(name)[2] != "runtime":
+            continue
+        heavy = external_imports(f.read_text(encoding="utf-8")) & set(HEAVY)
+        if heavy:
+            bad.append(f"{name}: {', '.join(sorted(heavy))}")
+    assert not bad, "runtime modules importing build-half packages:\n" + "\n".join(bad)
+
+
+def package_of(module: str) -> str:
+    """The component a module belongs to: its top-level sub-package or root-level module."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_no_cycle_between_packages():
+    pg: dict[str, set[str]] = {}
+    for name, deps in import_graph().items():
+        p = package_of(name)
+        pg.setdefault(p, set()).update(package_of(d) for d in deps if package_of(d) != p)
+    pg.pop("mtlsi_edge", None)  # the root's lazy API (the facade above everything)
+    for deps in pg.values():
+        deps.discard("mtlsi_edge")
+    cycle = find_cycle(pg)
+    assert cycle is None, "package cycle: " + " -> ".join(cycle)
+
+
+def test_layer_rules_catch_violations(tmp_path):
+    """The checks above can fail: a runtime module importing torch in a function, or a build
+    module, is reported."""
+    assert external_imports("def f():\n    import torch.nn\n") == {"torch"}
+    assert layer_of("mtlsi_edge.runtime.loop")[2] == "runtime"
+    assert layer_of("mtlsi_edge.profiler.plots")[2] == "build"
+    assert layer_of("mtlsi_edge.model.eager")[2] == "build"
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer_of("mtlsi_edge.somewhere_new")
+    assert find_cycle({"runtime": {"bundle"}, "bundle": {"runtime"}}) is not None

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from mtlsi_edge import kinds
+from mtlsi_edge import metrics
 from mtlsi_edge.kinds import KINDS, TaskKind, get_kind
+from mtlsi_edge.objectives import (
+    OBJECTIVES,
+    gt_to_tensor,
+    objective,
+    task_activate,
+    task_loss,
+    task_metric,
+)
 from mtlsi_edge.tasks import TASK_SETS, Task, TaskSet, kind_of
 
 
@@ -33,39 +41,56 @@ def test_serialized_task_sets_keep_the_kind_string() -> None:
 
 def test_gt_tensor_layouts() -> None:
     h, w = 3, 4
-    seg = KINDS["segmentation"].gt_to_tensor(np.zeros((h, w), np.uint8))
+    seg = gt_to_tensor(KINDS["segmentation"], np.zeros((h, w), np.uint8))
     assert seg.dtype == torch.int64 and seg.shape == (h, w)
-    depth = KINDS["depth"].gt_to_tensor(np.ones((h, w), np.float32))
+    depth = gt_to_tensor(KINDS["depth"], np.ones((h, w), np.float32))
     assert depth.dtype == torch.float32 and depth.shape == (1, h, w)
     normals = np.zeros((h, w, 3), np.float32)
     normals[..., 2] = 1.0
-    n = KINDS["normals"].gt_to_tensor(normals)
+    n = gt_to_tensor(KINDS["normals"], normals)
     assert n.shape == (3, h, w) and float(n[2].min()) == 1.0
 
 
 def test_aux_downsample_keeps_thin_boundaries() -> None:
     gt = torch.zeros(1, 1, 8, 8)
     gt[0, 0, 1, :] = 1.0  # a line the nearest sampling (rows 0, 4) misses
-    assert KINDS["boundary"].aux_downsample(gt, 4)[0, 0, 0].tolist() == [1.0, 1.0]
-    assert KINDS["depth"].aux_downsample(gt, 4).sum() == 0
+    assert objective("boundary").aux_downsample(gt, 4)[0, 0, 0].tolist() == [1.0, 1.0]
+    assert objective("depth").aux_downsample(gt, 4).sum() == 0
 
 
 def test_boundary_metric_takes_the_task_tolerance() -> None:
     for ts in TASK_SETS.values():
         t = ts["boundary"]
-        assert t.metric().max_dist == t.max_dist
+        assert task_metric(t).max_dist == t.max_dist
 
 
 def test_a_new_kind_is_one_record(monkeypatch) -> None:
-    """Registering a record is all a new kind needs for loss, metric and activation."""
-    record = dataclasses.replace(KINDS["depth"], name="height", activate=lambda p: p * 2)
-    monkeypatch.setitem(KINDS, "height", record)
+    """A record (runtime) and an objective (build) are all a new kind needs for deployment,
+    loss, metric and activation."""
+    monkeypatch.setitem(KINDS, "height", dataclasses.replace(KINDS["depth"], name="height"))
+    monkeypatch.setitem(OBJECTIVES, "height",
+                        dataclasses.replace(OBJECTIVES["depth"], activate=lambda p: p * 2))
     t = Task("height", "height", 1, 1.0, metric_name="rmse", higher_is_better=False)
     assert isinstance(t.spec, TaskKind) and t.spec.name == "height"
     pred = torch.ones(1, 1, 2, 2)
-    assert float(t.loss(pred, torch.zeros(1, 1, 2, 2) + 2.0)) == pytest.approx(1.0)
-    assert float(t.activate(pred).sum()) == 8.0
-    assert isinstance(t.metric(), kinds.metrics.DepthMetric)
+    assert float(task_loss(t, pred, torch.zeros(1, 1, 2, 2) + 2.0)) == pytest.approx(1.0)
+    assert float(task_activate(t, pred).sum()) == 8.0
+    assert isinstance(task_metric(t), metrics.DepthMetric)
+
+
+def test_every_kind_has_an_objective() -> None:
+    assert set(OBJECTIVES) == set(KINDS)
+
+
+def test_backend_registry_knows_build_side_precisions() -> None:
+    """The runtime checks manifests of torch bundles without importing the build half: its
+    table of their precisions must be the targets' own."""
+    from mtlsi_edge.backends import BUILD_SIDE, TARGET_NAMES, precisions_of
+    from mtlsi_edge.targets import TARGETS
+
+    assert set(TARGET_NAMES) == set(TARGETS)
+    for name in BUILD_SIDE:
+        assert precisions_of(name) == TARGETS[name].precisions
 
 
 def test_input_spec_manifest_is_the_bundle_input_object() -> None:

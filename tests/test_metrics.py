@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from mtlsi_edge import metrics
-from mtlsi_edge.kinds import KINDS
 from mtlsi_edge.metrics import (
     BoundaryMetric,
     BoundaryMonitor,
@@ -19,6 +18,7 @@ from mtlsi_edge.metrics import (
     SegmentationMetric,
     delta_m,
 )
+from mtlsi_edge.objectives import OBJECTIVES, task_metric
 from mtlsi_edge.tasks import TASK_SETS, Task, TaskSet
 
 SEG4 = Task("seg", "segmentation", 4, 1.0, metric_name="miou")
@@ -31,8 +31,8 @@ SALIENCY = TASK_SETS["pascal"]["saliency"]
 def test_every_task_kind_has_a_metric() -> None:
     for ts in TASK_SETS.values():
         for task in ts:
-            m = task.metric()
-            assert isinstance(m, KINDS[task.kind].metric)
+            m = task_metric(task)
+            assert isinstance(m, OBJECTIVES[task.kind].metric)
 
 
 # --- segmentation -------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_seism_tolerance_comes_from_the_task() -> None:
     nyud = TASK_SETS["nyud"]["boundary"]
     pascal = TASK_SETS["pascal"]["boundary"]
     assert (nyud.max_dist, pascal.max_dist) == (0.011, 0.0075)
-    assert nyud.metric().max_dist == 0.011 and pascal.metric().max_dist == 0.0075
+    assert task_metric(nyud).max_dist == 0.011 and task_metric(pascal).max_dist == 0.0075
     # 200×200: r = 3.11 px (NYUD) vs 2.12 px (PASCAL); a 3-px shift matches only under NYUD.
     gt = np.zeros((200, 200))
     gt[:, 100] = 1
@@ -231,7 +231,7 @@ def test_seism_tolerance_comes_from_the_task() -> None:
     pred[:, 103] = 0.9
     scores = []
     for task in (nyud, pascal):
-        m = task.metric()
+        m = task_metric(task)
         m.update(pred, gt)
         scores.append(m.compute()["odsF"])
     assert scores == [pytest.approx(100.0), pytest.approx(0.0)]
@@ -295,7 +295,7 @@ def test_boundary_speed_on_a_smooth_240x320_map() -> None:
 @pytest.mark.parametrize("task", [t for ts in TASK_SETS.values() for t in ts],
                          ids=lambda t: t.kind)
 def test_split_without_valid_pixels_is_nan_not_perfect(task) -> None:
-    m = task.metric()
+    m = task_metric(task)
     out = m.compute()  # nothing at all
     assert out and all(math.isnan(v) for v in out.values())
     # an image whose every pixel is invalid

@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from mtlsi_edge.bundle import MANIFEST, BundleError, write_manifest
+from mtlsi_edge.bundle import MANIFEST, write_manifest
+from mtlsi_edge.errors import BundleError
 from mtlsi_edge.export import normalize
 from mtlsi_edge.runtime.predictor import FrameError, Predictor, to_bgr
 from mtlsi_edge.targets import TargetUnavailable
@@ -84,7 +85,7 @@ def test_preprocess_of_a_frame_bundle_is_the_frame(ort_predictor, frame):
 
 def test_preprocess_of_a_tensor_bundle_matches_export_normalisation(tiny_checkpoint, tmp_path,
                                                                    frame):
-    from mtlsi_edge.bundle import compile_bundle
+    from mtlsi_edge.compiler import compile_bundle
     from mtlsi_edge.targets import CompileOptions
 
     b = compile_bundle(tmp_path / "t", "onnxruntime", "fp32", checkpoint=tiny_checkpoint,

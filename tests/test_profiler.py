@@ -13,9 +13,11 @@ from typer.testing import CliRunner
 
 from mtlsi_edge.cli import app
 from mtlsi_edge.profiler import report
-from mtlsi_edge.profiler.bench import classify_node, measure, parse_ort_profile, profile_bundle
-from mtlsi_edge.profiler.stats import nearest_rank, summarize
+from mtlsi_edge.backends.onnxruntime import parse_ort_profile
+from mtlsi_edge.profiler.bench import classify_node, profile_bundle
 from mtlsi_edge.runtime.predictor import Predictor
+from mtlsi_edge.stats import nearest_rank, summarize
+from mtlsi_edge.timing import measure
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -186,8 +188,10 @@ def doc():
 
 
 def test_report_writers(doc, tmp_path):
+    from mtlsi_edge.profiler.plots import write_plots
+
     out = report.write_all(doc, tmp_path / "p.json", tmp_path / "p.csv", tmp_path / "p.md",
-                           tmp_path / "plots")
+                           tmp_path / "plots", plotter=write_plots)
     back = json.loads((tmp_path / "p.json").read_text())
     assert back["results"][1]["compute"]["times_ms"] == doc["results"][1]["compute"]["times_ms"]
     assert back["results"][1]["ratio_vs_torch"] == pytest.approx(2.0)
@@ -339,7 +343,7 @@ def test_openvino_per_layer_hook_reports_layers(bundle):
 
     manifest, folder = load_bundle(bundle("openvino", "fp16"))
     target = get_target("openvino")
-    x = Predictor(None, manifest).sample_input()  # the bundle's own input (uint8 frame)
+    x = Predictor(None, manifest, folder=folder).sample_input()  # the bundle's own input
     layers = target.per_layer(folder, manifest, target.load_options(manifest, threads=1), x, 2)
     assert layers and all(r.ms >= 0 and r.name and r.type for r in layers)
 
@@ -361,7 +365,7 @@ def test_onnxruntime_per_layer_uses_the_timed_session_options(bundle, monkeypatc
 
     monkeypatch.setattr(ONNXRuntimeTarget, "load", load)
     timed = target.load(folder, manifest, opts)
-    x = Predictor(None, manifest).sample_input()  # the bundle's own input (uint8 frame)
+    x = Predictor(None, manifest, folder=folder).sample_input()  # the bundle's own input
     layers = target.per_layer(folder, manifest, opts, x, 2)
     assert layers and len(loaded) == 2
     a, b = (r.session.get_session_options() for r in (timed, loaded[1]))
@@ -390,7 +394,7 @@ def test_every_target_derives_from_the_base():
 
 
 def test_time_call_is_measure_plus_summary():
-    from mtlsi_edge.profiler.timing import time_call
+    from mtlsi_edge.timing import time_call
 
     fn = Counter()
     t = time_call(fn, warmup_s=0.0, warmup_runs=3, runs=4)

@@ -71,7 +71,7 @@ def test_tensorrt_output_is_close_to_the_cpu_output(quantized, tiny_checkpoint):
     with each other on a rendered image (ONNX Runtime CPU)."""
     import onnxruntime as ort
 
-    from mtlsi_edge.bundle import reference_inputs
+    from mtlsi_edge.compiler import reference_inputs
 
     x = reference_inputs((64, 96), n=1)
     outs = [ort.InferenceSession(str(quantized[k]), providers=["CPUExecutionProvider"]).run(

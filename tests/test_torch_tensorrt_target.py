@@ -100,7 +100,8 @@ def fake_torch_tensorrt(monkeypatch):
 
 @pytest.mark.slow  # ~20 s: ONNX export, torch.export and parity of the tiny model
 def test_bundle_flow_with_stand_in(fake_torch_tensorrt, tiny_checkpoint, tmp_path):
-    from mtlsi_edge.bundle import compile_bundle, load_bundle
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.compiler import compile_bundle
     from mtlsi_edge.runtime.predictor import Predictor
 
     out = compile_bundle(tmp_path / "tt", "torch-tensorrt", "fp16", checkpoint=tiny_checkpoint,

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mtlsi_edge.bundle import LEGACY_SCHEMAS, MANIFEST, compile_bundle, load_bundle, write_manifest
+from mtlsi_edge.bundle import LEGACY_SCHEMAS, MANIFEST, load_bundle, write_manifest
 from mtlsi_edge.cli import app
+from mtlsi_edge.compiler import compile_bundle
 from mtlsi_edge.fileio import sha256
 from mtlsi_edge.targets import CompileOptions
 from mtlsi_edge.targets.onnxruntime import ONNXRuntimeTarget

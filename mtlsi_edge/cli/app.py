@@ -34,6 +34,22 @@ def fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+#: Commands of the build half (model, data, training, export, compile, quantise, tune): in a
+#: runtime-only install they say which extra to install, in one line, and exit 2.  ``--help``
+#: works for every command in every install.
+BUILD_COMMANDS = frozenset({"info", "export", "data", "train", "eval", "compile", "calibrate",
+                            "quantize", "deploy", "prune", "tune"})
+
+
+def require_build_half(what: str) -> None:
+    """Exit 2 with one line when the build half (PyTorch, timm) is not installed here."""
+    from mtlsi_edge.backends import BUILD_EXTRA, build_half_installed
+
+    if not build_half_installed():
+        fail(f"{what} needs the build half (PyTorch, timm, NNCF), which this runtime-only "
+             f"install lacks: pip install 'mtlsi-edge[{BUILD_EXTRA}]'")
+
+
 class _Commands(TyperGroup):
     """Every command runs here: user errors (:class:`MtlsiError`, and OS errors caused by the
     machine) become one line and their exit code; everything else keeps its traceback."""
@@ -60,6 +76,12 @@ class _Commands(TyperGroup):
                                                else ""))
             sys.exit(e.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if name in BUILD_COMMANDS and not any(a in ("--help", "-h") for a in rest):
+            require_build_half(f"mtlsi-edge {name}")
+        return name, cmd, rest
 
     def invoke(self, ctx):
         try:

@@ -59,7 +59,8 @@ def compile_(
       mtlsi-edge compile --target tensorrt --precision int8 --onnx runs/quantize/trt.onnx
       mtlsi-edge compile --target tensorrt --precision fp16 --dla-core 0 --workspace-mb 512
     """
-    from mtlsi_edge.bundle import compile_bundle, load_bundle
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.compiler import compile_bundle
     from mtlsi_edge.targets import CompileOptions, get_target
     from mtlsi_edge.verify import parse_gate_overrides
 

@@ -81,7 +81,7 @@ def export(
       mtlsi-edge export --out runs/export/edge.onnx
       mtlsi-edge export --variant edge-mbv3 --dynamic --out runs/export/mbv3-dyn.onnx
     """
-    from mtlsi_edge.bundle import export_with_parity, set_graph
+    from mtlsi_edge.compiler import export_with_parity, set_graph
     from mtlsi_edge.weights import starter_checkpoint
 
     if stride not in (1, 4):

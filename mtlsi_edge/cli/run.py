@@ -44,7 +44,8 @@ def demo(
       mtlsi-edge demo --source video.mp4 --record runs/demo/out.mp4 --headless
       mtlsi-edge demo --bundle runs/compile/openvino-fp32 --source 0 --layout blend
     """
-    from mtlsi_edge.bundle import cached_bundle
+    from mtlsi_edge.backends import build_half_installed
+    from mtlsi_edge.cli.app import require_build_half
     from mtlsi_edge.runtime.capture import Source, default_source
     from mtlsi_edge.runtime.loop import LAYOUTS, display_available, run_loop
     from mtlsi_edge.runtime.predictor import Predictor
@@ -63,6 +64,9 @@ def demo(
                                  f"{record}"), style="yellow", highlight=False, soft_wrap=True)
         headless = True
     if bundle is None:
+        require_build_half("demo without --bundle (it compiles the embedded model)")
+        from mtlsi_edge.compiler import cached_bundle
+
         bundle = cached_bundle(checkpoint or starter_checkpoint(), target, precision,
                                console=console)
     # A bundle that fails its self-check here is refused, not shown: plausible-looking wrong
@@ -75,7 +79,14 @@ def demo(
                              f"{c.runtime_version}, computes in {c.device_precision}, "
                              f"{c.seconds * 1e3:.0f} ms)"))
     if source is None:
-        source, why = default_source(console=console)
+        render = None
+        if build_half_installed():
+            from mtlsi_edge.data.synthindoor import render_walkthrough
+
+            def render(path: Path) -> None:
+                render_walkthrough(path, seconds=12, fps=15)
+
+        source, why = default_source(console=console, render=render)
         console.print(escape(f"source: {why}"), highlight=False, soft_wrap=True)
     src = Source(source, loop=loop)
     console.print(f"model: {bundle} ({predictor.target} {predictor.precision}); "
@@ -136,9 +147,12 @@ def profile(
       mtlsi-edge profile --checkpoint last.json --precisions fp32,fp16 --per-layer
       mtlsi-edge profile --bundle b/ov-int8 --mode throughput --threads 2
     """
+    import importlib.util
+
+    from mtlsi_edge.cli.app import require_build_half
     from mtlsi_edge.profiler import report
     from mtlsi_edge.profiler.bench import MODES
-    from mtlsi_edge.profiler.run import check_bundles, compile_matrix, profile_bundles, self_check
+    from mtlsi_edge.profiler.run import check_bundles, profile_bundles, self_check
 
     if runs is not None and time_s is not None:
         fail("give --time or --runs, not both")
@@ -167,9 +181,18 @@ def profile(
         notes.append(msg)
         console.print(f"[yellow]note:[/] {escape(msg)}", highlight=False)
 
+    plotter = None
+    if importlib.util.find_spec("matplotlib") is not None:
+        from mtlsi_edge.profiler.plots import write_plots as plotter
+    elif plot is not None:
+        fail("--plot needs matplotlib, which this runtime-only install lacks: "
+             "pip install matplotlib")
     if bundle:
         paths = check_bundles(bundle)
     else:
+        require_build_half("profile without --bundle (it compiles the checkpoint)")
+        from mtlsi_edge.compiler import compile_matrix
+
         paths = compile_matrix(checkpoint or starter_checkpoint(),
                                [t.strip() for t in targets.split(",") if t.strip()],
                                [p.strip() for p in precisions.split(",") if p.strip()],
@@ -183,7 +206,8 @@ def profile(
     doc, written = profile_bundles(
         paths, run_dir, mode=mode, threads=threads, time_s=time_s, runs=runs, frame=frame,
         per_layer=per_layer, notes=notes, note=note, console=console,
-        report_paths={"json": json_path, "csv": csv_path, "md": md_path, "plot": plot})
+        report_paths={"json": json_path, "csv": csv_path, "md": md_path, "plot": plot},
+        plotter=plotter)
     if report.rows(doc):
         for table in report.terminal_tables(doc, console.width):
             console.print(table)

@@ -95,12 +95,12 @@ def eval_(
     if bundle is not None and checkpoint is not None:
         fail("give --checkpoint or --bundle, not both")
     if bundle is not None:
-        from mtlsi_edge.train.evaluation import evaluate_bundle
+        from mtlsi_edge.evaluation import evaluate_bundle
 
         with console.status("evaluating the bundle…"):
             res, task_set = evaluate_bundle(bundle, data, split, limit)
     else:
-        from mtlsi_edge.train.evaluation import evaluate_checkpoint
+        from mtlsi_edge.evaluation import evaluate_checkpoint
         from mtlsi_edge.weights import starter_checkpoint
 
         res, task_set = evaluate_checkpoint(checkpoint or starter_checkpoint(), data, split,

@@ -42,6 +42,7 @@ import torch
 
 from mtlsi_edge.inputs import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from mtlsi_edge.kinds import TaskKind
+from mtlsi_edge.objectives import gt_to_tensor
 from mtlsi_edge.tasks import kind_of
 
 __all__ = [
@@ -396,7 +397,7 @@ class ToTensor(Transform):
                     np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32)
                 )
             else:
-                out[k] = kind.gt_to_tensor(a)
+                out[k] = gt_to_tensor(kind, a)
         return out
 
 

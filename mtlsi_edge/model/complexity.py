@@ -6,14 +6,15 @@ fvcore, element-wise ops are not counted): deterministic, so tests can assert on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from mtlsi_edge.model.eager import eager_latency_ms
 from mtlsi_edge.model.mtlsi import PARTS, MTLSINet, create_model
-from mtlsi_edge.profiler.eager import eager_latency_ms
 
 
 def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -77,3 +78,33 @@ def variant_report(name: str, size: tuple[int, int], latency: bool = False) -> d
         rep["eager_fp32_ms"] = eager_latency_ms(model, size)
         rep["threads"] = torch.get_num_threads()
     return rep
+
+
+@functools.lru_cache(maxsize=16)
+def _bundle_complexity(cfg_json: str, size: tuple[int, int]) -> str:
+    import json
+
+    from mtlsi_edge.model.mtlsi import MTLSIConfig
+
+    cfg = MTLSIConfig.from_dict(json.loads(cfg_json))
+    cfg.pretrained = False  # structure only: never download weights to count MACs
+    with torch.random.fork_rng():
+        model = MTLSINet(cfg).eval()
+    rep = model_report(model, size)
+    tasks = model.task_set.names
+    structure = {
+        "tasks": tasks,
+        "prelim": sorted({k for t in tasks for k, _ in model.prelim[t].named_children()}),
+        "decoders": sorted({k for t in tasks for k, _ in model.decoders[t].named_children()}),
+    }
+    return json.dumps({"params": rep["params"], "gmacs": rep["gmacs"], "structure": structure})
+
+
+def bundle_complexity(cfg: dict, size: tuple[int, int]) -> dict:
+    """What a bundle's manifest records of its model (``"complexity"``), so that the device's
+    profiler reports GFLOP/s and groups per-layer times by part without building the model:
+    parameters, GMACs at ``size`` and the child module names of the preliminary decoders and
+    task decoders (``profiler.bench.classify_node``)."""
+    import json
+
+    return json.loads(_bundle_complexity(json.dumps(cfg, sort_keys=True), tuple(size)))

@@ -10,13 +10,11 @@ exported as JSON.
 Backends are reached only through their :class:`~mtlsi_edge.targets.Target` hooks:
 ``per_layer`` (each backend's own profiler, compiled exactly as the timed model),
 ``throughput`` (its concurrent-request API) and ``effective_threads``; the timing loops are
-:mod:`mtlsi_edge.profiler.timing`.
+:mod:`mtlsi_edge.timing`.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import platform
 import re
@@ -27,29 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlsi_edge.backends import UnsupportedByTarget, get_backend
 from mtlsi_edge.bundle import load_bundle
 from mtlsi_edge.fileio import display_path
-from mtlsi_edge.machine import cpu_info
-from mtlsi_edge.model.complexity import model_report
-from mtlsi_edge.model.mtlsi import PARTS, MTLSIConfig, MTLSINet
-from mtlsi_edge.profiler.stats import summarize
-from mtlsi_edge.profiler.timing import (  # noqa: F401 - re-exported (older imports)
-    DEFAULT_TIME_S,
-    WARMUP_RUNS,
-    WARMUP_S,
-    measure,
-    time_call,
-    timing_frame,
-    warmup,
-)
-from mtlsi_edge.profiler.timing import check_budget as _check_budget
+from mtlsi_edge.machine import ISA_FLAGS, cpu_info
 from mtlsi_edge.runtime.predictor import Predictor
-from mtlsi_edge.targets import UnsupportedByTarget, get_target
-from mtlsi_edge.targets.onnxruntime import parse_ort_profile  # noqa: F401 - re-exported
+from mtlsi_edge.stats import summarize
+from mtlsi_edge.timing import WARMUP_RUNS, WARMUP_S, time_call
+from mtlsi_edge.timing import check_budget as _check_budget
 
 MODES = ("latency", "throughput")
-#: ISA flags of interest in /proc/cpuinfo (``amx`` = any ``amx_*`` flag).
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni")
 
 Progress = Callable[[str], None]
 
@@ -67,7 +52,7 @@ def machine_header() -> dict:
     import psutil
 
     model, flags = cpu_info()
-    isa = {f: f in flags for f in ISA_FLAGS}
+    isa = {f: f in flags for f in ISA_FLAGS if not f.startswith("amx")}
     isa["amx"] = any(f.startswith("amx") for f in flags)
     try:
         load = [round(x, 2) for x in os.getloadavg()]
@@ -80,7 +65,7 @@ def machine_header() -> dict:
         "isa": isa,
         "os": platform.platform(),
         "python": platform.python_version(),
-        "runtimes": {p: _version(p) for p in ("torch", "onnxruntime", "openvino")},
+        "runtimes": {p: _version(p) for p in ("torch", "onnxruntime", "openvino", "tensorrt")},
         "load_avg_1_5_15": load,
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
     }
@@ -95,29 +80,12 @@ def _memory(rss_before: int) -> dict:
             "rss_delta_mb": (rss - rss_before) / 2**20}
 
 
-# -- model complexity ---------------------------------------------------------------------
-@functools.lru_cache(maxsize=16)
-def _model_info(cfg_json: str, size: tuple[int, int]) -> tuple[dict, dict]:
-    """(``model_report`` at ``size``, names of child modules per part) for a model config."""
-    import torch
-
-    cfg = MTLSIConfig.from_dict(json.loads(cfg_json))
-    cfg.pretrained = False  # structure only: never download weights to count MACs
-    with torch.random.fork_rng():
-        model = MTLSINet(cfg).eval()
-    rep = model_report(model, size)
-    tasks = model.task_set.names
-    structure = {
-        "tasks": tasks,
-        "prelim": sorted({k for t in tasks for k, _ in model.prelim[t].named_children()}),
-        "decoders": sorted({k for t in tasks for k, _ in model.decoders[t].named_children()}),
-    }
-    return rep, structure
-
-
 # -- per-layer grouping -------------------------------------------------------------------
-#: Display name of each part keyed by module prefix (mtlsi.PARTS inverted).
-_PART_OF_PREFIX = {prefix: part for part, prefix in PARTS.items()}
+#: Display name of each part of MTLSI-Net keyed by its module prefix in exported node names
+#: (``model.mtlsi.PARTS`` inverted; a test keeps the two equal).
+_PART_OF_PREFIX = {"backbone": "backbone", "prelim": "preliminary decoders",
+                   "fusion": "MT-MQLFB", "distiller": "distiller", "decoders": "CWIB decoders",
+                   "heads": "heads"}
 
 
 def classify_node(name: str, structure: dict | None = None) -> str:
@@ -226,7 +194,7 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
     say = progress or (lambda _msg: None)
     manifest, folder = load_bundle(path)
     target = manifest["target"]
-    tgt = get_target(target)
+    tgt = get_backend(target)
     tgt.require(f"{folder}: bundle needs target {target}")
     in_size = tuple(manifest["input"]["size"])
     frame_size = tuple(size) if size else in_size
@@ -244,20 +212,16 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
         "notes": [], "skipped": None,
         "model_file_mb": sum((folder / f).stat().st_size for f in manifest["files"]) / 2**20,
     }
-    say(f"{name}: counting MACs")
-    cfg = manifest["model"]["config"]
-    structure = None
-    try:
-        rep, structure = _model_info(json.dumps(cfg, sort_keys=True), in_size)
-        row["params"], row["gmacs"] = rep["params"], rep["gmacs"]
-    except Exception as e:  # noqa: BLE001 - complexity is informative; keep profiling
-        row["params"] = row["gmacs"] = None
-        row["notes"].append(f"params/GMACs unavailable: {e}")
+    cx = manifest.get("complexity") or {}
+    structure = cx.get("structure")
+    row["params"], row["gmacs"] = cx.get("params"), cx.get("gmacs")
+    if not cx:
+        row["notes"].append("params/GMACs unavailable: the bundle predates manifests that "
+                            "record them (compile it again)")
 
     rss_before = psutil.Process().memory_info().rss
     if mode == "throughput":
-        pre = Predictor(_NullRunner(), manifest)
-        x, _ = pre.preprocess(timing_frame(in_size))
+        x = Predictor(_NullRunner(), manifest, folder=folder).sample_input()
         say(f"{name}: throughput")
         try:
             res = tgt.throughput(folder, manifest,
@@ -276,8 +240,8 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
     else:
         say(f"{name}: loading")
         predictor = Predictor.from_bundle(folder, threads=threads, hint="latency")
-        frame = timing_frame(frame_size)
-        x, _ = predictor.preprocess(frame)
+        frame = predictor.timing_frame(frame_size)
+        x = predictor.sample_input()
         runner = predictor.runner
         say(f"{name}: compute-only latency")
         t_compute = time_call(lambda: runner(x), time_s=time_s, runs=runs)
@@ -307,8 +271,7 @@ def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
 
     if per_layer:
         say(f"{name}: per-layer profile")
-        pre = Predictor(_NullRunner(), manifest)
-        x, _ = pre.preprocess(timing_frame(in_size))
+        x = Predictor(_NullRunner(), manifest, folder=folder).sample_input()
         iters = max(5, min(runs or 20, 50))
         try:
             row["per_layer"] = per_layer_profile(tgt, folder, manifest, threads, x, iters,

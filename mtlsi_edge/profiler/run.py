@@ -1,5 +1,6 @@
 """One profiling run: the bundles to time (given, or compiled per target × precision from a
-checkpoint), their on-device self-check, the measurements and the reports on disk."""
+checkpoint by :func:`mtlsi_edge.compiler.compile_matrix`), their on-device self-check, the
+measurements and the reports on disk."""
 
 from __future__ import annotations
 
@@ -8,18 +9,12 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
-from mtlsi_edge.bundle import BundleError, compile_bundle, load_bundle
-from mtlsi_edge.errors import ConfigError, MtlsiError
+from mtlsi_edge.backends import get_backend
+from mtlsi_edge.bundle import load_bundle
+from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.profiler import report
 from mtlsi_edge.profiler.bench import machine_header, profile_bundle
 from mtlsi_edge.runtime.predictor import Predictor
-from mtlsi_edge.targets import (
-    TARGETS,
-    CompileOptions,
-    ModelMismatch,
-    TargetUnavailable,
-    get_target,
-)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -38,63 +33,12 @@ def check_bundles(bundles: list[Path]) -> list[Path]:
     folders = []
     for b in bundles:
         m, folder = load_bundle(b)
-        ok, why = get_target(m["target"]).available()
+        ok, why = get_backend(m["target"]).available()
         if not ok:
             raise ProfileError(f"{folder}: bundle needs target {m['target']}, unavailable "
                                f"here: {why}")
         folders.append(folder)
     return folders
-
-
-def compile_matrix(checkpoint: Path, targets: list[str], precisions: list[str], out: Path,
-                   note: Callable[[str], None], console=None) -> list[Path]:
-    """One bundle per available target × precision under ``out`` (``out/TARGET-PREC``); pairs
-    that cannot be built here are skipped with a ``note``."""
-
-    if not Path(checkpoint).is_file():
-        raise ProfileError(f"{checkpoint}: checkpoint not found")
-    for t in targets:
-        if t not in TARGETS:
-            raise ProfileError(f"unknown target {t!r}; known: {', '.join(TARGETS)}")
-    for p in precisions:
-        if p not in PRECISIONS:
-            raise ProfileError(f"unknown precision {p!r}; use fp32, fp16 or int8")
-    if not targets or not precisions:
-        raise ProfileError("--targets and --precisions must each name at least one")
-    paths: list[Path] = []
-    skipped: list[str] = []
-
-    def skip(msg: str) -> None:
-        skipped.append(msg)
-        note(msg)
-
-    for t in targets:
-        tgt = get_target(t)
-        ok, why = tgt.available()
-        if not ok:
-            skip(f"skipping {t}: {why}")
-            continue
-        for p in precisions:
-            if p == "int8":
-                skip(f"skipping {t}-int8: INT8 needs a quantised model (mtlsi-edge quantize), "
-                     f"then profile its bundle with --bundle")
-                continue
-            if p not in tgt.precisions:
-                skip(f"skipping {t}-{p}: {t} supports {', '.join(tgt.precisions)}")
-                continue
-            opts = CompileOptions(precision=p, device=get_target(t).default_device)
-            try:
-                with _status(console, f"compiling {t} {p} bundle…"):
-                    paths.append(compile_bundle(out / f"{t}-{p}", t, p, checkpoint=checkpoint,
-                                                opts=opts))
-            except (BundleError, TargetUnavailable, ConfigError, ModelMismatch) as e:
-                # a target refusing this model, precision or option is a skip with its
-                # reason, not the end of the run (a failed parity gate still ends it: exit 3)
-                skip(f"skipping {t}-{p}: {e}")
-    if not paths:
-        raise ProfileError("nothing to profile: " + ("; ".join(skipped)
-                                                     or "no target/precision pairs"))
-    return paths
 
 
 def self_check(folder: Path):
@@ -109,10 +53,12 @@ def profile_bundles(paths: list[Path], run_dir: Path, mode: str = "latency",
                     runs: int | None = None, frame: tuple[int, int] | None = None,
                     per_layer: bool = False, notes: list[str] | None = None,
                     report_paths: dict[str, Path | None] | None = None,
-                    note: Callable[[str], None] | None = None,
-                    console=None) -> tuple[dict, dict[str, list[Path]]]:
-    """Measure every bundle in ``paths`` and write the reports (JSON, CSV, Markdown, plots;
-    defaults under ``run_dir``); returns (report document, written files by kind)."""
+                    note: Callable[[str], None] | None = None, console=None,
+                    plotter: Callable[[dict, Path], list[Path]] | None = None
+                    ) -> tuple[dict, dict[str, list[Path]]]:
+    """Measure every bundle in ``paths`` and write the reports (JSON, CSV, Markdown, and plots
+    with ``plotter``; defaults under ``run_dir``); returns (report document, written files by
+    kind)."""
 
     notes = notes if notes is not None else []
     note = note or notes.append
@@ -140,5 +86,5 @@ def profile_bundles(paths: list[Path], run_dir: Path, mode: str = "latency",
     written = report.write_all(doc, given.get("json") or run_dir / "profile.json",
                                given.get("csv") or run_dir / "profile.csv",
                                given.get("md") or run_dir / "profile.md",
-                               given.get("plot") or run_dir / "plots")
+                               given.get("plot") or run_dir / "plots", plotter)
     return doc, written

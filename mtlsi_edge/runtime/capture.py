@@ -13,14 +13,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mtlsi_edge.data.synthindoor import render_walkthrough
 from mtlsi_edge.errors import MtlsiError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -175,16 +174,23 @@ def camera_available(index: int = 0) -> bool:
 
 
 def default_source(walkthrough: str | Path = "runs/demo/walkthrough.mp4",
-                   console=None) -> tuple[str, str]:
-    """Camera 0 when one answers, else the SynthIndoor walkthrough video (rendered once to
-    ``walkthrough``); returns (source spec, one line saying which)."""
+                   console=None, render: Callable[[Path], object] | None = None
+                   ) -> tuple[str, str]:
+    """Camera 0 when one answers, else the SynthIndoor walkthrough video at ``walkthrough``
+    (rendered once by ``render(path)`` — the build half's renderer — when it is not there);
+    returns (source spec, one line saying which).  A device without a camera, the video and
+    the renderer gets a :class:`CaptureError` asking for ``--source``."""
     if camera_available(0):
         return "0", "camera 0"
     video = Path(walkthrough)
     if not video.is_file():
+        if render is None:
+            raise CaptureError("no camera found and no --source given: pass --source (a "
+                               "camera index or /dev/video path, a video, an image folder or "
+                               "a URL)")
         msg = "no camera: rendering the SynthIndoor walkthrough video…"
         with console.status(msg) if console is not None else contextlib.nullcontext():
-            render_walkthrough(video, seconds=12, fps=15)
+            render(video)
     return str(video), f"no camera found; showing the built-in SynthIndoor walkthrough ({video})"
 
 

@@ -16,12 +16,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mtlsi_edge.backends import get_backend
 from mtlsi_edge.bundle import check_io, load_bundle
 from mtlsi_edge.inputs import InputSpec
 from mtlsi_edge.runtime.frames import FrameError, preprocess_frame, runner_input, to_bgr
-from mtlsi_edge.targets import get_target
 from mtlsi_edge.tasks import TaskSet
-from mtlsi_edge.verify import CheckReport, VerificationError, check_bundle
+from mtlsi_edge.verify import (
+    CheckReport,
+    VerificationError,
+    check_bundle,
+    load_timing_frame,
+)
 
 __all__ = ["FrameError", "Predictor", "Timings", "preprocess_frame", "to_bgr"]
 
@@ -44,9 +49,14 @@ class Predictor:
     forward); ``boundary`` / ``saliency`` ``H×W`` float32 probabilities.
     """
 
-    def __init__(self, runner, manifest: dict, letterbox: bool = False):
+    def __init__(self, runner, manifest: dict, letterbox: bool = False,
+                 folder: Path | None = None, runtime_version: str = "?"):
         self.runner = runner
         self.manifest = manifest
+        #: The bundle folder (None for a Predictor built around a runner by hand).
+        self.folder = None if folder is None else Path(folder)
+        #: The version of the backend runtime that runs it on this machine.
+        self.runtime_version = runtime_version
         self.task_set = TaskSet.from_dict(manifest["task_set"])
         spec = InputSpec.from_manifest(manifest["input"])
         self.input_size = spec.size  # (H, W)
@@ -57,6 +67,7 @@ class Predictor:
         self.frame_io = manifest.get("io") == "frame"
         self.letterbox = letterbox
         self.timings = Timings()
+        self._timing: np.ndarray | None = None
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str | None = None,
@@ -69,12 +80,12 @@ class Predictor:
         The report is kept in ``predictor.check``.
         """
         manifest, folder = load_bundle(path)
-        target = get_target(manifest["target"])
-        target.require(f"bundle needs target {manifest['target']}")
-        opts = target.load_options(manifest, device, threads, hint)
-        runner = target.load(folder, manifest, opts)
+        backend = get_backend(manifest["target"])
+        backend.require(f"bundle needs target {manifest['target']}")
+        opts = backend.load_options(manifest, device, threads, hint)
+        runner = backend.load(folder, manifest, opts)
         check_io(runner, manifest, folder)
-        pred = cls(runner, manifest, letterbox)
+        pred = cls(runner, manifest, letterbox, folder, backend.runtime_version())
         pred.check = None
         if verify:
             pred.check = check_bundle(pred, folder)
@@ -100,12 +111,25 @@ class Predictor:
         return runner_input(frame, self.input_size, self.frame_io, self.letterbox, self.mean,
                             self.inv_std)
 
-    def sample_input(self) -> np.ndarray:
-        """What the runner takes for :func:`~mtlsi_edge.profiler.timing.timing_frame` at
-        the input size (to time compute)."""
-        from mtlsi_edge.profiler.timing import timing_frame
+    def timing_frame(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The frame compute latency is timed on (a SynthIndoor render stored in the bundle at
+        compile time: :func:`mtlsi_edge.verify.load_timing_frame`), at ``size`` (default: the
+        input size; resized with OpenCV when it differs)."""
+        if self.folder is None or not self.manifest.get("reference"):
+            raise FrameError("this Predictor has no bundle reference frames to time on")
+        if self._timing is None:
+            self._timing = load_timing_frame(self.folder / self.manifest["reference"]["file"])
+        h, w = size or self.input_size
+        f = self._timing
+        if f.shape[:2] != (h, w):
+            f = cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA if h < f.shape[0]
+                           else cv2.INTER_LINEAR)
+        return f
 
-        return self.preprocess(timing_frame(tuple(self.input_size)))[0]
+    def sample_input(self) -> np.ndarray:
+        """What the runner takes for :meth:`timing_frame` at the input size (to time
+        compute)."""
+        return self.preprocess(self.timing_frame())[0]
 
     def postprocess(self, raw: dict[str, np.ndarray], geom: tuple) -> dict[str, np.ndarray]:
         (top, left, nh, nw), (fh, fw) = geom

@@ -36,6 +36,7 @@ from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.fileio import append_jsonl, atomic_write_json
 from mtlsi_edge.model.mtlsi import VARIANTS, MTLSINet, create_model
 from mtlsi_edge.model.restore import model_from_state_dict
+from mtlsi_edge.objectives import objective, task_activate, task_loss, task_metric
 from mtlsi_edge.tasks import TaskSet
 from mtlsi_edge.train.checkpoint import (
     load_training_state,
@@ -142,11 +143,12 @@ def multitask_loss(out: dict, batch: dict, task_set: TaskSet, deep_supervision: 
     parts = {}
     for t in task_set:
         gt = batch[t.name]
-        lt = t.loss(out[t.name], gt)
+        lt = task_loss(t, out[t.name], gt)
         parts[t.name] = lt.detach()
         total = total + t.loss_weight * lt
         if deep_supervision and "aux" in out:
-            total = total + t.loss_weight * t.loss(out["aux"][t.name], t.spec.aux_downsample(gt, 4))
+            total = total + t.loss_weight * task_loss(t, out["aux"][t.name],
+                                                            objective(t.kind).aux_downsample(gt, 4))
     return total, parts
 
 
@@ -293,9 +295,9 @@ def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4
         ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate_eval)
-    metrics = {t.name: t.metric() for t in task_set}
-    monitors = {t.name: t.spec.monitor(t) for t in task_set
-                if boundary_monitor and t.spec.monitor is not None}
+    metrics = {t.name: task_metric(t) for t in task_set}
+    monitors = {t.name: objective(t.kind).monitor(t) for t in task_set
+                if boundary_monitor and objective(t.kind).monitor is not None}
     device = next(model.parameters()).device
     it = loader
     if progress:
@@ -305,7 +307,7 @@ def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4
         for t in task_set:
             raw = F.interpolate(out[t.name].float(), size=batch["image"].shape[-2:],
                                 mode="bilinear", align_corners=False)
-            pred = t.activate(raw).cpu().numpy()
+            pred = task_activate(t, raw).cpu().numpy()
             gt = batch[t.name].numpy()
             for i, m in enumerate(batch["meta"]):
                 oh, ow = m["orig_size"]

@@ -3,7 +3,7 @@
 Every latency number of the toolkit (``mtlsi-edge profile``, ``deploy``'s report, ``tune``,
 the pruning report, the eager latency of ``info --latency`` and the ``benchmarks/`` scripts)
 comes from :func:`measure` (per-call wall times) or :func:`time_call` (the same times plus
-their :func:`~mtlsi_edge.profiler.stats.summarize` statistics).
+their :func:`~mtlsi_edge.stats.summarize` statistics).
 
 Conventions: warm-up calls are untimed and last until at least ``warmup_s`` seconds have
 passed *and* ``warmup_runs`` calls were made (like OpenVINO's ``benchmark_app``); then either
@@ -13,34 +13,14 @@ one call); with neither, :data:`DEFAULT_TIME_S`.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from mtlsi_edge.profiler.stats import summarize
+from mtlsi_edge.stats import summarize
 
 #: Warm-up defaults: at least this long *and* at least this many calls.
-#: The SynthIndoor render (a held-out seed) that compute latency is timed on.  A graph's cost
-#: can depend on the picture (segmentation labels by ``export.bilinear_argmax`` blend only the
-#: pixels on label edges), so it is timed on a scene, not on noise (all edges) or flat grey
-#: (none).
-TIMING_SEED = 20_000_700
-
-
-@functools.lru_cache(maxsize=4)
-def timing_frame(size: tuple[int, int]) -> np.ndarray:
-    """The BGR uint8 ``H×W×3`` frame of :data:`TIMING_SEED` at ``size`` (read-only, cached)."""
-    from mtlsi_edge.data.synthindoor import render_sample
-
-    frame = np.ascontiguousarray(render_sample(TIMING_SEED, size=tuple(size)).image_rgb[:, :, ::-1])
-    frame.flags.writeable = False
-    return frame
-
-
 WARMUP_S = 0.2
 WARMUP_RUNS = 5
 #: Measurement default when neither a duration nor a count is given.
@@ -108,7 +88,7 @@ def measure(fn: Callable[[], object], warmup_s: float = WARMUP_S,
 class TimingStats:
     """Per-call wall times (seconds) of one :func:`time_call` and their statistics (ms):
     ``min_ms, mean_ms, median_ms, max_ms, std_ms, p90_ms, p95_ms, p99_ms, fps, n`` as
-    :func:`~mtlsi_edge.profiler.stats.summarize` computes them."""
+    :func:`~mtlsi_edge.stats.summarize` computes them."""
 
     times_s: list[float]
     stats: dict = field(default_factory=dict)

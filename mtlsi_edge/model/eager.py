@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mtlsi_edge.profiler.timing import measure
+from mtlsi_edge.timing import measure
 
 
 @torch.inference_mode()
