@@ -51,9 +51,17 @@ def precisions_of(name: str) -> tuple[str, ...]:
     return BUILD_SIDE[name][2]
 
 
+def importable(module: str) -> bool:
+    """Whether ``module`` can be found here (a finder refusing it counts as absent)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it (a blocked or broken package)
+        return False
+
+
 def build_half_installed() -> bool:
     """Whether the build half's packages (PyTorch, timm) can be imported here."""
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "timm"))
+    return all(importable(m) for m in ("torch", "timm"))
 
 
 def get_backend(name: str) -> Backend:
@@ -74,4 +82,5 @@ def get_backend(name: str) -> Backend:
 
 __all__ = ["BACKENDS", "BUILD_SIDE", "TARGET_NAMES", "Backend", "LayerTime", "ModelMismatch",
            "RunOptions", "Runner", "RuntimeRefused", "TargetUnavailable",
-           "UnsupportedByTarget", "build_half_installed", "get_backend", "precisions_of"]
+           "UnsupportedByTarget", "build_half_installed", "get_backend", "importable",
+           "precisions_of"]

@@ -348,7 +348,7 @@ class TensorRTRunner:
             raise RuntimeError("TensorRT execute_async_v3 failed")
         host = {n: np.empty(self._shapes[n], self._dtypes[n]) for n in self.output_names}
         for n, arr in host.items():
-            pass
+            self._copy_out(arr, self._bufs[n])
         self._synchronize()
         return {n: arr.astype(np.float32) if arr.dtype == np.float16 else arr
                 for n, arr in host.items()}

@@ -147,8 +147,7 @@ def profile(
       mtlsi-edge profile --checkpoint last.json --precisions fp32,fp16 --per-layer
       mtlsi-edge profile --bundle b/ov-int8 --mode throughput --threads 2
     """
-    import importlib.util
-
+    from mtlsi_edge.backends import importable
     from mtlsi_edge.cli.app import require_build_half
     from mtlsi_edge.profiler import report
     from mtlsi_edge.profiler.bench import MODES
@@ -182,11 +181,14 @@ def profile(
         console.print(f"[yellow]note:[/] {escape(msg)}", highlight=False)
 
     plotter = None
-    if importlib.util.find_spec("matplotlib") is not None:
+    if importable("matplotlib"):
         from mtlsi_edge.profiler.plots import write_plots as plotter
     elif plot is not None:
         fail("--plot needs matplotlib, which this runtime-only install lacks: "
              "pip install matplotlib")
+    else:
+        console.print("no PNG plots: matplotlib is not installed (runtime-only install)",
+                      style="dim", highlight=False)
     if bundle:
         paths = check_bundles(bundle)
     else:
