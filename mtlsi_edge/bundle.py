@@ -24,6 +24,7 @@ from mtlsi_edge.backends import BACKENDS, TARGET_NAMES, precisions_of
 from mtlsi_edge.errors import BundleError
 from mtlsi_edge.fileio import atomic_write_json, sha256
 from mtlsi_edge.inputs import IMAGENET
+from mtlsi_edge.signing import SIGNATURE_FILE, check_signature
 from mtlsi_edge.tasks import TaskSet
 
 SCHEMA = "mtlsi-edge/bundle@3"
@@ -36,6 +37,10 @@ LEGACY_SCHEMAS = ("mtlsi-edge/bundle@1",)
 #: measurement: docs/benchmarks.md, "Labels in the graph".
 LABEL_STRIDE = 1
 MANIFEST = "manifest.json"
+#: Fields that schema 1 never had: a manifest claiming schema 1 while carrying one of them is
+#: a downgrade (which would skip the integrity check) and is refused.
+_LATER_FIELDS = ("integrity", "reference", "io", "label_stride", "label_size",
+                 "output_layouts", "complexity", "device_precision")
 
 
 _QDQ_OPS = (b"QuantizeLinear", b"DequantizeLinear")
@@ -196,7 +201,7 @@ def check_destination(out: Path) -> None:
     if mpath.is_file():
         try:
             m = json.loads(mpath.read_text())
-            listed = (set(m["files"]) | {MANIFEST}
+            listed = (set(m["files"]) | {MANIFEST, SIGNATURE_FILE}
                       if m.get("schema") in (*CHECKED_SCHEMAS, *LEGACY_SCHEMAS) else None)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             listed = None
@@ -248,12 +253,14 @@ def run_each(runner, x: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
-def load_bundle(path: str | Path) -> tuple[dict, Path]:
+def load_bundle(path: str | Path, trust: dict | None = None) -> tuple[dict, Path]:
     """Read and verify a bundle; returns (manifest, folder).
 
     Checks: the manifest's schema, its own integrity hash, its fields (types, ranges, task set
     against outputs), and that the folder holds exactly the listed files — plain files, no
-    links, no folders, nothing hidden — each with its sha256.
+    links, no folders, nothing hidden — each with its sha256 (plus the detached
+    ``manifest.sig``).  ``trust`` (``key_id → public key``, :func:`mtlsi_edge.signing.
+    trusted_keys`): also require a valid signature by one of these keys.
     """
     p = Path(path)
     if p.is_file() and p.name == MANIFEST:
@@ -270,12 +277,16 @@ def load_bundle(path: str | Path) -> tuple[dict, Path]:
     found = m.get("schema") if isinstance(m, dict) else "?"
     if found not in CHECKED_SCHEMAS and found not in LEGACY_SCHEMAS:
         raise BundleError(f"{mpath}: manifest schema {found} is not {SCHEMA}")
+    later = [k for k in _LATER_FIELDS if k in m] if found in LEGACY_SCHEMAS else []
+    if later:  # an edited schema string must not switch the integrity check off
+        raise BundleError(f"{mpath}: manifest schema {found} carries '{later[0]}', a field of "
+                          f"a later schema: a downgraded manifest is refused")
     if found in CHECKED_SCHEMAS and m.get("integrity") != _canonical_hash(m):
         raise BundleError(f"{mpath}: manifest was modified after the bundle was made "
                           f"(its integrity hash does not match)")
     _check_fields(m, mpath)
     for entry in p.iterdir():
-        if entry.name == MANIFEST:
+        if entry.name in (MANIFEST, SIGNATURE_FILE):
             continue
         if entry.name not in m["files"]:
             raise BundleError(f"{entry}: not listed in the manifest (bundle was modified)")
@@ -287,6 +298,8 @@ def load_bundle(path: str | Path) -> tuple[dict, Path]:
             raise BundleError(f"{f}: listed in the manifest but missing")
         if sha256(f) != digest:
             raise BundleError(f"{f}: sha256 mismatch (file modified after the bundle was made)")
+    if trust:
+        check_signature(p, m, trust)
     return m, p
 
 
@@ -364,7 +377,9 @@ def _check_fields(m: dict, mpath: Path) -> None:
     ref = m.get("reference")
     if ref is not None and not (isinstance(ref, dict) and ref.get("file") in files
                                 and isinstance(ref.get("thresholds"), dict)
-                                and set(ref["thresholds"]) == set(task_set.names)
-                                and all(isinstance(v, (int, float)) and math.isfinite(v)
-                                        for v in ref["thresholds"].values())):
+                                and set(ref["thresholds"]) == set(task_set.names)):
         raise bad("'reference'", "must name a listed file and a threshold per task")
+    for t in task_set if ref is not None else ():
+        why = t.spec.threshold_problem(ref["thresholds"][t.name])
+        if why:
+            raise bad(f"'reference.thresholds.{t.name}'", why)

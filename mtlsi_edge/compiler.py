@@ -44,6 +44,7 @@ from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.model.complexity import bundle_complexity
 from mtlsi_edge.profiler.run import PRECISIONS, ProfileError
 from mtlsi_edge.runtime.frames import runner_input
+from mtlsi_edge.signing import load_private_key, sign_bundle
 from mtlsi_edge.targets import (
     TARGETS,
     CompileOptions,
@@ -152,6 +153,7 @@ def compile_bundle(
     frame_io: bool | None = None,
     label_stride: int = LABEL_STRIDE,
     graph: str | None = None,
+    sign: str | Path | None = None,
 ) -> Path:
     """Build a bundle for ``target`` from a checkpoint or an exported ONNX (or OpenVINO IR).
 
@@ -167,6 +169,9 @@ def compile_bundle(
 
     ``graph`` (checkpoints only; default: the target's :attr:`Target.task_batched`):
     ``"batched"`` or ``"per-task"`` deploy graph, see :func:`choose_graph`.
+
+    ``sign``: an Ed25519 private key (``mtlsi-edge keys new``); the bundle then carries a
+    detached signature over its manifest (:mod:`mtlsi_edge.signing`).
     """
     tgt = get_target(target)
     tgt.require(error=BundleError)
@@ -183,6 +188,8 @@ def compile_bundle(
     if label_stride not in (1, 2, 4):
         raise BundleError(f"label stride must be 1, 2 or 4, got {label_stride}")
     check_graph(graph, allow_none=True)  # before any work
+    if sign is not None:
+        load_private_key(sign)  # a bad key is refused before any work
     if graph is not None and onnx_path is not None:
         raise BundleError("--graph applies to a checkpoint; an ONNX file keeps the graph it "
                           "was exported with")
@@ -308,7 +315,9 @@ def compile_bundle(
                                  "frames": len(frames), "thresholds": thresholds}
         manifest["files"] = {f: sha256(stage / f) for f in files}
         shutil.rmtree(work)
-        write_manifest(stage, manifest)
+        mpath = write_manifest(stage, manifest)
+        if sign is not None:
+            sign_bundle(stage, json.loads(mpath.read_text()), sign)
         check_destination(out)  # it may have changed while we compiled
         return replace_dir(stage, out)
     finally:
@@ -400,3 +409,11 @@ def compile_matrix(checkpoint: Path, targets: list[str], precisions: list[str], 
         raise ProfileError("nothing to profile: " + ("; ".join(skipped)
                                                      or "no target/precision pairs"))
     return paths
+
+
+def sign_written(folder: str | Path, key: str | Path) -> str:
+    """Sign a bundle that is already written (``deploy``'s and ``tune``'s bundles); returns
+    the key id.  The key was checked before the work (:func:`~mtlsi_edge.signing.
+    load_private_key`), so this only writes ``manifest.sig``."""
+    manifest, folder = load_bundle(folder)
+    return sign_bundle(folder, manifest, key)

@@ -13,6 +13,7 @@ a task's kind.  A new kind is one :class:`TaskKind` in :data:`KINDS` plus one
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,6 +46,8 @@ class TaskKind:
       bigger image = a closer camera).
     needs_max_dist: tasks of this kind carry a ``max_dist`` evaluation tolerance.
     view: the demo overlay view it feeds (``seg``, ``depth``, ``normals``, ``edges``) or ``""``.
+    gate_range: the thresholds a gate of this measure accepts, ``(low, high)`` inclusive:
+      outside it a gate could never fail (or never pass), so bundles and ``--gate`` refuse it.
     """
 
     name: str
@@ -65,6 +68,17 @@ class TaskKind:
     zoom_divides: bool = False
     needs_max_dist: bool = False
     view: str = ""
+    gate_range: tuple[float, float] = (0.0, float("inf"))
+
+    def threshold_problem(self, value: object) -> str | None:
+        """Why ``value`` cannot be a gate threshold of this kind (None when it can)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {value!r}"
+        lo, hi = self.gate_range
+        if not (math.isfinite(value) and lo <= value <= hi):
+            return (f"{self.measure_name} threshold {value!r}{self.unit} is outside "
+                    f"{lo:g}..{hi:g}{self.unit}, where a gate can fail")
+        return None
 
 
 # -- numpy finish (Predictor, channels last) -----------------------------------------------------
@@ -157,6 +171,7 @@ SEGMENTATION = TaskKind(
     deploy_activated=False, finish=_labels_last, gate_finish=_labels_first,
     measure=label_agreement, measure_name="label_agree", unit="%", higher_is_better=True,
     gate_thresholds={"fp32": 99.9, "fp16": 99.0, "int8": 93.0}, parity_score=_same,
+    gate_range=(50.0, 100.0),
     pad_value=IGNORE_INDEX, gt_dtype="int64", gt_channels=False, view="seg",
 )
 DEPTH = TaskKind(
@@ -164,6 +179,7 @@ DEPTH = TaskKind(
     deploy_activated=True, finish=_depth_last, gate_finish=_channel0,
     measure=absrel_difference, measure_name="absrel_diff", unit="", higher_is_better=False,
     gate_thresholds={"fp32": 0.001, "fp16": 0.01, "int8": 0.05}, parity_score=_absrel_score,
+    gate_range=(1e-7, 0.5),
     pad_value=0.0, zoom_divides=True, view="depth",
 )
 NORMALS = TaskKind(
@@ -171,13 +187,14 @@ NORMALS = TaskKind(
     deploy_activated=True, finish=_unit_last, gate_finish=_unit_first,
     measure=angle_difference, measure_name="angle_deg", unit="°", higher_is_better=False,
     gate_thresholds={"fp32": 0.1, "fp16": 1.0, "int8": 4.0}, parity_score=_angle_score,
+    gate_range=(1e-6, 45.0),
     pad_value=0.0, flip_negates_x=True, view="normals",
 )
 BOUNDARY = TaskKind(
     name="boundary", output="probability",
     deploy_activated=True, finish=_prob_last, gate_finish=_channel0,
     measure=binary_f, measure_name="f_binary", unit="%", higher_is_better=True,
-    gate_thresholds=dict(_PROB_GATE), parity_score=_same,
+    gate_thresholds=dict(_PROB_GATE), parity_score=_same, gate_range=(50.0, 100.0),
     pad_value=IGNORE_INDEX, needs_max_dist=True,
     view="edges",
 )
@@ -185,7 +202,7 @@ SALIENCY = TaskKind(
     name="saliency", output="probability",
     deploy_activated=True, finish=_prob_last, gate_finish=_channel0,
     measure=binary_f, measure_name="f_binary", unit="%", higher_is_better=True,
-    gate_thresholds=dict(_PROB_GATE), parity_score=_same,
+    gate_thresholds=dict(_PROB_GATE), parity_score=_same, gate_range=(50.0, 100.0),
     pad_value=IGNORE_INDEX,
 )
 

@@ -108,6 +108,10 @@ def thresholds_for(precision: str, task_set, overrides: dict[str, float] | None 
     if unknown:
         raise ConfigError(f"unknown task {sorted(unknown)[0]!r} in gate thresholds; tasks: "
                          f"{', '.join(task_set.names)}")
+    for name, v in overrides.items():
+        why = task_set[name].spec.threshold_problem(v)
+        if why:
+            raise ConfigError(f"gate threshold for {name}: {why}")
     return {t.name: float(overrides.get(t.name, t.spec.gate_thresholds[precision]))
             for t in task_set}
 
@@ -222,6 +226,7 @@ class CheckReport:
     cpu_flags: str
     seconds: float
     result: GateResult
+    signature: str = "unsigned"
 
     @property
     def passed(self) -> bool:

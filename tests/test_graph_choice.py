@@ -101,8 +101,8 @@ def test_quantize_graph_option_reaches_the_bundle(tiny_checkpoint, tmp_path):
         stem = tmp_path / graph / "q"
         res = CliRunner().invoke(app, ["quantize", "--checkpoint", str(tiny_checkpoint),
                                        "--format", "onnx", "--n", "4", "--gate",
-                                       "semseg=0", "--gate", "depth=10", "--gate",
-                                       "normals=180", "--gate", "boundary=0", *opt,
+                                       "semseg=50", "--gate", "depth=0.5", "--gate",
+                                       "normals=45", "--gate", "boundary=50", *opt,
                                        "--out", str(stem)])
         assert res.exit_code == 0, res.output
         meta = {p.key: p.value for p in onnx.load(str(stem) + ".onnx").metadata_props}

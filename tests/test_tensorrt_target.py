@@ -7,19 +7,25 @@ names NVIDIA's bindings wheels expose (``tests/tensorrt_api/extract_names.py``):
 setting any attribute the real module of that version does not have raises AttributeError, as
 the real module would.  Its "engine" is the parsed ONNX run by ONNX Runtime, and its execution
 context reads and writes the raw addresses the runner hands it, so the buffer and shape logic
-is checked by value.  Real-engine tests at the end skip unless TensorRT and a GPU are present.
+is checked by value.  CUDA is faked too, without torch: :class:`CPURunner` replaces the
+runner's CUDA hooks with numpy-backed memory and records each call, and :class:`FakeCudart`
+stands in for cuda-python's ``cuda.bindings.runtime`` (availability, and one run through the
+real hooks).  Real-engine tests at the end skip unless TensorRT and a GPU are present.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import ctypes
+import gc
 import importlib.machinery
 import importlib.util
 import json
 import sys
 import types
 import warnings
+from enum import IntEnum
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +34,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+import mtlsi_edge.backends.tensorrt as backend
+from mtlsi_edge.backends.tensorrt import TensorRTRunner, _cudart, _numpy_dtype
 from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
 from mtlsi_edge.targets.tensorrt import (
     ENGINE_FILE,
-    TensorRTRunner,
     TensorRTTarget,
     build_plan,
     cast_fp16,
@@ -275,31 +282,148 @@ class FakeTRT(types.ModuleType):
                    create_execution_context=ctx)
 
 
-class CPURunner(TensorRTRunner):
-    """The real runner with its four CUDA hooks pointed at the CPU."""
+# -- a stand-in CUDA: numpy-backed "device" memory, every call recorded ----------------------
 
-    def _on_device(self):
-        return contextlib.nullcontext()
+class CPURunner(TensorRTRunner):
+    """The real runner with its CUDA hooks on numpy-backed host memory: ``memory`` holds the
+    live "device" buffers by address, ``cuda_calls`` records each hook call."""
+
+    def __init__(self, *args, **kw):
+        self.cuda_calls, self.memory = [], {}
+        super().__init__(*args, **kw)
+
+    def _live(self, ptr: int, nbytes: int) -> None:
+        assert self.memory[ptr].nbytes >= nbytes, "copy past the end of a device buffer"
+
+    def _load_cuda(self):
+        return None
+
+    def _set_device(self):
+        self.cuda_calls.append(("set_device", self._device_index))
 
     def _new_stream(self):
-        return types.SimpleNamespace(synchronize=lambda: None)
-
-    def _stream_ctx(self):
-        return contextlib.nullcontext()
+        self.cuda_calls.append(("stream_create",))
+        return "stream"
 
     def _stream_handle(self) -> int:
         return 0
 
+    def _malloc(self, nbytes):
+        buf = np.zeros(nbytes, np.uint8)
+        self.memory[buf.ctypes.data] = buf
+        self.cuda_calls.append(("malloc", nbytes, buf.ctypes.data))
+        return buf.ctypes.data
+
+    def _free(self, ptr):
+        del self.memory[ptr]  # KeyError: a double free or a pointer never allocated
+        self.cuda_calls.append(("free", ptr))
+
+    def _copy_in(self, ptr, host):
+        self._live(ptr, host.nbytes)
+        ctypes.memmove(ptr, host.ctypes.data, host.nbytes)
+        self.cuda_calls.append(("copy_in", ptr, host.nbytes))
+
+    def _copy_out(self, host, ptr):
+        self._live(ptr, host.nbytes)
+        ctypes.memmove(host.ctypes.data, ptr, host.nbytes)
+        self.cuda_calls.append(("copy_out", ptr, host.nbytes))
+
+    def _synchronize(self):
+        self.cuda_calls.append(("synchronize",))
+
+    def _destroy_stream(self, stream):
+        self.cuda_calls.append(("stream_destroy", stream))
+
+
+class Err(IntEnum):  # cuda-python's cudaError_t: an int enum with a name
+    cudaSuccess = 0
+    cudaErrorMemoryAllocation = 2
+    cudaErrorInsufficientDriver = 35
+
+
+class Kind(IntEnum):  # cudaMemcpyKind
+    cudaMemcpyHostToDevice = 1
+    cudaMemcpyDeviceToHost = 2
+
+
+class Stream:  # cudaStream_t: an opaque handle that int() turns into its address
+    def __int__(self) -> int:
+        return 0
+
+
+class FakeCudart(types.ModuleType):
+    """``cuda.bindings.runtime`` as far as the backend uses it, with the signatures of
+    cuda-bindings 12.9's ``runtime.pyx``: each call returns ``(cudaError_t, *values)``; device
+    memory is numpy-backed; ``calls`` records (name, args)."""
+
+    cudaError_t, cudaMemcpyKind = Err, Kind
+
+    def __init__(self, devices=1, count_error=Err.cudaSuccess):
+        super().__init__("cuda.bindings.runtime")
+        self.devices, self.count_error = devices, count_error
+        self.calls, self.memory, self.fail = [], {}, set()
+
+    def _ret(self, name, *args, values=()):
+        self.calls.append((name, *args))
+        err = Err.cudaErrorMemoryAllocation if name in self.fail else Err.cudaSuccess
+        return (err, *([None] * len(values) if err else values))
+
+    def cudaGetDeviceCount(self):
+        return (self.count_error, None if self.count_error else self.devices)
+
+    def cudaSetDevice(self, device: int):
+        return self._ret("cudaSetDevice", device)
+
+    def cudaStreamCreate(self):
+        return self._ret("cudaStreamCreate", values=(Stream(),))
+
+    def cudaStreamSynchronize(self, stream):
+        return self._ret("cudaStreamSynchronize")
+
+    def cudaStreamDestroy(self, stream):
+        return self._ret("cudaStreamDestroy")
+
+    def cudaMalloc(self, size: int):
+        buf = np.zeros(size, np.uint8)
+        result = self._ret("cudaMalloc", size, values=(buf.ctypes.data,))
+        if not result[0]:
+            self.memory[buf.ctypes.data] = buf
+        return result
+
+    def cudaFree(self, ptr):
+        del self.memory[ptr]
+        return self._ret("cudaFree")
+
+    def cudaMemcpyAsync(self, dst, src, count: int, kind: Kind, stream):
+        device = dst if kind == Kind.cudaMemcpyHostToDevice else src
+        assert self.memory[device].nbytes >= count and stream is not None
+        ctypes.memmove(dst, src, count)
+        return self._ret("cudaMemcpyAsync", kind.name)
+
 
 @pytest.fixture
-def fake_trt(monkeypatch):
-    """``fake_trt(version)`` installs the stand-in as ``tensorrt`` (CUDA reported visible,
-    runners on the CPU)."""
-    import mtlsi_edge.targets.tensorrt as mod
+def fake_cuda(monkeypatch):
+    """``fake_cuda(**kw)`` installs a :class:`FakeCudart` as cuda-python's runtime module."""
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(mod, "TensorRTRunner", CPURunner)
-    monkeypatch.setattr(mod, "_cuda_device", lambda d: "cpu")
+    def install(**kw) -> FakeCudart:
+        rt = FakeCudart(**kw)
+        pkg = types.ModuleType("cuda.bindings")
+        pkg.runtime = rt
+        monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
+        monkeypatch.setitem(sys.modules, "cuda.bindings", pkg)
+        monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", rt)
+        monkeypatch.setitem(sys.modules, "cuda.bindings.utils", None)
+        return rt
+
+    return install
+
+
+@pytest.fixture
+def fake_trt(monkeypatch, fake_cuda):
+    """``fake_trt(version)`` installs the stand-in as ``tensorrt`` (one CUDA device visible,
+    runners on the CPU)."""
+    fake_cuda()
+    monkeypatch.setattr(backend, "TensorRTRunner", CPURunner)
 
     def install(version: str, **kw) -> FakeTRT:
         fake = FakeTRT(version, **kw)
@@ -422,37 +546,141 @@ def test_timing_cache_is_read_and_written(fake_trt, tiny_dyn_onnx, tmp_path):
     assert cache.read_bytes() == b"CACHE+OLD"
 
 
+def _built(tiny_dyn_onnx, tmp_path) -> dict:
+    """Compile ``tiny_dyn_onnx`` on the stand-in; the manifest ``load`` takes."""
+    opts = CompileOptions(extra={"input_size": (32, 48)})
+    TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
+    return {"files": {ENGINE_FILE: ""}, "outputs": ["y"],
+            "tensorrt": opts.extra["manifest"]["tensorrt"]}
+
+
 def test_runner_buffers_follow_the_input_shape(fake_trt, tiny_dyn_onnx, tmp_path):
-    """Outputs are allocated per shape, every output gets an address, and values are those of
-    the graph for each shape (ONNX Runtime on the same ONNX as reference)."""
+    """Buffers are allocated per shape (the old ones freed first), every I/O tensor gets an
+    address, each call copies the input in and every output back before one synchronise,
+    values are those of the graph (ONNX Runtime on the same ONNX), "cuda:1" is device 1, and
+    close() frees everything once."""
     import onnxruntime as ort
 
     trt = fake_trt("10.16.1.11")
-    opts = CompileOptions(extra={"input_size": (32, 48)})
-    TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
-    runner = TensorRTTarget().load(tmp_path, {"files": {ENGINE_FILE: ""}, "outputs": ["y"],
-                                              "tensorrt": opts.extra["manifest"]["tensorrt"]},
-                                   CompileOptions())
+    runner = TensorRTTarget().load(tmp_path, _built(tiny_dyn_onnx, tmp_path),
+                                   CompileOptions(device="cuda:1"))
     ref = ort.InferenceSession(str(tiny_dyn_onnx), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
-    for shape in [(1, 3, 32, 48), (1, 3, 32, 48), (2, 3, 16, 40), (1, 3, 32, 48)]:
+    shapes = [(1, 3, 32, 48), (1, 3, 32, 48), (2, 3, 16, 40), (1, 3, 32, 48)]
+    per_call = []
+    for shape in shapes:
         x = rng.standard_normal(shape).astype(np.float32)
+        start = len(runner.cuda_calls)
         got = runner(x)["y"]
         np.testing.assert_allclose(got, ref.run(["y"], {"image": x})[0], rtol=1e-5, atol=1e-5)
-    shapes = [c[2] for c in trt.calls if c[0] == "set_input_shape"]
-    assert shapes == [(1, 3, 32, 48), (2, 3, 16, 40), (1, 3, 32, 48)]  # not for a repeat
-    outs = [c for c in trt.calls if c == ("set_tensor_address", "y")]
-    assert len(outs) == 3
+        per_call.append([c[0] for c in runner.cuda_calls[start:]])
+        out = [c for c in runner.cuda_calls[start:] if c[0] == "copy_out"]
+        assert out == [("copy_out", runner._bufs["y"], got.nbytes)]  # the current "y" buffer
+    set_shapes = [c[2] for c in trt.calls if c[0] == "set_input_shape"]
+    assert set_shapes == [shapes[0], shapes[2], shapes[3]]  # not for a repeat
+    assert trt.calls.count(("set_tensor_address", "y")) == 3
+    assert trt.calls.count(("set_tensor_address", "image")) == 3
+    realloc = ["set_device", "malloc", "malloc", "copy_in", "copy_out", "synchronize"]
+    assert per_call == [realloc, ["set_device", "copy_in", "copy_out", "synchronize"],
+                        ["set_device", "free", "free", *realloc[1:]],
+                        ["set_device", "free", "free", *realloc[1:]]]
+    assert {c for c in runner.cuda_calls if c[0] == "set_device"} == {("set_device", 1)}
+    assert runner.device == "cuda:1" and len(runner.memory) == 2
     with pytest.raises(ValueError, match="outside its optimisation profile"):
         runner(np.zeros((1, 3, 8, 5000), np.float32))
     with pytest.raises(ValueError, match="N×3×H×W"):
         runner(np.zeros((3, 8, 8), np.float32))
+    runner(np.zeros(shapes[0], np.float32))
+    memory, calls = runner.memory, runner.cuda_calls
+    runner.close()
+    assert memory == {} and calls[-1] == ("stream_destroy", "stream")
+    n = len(calls)
+    runner.close()
+    del runner
+    gc.collect()
+    assert len(calls) == n  # closed once: no second free or destroy, none from __del__
+
+
+def test_runner_frees_when_garbage_collected(fake_trt, tiny_dyn_onnx, tmp_path):
+    fake_trt("11.4.0.106")
+    runner = TensorRTTarget().load(tmp_path, _built(tiny_dyn_onnx, tmp_path), CompileOptions())
+    runner(np.zeros((1, 3, 32, 48), np.float32))
+    memory, calls = runner.memory, runner.cuda_calls
+    assert len(memory) == 2
+    del runner
+    gc.collect()
+    assert memory == {} and calls[-1][0] == "stream_destroy"
+    assert [c[0] for c in calls].count("free") == 2
+
+
+def test_runner_close_reports_cuda_errors_but_del_never_raises(fake_trt, tiny_dyn_onnx,
+                                                                tmp_path):
+    fake_trt("10.3.0")
+    runner = TensorRTTarget().load(tmp_path, _built(tiny_dyn_onnx, tmp_path), CompileOptions())
+    runner(np.zeros((1, 3, 32, 48), np.float32))
+    runner.memory.clear()  # every free now fails (KeyError) ...
+    with pytest.raises(KeyError):
+        runner.close()
+    assert runner.cuda_calls[-1][0] == "stream_destroy"  # ... and the stream is still destroyed
+    with pytest.raises(RuntimeError, match="closed"):
+        runner(np.zeros((1, 3, 32, 48), np.float32))
+    broken = TensorRTTarget().load(tmp_path, _built(tiny_dyn_onnx, tmp_path), CompileOptions())
+    broken._destroy_stream = None  # not callable: close() raises TypeError
+    broken.__del__()  # swallowed
+
+
+def test_runner_real_hooks_call_cuda_python(fake_trt, fake_cuda, tiny_dyn_onnx, tmp_path):
+    """The runner's own hooks (not CPURunner's) against a stand-in ``cuda.bindings.runtime``:
+    the calls, their order and copy directions, and a failed call as a one-line error."""
+    fake_trt("10.16.1.11")
+    _built(tiny_dyn_onnx, tmp_path)
+    rt = fake_cuda()
+    runner = TensorRTRunner(tmp_path / ENGINE_FILE, ["y"], device="cuda:0")
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 48)).astype(np.float32)
+    assert runner(x)["y"].shape == (1, 4, 16, 24)
+    runner(x)
+    runner.close()
+    assert rt.calls == [
+        ("cudaSetDevice", 0), ("cudaStreamCreate",),
+        ("cudaSetDevice", 0), ("cudaMalloc", x.nbytes), ("cudaMalloc", 4 * 4 * 16 * 24),
+        ("cudaMemcpyAsync", "cudaMemcpyHostToDevice"),
+        ("cudaMemcpyAsync", "cudaMemcpyDeviceToHost"), ("cudaStreamSynchronize",),
+        ("cudaSetDevice", 0), ("cudaMemcpyAsync", "cudaMemcpyHostToDevice"),
+        ("cudaMemcpyAsync", "cudaMemcpyDeviceToHost"), ("cudaStreamSynchronize",),
+        ("cudaSetDevice", 0), ("cudaFree",), ("cudaFree",), ("cudaStreamDestroy",)]
+    assert rt.memory == {}
+    rt.fail.add("cudaMalloc")
+    runner = TensorRTRunner(tmp_path / ENGINE_FILE, ["y"], device="cuda:0")
+    with pytest.raises(RuntimeError) as e:
+        runner(x)
+    assert str(e.value) == ("CUDA cudaMalloc(18432) failed: cudaErrorMemoryAllocation (2)")
+
+
+def test_numpy_dtypes(fake_trt):
+    trt = fake_trt("10.3.0")  # the one name list where the bindings' "bool" string survives
+    for name, want in [("float32", np.float32), ("float16", np.float16), ("int8", np.int8),
+                       ("uint8", np.uint8), ("int32", np.int32), ("int64", np.int64),
+                       ("bool", np.bool_)]:
+        assert _numpy_dtype(trt, getattr(trt, name)) == np.dtype(want)
+    with pytest.raises(TypeError, match="'depth' is bfloat16") as e:
+        _numpy_dtype(trt, trt.bfloat16, "depth")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="cuda:N"):
+        TensorRTRunner(Path("x.engine"), [], device="gpu0")
+
+
+def test_runtime_half_never_imports_torch():
+    tree = ast.parse(Path(backend.__file__).read_text())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in imported if m.split(".")[0] == "torch"], imported
 
 
 def test_bundle_round_trip_records_dla_and_workspace(fake_trt, tiny_checkpoint, tmp_path):
     """compile_bundle → load_bundle → Predictor: the manifest keeps the DLA core / workspace,
     and loading re-applies the core (the stand-in engine runs the real model's ONNX)."""
-    from mtlsi_edge.bundle import compile_bundle, load_bundle
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.compiler import compile_bundle
     from mtlsi_edge.runtime.predictor import Predictor
 
     trt = fake_trt("10.3.0")
@@ -521,15 +749,29 @@ def test_available_here_says_what_to_install():
     assert "JetPack" in why and TensorRTTarget().runtime_version() == "not installed"
 
 
-def test_available_rejects_unsupported_versions(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+def test_available_rejects_unsupported_versions(monkeypatch, fake_cuda):
+    fake_cuda()
     for v in ("8.6.1", "12.0.0"):
         monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=v))
         ok, why = TensorRTTarget().available()
         assert not ok and v in why and "10.x and 11.x" in why
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def test_available_needs_cuda_python_and_a_device(monkeypatch, fake_cuda):
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    fake_cuda(devices=1)
+    assert TensorRTTarget().available() == (True, "")
+    fake_cuda(devices=0)
     assert TensorRTTarget().available() == (False, "no CUDA device visible")
+    fake_cuda(count_error=Err.cudaErrorInsufficientDriver)  # what a machine without a GPU says
+    assert TensorRTTarget().available() == (
+        False, "no CUDA device visible (cudaErrorInsufficientDriver)")
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)  # cuda-python < 12.6.1 ...
+    monkeypatch.setitem(sys.modules, "cuda", types.SimpleNamespace(cudart=FakeCudart()))
+    assert TensorRTTarget().available() == (True, "") and isinstance(_cudart(), FakeCudart)
+    monkeypatch.setitem(sys.modules, "cuda", None)  # ... or none at all
+    ok, why = TensorRTTarget().available()
+    assert not ok and "pip install cuda-python" in why and "PyPI" in why and "\n" not in why
 
 
 def test_int8_refuses_non_conforming_qdq_before_tensorrt(no_tensorrt, tiny_dyn_onnx,

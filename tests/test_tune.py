@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 # FP16 differences into large relative ones; conftest forces its FP16 bundle for the same
 # reason), so every gate here is lenient; a failing gate is injected explicitly (NaN output),
 # which fails any threshold.
-LENIENT = {"semseg": 0.0, "depth": 1e9, "normals": 180.0, "boundary": 0.0}
+LENIENT = {"semseg": 50.0, "depth": 0.5, "normals": 45.0, "boundary": 50.0}  # widest valid
 FAST = dict(frame_size=(64, 96), scales=(1.0, 0.75), min_side=32, precisions=("fp32", "fp16"),
             threads=(1,), runs=3, warmup_runs=1, n_frames=2, gate_overrides=LENIENT)
 

@@ -7,8 +7,8 @@ Supports TensorRT 10.x (JetPack 6 on Jetson, optional DLA core) and 11.x (deskto
 wheels); other majors are refused by ``available()`` with the reason.  Building engines is the
 build half's :mod:`mtlsi_edge.targets.tensorrt`.
 
-Not yet run on an NVIDIA GPU (tested against the real API names only).  Design, build record,
-DLA and what is verified: docs/nvidia.md.
+Not yet run on an NVIDIA GPU (tested against the real TensorRT API names and a CPU stand-in of
+the cuda-python calls only).  Design, build record, DLA and what is verified: docs/nvidia.md.
 """
 
 from __future__ import annotations

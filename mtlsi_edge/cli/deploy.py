@@ -48,6 +48,9 @@ def compile_(
     graph: str = typer.Option(None, help="Deploy graph from a checkpoint: batched (the tasks "
                               "as one op each) or per-task (the reference); default: the "
                               "faster on the target (batched, except tensorrt: not measured)."),
+    sign: Path = typer.Option(None, help="Sign the bundle with this Ed25519 private key "
+                                         "(mtlsi-edge keys new); devices with --trust accept "
+                                         "only signed bundles."),
 ) -> None:
     """Compile a bundle (manifest + model files + reference outputs, checksummed) for a
     target, gated against the FP32 model on held-out frames: exit 3 when the gate fails.
@@ -61,6 +64,7 @@ def compile_(
     """
     from mtlsi_edge.bundle import load_bundle
     from mtlsi_edge.compiler import compile_bundle
+    from mtlsi_edge.signing import SIGNATURE_FILE, key_id, load_private_key
     from mtlsi_edge.targets import CompileOptions, get_target
     from mtlsi_edge.verify import parse_gate_overrides
 
@@ -79,7 +83,7 @@ def compile_(
     with console.status(f"compiling for {target} {precision}…"):
         path = compile_bundle(out, target, precision, checkpoint=checkpoint, onnx_path=onnx,
                               opts=opts, gate_overrides=overrides, force=force,
-                              label_stride=label_stride, graph=graph)
+                              label_stride=label_stride, graph=graph, sign=sign)
     manifest, _ = load_bundle(path)
     console.print(parity_table(manifest["parity"]["per_task"],
                                f"{target} {precision} vs {manifest['parity']['reference']}"))
@@ -88,6 +92,9 @@ def compile_(
     if not manifest["gate"]["passed"]:
         err_console.print(escape(f"warning: {path} FAILED its parity gate (kept because of "
                                  f"--force)"), style="bold red")
+    if sign is not None:
+        kid = key_id(load_private_key(sign).public_key())
+        console.print(escape(f"signed with key {kid} ({path / SIGNATURE_FILE})"))
     console.print(f"bundle: [bold]{escape(str(path))}[/]")
 
 
@@ -96,6 +103,9 @@ def check(
     bundle: Path = typer.Argument(..., help="Bundle folder."),
     device: str = typer.Option(None, help="Device to check on (default: the bundle's)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    trust: list[Path] = typer.Option([], "--trust", help="Trusted public key (PEM, or a "
+                                     "folder of them; repeatable; default: $MTLSI_EDGE_TRUST):"
+                                     " refuse bundles not signed by one."),
 ) -> None:
     """Re-prove a bundle on this machine: run its reference frames and compare with its FP32
     reference outputs under its gate thresholds.  Exit 0 pass, 3 fail.
@@ -104,14 +114,15 @@ def check(
     """
     from mtlsi_edge.runtime.predictor import check_bundle_folder
 
-    rep = check_bundle_folder(bundle, device=device)
+    rep = check_bundle_folder(bundle, device=device, trust=trust)
     if as_json:
         print(json.dumps(rep.to_dict(), indent=2))
     else:
-        console.print(gate_table(rep.result.rows, f"{rep.bundle}: {rep.target} {rep.precision}"))
+        console.print(gate_table(rep.result.rows,
+                                 escape(f"{rep.bundle}: {rep.target} {rep.precision}")))
         console.print(escape(f"device {rep.device} (computes in {rep.device_precision}), "
                              f"{rep.target} {rep.runtime_version}, CPU flags: {rep.cpu_flags}; "
-                             f"{rep.seconds * 1e3:.0f} ms"))
+                             f"{rep.seconds * 1e3:.0f} ms; {rep.signature}"), highlight=False)
     if not rep.passed:
         fail(f"{rep.bundle}: FAILED on this machine: {'; '.join(rep.result.failures)}", code=3)
     if not as_json:
@@ -219,6 +230,9 @@ def deploy(
     act_matmuls: str = typer.Option("float", help="float | int8 (see quantize --help)."),
     graph: str = typer.Option(None, help="batched | per-task deploy graph (default: the "
                               "target's, see compile --help)."),
+    sign: Path = typer.Option(None, help="Sign the bundle with this Ed25519 private key "
+                                         "(mtlsi-edge keys new); devices with --trust accept "
+                                         "only signed bundles."),
 ) -> None:
     """One command: export → calibrate → quantise (gated) → compile → parity → profile.
 
@@ -230,13 +244,17 @@ def deploy(
       mtlsi-edge deploy --target openvino --precision int8 --val data/synth \\
           --max-drop miou=0.5 --max-drop rmse=1% --max-drop normals=0.5 --max-drop boundary=0.5
     """
+    from mtlsi_edge.compiler import sign_written
     from mtlsi_edge.quantize.deploy import run_deploy
+    from mtlsi_edge.signing import load_private_key
     from mtlsi_edge.verify import parse_gate_overrides
 
     if precision == "int8" and val is None and max_drop:
         fail("--max-drop needs --val")
     check_output_dir(out)
     overrides = parse_gate_overrides(gate)
+    if sign is not None:
+        load_private_key(sign)  # before any work
     # a VerificationError here is the FP32 bundle itself failing: nothing to ship (exit 3)
     res = run_deploy(checkpoint or starter_checkpoint(), target, precision, calib, val, out,
                      max_drop, n_calib, val_limit, console=console,
@@ -251,7 +269,11 @@ def deploy(
         console.print(f"{k}: {v['median_ms']:.2f} ms median compute latency")
     if res.get("note"):
         console.print(f"[yellow]note:[/] {escape(res['note'])}")
-    console.print(f"bundle: [bold]{res['bundle']}[/]  report: {res['report_md']}")
+    if sign is not None:
+        for folder in sorted({p.parent for p in Path(out).rglob("manifest.json")}):
+            console.print(escape(f"signed {folder} with key {sign_written(folder, sign)}"))
+    console.print(f"bundle: [bold]{escape(str(res['bundle']))}[/]  report: "
+                  f"{escape(str(res['report_md']))}")
     if res["failed"]:
         fail(res["failed"], code=3)
 

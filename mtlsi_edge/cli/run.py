@@ -33,6 +33,9 @@ def demo(
     loop: bool = typer.Option(False, help="Restart a video file or folder at its end."),
     verify: bool = typer.Option(True, help="Self-check the bundle on this machine first "
                                            "(refuse it when it fails)."),
+    trust: list[Path] = typer.Option([], "--trust", help="Trusted public key (PEM, or a "
+                                     "folder of them; repeatable; default: $MTLSI_EDGE_TRUST):"
+                                     " refuse bundles not signed by one."),
 ) -> None:
     """Live demo: all four task outputs overlaid on a camera or video, with a HUD.
 
@@ -72,7 +75,7 @@ def demo(
     # A bundle that fails its self-check here is refused, not shown: plausible-looking wrong
     # overlays are worse than none, and silently swapping in another precision would hide
     # that this device breaks the one asked for.
-    predictor = Predictor.from_bundle(bundle, threads=threads, verify=verify)
+    predictor = Predictor.from_bundle(bundle, threads=threads, verify=verify, trust=trust)
     if predictor.check is not None:
         c = predictor.check
         console.print(escape(f"self-check: pass on this machine ({c.target} "
@@ -134,6 +137,9 @@ def profile(
     plot: Path = typer.Option(None, "--plot", help="Folder for PNG plots (default RUN/plots)."),
     verify: bool = typer.Option(True, help="Self-check each --bundle on this machine first "
                                            "(refuse one that fails)."),
+    trust: list[Path] = typer.Option([], "--trust", help="Trusted public key (PEM, or a "
+                                     "folder of them; repeatable; default: $MTLSI_EDGE_TRUST):"
+                                     " refuse bundles not signed by one."),
 ) -> None:
     """Latency / throughput of bundles: stats, pre/infer/post split, hot spots.
 
@@ -190,7 +196,7 @@ def profile(
         console.print("no PNG plots: matplotlib is not installed (runtime-only install)",
                       style="dim", highlight=False)
     if bundle:
-        paths = check_bundles(bundle)
+        paths = check_bundles(bundle, trust)
     else:
         require_build_half("profile without --bundle (it compiles the checkpoint)")
         from mtlsi_edge.compiler import compile_matrix

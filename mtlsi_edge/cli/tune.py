@@ -39,6 +39,8 @@ def tune(
     n_calib: int = typer.Option(32, min=1, help="INT8 calibration samples."),
     gate: list[str] = typer.Option([], "--gate", help="Parity threshold override TASK=VALUE "
                                                       "(repeatable; see docs/trust.md)."),
+    sign: Path = typer.Option(None, help="Sign the chosen bundle with this Ed25519 private "
+                                         "key (mtlsi-edge keys new)."),
 ) -> None:
     """The most accurate bundle whose end-to-end median latency meets --budget here.
 
@@ -49,6 +51,8 @@ def tune(
     Example:
       mtlsi-edge tune --target openvino --budget 25ms --out runs/tune
     """
+    from mtlsi_edge.compiler import sign_written
+    from mtlsi_edge.signing import load_private_key
     from mtlsi_edge.tune import parse_budget, summary_line
     from mtlsi_edge.tune import tune as run_tune
     from mtlsi_edge.verify import parse_gate_overrides
@@ -61,6 +65,8 @@ def tune(
     fsize = parse_size(frame_size)
     check_output_dir(out)
     overrides = parse_gate_overrides(gate)
+    if sign is not None:
+        load_private_key(sign)  # before any work
     res = run_tune(checkpoint or starter_checkpoint(), target, budget_ms, out,
                    frame_size=fsize, max_minutes=max_minutes,
                    scales=scale or (1.0, 0.8, 0.67, 0.5), min_side=min_side,
@@ -72,4 +78,7 @@ def tune(
         console.print(f"search stopped at --max-minutes {max_minutes:g}")
     console.print(escape(f"pareto: {out / 'pareto.md'}, {out / 'pareto.csv'}, "
                          f"{out / 'pareto.png'}"), highlight=False)
+    if sign is not None and res.get("bundle"):
+        console.print(escape(f"signed {res['bundle']} with key "
+                             f"{sign_written(res['bundle'], sign)}"), highlight=False)
     console.print(escape(summary_line(res)), highlight=False, soft_wrap=True)

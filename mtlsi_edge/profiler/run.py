@@ -15,6 +15,7 @@ from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.profiler import report
 from mtlsi_edge.profiler.bench import machine_header, profile_bundle
 from mtlsi_edge.runtime.predictor import Predictor
+from mtlsi_edge.signing import trusted_keys
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -27,12 +28,14 @@ def _status(console, msg: str):
     return console.status(msg) if console is not None else nullcontext()
 
 
-def check_bundles(bundles: list[Path]) -> list[Path]:
-    """The folders of ``bundles``; each must load and its target be available here."""
+def check_bundles(bundles: list[Path], trust: list[Path] | None = None) -> list[Path]:
+    """The folders of ``bundles``; each must load (signed by a ``trust`` key, when any is
+    set: :func:`mtlsi_edge.signing.trusted_keys`) and its target be available here."""
 
+    keys = trusted_keys(trust)
     folders = []
     for b in bundles:
-        m, folder = load_bundle(b)
+        m, folder = load_bundle(b, trust=keys)
         ok, why = get_backend(m["target"]).available()
         if not ok:
             raise ProfileError(f"{folder}: bundle needs target {m['target']}, unavailable "

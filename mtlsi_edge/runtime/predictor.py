@@ -20,6 +20,7 @@ from mtlsi_edge.backends import get_backend
 from mtlsi_edge.bundle import check_io, load_bundle
 from mtlsi_edge.inputs import InputSpec
 from mtlsi_edge.runtime.frames import FrameError, preprocess_frame, runner_input, to_bgr
+from mtlsi_edge.signing import check_signature, trusted_keys
 from mtlsi_edge.tasks import TaskSet
 from mtlsi_edge.verify import (
     CheckReport,
@@ -72,20 +73,28 @@ class Predictor:
     @classmethod
     def from_bundle(cls, path: str | Path, device: str | None = None,
                     threads: int | None = None, hint: str = "latency",
-                    letterbox: bool = False, verify: bool = False) -> Predictor:
+                    letterbox: bool = False, verify: bool = False,
+                    trust: list[str | Path] | None = None) -> Predictor:
         """Load and verify a bundle (checksums, manifest, the model file's outputs).
+
+        ``trust``: public keys (PEM files or folders of them; default: the
+        ``MTLSI_EDGE_TRUST`` environment variable); when any is given, a bundle not signed by
+        one of them — or edited after signing — is refused (:mod:`mtlsi_edge.signing`).
+        ``predictor.signature`` says what was found.
 
         ``verify``: also re-prove the bundle on this machine (:func:`mtlsi_edge.verify.
         check_bundle`); raises :class:`~mtlsi_edge.verify.VerificationError` when it fails.
         The report is kept in ``predictor.check``.
         """
-        manifest, folder = load_bundle(path)
+        keys = trusted_keys(trust)
+        manifest, folder = load_bundle(path, trust=keys)
         backend = get_backend(manifest["target"])
         backend.require(f"bundle needs target {manifest['target']}")
         opts = backend.load_options(manifest, device, threads, hint)
         runner = backend.load(folder, manifest, opts)
         check_io(runner, manifest, folder)
         pred = cls(runner, manifest, letterbox, folder, backend.runtime_version())
+        pred.signature = check_signature(folder, manifest, keys)
         pred.check = None
         if verify:
             pred.check = check_bundle(pred, folder)
@@ -183,9 +192,13 @@ class Predictor:
         return out
 
 
-def check_bundle_folder(bundle: str | Path, device: str | None = None) -> CheckReport:
-    """Load a bundle (a folder or its manifest) for ``device`` and re-prove it on this machine
+def check_bundle_folder(bundle: str | Path, device: str | None = None,
+                        trust: list[str | Path] | None = None) -> CheckReport:
+    """Load a bundle (a folder or its manifest) for ``device`` — refused unless signed by a
+    ``trust`` key when any is set — and re-prove it on this machine
     (:func:`mtlsi_edge.verify.check_bundle`; ``mtlsi-edge check``)."""
-    predictor = Predictor.from_bundle(bundle, device=device)
+    predictor = Predictor.from_bundle(bundle, device=device, trust=trust)
     folder = Path(bundle) if Path(bundle).is_dir() else Path(bundle).parent
-    return check_bundle(predictor, folder)
+    rep = check_bundle(predictor, folder)
+    rep.signature = predictor.signature.describe()
+    return rep
