@@ -11,9 +11,9 @@ import time
 import pytest
 from typer.testing import CliRunner
 
+from mtlsi_edge.backends.onnxruntime import parse_ort_profile
 from mtlsi_edge.cli import app
 from mtlsi_edge.profiler import report
-from mtlsi_edge.backends.onnxruntime import parse_ort_profile
 from mtlsi_edge.profiler.bench import classify_node, profile_bundle
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.stats import nearest_rank, summarize
