@@ -26,6 +26,7 @@ from mtlsi_edge.data.datasets import build_dataset
 from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.fileio import atomic_write_bytes, atomic_write_json
+from mtlsi_edge.native import quiet_native
 from mtlsi_edge.runtime.capture import IMAGE_EXTS
 from mtlsi_edge.runtime.predictor import preprocess_frame
 
@@ -83,6 +84,23 @@ class CalibrationSet:
         return [self.data[i:i + 1] for i in range(len(self.data))]
 
 
+def check_calibration_source(source: str) -> None:
+    """Refuse, before any work, a calibration source that cannot be one: not ``synth``, a
+    cache (``STEM`` / ``STEM.npy`` whose record loads), a folder, a video file or
+    ``DIR:SPLIT``."""
+    if source == "synth":
+        return
+    if source.endswith(".npy") or Path(source + ".npy").is_file():
+        CalibrationSet.load(source.removesuffix(".npy"))
+        return
+    if os.path.isdir(source) or os.path.isfile(source):
+        return
+    if ":" in source and os.path.isdir(source.rsplit(":", 1)[0]):
+        return
+    raise CalibrationError(f"{source}: not 'synth', a calibration cache, a folder, a video or "
+                           f"DIR:SPLIT")
+
+
 def build_calibration_set(source: str, n: int, size: tuple[int, int], seed: int = 0,
                           every_k: int = 10) -> CalibrationSet:
     """Collect ``n`` samples from ``source`` at the model input ``size`` (H, W)."""
@@ -91,51 +109,52 @@ def build_calibration_set(source: str, n: int, size: tuple[int, int], seed: int 
     frames: list[np.ndarray] = []
     origins: list[str] = []
     skipped: list[str] = []
-    if source == "synth":
-        for i in range(n):
-            s = render_sample(10_000_000 + seed * 100_003 + i, size=size)  # disjoint from data
-            frames.append(s.image_rgb[:, :, ::-1])
-            origins.append(f"synth:{10_000_000 + seed * 100_003 + i}")
-    elif ":" in source and os.path.isdir(source.rsplit(":", 1)[0]):
-        root, split = source.rsplit(":", 1)
-        ds = build_dataset(root, split, _any_task_set(root))
-        for i in np.random.default_rng(seed).permutation(len(ds))[:n]:
-            p = ds._files[int(i)]["image"][0]
-            img = cv2.imread(p, cv2.IMREAD_COLOR)
-            if img is None:
-                skipped.append(f"{p}: unreadable image")
-                continue
-            frames.append(img)
-            origins.append(p)
-    elif os.path.isdir(source):
-        files = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_EXTS)
-        if not files:
-            raise CalibrationError(f"{source}: no images in folder")
-        for i in np.random.default_rng(seed).permutation(len(files)):
-            if len(frames) == n:
-                break
-            img = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
-            if img is None:
-                skipped.append(f"{files[i]}: unreadable image")
-                continue
-            frames.append(img)
-            origins.append(str(files[i]))
-    elif os.path.isfile(source):
-        cap = cv2.VideoCapture(source)
-        if not cap.isOpened():
-            raise CalibrationError(f"{source}: not a readable video")
-        idx = 0
-        while len(frames) < n:
-            ok, img = cap.read()
-            if not ok:
-                break
-            if idx % every_k == 0:
+    with quiet_native():  # FFmpeg / libpng lines on broken inputs stay out of the output
+        if source == "synth":
+            for i in range(n):
+                s = render_sample(10_000_000 + seed * 100_003 + i, size=size)  # disjoint from data
+                frames.append(s.image_rgb[:, :, ::-1])
+                origins.append(f"synth:{10_000_000 + seed * 100_003 + i}")
+        elif ":" in source and os.path.isdir(source.rsplit(":", 1)[0]):
+            root, split = source.rsplit(":", 1)
+            ds = build_dataset(root, split, _any_task_set(root))
+            for i in np.random.default_rng(seed).permutation(len(ds))[:n]:
+                p = ds._files[int(i)]["image"][0]
+                img = cv2.imread(p, cv2.IMREAD_COLOR)
+                if img is None:
+                    skipped.append(f"{p}: unreadable image")
+                    continue
                 frames.append(img)
-                origins.append(f"{source}:frame{idx}")
-            idx += 1
-        cap.release()
-    else:
-        raise CalibrationError(f"{source}: not 'synth', a folder, a video or DIR:SPLIT")
+                origins.append(p)
+        elif os.path.isdir(source):
+            files = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+            if not files:
+                raise CalibrationError(f"{source}: no images in folder")
+            for i in np.random.default_rng(seed).permutation(len(files)):
+                if len(frames) == n:
+                    break
+                img = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
+                if img is None:
+                    skipped.append(f"{files[i]}: unreadable image")
+                    continue
+                frames.append(img)
+                origins.append(str(files[i]))
+        elif os.path.isfile(source):
+            cap = cv2.VideoCapture(source)
+            if not cap.isOpened():
+                raise CalibrationError(f"{source}: not a readable video")
+            idx = 0
+            while len(frames) < n:
+                ok, img = cap.read()
+                if not ok:
+                    break
+                if idx % every_k == 0:
+                    frames.append(img)
+                    origins.append(f"{source}:frame{idx}")
+                idx += 1
+            cap.release()
+        else:
+            raise CalibrationError(f"{source}: not 'synth', a folder, a video or DIR:SPLIT")
     if not frames:
         raise CalibrationError(f"{source}: no usable calibration images")
     data = np.concatenate([preprocess_frame(f, size)[0] for f in frames])

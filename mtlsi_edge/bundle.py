@@ -13,9 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -214,37 +211,6 @@ def check_destination(out: Path) -> None:
             why = f"it holds files that are not part of the bundle (e.g. {sorted(others)[0]})"
     raise BundleError(f"{out}: folder exists and is not a bundle ({why}); refusing to replace "
                       f"it: choose a new --out path")
-
-
-_STAGE = re.compile(r"\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)-.*")
-
-
-def sweep_stale_stages(out: Path) -> None:
-    """Remove staging folders that killed compiles of ``out`` left behind (their process is
-    gone); if a kill came between moving the old bundle aside and the new one in, put the old
-    one back first."""
-    if not out.parent.is_dir():
-        return
-    for d in sorted(out.parent.iterdir()):
-        m = _STAGE.fullmatch(d.name)
-        if not m or m["name"] != out.name or not d.is_dir() or _alive(int(m["pid"])):
-            continue
-        if ".old-" in d.name and not out.exists():
-            d.rename(out)
-        else:
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_each(runner, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -31,14 +31,19 @@ from mtlsi_edge.bundle import (
     load_bundle,
     quantization_ops,
     run_each,
-    sweep_stale_stages,
     write_manifest,
 )
 from mtlsi_edge.data.seeds import GATE_SEED, gate_frames, timing_frame
 from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.errors import BundleError, ConfigError
 from mtlsi_edge.export import export_onnx, normalize, parity_report, with_frame_io
-from mtlsi_edge.fileio import _umask, atomic_write_json, replace_dir, sha256
+from mtlsi_edge.fileio import (
+    _umask,
+    atomic_write_json,
+    replace_dir,
+    sha256,
+    sweep_stale_stages,
+)
 from mtlsi_edge.inputs import IMAGENET, InputSpec
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.model.complexity import bundle_complexity

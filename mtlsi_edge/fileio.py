@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -49,6 +50,17 @@ def check_output_file(path: str | Path, suffixes: Iterable[str] = (), what: str 
         raise OutputPathError(f"{path}: no permission to overwrite it")
     _check_place(path)
     return path
+
+
+def refuse_existing(paths: Iterable[str | Path], overwrite: bool = False) -> None:
+    """The one output-path policy for files a command writes under names the user chose:
+    an existing file is never replaced unless the user says ``--overwrite``."""
+    if overwrite:
+        return
+    for p in paths:
+        p = Path(p)
+        if p.exists() or p.is_symlink():
+            raise OutputPathError(f"{p}: exists; refusing to replace it (pass --overwrite)")
 
 
 def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
@@ -198,3 +210,44 @@ def display_path(p: str | Path) -> str:
         return str(p.relative_to(Path.cwd()))
     except ValueError:
         return p.name
+
+
+#: Hidden staging names of this package's atomic writes: ``.NAME.partial-PID-…`` (bundle
+#: stages), ``.NAME.old-PID-…`` (the bundle being replaced), ``.STEM.partial-PID.EXT``
+#: (recordings).
+_STAGE = re.compile(r"\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)(?:-.*)?")
+_REC_STAGE = re.compile(r"\.(?P<stem>.+)\.partial-(?P<pid>\d+)(?P<suffix>\.[^.]+)")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (ours counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_stages(out: Path) -> None:
+    """The one sweep of what killed writers left beside ``out``: staging folders of bundles
+    (if a kill came between moving the old bundle aside and the new one in, the old one is
+    put back first) and partial recordings, whose process is gone."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return
+    for d in sorted(out.parent.iterdir()):
+        m = _STAGE.fullmatch(d.name)
+        if m and m["name"] == out.name and d.is_dir() and not pid_alive(int(m["pid"])):
+            if ".old-" in d.name and not out.exists():
+                d.rename(out)
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+            continue
+        r = _REC_STAGE.fullmatch(d.name)
+        if (r and r["stem"] == out.stem and r["suffix"] == out.suffix and d.is_file()
+                and not pid_alive(int(r["pid"]))):
+            d.unlink(missing_ok=True)

@@ -213,137 +213,144 @@ def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
     work = out / "work"
     cand_dir = out / "candidates"
     work.mkdir(parents=True, exist_ok=True)
-    rows = [Row(s, p, t, h) for s in sizes for p in order for t in threads for h in hints]
-    frames = gate_frames(frame_size, n_frames)
-
-    def say(msg: str) -> None:
-        if console is not None:
-            console.print(msg, highlight=False, markup=False)
-
-    built: dict[tuple, dict] = {}
-
-    def build(size: tuple[int, int], precision: str) -> dict:
-        """Bundle + gate of one (size, precision), once: {"bundle"} or {"error", "status"}."""
-        key = (size, precision)
-        if key in built:
-            return built[key]
-        name = f"{target}-{size[0]}x{size[1]}-{precision}"
-        ck = resized_checkpoint(jpath, size, work)
-        opts = CompileOptions(precision=precision, threads=1)
-        try:
-            if precision == "int8":
-                q = run_quantize(ck, tgt.int8_format, "synth",
-                                 n_calib, None, val_limit, [], "performance",
-                                 "attention-norm", work / f"{name}.q", accuracy_control=False,
-                                 gate_overrides=gate_overrides, target=tgt.int8_rules)
-                path = compile_bundle(cand_dir / name, target, "int8", onnx_path=q["path"],
-                                      opts=opts, gate_overrides=gate_overrides,
-                                      extra_manifest={"source_onnx": str(q["source_onnx"])})
-            else:
-                path = compile_bundle(cand_dir / name, target, precision, checkpoint=ck,
-                                      opts=opts, gate_overrides=gate_overrides)
-            built[key] = {"bundle": path}
-        except VerificationError as e:
-            fails = "; ".join(e.result.failures) if e.result is not None else str(e)
-            built[key] = {"status": "gate failed", "error": fails}
-        return built[key]
-
-    # The reference: the FP32 bundle at the training size, also a candidate when fp32 is.
-    say(f"reference: {target} fp32 at {train_size[0]}x{train_size[1]} (training size)")
-    ref_built = build(train_size, "fp32")
-    if "bundle" not in ref_built:
-        raise VerificationError(f"the FP32 reference bundle failed its parity gate: "
-                                f"{ref_built['error']}")
-    ref_pred = Predictor.from_bundle(ref_built["bundle"], threads=max(
-        [t for t in threads if t] or [1]))
-    ref_outs = [ref_pred(f) for f in frames]
-    task_set = ref_pred.task_set
-    ref_val = None
-    if val is not None:
-        ref_val = evaluate_predictor(ref_pred, load_val_set(str(val), "val", task_set,
-                                                            ref_pred.input_size, val_limit))
-    del ref_pred
-    scored: dict[tuple, dict] = {}
-
-    def score(key: tuple, bundle: Path) -> dict:
-        if key not in scored:
-            pred = Predictor.from_bundle(bundle, threads=1)
-            if val is not None:
-                vs = load_val_set(str(val), "val", task_set, pred.input_size, val_limit)
-                scored[key] = labelled_scores(evaluate_predictor(pred, vs), ref_val, task_set)
-            else:
-                scored[key] = parity_scores(ref_outs, [pred(f) for f in frames], task_set)
-        return scored[key]
-
-    stopped = False
-    missed: dict[tuple, str] = {}  # size → why its slower precisions are skipped
-    prog = None
-    if progress and console is not None:
-        prog = Progress(console=console, transient=True)
-        prog.start()
-        task_id = prog.add_task("tune", total=len(rows))
     try:
-        for row in rows:
-            if prog is not None:
-                prog.update(task_id, advance=1, description=row.label)
-            if stopped:
-                continue
-            if clock() > deadline and any(r.status != "not tried" for r in rows):
-                stopped = True
-                say(f"stopped: --max-minutes {max_minutes:g} reached; "
-                    f"{sum(r.status == 'not tried' for r in rows)} candidates not tried")
-                continue
-            if row.size in missed and missed[row.size][0] != row.precision:
-                row.status, row.reason = "skipped", missed[row.size][1]
-                continue
-            b = build(row.size, row.precision)
-            if "bundle" not in b:
-                row.status, row.reason, row.gate = b["status"], b["error"], "fail"
-                continue
-            row.bundle = str(b["bundle"])
-            row.gate = "pass"
-            row.tasks = score((row.size, row.precision), b["bundle"])
-            row.score = float(np.mean([v["score"] for v in row.tasks.values()]))
-            pred = Predictor.from_bundle(b["bundle"], threads=row.threads, hint=row.hint)
-            timed = time_call(lambda p=pred, f=frames[0]: p(f), warmup_runs=warmup_runs,
-                              time_s=None if runs else time_s, runs=runs)
-            del pred
-            row.median_ms, row.p90_ms = timed.median_ms, timed.p90_ms
-            row.status = "ok"
-            say(f"{row.label}: {row.median_ms:.2f} ms median, score {row.score:.2f}")
-            # Once every knob of this (size, precision) is timed: if even its best misses
-            # the budget, the slower precisions at this size are not tried.
-            same = [r for r in rows if r.size == row.size and r.precision == row.precision]
-            if row is same[-1] and row.size not in missed:
-                best = min(r.median_ms for r in same if r.median_ms is not None)
-                if best > budget_ms:
-                    missed[row.size] = (row.precision, f"{row.precision} at this size "
-                                        f"already misses the budget ({best:.2f} ms)")
-    finally:
-        if prog is not None:
-            prog.stop()
+        rows = [Row(s, p, t, h) for s in sizes for p in order for t in threads for h in hints]
+        frames = gate_frames(frame_size, n_frames)
 
-    ok_rows = [r for r in rows if r.status == "ok"]
-    fits = [r for r in ok_rows if r.median_ms <= budget_ms]
-    chosen = max(fits, key=lambda r: (r.score, -r.median_ms)) if fits else None
-    result = {"target": target, "budget_ms": budget_ms, "frame_size": list(frame_size),
-              "training_size": list(train_size), "scoring": "labelled" if val else "parity",
-              "stopped": stopped, "max_minutes": max_minutes,
-              "seconds": round(clock() - t0, 1), "rows": rows, "chosen": chosen,
-              "bundle": None, "pruning": "not searched"}
-    if chosen is not None:
-        result["bundle"] = _install(Path(chosen.bundle), out / "bundle")
-    write_outputs(out, result, task_set)
-    shutil.rmtree(work, ignore_errors=True)
-    if chosen is None:
-        fastest = min(ok_rows, key=lambda r: r.median_ms) if ok_rows else None
-        stop = " (search stopped at --max-minutes)" if stopped else ""
-        if fastest is None:
-            raise BudgetNotMet(f"no candidate passed its gate{stop}; see {out / 'pareto.md'}")
-        raise BudgetNotMet(f"nothing meets {budget_ms:g} ms{stop}: the fastest candidate is "
-                           f"{fastest.label} at {fastest.median_ms:.2f} ms median; see "
-                           f"{out / 'pareto.md'}")
-    return result
+        def say(msg: str) -> None:
+            if console is not None:
+                console.print(msg, highlight=False, markup=False)
+
+        built: dict[tuple, dict] = {}
+
+        def build(size: tuple[int, int], precision: str) -> dict:
+            """Bundle + gate of one (size, precision), once: {"bundle"} or {"error", "status"}."""
+            key = (size, precision)
+            if key in built:
+                return built[key]
+            name = f"{target}-{size[0]}x{size[1]}-{precision}"
+            ck = resized_checkpoint(jpath, size, work)
+            opts = CompileOptions(precision=precision, threads=1)
+            try:
+                if precision == "int8":
+                    q = run_quantize(ck, tgt.int8_format, "synth",
+                                     n_calib, None, val_limit, [], "performance",
+                                     "attention-norm", work / f"{name}.q", accuracy_control=False,
+                                     gate_overrides=gate_overrides, target=tgt.int8_rules)
+                    path = compile_bundle(cand_dir / name, target, "int8", onnx_path=q["path"],
+                                          opts=opts, gate_overrides=gate_overrides,
+                                          extra_manifest={"source_onnx": str(q["source_onnx"])})
+                else:
+                    path = compile_bundle(cand_dir / name, target, precision, checkpoint=ck,
+                                          opts=opts, gate_overrides=gate_overrides)
+                built[key] = {"bundle": path}
+            except VerificationError as e:
+                fails = "; ".join(e.result.failures) if e.result is not None else str(e)
+                built[key] = {"status": "gate failed", "error": fails}
+            return built[key]
+
+        # The reference: the FP32 bundle at the training size, also a candidate when fp32 is.
+        say(f"reference: {target} fp32 at {train_size[0]}x{train_size[1]} (training size)")
+        ref_built = build(train_size, "fp32")
+        if "bundle" not in ref_built:
+            raise VerificationError(f"the FP32 reference bundle failed its parity gate: "
+                                    f"{ref_built['error']}")
+        ref_pred = Predictor.from_bundle(ref_built["bundle"], threads=max(
+            [t for t in threads if t] or [1]))
+        ref_outs = [ref_pred(f) for f in frames]
+        task_set = ref_pred.task_set
+        ref_val = None
+        if val is not None:
+            ref_val = evaluate_predictor(ref_pred, load_val_set(str(val), "val", task_set,
+                                                                ref_pred.input_size, val_limit))
+        del ref_pred
+        scored: dict[tuple, dict] = {}
+
+        def score(key: tuple, bundle: Path) -> dict:
+            if key not in scored:
+                pred = Predictor.from_bundle(bundle, threads=1)
+                if val is not None:
+                    vs = load_val_set(str(val), "val", task_set, pred.input_size, val_limit)
+                    scored[key] = labelled_scores(evaluate_predictor(pred, vs), ref_val, task_set)
+                else:
+                    scored[key] = parity_scores(ref_outs, [pred(f) for f in frames], task_set)
+            return scored[key]
+
+        stopped = False
+        missed: dict[tuple, str] = {}  # size → why its slower precisions are skipped
+        prog = None
+        if progress and console is not None:
+            prog = Progress(console=console, transient=True)
+            prog.start()
+            task_id = prog.add_task("tune", total=len(rows))
+        try:
+            for row in rows:
+                if prog is not None:
+                    prog.update(task_id, advance=1, description=row.label)
+                if stopped:
+                    continue
+                if clock() > deadline and any(r.status != "not tried" for r in rows):
+                    stopped = True
+                    say(f"stopped: --max-minutes {max_minutes:g} reached; "
+                        f"{sum(r.status == 'not tried' for r in rows)} candidates not tried")
+                    continue
+                if row.size in missed and missed[row.size][0] != row.precision:
+                    row.status, row.reason = "skipped", missed[row.size][1]
+                    continue
+                b = build(row.size, row.precision)
+                if "bundle" not in b:
+                    row.status, row.reason, row.gate = b["status"], b["error"], "fail"
+                    continue
+                row.bundle = str(b["bundle"])
+                row.gate = "pass"
+                row.tasks = score((row.size, row.precision), b["bundle"])
+                row.score = float(np.mean([v["score"] for v in row.tasks.values()]))
+                pred = Predictor.from_bundle(b["bundle"], threads=row.threads, hint=row.hint)
+                timed = time_call(lambda p=pred, f=frames[0]: p(f), warmup_runs=warmup_runs,
+                                  time_s=None if runs else time_s, runs=runs)
+                del pred
+                row.median_ms, row.p90_ms = timed.median_ms, timed.p90_ms
+                row.status = "ok"
+                say(f"{row.label}: {row.median_ms:.2f} ms median, score {row.score:.2f}")
+                # Once every knob of this (size, precision) is timed: if even its best misses
+                # the budget, the slower precisions at this size are not tried.
+                same = [r for r in rows if r.size == row.size and r.precision == row.precision]
+                if row is same[-1] and row.size not in missed:
+                    best = min(r.median_ms for r in same if r.median_ms is not None)
+                    if best > budget_ms:
+                        missed[row.size] = (row.precision, f"{row.precision} at this size "
+                                            f"already misses the budget ({best:.2f} ms)")
+        finally:
+            if prog is not None:
+                prog.stop()
+
+        ok_rows = [r for r in rows if r.status == "ok"]
+        fits = [r for r in ok_rows if r.median_ms <= budget_ms]
+        chosen = max(fits, key=lambda r: (r.score, -r.median_ms)) if fits else None
+        result = {"target": target, "budget_ms": budget_ms, "frame_size": list(frame_size),
+                  "training_size": list(train_size), "scoring": "labelled" if val else "parity",
+                  "stopped": stopped, "max_minutes": max_minutes,
+                  "seconds": round(clock() - t0, 1), "rows": rows, "chosen": chosen,
+                  "bundle": None, "pruning": "not searched"}
+        if chosen is not None:
+            result["bundle"] = _install(Path(chosen.bundle), out / "bundle")
+        write_outputs(out, result, task_set)
+        shutil.rmtree(work, ignore_errors=True)
+        if chosen is None:
+            fastest = min(ok_rows, key=lambda r: r.median_ms) if ok_rows else None
+            stop = " (search stopped at --max-minutes)" if stopped else ""
+            if fastest is None:
+                raise BudgetNotMet(f"no candidate passed its gate{stop}; see {out / 'pareto.md'}")
+            raise BudgetNotMet(f"nothing meets {budget_ms:g} ms{stop}: the fastest candidate is "
+                               f"{fastest.label} at {fastest.median_ms:.2f} ms median; see "
+                               f"{out / 'pareto.md'}")
+        return result
+    except BaseException:
+        # a failed search leaves its report (when it got that far), not the candidates
+        shutil.rmtree(cand_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _fmt(v: float | None, nd: int = 2) -> str:

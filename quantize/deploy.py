@@ -12,12 +12,15 @@ from pathlib import Path
 
 from mtlsi_edge import verify
 from mtlsi_edge.bundle import load_bundle
+from mtlsi_edge.calibration.sources import CalibrationError, check_calibration_source
 from mtlsi_edge.compiler import choose_graph, compile_bundle
-from mtlsi_edge.errors import BundleError
+from mtlsi_edge.data.datasets import build_dataset
+from mtlsi_edge.errors import BundleError, ConfigError
 from mtlsi_edge.export import export_onnx
 from mtlsi_edge.fileio import atomic_write_bytes, display_path
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.profiler.bench import machine_header
+from mtlsi_edge.quantize.ptq import parse_budgets
 from mtlsi_edge.quantize.run import run_quantize
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.stats import summarize
@@ -62,6 +65,16 @@ def run_deploy(checkpoint: Path, target: str, precision: str, calib: str, val: P
     model, _ = build_from_checkpoint(checkpoint)
     graph = choose_graph(model, target, graph)  # FP32 bundle and INT8 model: the same graph
     verify.thresholds_for("int8", model.task_set, gate_overrides)  # bad task names: fail now
+    if precision == "int8":  # every option is checked before the minute of export + compile
+        if max_drop and val is None:
+            raise ConfigError("--max-drop needs --val")
+        parse_budgets(max_drop, model.task_set)
+        try:
+            check_calibration_source(calib)
+        except CalibrationError as e:
+            raise ConfigError(str(e)) from None
+        if val is not None:
+            build_dataset(str(val), "val", model.task_set)
     steps: list[str] = []
     log = (console.print if console is not None else print)
 

@@ -37,6 +37,10 @@ def load_or_build_calibration(calib: str, n: int, size: tuple[int, int]):
         raise QuantizeError(str(e)) from None
 
 
+#: Files ``quantize --out STEM`` writes (by format): none is replaced without --overwrite.
+QUANTIZE_SUFFIXES = (".xml", ".bin", ".onnx", ".fp32.onnx", ".report.json")
+
+
 def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
                  max_drop: list[str], preset: str, ignore: str, out: Path,
                  console=None, onnx_path: Path | None = None,

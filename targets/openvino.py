@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge.backends.openvino import OpenVINOBackend
+from mtlsi_edge.native import quiet_native
 from mtlsi_edge.targets.base import CompileOptions, Target, TargetUnavailable, require_outputs
 
 
@@ -74,10 +75,11 @@ class OpenVINOTarget(OpenVINOBackend, Target):
             raise TargetUnavailable(why)
         import openvino as ov
 
-        if Path(onnx_path).suffix == ".xml":  # an already converted (e.g. NNCF INT8) IR
-            model = ov.Core().read_model(str(onnx_path))
-        else:
-            model = ov.convert_model(str(onnx_path))
+        with quiet_native():  # the frontends' log lines on a garbage file stay out
+            if Path(onnx_path).suffix == ".xml":  # an already converted (e.g. NNCF INT8) IR
+                model = ov.Core().read_model(str(onnx_path))
+            else:
+                model = ov.convert_model(str(onnx_path))
         fio = opts.extra.get("frame_io")
         if fio:
             require_outputs(onnx_path, {n for o in model.outputs for n in o.get_names()},

@@ -530,7 +530,7 @@ def test_stale_stage_folders_are_swept(world, tmp_path):
     old = shutil.copytree(world["bundle"], tmp_path / f".b.old-{dead}-1")
     assert old.exists() and not b.exists()
     # a kill between "move old aside" and "move new in": the old bundle comes back first
-    from mtlsi_edge.bundle import sweep_stale_stages
+    from mtlsi_edge.fileio import sweep_stale_stages
 
     sweep_stale_stages(b)
     load_bundle(b)

@@ -170,8 +170,9 @@ def test_no_import_cycles():
 LAYERS = [
     ("base", "runtime", ["mtlsi_edge._version", "mtlsi_edge.errors", "mtlsi_edge.inputs",
                          "mtlsi_edge.machine", "mtlsi_edge.fileio", "mtlsi_edge.stats",
-                         "mtlsi_edge.timing"]),
-    ("tasks", "runtime", ["mtlsi_edge.kinds", "mtlsi_edge.tasks", "mtlsi_edge.weights"]),
+                         "mtlsi_edge.timing", "mtlsi_edge.native"]),
+    ("tasks", "runtime", ["mtlsi_edge.kinds", "mtlsi_edge.tasks", "mtlsi_edge.weights",
+                          "mtlsi_edge.signing"]),
     ("backends", "runtime", ["mtlsi_edge.backends"]),
     ("bundle", "runtime", ["mtlsi_edge.bundle", "mtlsi_edge.verify"]),
     ("runtime", "runtime", ["mtlsi_edge.runtime"]),

@@ -27,6 +27,7 @@ from mtlsi_edge.backends.base import (
     TargetUnavailable,
     require_outputs,
 )
+from mtlsi_edge.native import quiet_native
 from mtlsi_edge.timing import DEFAULT_TIME_S, WARMUP_RUNS, WARMUP_S, clock
 
 
@@ -62,7 +63,8 @@ class OpenVINORunner:
             raise TargetUnavailable(f"OpenVINO device {device} not present (available: "
                                     f"{', '.join(core.available_devices)})")
         try:
-            model = core.read_model(str(xml))
+            with quiet_native():  # the frontends' own log lines on a garbage file stay out
+                model = core.read_model(str(xml))
         except RuntimeError as e:  # OpenVINO reports unreadable IRs as RuntimeError
             raise ModelMismatch(f"{xml}: OpenVINO cannot read it: {first_line(e)}") from None
         require_outputs(xml, {n for o in model.outputs for n in o.get_names()}, outputs)
@@ -92,7 +94,8 @@ class OpenVINORunner:
             cfg[props.enable_profiling] = True
         self.config = dict(cfg)  # what compile_model was given
         try:
-            self.compiled = core.compile_model(model, device, cfg)
+            with quiet_native():
+                self.compiled = core.compile_model(model, device, cfg)
         except RuntimeError as e:
             raise RuntimeRefused(f"{xml}: OpenVINO cannot compile it: {first_line(e)}") from None
         self.request = self.compiled.create_infer_request()

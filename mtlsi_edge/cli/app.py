@@ -27,6 +27,13 @@ def _print_error(msg: str) -> None:
                       highlight=False, soft_wrap=True, emoji=False)
 
 
+def print_path(label: str, path, rest: str = "") -> None:
+    """``label: PATH`` with the path in bold — escaped, so a path holding ``[...]`` prints as
+    it is (Rich would read it as markup) — and plain ``rest`` after it."""
+    console.print(f"{escape(label)}: [bold]{escape(str(path))}[/]{escape(rest)}",
+                  highlight=False, soft_wrap=True)
+
+
 def fail(msg: str, code: int = 2) -> None:
     """One line on stderr and exit ``code``; ``msg`` is user text, never markup.  For
     conditions only the CLI knows (option combinations); library checks raise MtlsiError."""

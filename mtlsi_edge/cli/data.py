@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mtlsi_edge.cli.app import app, console
+from mtlsi_edge.cli.app import app, console, print_path
 from mtlsi_edge.cli.options import parse_size
 from mtlsi_edge.fileio import check_output_dir
 
@@ -39,7 +39,7 @@ def data_synth(
         bar = prog.add_task("rendering", total=n)
         root = write_dataset(out, n=n, size=hw, seed=seed, val_fraction=val_fraction,
                              progress=lambda k, _n: prog.update(bar, completed=k))
-    console.print(f"dataset: [bold]{root}[/]")
+    print_path("dataset", root)
     if walkthrough:
         video = render_walkthrough(Path(out) / "walkthrough.mp4", size=hw, seed=seed)
-        console.print(f"walkthrough video: [bold]{video}[/]")
+        print_path("walkthrough video", video)

@@ -9,10 +9,15 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from mtlsi_edge.cli.app import app, console, err_console, fail
+from mtlsi_edge.cli.app import app, console, err_console, fail, print_path
 from mtlsi_edge.cli.options import parse_size
 from mtlsi_edge.cli.tables import drops_table, gate_table, parity_table, prune_table
-from mtlsi_edge.fileio import atomic_write_json, check_output_dir, check_output_file
+from mtlsi_edge.fileio import (
+    atomic_write_json,
+    check_output_dir,
+    check_output_file,
+    refuse_existing,
+)
 from mtlsi_edge.weights import starter_checkpoint
 
 GATE_HELP = "Parity threshold override TASK=VALUE (repeatable; see docs/trust.md)."
@@ -137,6 +142,7 @@ def calibrate(
     seed: int = typer.Option(0),
     every: int = typer.Option(10, min=1, help="For videos: take every k-th frame."),
     out: Path = typer.Option(Path("runs/calibrate/calib"), help="Cache stem (.npy + .json)."),
+    overwrite: bool = typer.Option(False, help="Replace existing output files of that name."),
 ) -> None:
     """Build and cache a calibration set: frames normalised as the exported (float-input)
     graph expects them, i.e. as the Predictor does on the host for float-input bundles.
@@ -148,12 +154,13 @@ def calibrate(
     from mtlsi_edge.calibration.sources import build_calibration_set
 
     check_output_file(Path(str(out) + ".npy"), (), "--out stem")
+    refuse_existing([Path(str(out) + s) for s in (".npy", ".json")], overwrite)
     cs = build_calibration_set(source, n, parse_size(size), seed, every)
     path = cs.save(out)
     for s in cs.skipped:
-        err_console.print(f"[yellow]skipped[/] {s}")
-    console.print(f"{len(cs.origins)} samples from {source} → [bold]{path}[/] "
-                  f"(record: {path.with_suffix('.json')})")
+        err_console.print(f"[yellow]skipped[/] {escape(str(s))}")
+    console.print(escape(f"{len(cs.origins)} samples from {source} → {path} "
+                         f"(record: {path.with_suffix('.json')})"), highlight=False)
 
 
 @app.command()
@@ -179,6 +186,7 @@ def quantize(
                                "(signed symmetric INT8; needs --format onnx)."),
     graph: str = typer.Option(None, help="batched | per-task deploy graph (default: the "
                               "target's, see compile --help)."),
+    overwrite: bool = typer.Option(False, help="Replace existing output files of that name."),
 ) -> None:
     """NNCF INT8 post-training quantisation, optionally with per-task accuracy budgets.
 
@@ -188,10 +196,11 @@ def quantize(
           --max-drop normals=0.5 --max-drop boundary=0.5
       mtlsi-edge quantize --format onnx --target tensorrt --out runs/quantize/trt
     """
-    from mtlsi_edge.quantize.run import run_quantize
+    from mtlsi_edge.quantize.run import QUANTIZE_SUFFIXES, run_quantize
     from mtlsi_edge.verify import VerificationError, parse_gate_overrides
 
     check_output_file(Path(str(out) + ".xml"), (), "--out stem")
+    refuse_existing([Path(str(out) + s) for s in QUANTIZE_SUFFIXES], overwrite)
     overrides = parse_gate_overrides(gate)
     try:
         res = run_quantize(checkpoint or starter_checkpoint(), fmt, calib, n, val, val_limit,
@@ -304,4 +313,4 @@ def prune(
     atomic_write_json(Path(out) / "report.json", {**res, "checkpoint": str(res["checkpoint"])})
     tasks = TaskSet.from_dict(read_checkpoint_meta(res["checkpoint"])[0]["task_set"])
     console.print(prune_table(res, method, ratio, tasks))
-    console.print(f"pruned checkpoint: [bold]{res['checkpoint']}[/]; report {out}/report.json")
+    print_path("pruned checkpoint", res["checkpoint"], f"; report {out}/report.json")

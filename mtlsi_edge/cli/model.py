@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mtlsi_edge.cli.app import app, console, fail
+from mtlsi_edge.cli.app import app, console, fail, print_path
 from mtlsi_edge.cli.options import check_variant, parse_size
 from mtlsi_edge.cli.tables import complexity_table, parity_table, variants_table
 from mtlsi_edge.fileio import check_output_file
@@ -104,4 +104,4 @@ def export(
     with console.status("exporting…"):
         path, rep, report = export_with_parity(model, out, dynamic=dynamic, stride=stride)
     console.print(parity_table(rep, "ONNX Runtime vs PyTorch (4 SynthIndoor renders)"))
-    console.print(f"onnx: [bold]{path}[/] ({runs} graph)  parity report: {report}")
+    print_path("onnx", path, f" ({runs} graph)  parity report: {report}")

@@ -8,9 +8,15 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from mtlsi_edge.cli.app import app, console, fail
+from mtlsi_edge.cli.app import app, console, fail, print_path
 from mtlsi_edge.cli.options import parse_size
-from mtlsi_edge.fileio import check_output_dir, check_output_file, next_free_path
+from mtlsi_edge.fileio import (
+    check_output_dir,
+    check_output_file,
+    next_free_path,
+    refuse_existing,
+    sweep_stale_stages,
+)
 from mtlsi_edge.weights import starter_checkpoint
 
 
@@ -31,6 +37,7 @@ def demo(
     threads: int = typer.Option(None, min=1, help="Inference threads."),
     pipeline: bool = typer.Option(True, help="Infer frame N while rendering frame N-1."),
     loop: bool = typer.Option(False, help="Restart a video file or folder at its end."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --record file."),
     verify: bool = typer.Option(True, help="Self-check the bundle on this machine first "
                                            "(refuse it when it fails)."),
     trust: list[Path] = typer.Option([], "--trust", help="Trusted public key (PEM, or a "
@@ -57,6 +64,8 @@ def demo(
         fail(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     if record is not None:
         check_output_file(record, (".mp4", ".avi"), "--record file")
+        refuse_existing([record], overwrite)
+        sweep_stale_stages(record)  # partial recordings of killed demos
     if not display_available():
         if record is None:  # keep what was rendered: there is no window to show it in
             record = next_free_path("runs/demo", f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -94,7 +103,11 @@ def demo(
     src = Source(source, loop=loop)
     console.print(f"model: {bundle} ({predictor.target} {predictor.precision}); "
                   f"source: {src.info.name}; layout {layout}")
-    stats = run_loop(predictor, src, layout, record, headless, max_frames, pipeline=pipeline)
+    stats = run_loop(predictor, src, layout, record, headless, max_frames, pipeline=pipeline,
+                     overwrite=overwrite)
+    if stats.frames == 0:
+        fail(f"{src.info.name}: no frame could be read"
+             + (f" ({len(src.skipped)} unreadable images skipped)" if src.skipped else ""))
     med = stats.medians()
     console.print(f"{stats.frames} frames in {stats.wall_s:.1f} s = [bold]{stats.fps:.1f} FPS[/]"
                   f", dropped {stats.dropped}; stopped by {stats.stopped_by}")
@@ -105,6 +118,10 @@ def demo(
     for p in stats.snapshots:
         console.print(f"snapshot: {p}")
     if stats.recording:
+        if record is not None and stats.recording != str(record):
+            console.print(escape(f"note: {record} was created by another program during the "
+                                 f"run; this recording is {stats.recording}"), style="yellow",
+                          highlight=False)
         console.print(f"recording: [bold]{escape(stats.recording)}[/]", soft_wrap=True)
 
 
@@ -205,7 +222,7 @@ def profile(
                                [t.strip() for t in targets.split(",") if t.strip()],
                                [p.strip() for p in precisions.split(",") if p.strip()],
                                run_dir / "bundles", note, console=console)
-        console.print(f"bundles: [bold]{run_dir / 'bundles'}[/]")
+        print_path("bundles", run_dir / "bundles")
     if verify:  # a bundle is timed only once it has proved its outputs on this machine
         for folder in paths:
             c = self_check(folder)
@@ -226,4 +243,4 @@ def profile(
             console.print(f"[yellow]note:[/] {row['name']}: {n}", highlight=False)
     for kind, files in written.items():
         for f in files:
-            console.print(f"{kind}: [bold]{f}[/]")
+            print_path(kind, f)

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from mtlsi_edge.cli.app import app, console, fail
+from mtlsi_edge.cli.app import app, console, fail, print_path
 from mtlsi_edge.cli.tables import metrics_table
 
 
@@ -71,7 +71,7 @@ def train(
     cfg = train_config(data, out, recipe, options, scale, set_, resume, amp=amp, seed=seed,
                        workers=workers, ckpt_every=ckpt_every)
     last = run_train(cfg, resume=resume, console=console)
-    console.print(f"checkpoint: [bold]{last}[/]")
+    print_path("checkpoint", last)
 
 
 @app.command("eval")

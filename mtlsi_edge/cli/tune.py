@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from mtlsi_edge.cli.app import app, console, fail
 from mtlsi_edge.cli.options import parse_size
-from mtlsi_edge.fileio import check_output_dir
+from mtlsi_edge.fileio import check_output_dir, refuse_existing
 from mtlsi_edge.weights import starter_checkpoint
 
 
@@ -39,6 +39,8 @@ def tune(
     n_calib: int = typer.Option(32, min=1, help="INT8 calibration samples."),
     gate: list[str] = typer.Option([], "--gate", help="Parity threshold override TASK=VALUE "
                                                       "(repeatable; see docs/trust.md)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing report (pareto.*) in "
+                                               "--out."),
     sign: Path = typer.Option(None, help="Sign the chosen bundle with this Ed25519 private "
                                          "key (mtlsi-edge keys new)."),
 ) -> None:
@@ -51,6 +53,7 @@ def tune(
     Example:
       mtlsi-edge tune --target openvino --budget 25ms --out runs/tune
     """
+    from mtlsi_edge.bundle import check_destination
     from mtlsi_edge.compiler import sign_written
     from mtlsi_edge.signing import load_private_key
     from mtlsi_edge.tune import parse_budget, summary_line
@@ -64,6 +67,8 @@ def tune(
         fail(f"bad --time-per-candidate {time_per_candidate}: must be > 0")
     fsize = parse_size(frame_size)
     check_output_dir(out)
+    refuse_existing([out / f"pareto.{ext}" for ext in ("md", "csv", "png")], overwrite)
+    check_destination(out / "bundle")  # a folder that is not a bundle is never replaced
     overrides = parse_gate_overrides(gate)
     if sign is not None:
         load_private_key(sign)  # before any work

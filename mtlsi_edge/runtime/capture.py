@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 
 from mtlsi_edge.errors import MtlsiError
+from mtlsi_edge.native import quiet_native
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -55,7 +55,8 @@ class Source:
             self._open_camera()
         elif "://" in s:
             self.info = SourceInfo("url", s, 30.0, None)
-            self.cap = cv2.VideoCapture(s)
+            with quiet_native():  # FFmpeg's own lines ("Connection refused") stay out
+                self.cap = cv2.VideoCapture(s)
             if not self.cap.isOpened():
                 raise CaptureError(f"{s}: stream could not be opened")
         elif os.path.isdir(s):
@@ -63,14 +64,19 @@ class Source:
             if not self._files:
                 raise CaptureError(f"{s}: folder has no images ({', '.join(sorted(IMAGE_EXTS))})")
             self.info = SourceInfo("folder", s, 30.0, len(self._files))
+            self._first = self.read()
+            if self._first is None:
+                raise CaptureError(f"{s}: none of its {len(self._files)} images can be read "
+                                   f"(e.g. {self.skipped[0]})")
         elif os.path.isfile(s):
-            self.cap = cv2.VideoCapture(s)
-            n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.cap.isOpened() else 0
+            with quiet_native():  # FFmpeg's "moov atom not found" etc. stay out
+                self.cap = cv2.VideoCapture(s)
+                n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.cap.isOpened() else 0
+                ok, frame = self.cap.read() if self.cap.isOpened() else (False, None)
             if not self.cap.isOpened():
                 raise CaptureError(f"{s}: not a readable video")
             fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
             self.info = SourceInfo("file", s, fps if 1 <= fps <= 240 else 30.0, n or None)
-            ok, frame = self.cap.read()
             if not ok or frame is None:
                 raise CaptureError(f"{s}: no decodable frame (corrupt or truncated video)")
             self._first: np.ndarray | None = frame
@@ -79,7 +85,7 @@ class Source:
 
     def _open_camera(self) -> None:
         idx = int(self.spec)
-        with quiet_opencv():  # a missing camera is reported below in one line
+        with quiet_native():  # a missing camera is reported below in one line
             self.cap = cv2.VideoCapture(idx)
         if not self.cap.isOpened():
             raise CaptureError(f"camera {idx} not available (no device, or in use)")
@@ -89,11 +95,16 @@ class Source:
         self._first = frame
 
     def read(self) -> np.ndarray | None:
+        first = getattr(self, "_first", None)
+        if first is not None:
+            self._first = None
+            return first
         if self._files is not None:
             while self._i < len(self._files):
                 p = self._files[self._i]
                 self._i += 1
-                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                with quiet_native():  # libpng/libjpeg warnings on a broken image
+                    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
                 if img is not None:
                     return img
                 self.skipped.append(str(p))
@@ -101,10 +112,6 @@ class Source:
                 self._i = 0
                 return self.read()
             return None
-        first = getattr(self, "_first", None)
-        if first is not None:
-            self._first = None
-            return first
         assert self.cap is not None
         ok, frame = self.cap.read()
         if ok and frame is not None:
@@ -126,8 +133,9 @@ class Source:
             delay *= 2
             if self.cap is not None:
                 self.cap.release()
-            self.cap = (cv2.VideoCapture(int(self.spec)) if self.spec.isdigit()
-                        else cv2.VideoCapture(self.spec))
+            with quiet_native():
+                self.cap = (cv2.VideoCapture(int(self.spec)) if self.spec.isdigit()
+                            else cv2.VideoCapture(self.spec))
             if self.cap.isOpened():
                 ok, frame = self.cap.read()
                 if ok and frame is not None:
@@ -140,33 +148,9 @@ class Source:
             self.cap.release()
 
 
-@contextlib.contextmanager
-def quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV while probing devices: its log (V4L2, FFMPEG, obsensor warnings when no
-    camera exists) and anything native code prints to file descriptor 2."""
-    log = cv2.utils.logging
-    level = log.getLogLevel()
-    log.setLogLevel(log.LOG_LEVEL_SILENT)
-    saved = None
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-    except OSError:  # no usable fd 2 (embedded interpreters): the log level alone
-        saved = None
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.dup2(saved, 2)
-            os.close(saved)
-        log.setLogLevel(level)
-
-
 def camera_available(index: int = 0) -> bool:
     """True when camera ``index`` opens and delivers a frame (probed silently)."""
-    with quiet_opencv():
+    with quiet_native():
         cap = cv2.VideoCapture(index)
         ok = cap.isOpened() and cap.read()[0]
         cap.release()

@@ -109,8 +109,12 @@ def _infer(predictor, frame):
 def run_loop(predictor, source: Source, layout: str = "grid", record: Path | None = None,
              headless: bool = True, max_frames: int | None = None, pace: bool = True,
              snapshot_dir: Path = Path("runs/demo"), window: str = "mtlsi-edge",
-             on_frame=None, pipeline: bool = True) -> LoopStats:
+             on_frame=None, pipeline: bool = True, overwrite: bool = False) -> LoopStats:
     """Run until the source ends, ``max_frames``, q/Esc, or SIGINT/SIGTERM.
+
+    ``record``: written as a hidden partial file and moved into place when finished; an
+    existing file there is replaced only with ``overwrite`` — when another program created it
+    meanwhile, this recording keeps the next free name (``stats.recording`` says which).
 
     ``pipeline``: inference of frame N runs in a worker thread while frame N−1 is rendered,
     shown and written (runtimes release the GIL), at the cost of one frame of latency.
@@ -229,10 +233,27 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
     if state["writer"] is not None:
         try:
             check_recording(state["partial"], state["written"], record)
-            os.replace(state["partial"], record)
+            stats.recording = str(_publish(state["partial"], record, overwrite))
         finally:
             state["partial"].unlink(missing_ok=True)
     return stats
+
+
+def _publish(partial: Path, record: Path, overwrite: bool) -> Path:
+    """Move a finished recording to ``record``; without ``overwrite`` never onto an existing
+    file (a hard link fails when the name is taken, atomically): then the next free name."""
+    if overwrite:
+        os.replace(partial, record)
+        return record
+    for i in range(1, 1000):
+        dst = record if i == 1 else record.with_name(f"{record.stem}-{i}{record.suffix}")
+        try:
+            os.link(partial, dst)
+        except FileExistsError:
+            continue
+        partial.unlink()
+        return dst
+    raise RecordingError(f"{record}: no free name for the recording")
 
 
 def check_recording(path: Path, written: int, shown: Path | None = None) -> None:

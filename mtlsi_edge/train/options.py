@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from mtlsi_edge.errors import ConfigError
@@ -67,6 +68,12 @@ def train_config(data: str | Path | None, out: str | Path, recipe: str | None = 
         if settings["optimizer"] not in ("adam", "adamw") or settings["schedule"] not in (
                 "poly", "cosine"):
             raise ConfigError("--optimizer must be adam|adamw and --schedule poly|cosine")
+    for key in ("lr", "weight_decay"):  # before any work: a NaN or negative rate trains nothing
+        v = settings.get(key)
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+                                  and (v > 0 or key != "lr")):
+            raise ConfigError(f"bad --{key.replace('_', '-')} {v!r}: must be a finite number "
+                              f"{'> 0' if key == 'lr' else '≥ 0'}")
     check_output_dir(out, "run folder")
     if not resume and (Path(out) / "last.json").exists():
         raise ConfigError(f"{out} already holds a run (last.json): continue it with --resume, "
