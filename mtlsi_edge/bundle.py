@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge.backends import BACKENDS, TARGET_NAMES, precisions_of
+from mtlsi_edge.backends.openvino import first_line
 from mtlsi_edge.errors import BundleError
 from mtlsi_edge.fileio import atomic_write_json, sha256
 from mtlsi_edge.inputs import IMAGENET
+from mtlsi_edge.native import quiet_native
 from mtlsi_edge.signing import SIGNATURE_FILE, check_signature
 from mtlsi_edge.tasks import TaskSet
 
@@ -117,7 +119,11 @@ def quantization_ops(path: Path) -> int:
     if path.suffix == ".xml":
         import openvino as ov
 
-        model = ov.Core().read_model(str(path))
+        try:
+            with quiet_native():  # the frontends' lines on a garbage file stay out
+                model = ov.Core().read_model(str(path))
+        except RuntimeError as e:  # OpenVINO reports unreadable IRs as RuntimeError
+            raise BundleError(f"{path}: OpenVINO cannot read it: {first_line(e)}") from None
         return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
     return onnx_qdq_count(path)
 
@@ -176,6 +182,12 @@ def check_io(runner, manifest: dict, folder: Path) -> None:
         if len(shape) != 4 or (isinstance(ch, int) and ch != need):
             raise BundleError(f"{folder}: output {t.name!r} has shape {list(shape)}, the "
                               f"manifest's task needs {need} channels")
+        hw = shape[1:3] if layout == "NHWC" else shape[2:4]
+        want_hw = manifest.get("label_size") if frame and t.spec.output == "labels" else None
+        if want_hw and all(isinstance(d, int) for d in hw) and list(hw) != list(want_hw):
+            raise BundleError(f"{folder}: output {t.name!r} has labels of "
+                              f"{hw[0]}×{hw[1]}, the manifest's label_size is "
+                              f"{want_hw[0]}×{want_hw[1]}")
 
 
 def check_destination(out: Path) -> None:
@@ -326,6 +338,11 @@ def _check_fields(m: dict, mpath: Path) -> None:
         if ls is not None and not (isinstance(ls, list) and len(ls) == 2 and all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in ls)):
             raise bad("'label_size'", f"must be null or [H, W] positive integers, got {ls!r}")
+        stride = m["label_stride"]
+        want = None if stride == 4 else [v // stride for v in inp["size"]]
+        if ls != want:
+            raise bad("'label_size'", f"{ls!r} does not match label_stride {stride} of the "
+                                      f"{inp['size'][0]}×{inp['size'][1]} input ({want!r})")
         # The normalisation is folded into the model file; the manifest only records it.
         for key, folded in (("mean", IMAGENET.mean), ("std", IMAGENET.std)):
             if not np.allclose(inp[key], folded, rtol=0, atol=1e-7):

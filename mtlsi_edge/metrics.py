@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - exercised only where OpenCV is missing
     _HAVE_CV2 = False
 
 __all__ = [
+    "BOUNDARY_FLAVOURS",
     "BoundaryMetric",
     "BoundaryMonitor",
     "DepthMetric",
@@ -54,6 +55,8 @@ __all__ = [
     "SaliencyMetric",
     "SegmentationMetric",
     "delta_m",
+    "edges_nms",
+    "seism_nms",
 ]
 
 
@@ -441,6 +444,152 @@ def match_count(pred: np.ndarray, gt: np.ndarray, radius: float) -> int:
     return _GtMatcher(np.asarray(gt, bool), radius).count(np.asarray(pred, bool))
 
 
+# --- SEISM's contour NMS (read_one_cont_png → edgesNmsMex) ----------------------------------------
+#
+# The SEISM / InvPT / Boundary-Detection-Evaluation-Tools contour reader runs, on the PNG read with
+# ``im2single``:
+#
+#     [Ox,Oy] = gradient2(convTri(contour,4));
+#     [Oxx,~] = gradient2(Ox); [Oxy,Oyy]=gradient2(Oy);
+#     O       = mod(atan(Oyy.*sign(-Oxy)./(Oxx+1e-5)),pi);
+#     contour = edgesNmsMex(contour,O,1,5,1.01,1);
+#     contour = contour>str2double(parameter);
+#
+# (Piotr Dollár's toolbox: convTri / gradient2 from the Image & Video toolbox, edgesNmsMex from the
+# Structured Edge Detection toolbox; OpenCV contrib's ``StructuredEdgeDetection.edgesNms`` is a
+# port of the same loop.) The functions below re-implement those steps in float32 numpy.
+
+#: ``edgesNmsMex(E, O, r, s, m, nThreads)`` arguments SEISM's ``read_one_cont_png`` passes, and
+#: the ``convTri`` radius of its orientation estimate.
+SEISM_NMS = {"r": 1, "s": 5, "m": 1.01, "orient_radius": 4}
+
+
+def conv_tri(img: np.ndarray, r: float) -> np.ndarray:
+    """Piotr's ``convTri(I, r)`` of a 2-D image, in float32.
+
+    Separable triangle filter ``[1 … r+1 … 1] / (r+1)²`` (for ``r <= 1``: ``[1 p 1] / (2+p)``,
+    ``p = 12/r/(r+2) − 2``) with symmetric padding (MATLAB ``padarray(·, 'symmetric')``: the edge
+    pixel is repeated, OpenCV's ``BORDER_REFLECT``), as the toolbox's non-mex path defines it.
+    """
+    img = np.asarray(img, np.float32)
+    if r == 0:
+        return img.copy()
+    if r <= 1:
+        p = 12.0 / r / (r + 2) - 2
+        f = np.array([1.0, p, 1.0]) / (2 + p)
+        rad = 1
+    else:
+        rad = int(r)
+        f = np.array([*range(1, rad + 2), *range(rad, 0, -1)], np.float64) / (rad + 1) ** 2
+    f = f.astype(np.float32)
+    h, w = img.shape
+    padded = np.pad(img, rad, mode="symmetric")
+    rows = np.zeros((h + 2 * rad, w), np.float32)  # along x (MATLAB: convn with the row f)
+    for k, fk in enumerate(f):
+        rows += fk * padded[:, k : k + w]
+    out = np.zeros((h, w), np.float32)  # then along y
+    for k, fk in enumerate(f):
+        out += fk * rows[k : k + h]
+    return out
+
+
+def gradient2(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Piotr's ``gradient2``: ``(Gx, Gy)`` by central differences inside and one-sided differences
+    on the first and last column / row (MATLAB ``gradient``); an axis of length 1 has gradient 0."""
+    img = np.asarray(img, np.float32)
+    gx = np.gradient(img, axis=1) if img.shape[1] > 1 else np.zeros_like(img)
+    gy = np.gradient(img, axis=0) if img.shape[0] > 1 else np.zeros_like(img)
+    return gx.astype(np.float32, copy=False), gy.astype(np.float32, copy=False)
+
+
+def edge_orientation(edge: np.ndarray, r: float = SEISM_NMS["orient_radius"]) -> np.ndarray:
+    """Edge-normal orientation in ``[0, π)`` of an edge map, as SEISM's ``read_one_cont_png``
+    (and ``edgesDetect``) compute it: ``mod(atan(Oyy·sign(−Oxy) / (Oxx + 1e-5)), π)`` from the
+    second derivatives of ``convTri(E, 4)``. float32 throughout, like the single-precision
+    MATLAB code. Where it is undefined (0/0, which the C code cannot handle either) it is 0.
+
+    The estimate is the toolbox's "very approximate" one: for a profile exactly constant along x
+    (a perfectly horizontal edge) ``Oxy`` is 0 and so is the orientation, i.e. along the edge.
+    """
+    ox, oy = gradient2(conv_tri(edge, r))
+    oxx, _ = gradient2(ox)
+    oxy, oyy = gradient2(oy)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        o = np.arctan(oyy * np.sign(-oxy) / (oxx + np.float32(1e-5)))
+    o = np.mod(o, np.float32(np.pi))
+    return np.where(np.isnan(o), np.float32(0.0), o).astype(np.float32, copy=False)
+
+
+def _clamp_coord(v: np.ndarray, n: int) -> np.ndarray:
+    # edgesNmsMex interp(): v<0 ? 0 : (v > n-1.001 ? n-1.001 : v), the bound a double.
+    return np.where(v < 0, np.float32(0.0),
+                    np.where(v.astype(np.float64) > n - 1.001, np.float32(n - 1.001), v))
+
+
+def edges_nms(edge: np.ndarray, orient: np.ndarray, r: int = SEISM_NMS["r"],
+              s: int = SEISM_NMS["s"], m: float = SEISM_NMS["m"]) -> np.ndarray:
+    """``edgesNmsMex(E, O, r, s, m)`` of a 2-D edge map (vectorised, float32).
+
+    A non-zero pixel is set to 0 when, for some ``d`` in ``±1 … ±r``, the map bilinearly
+    interpolated at ``(x + d·cos O, y + d·sin O)`` (coordinates clamped to ``[0, size − 1.001]``)
+    exceeds ``m ×`` its own value: non-maxima along the normal are suppressed, and ``m = 1.01``
+    keeps plateaus and near-ties. Then the ``s`` outermost rows and columns are scaled down
+    linearly (column/row ``k < s`` from each side by ``k / s``, so the outermost one becomes 0;
+    ``s`` is capped at half the width and height). The arithmetic follows the C code's float32
+    operations in the same order (``cos``/``sin`` rounded from double).
+    """
+    e0 = np.ascontiguousarray(edge, np.float32)
+    if e0.ndim != 2:
+        raise ValueError(f"edges_nms: expected a 2-D map, got shape {e0.shape}")
+    h, w = e0.shape
+    out = e0.copy()
+    ys, xs = np.nonzero(e0)
+    if ys.size:
+        o = np.asarray(orient, np.float32)[ys, xs].astype(np.float64)
+        coso = np.cos(o).astype(np.float32)
+        sino = np.sin(o).astype(np.float32)
+        e = e0[ys, xs] * np.float32(m)
+        xf, yf = xs.astype(np.float32), ys.astype(np.float32)
+        suppressed = np.zeros(ys.size, bool)
+        for d in range(-int(r), int(r) + 1):
+            if d == 0:
+                continue
+            px = _clamp_coord(xf + np.float32(d) * coso, w)
+            py = _clamp_coord(yf + np.float32(d) * sino, h)
+            x0 = px.astype(np.int64)  # C int(): truncation (px >= 0)
+            y0 = py.astype(np.int64)
+            x1 = np.minimum(x0 + 1, w - 1)  # the clamp keeps x0 + 1 inside unless w == 1
+            y1 = np.minimum(y0 + 1, h - 1)
+            dx0 = px - x0.astype(np.float32)
+            dy0 = py - y0.astype(np.float32)
+            dx1 = np.float32(1.0) - dx0
+            dy1 = np.float32(1.0) - dy0
+            interp = (e0[y0, x0] * dx1 * dy1 + e0[y0, x1] * dx0 * dy1
+                      + e0[y1, x0] * dx1 * dy0 + e0[y1, x1] * dx0 * dy0)
+            suppressed |= e < interp
+        out[ys[suppressed], xs[suppressed]] = 0.0
+    s = min(int(s), w // 2, h // 2)
+    if s > 0:
+        ramp = np.arange(s, dtype=np.float32) / np.float32(s)
+        col = np.ones(w, np.float32)
+        col[:s] = ramp
+        col[w - s :] = ramp[::-1]
+        row = np.ones(h, np.float32)
+        row[:s] = ramp
+        row[h - s :] = ramp[::-1]
+        out *= col[None, :]  # columns first, then rows, as the C loops
+        out *= row[:, None]
+    return out
+
+
+def seism_nms(edge: np.ndarray) -> np.ndarray:
+    """SEISM's contour NMS of one ``H×W`` map in [0, 1] (``read_one_cont_png``): orientation
+    from ``convTri(E, 4)`` and ``edgesNmsMex(E, O, 1, 5, 1.01)``."""
+    edge = np.asarray(edge, np.float32)
+    p = SEISM_NMS
+    return edges_nms(edge, edge_orientation(edge, p["orient_radius"]), p["r"], p["s"], p["m"])
+
+
 def _seism_pr(cnt_p, sum_p, cnt_r, sum_r) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall from counts with SEISM's conventions for empty sets: no gt
     boundary → R 1, P 0; no prediction → R 0, P 1."""
@@ -458,15 +607,46 @@ def _f(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0)
 
 
+#: SEISM's ``parameters/HED.txt``, the thresholds SEISM and Boundary-Detection-Evaluation-Tools
+#: (InvPT, TaskPrompter) evaluate contour PNGs at: 0.001, 0.01 … 0.99, 0.999.
+SEISM_HED_THRESHOLDS = np.array([0.001, *(k / 100 for k in range(1, 100)), 0.999])
+#: Multi-Task-Learning-PyTorch's ``eval_edge.py`` writes its own parameter file: 0.01 … 0.99.
+MTL_THRESHOLDS = np.array([k / 100 for k in range(1, 100)])
+
+#: flavour → (NMS before thresholding, inclusive ``>=`` threshold, default thresholds, source)
+BOUNDARY_FLAVOURS: dict[str, tuple[bool, bool, np.ndarray, str]] = {
+    "seism-nms": (True, False, SEISM_HED_THRESHOLDS,
+                  "SEISM read_one_cont_png (InvPT / TaskPrompter Boundary-Detection-Evaluation-"
+                  "Tools): edgesNmsMex(E, O, 1, 5, 1.01), E > t, HED thresholds"),
+    "mtl": (False, True, MTL_THRESHOLDS,
+            "Multi-Task-Learning-PyTorch read_one_png: no NMS, E >= t, 0.01:0.01:0.99"),
+}
+DEFAULT_BOUNDARY_FLAVOUR = "seism-nms"
+
+
 class BoundaryMetric:
     """ODS-F, OIS-F and AP of boundary probability maps on the SEISM protocol, in %.
 
     This follows the MATLAB SEISM code behind the published NYUD / PASCAL-Context tables
-    (``read_one_cont_png`` + ``eval_cont`` → ``edgesEvalImg(..., 'thin', 0)``):
+    (a contour reader + ``eval_cont`` → ``edgesEvalImg`` with its default ``'thin', 1``), in one
+    of two flavours that differ in the reader (``flavour``):
 
-    1. the prediction is quantised as the 8-bit PNG the references write (``⌊255·p⌋ / 255``);
-    2. for each threshold ``t`` in 0.01..0.99 (step 0.01, SEISM's HED parameters) the map
-       ``q > t`` is thinned to one-pixel lines (MATLAB ``bwmorph(·, 'thin', Inf)``);
+    ``"seism-nms"`` (default)
+        SEISM's own ``read_one_cont_png``, which the Boundary-Detection-Evaluation-Tools of InvPT
+        and TaskPrompter call: non-maximum suppression (``edgesNmsMex(E, O, 1, 5, 1.01)`` with
+        the orientation of ``convTri(E, 4)``, :func:`seism_nms`) on the 8-bit map before the
+        threshold, ``E > t``, at SEISM's ``HED.txt`` thresholds (0.001, 0.01 … 0.99, 0.999).
+        Use it for numbers put next to the InvPT-lineage NYUD / PASCAL-Context tables.
+    ``"mtl"``
+        Multi-Task-Learning-PyTorch's replacement reader ``read_one_png``: no NMS,
+        ``E >= t``, thresholds 0.01 … 0.99 (MTI-Net / PAD-Net numbers in that repository).
+
+    Then, in both:
+
+    1. the prediction is quantised as the 8-bit PNG the references write (``⌊255·p⌋ / 255``;
+       read as ``im2single`` for NMS, ``double / 255`` without);
+    2. for each threshold ``t`` the binary map (NMS output ``> t``, or ``q >= t``) is thinned to
+       one-pixel lines (MATLAB ``bwmorph(·, 'thin', Inf)``, ``edgesEvalImg``'s ``thin``);
     3. the ground-truth boundary map is thinned the same way (SEISM rebuilds one-pixel
        boundaries from the label map with ``seg2bmap``; PASCAL's 2-px edge maps would
        otherwise halve the recall);
@@ -477,15 +657,53 @@ class BoundaryMetric:
        ``odsF = max_t F(t)``; ``oisF`` pools the counts at each image's best threshold; ``AP``
        is SEISM's ``general_ap`` (precision interpolated at recall 0:0.01:1, summed / 100).
 
-    Pixels with gt 255 are removed from both maps. A split without any valid pixel gives NaN.
-    The references apply no NMS in this path; nor do we.
+    Pixels with gt 255 are removed from both maps (after the NMS, which sees the whole map).
+    A split without any valid pixel gives NaN. ``n_thresholds`` replaces the flavour's
+    thresholds by that many evenly spaced over 0.01 … 0.99. The flavour is kept in
+    :attr:`flavour` and :meth:`protocol` (``compute()`` keeps its float-only keys).
     """
 
-    def __init__(self, task: Task, n_thresholds: int = 99, max_dist: float | None = None) -> None:
+    def __init__(self, task: Task, n_thresholds: int | None = None, max_dist: float | None = None,
+                 flavour: str = DEFAULT_BOUNDARY_FLAVOUR) -> None:
+        if flavour not in BOUNDARY_FLAVOURS:
+            raise ValueError(f"unknown boundary flavour {flavour!r}; "
+                             f"known: {', '.join(BOUNDARY_FLAVOURS)}")
         self.task = task
-        self.thresholds = np.linspace(0.01, 0.99, int(n_thresholds)).round(10)
+        self.flavour = flavour
+        self.nms, self.inclusive, thresholds, _ = BOUNDARY_FLAVOURS[flavour]
+        if n_thresholds is None:
+            self.thresholds = thresholds.copy()
+        else:
+            self.thresholds = np.linspace(0.01, 0.99, int(n_thresholds)).round(10)
         self.max_dist = _task_max_dist(task) if max_dist is None else float(max_dist)
         self.reset()
+
+    def protocol(self) -> dict:
+        """What the numbers were computed with: flavour, NMS parameters (``None`` without NMS),
+        threshold rule and count, tolerance."""
+        return {
+            "flavour": self.flavour,
+            "nms": dict(SEISM_NMS) if self.nms else None,
+            "threshold": ">=" if self.inclusive else ">",
+            "n_thresholds": len(self.thresholds),
+            "max_dist": self.max_dist,
+            "source": BOUNDARY_FLAVOURS[self.flavour][3],
+        }
+
+    def __repr__(self) -> str:
+        return (f"BoundaryMetric({getattr(self.task, 'name', '?')!s}, flavour={self.flavour!r}, "
+                f"max_dist={self.max_dist:g}, {len(self.thresholds)} thresholds)")
+
+    def score_map(self, prob: np.ndarray) -> np.ndarray:
+        """The float64 map that is thresholded: the 8-bit quantised prediction, after SEISM's
+        NMS in the ``"seism-nms"`` flavour."""
+        k = np.floor(np.clip(np.asarray(prob, np.float64), 0.0, 1.0) * 255.0)
+        if not self.nms:
+            return k / 255.0  # double(imread(png)) / 255
+        e = k.astype(np.float32) / np.float32(255.0)  # im2single(imread(png))
+        # MATLAB compares the single NMS output with the double threshold exactly, so the
+        # comparison is made in float64 (51/255 in single is above 0.2: it counts at t = 0.2).
+        return seism_nms(e).astype(np.float64)
 
     def reset(self) -> None:
         # Per-image counts (images × thresholds): OIS needs each image's own curve.
@@ -496,16 +714,15 @@ class BoundaryMetric:
         """``4×T`` int64 (matched pred, pred, matched gt, gt) of one ``H×W`` image."""
         valid = gt != IGNORE_INDEX
         edge = thin(valid & (gt >= 0.5))
-        q = np.floor(np.clip(prob.astype(np.float64), 0.0, 1.0) * 255.0) / 255.0
-        q = np.where(valid, q, 0.0)
+        q = np.where(valid, self.score_map(prob), 0.0)
         matcher = _GtMatcher(edge, self.max_dist * math.hypot(*gt.shape))
         out = np.zeros((4, len(self.thresholds)), np.int64)
         out[3] = int(np.count_nonzero(edge))
         top = q.max()
         for k, t in enumerate(self.thresholds):
-            if t >= top:  # nothing above this threshold or any higher one
-                break
-            bmap = thin(q > t)
+            if t > top or (t == top and not self.inclusive):
+                break  # nothing passes this threshold or any higher one
+            bmap = thin(q >= t if self.inclusive else q > t)
             out[1, k] = int(np.count_nonzero(bmap))
             out[0, k] = out[2, k] = matcher.count(bmap)  # one gt: cntP == cntR
         return out

@@ -94,6 +94,26 @@ def _set(path: str, value):
 _DEL = object()
 
 
+def both_fns(*fns):
+    def fn(d: dict) -> None:
+        for f in fns:
+            f(d)
+
+    return fn
+
+
+def other_size_reference(t: Path) -> None:
+    """A reference frame of another size in reference.safetensors (files re-hashed)."""
+    import cv2
+    from safetensors.numpy import load_file, save_file
+
+    ref = t / "bundle" / REFERENCE_FILE
+    d = load_file(str(ref))
+    d["frame.1"] = cv2.imencode(".png", np.zeros((32, 40, 3), np.uint8))[1].reshape(-1)
+    save_file(d, str(ref))
+    edit_manifest("bundle", lambda m: m["files"].__setitem__(REFERENCE_FILE, sha256(ref)))(t)
+
+
 def write(rel: str, data: bytes | str):
     def prep(t: Path) -> None:
         p = t / rel
@@ -109,6 +129,15 @@ def both(*preps):
             p(t)
 
     return prep
+
+
+def scene_folder(t: Path) -> None:
+    """``T/imgs``: two small readable images (a source for demo cases)."""
+    import cv2
+
+    (t / "imgs").mkdir(exist_ok=True)
+    for i in range(2):
+        cv2.imwrite(str(t / "imgs" / f"{i}.png"), np.full((64, 96, 3), 60 * i, np.uint8))
 
 
 def calib_cache(sidecar: str | None, array: np.ndarray | None = None):
@@ -259,6 +288,20 @@ BUNDLE_EDITS = {  # bundle edits on {bundle}: (prep, words)
                      ("listed in the manifest but missing",)),
     "manifest not json": (write("bundle/manifest.json", "{nope"), ("unreadable manifest",)),
     "external data outside": (onnx_external_outside, ("ONNX Runtime cannot load it",)),
+    # gates that could not fail, and edits that used to pass (issue: "no gate that cannot fail")
+    "threshold negative": (edit_manifest("bundle", _set("reference.thresholds.semseg", -5)),
+                           ("reference.thresholds.semseg", "outside 50..100")),
+    "threshold huge": (edit_manifest("bundle", _set("reference.thresholds.depth", 1e30)),
+                       ("reference.thresholds.depth", "outside")),
+    "threshold bool": (edit_manifest("bundle", _set("reference.thresholds.normals", True)),
+                       ("must be a number, got True",)),
+    "schema downgraded": (edit_manifest("bundle", _set("schema", "mtlsi-edge/bundle@1")),
+                          ("a downgraded manifest is refused",)),
+    "label size edited": (edit_manifest("bundle", _set("label_size", [32, 48])),
+                          ("does not match label_stride",)),
+    "label stride edited": (edit_manifest("bundle", both_fns(_set("label_stride", 2),
+                                                             _set("label_size", [32, 48]))),
+                            ("labels of 64×96, the manifest's label_size is 32×48",)),
 }
 BUNDLE_CMDS = [("check",), ("demo", "--headless", "--max-frames", "1", "--bundle"),
                ("profile", "--runs", "1", "--bundle"), ("eval", "--data", "{data}", "--bundle")]
@@ -366,6 +409,62 @@ def _cases() -> list[Case]:
         Case(use, ("prune", "--ratio", "1.5", "--data", "{data}"), ("--ratio",)),
         Case(use, ("info", "edge-effvit-b0", "--bogus"), ("No such option",)),
         Case(use, ("eval",), ("Missing option '--data'",)),
+    ]
+    ow = "overwrite"  # nothing the user made is replaced without --overwrite
+    cases += [
+        Case(ow, ("demo", "--bundle", "{bundle}", "--source", "{T}/imgs", "--record",
+                  "{T}/rec.mp4"), ("rec.mp4: exists", "--overwrite"),
+             both(write("rec.mp4", "the user's recording"), scene_folder), name="demo record"),
+        Case(ow, ("calibrate", "--n", "1", "--out", "{T}/c"), ("c.json: exists", "--overwrite"),
+             write("c.json", "{}"), name="calibrate json"),
+        Case(ow, ("quantize", "--checkpoint", "{ckpt}", "--out", "{T}/model"),
+             ("model.xml: exists", "--overwrite"), write("model.xml", "<net/>"),
+             name="quantize xml"),
+        Case(ow, ("tune", "--budget", "10ms", "--checkpoint", "{ckpt}", "--out", "{T}/t"),
+             ("pareto.md: exists", "--overwrite"), write("t/pareto.md", "# mine"),
+             name="tune pareto"),
+        Case(ow, ("tune", "--budget", "10ms", "--checkpoint", "{ckpt}", "--out", "{T}/t"),
+             ("not a bundle",), write("t/bundle/notes.txt", "mine"), name="tune bundle dir"),
+    ]
+    gate = "gates that cannot fail"
+    cases += [
+        Case(gate, ("compile", "--target", "onnxruntime", "--checkpoint", "{ckpt}", "--gate",
+                    "semseg=-5", "--out", "{T}/b"), ("semseg", "outside 50..100")),
+        Case(gate, ("deploy", "--checkpoint", "{ckpt}", "--gate", "semseg=150", "--out",
+                    "{T}/d"), ("semseg", "outside 50..100")),
+        Case(gate, ("quantize", "--checkpoint", "{ckpt}", "--gate", "normals=1e30", "--out",
+                    "{T}/q"), ("normals", "outside")),
+    ]
+    tb = "tracebacks"
+    cases += [
+        Case(tb, ("check", "{bundle}"), ("reference frames differ in size",),
+             other_size_reference, name="reference frame of another size"),
+        Case(tb, ("demo", "--headless", "--bundle", "{bundle}", "--source", "{T}/imgs"),
+             ("reference frames differ in size",), both(other_size_reference, scene_folder),
+             name="demo self-check, reference of another size"),
+        Case(tb, ("train", "--data", "{data}", "--out", "{T}/r", "--lr", "nan"), ("--lr",)),
+        Case(tb, ("train", "--data", "{data}", "--out", "{T}/r", "--lr", "-1"), ("--lr",)),
+    ]
+    late = "late refusals"
+    cases += [
+        Case(late, ("deploy", "--checkpoint", "{ckpt}", "--val", "{T}/nope", "--out",
+                    "{T}/d"), ("nope",)),
+        Case(late, ("deploy", "--checkpoint", "{ckpt}", "--calib", "{T}/nope", "--out",
+                    "{T}/d"), ("nope", "calibration")),
+        Case(late, ("deploy", "--checkpoint", "{ckpt}", "--val", "{data}", "--max-drop",
+                    "nope=1", "--out", "{T}/d"), ("unknown budget",)),
+        Case(late, ("demo", "--headless", "--bundle", "{bundle}", "--source", "{T}/broken",
+                    "--record", "{T}/o.mp4"), ("none of its 2 images can be read",),
+             both(write("broken/a.png", "not a png"), write("broken/b.jpg", "nor a jpeg"))),
+    ]
+    trust = "signatures"
+    cases += [
+        Case(trust, ("check", "{bundle}", "--trust", "{T}/nokey.pub"),
+             ("trusted key not found",)),
+        Case(trust, ("check", "{bundle}", "--trust", "{T}/file.txt"),
+             ("not a PEM public key",)),
+        Case(trust, ("compile", "--target", "onnxruntime", "--checkpoint", "{ckpt}", "--sign",
+                     "{T}/file.txt", "--out", "{T}/b"), ("not an unencrypted PEM private key",)),
     ]
     onnx_ = "hand-made ONNX"
     cases += [
@@ -495,7 +594,7 @@ def test_recording_on_a_full_disk_is_reported(world, tmp_path):
     code, out = _run_limited(
         "from mtlsi_edge.cli import main; import sys; "
         f"sys.argv=['mtlsi-edge','demo','--headless','--no-verify','--bundle',"
-        f"{str(world['bundle'])!r},'--source',{str(src)!r},'--record',"
+        f"{str(world['bundle'])!r},'--source',{str(src)!r},'--overwrite','--record',"
         f"{str(tmp_path / 'o.avi')!r}]; main()", 20_000)
     assert code == 2 and "recording holds" in out and "Traceback" not in out, out
     assert (tmp_path / "o.avi").read_bytes() == b"the user's earlier recording"
@@ -537,3 +636,44 @@ def test_stale_stage_folders_are_swept(world, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
     compile_bundle(b, "onnxruntime", checkpoint=world["ckpt"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+NATIVE = {  # inputs that make FFmpeg / OpenVINO / numpy print on fd 2: (argv, prep, words)
+    "empty video": (("demo", "--headless", "--no-verify", "--bundle", "{bundle}", "--source",
+                     "{T}/empty.mp4"), write("empty.mp4", b""), "not a readable video"),
+    "truncated video": (("demo", "--headless", "--no-verify", "--bundle", "{bundle}",
+                         "--source", "{T}/trunc.mp4"),
+                        write("trunc.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64),
+                        "not a readable video"),
+    "rtsp refused": (("demo", "--headless", "--no-verify", "--bundle", "{bundle}", "--source",
+                      "rtsp://127.0.0.1:9/x"), None, "could not be opened"),
+    "http refused": (("demo", "--headless", "--no-verify", "--bundle", "{bundle}", "--source",
+                      "http://127.0.0.1:9/x.mjpg"), None, "could not be opened"),
+    "garbage model.xml": (("compile", "--target", "openvino", "--onnx", "{T}/m.xml", "--out",
+                           "{T}/b"), write("m.xml", "<net><layers>garbage"), "m.xml"),
+    "calibration video truncated": (("calibrate", "--source", "{T}/trunc.mp4", "--n", "1",
+                                     "--out", "{T}/c"),
+                                    write("trunc.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64),
+                                    "trunc.mp4"),
+}
+
+
+@pytest.mark.parametrize("name", list(NATIVE))
+def test_native_logs_stay_out(name, world, tmp_path):
+    """Native libraries write to fd 2 directly (CliRunner cannot see it): run the real
+    process and count the lines on its stderr."""
+    import subprocess
+
+    argv, prep, words = NATIVE[name]
+    shutil.copytree(world["bundle"], tmp_path / "bundle")
+    if prep is not None:
+        prep(tmp_path)
+    subst = {"{T}": str(tmp_path), "{bundle}": str(tmp_path / "bundle")}
+    args = [a.replace("{T}", subst["{T}"]).replace("{bundle}", subst["{bundle}"])
+            for a in argv]
+    r = subprocess.run([sys.executable, "-m", "mtlsi_edge.cli", *args], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.stderr
