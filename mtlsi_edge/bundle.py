@@ -36,10 +36,10 @@ LEGACY_SCHEMAS = ("mtlsi-edge/bundle@1",)
 #: measurement: docs/benchmarks.md, "Labels in the graph".
 LABEL_STRIDE = 1
 MANIFEST = "manifest.json"
-#: Fields that schema 1 never had: a manifest claiming schema 1 while carrying one of them is
-#: a downgrade (which would skip the integrity check) and is refused.
-_LATER_FIELDS = ("integrity", "reference", "io", "label_stride", "label_size",
-                 "output_layouts", "complexity", "device_precision")
+#: Fields schema 1 never had that the runtime trusts (the integrity hash, the reference outputs
+#: and their thresholds): a manifest claiming schema 1 while carrying one is a downgrade — it
+#: would be honoured without the integrity check — and is refused.
+_LATER_FIELDS = ("integrity", "reference")
 
 
 _QDQ_OPS = (b"QuantizeLinear", b"DequantizeLinear")

@@ -175,7 +175,8 @@ def test_seism_hand_case_one_to_one_matching() -> None:
     pred = np.zeros((100, 100))
     pred[9, 5:15] = 0.75
     pred[11, 5:25] = 0.35
-    m = BoundaryMetric(BOUNDARY)
+    # Derived for the flavour without NMS (its 99 thresholds); the NMS flavour has its own tests.
+    m = BoundaryMetric(BOUNDARY, flavour="mtl")
     m.update(pred, gt)
     out = m.compute()
     assert out["odsF"] == pytest.approx(80.0)
@@ -199,7 +200,7 @@ def test_seism_thins_two_pixel_wide_ground_truth() -> None:
     gt[40:42, 10:90] = 1
     pred = np.zeros((100, 100))
     pred[40, 10:90] = 0.9
-    m = BoundaryMetric(BOUNDARY)
+    m = BoundaryMetric(BOUNDARY, flavour="mtl")
     m.update(pred, gt)
     assert metrics.thin(gt.astype(bool)).sum() <= 80
     assert m.compute()["odsF"] > 97.0
@@ -212,7 +213,7 @@ def test_seism_thins_thick_predictions() -> None:
     gt[50, 10:90] = 1
     pred = np.zeros((100, 100))
     pred[48:53, 10:90] = 0.8
-    m = BoundaryMetric(BOUNDARY)
+    m = BoundaryMetric(BOUNDARY, flavour="mtl")  # thinning alone (a flat band: NMS keeps it)
     m.update(pred, gt)
     _, precision, recall, _ = m.curve()
     k = np.searchsorted(m.thresholds, 0.5)
@@ -232,9 +233,15 @@ def test_seism_tolerance_comes_from_the_task() -> None:
     scores = []
     for task in (nyud, pascal):
         m = task_metric(task)
+        assert m.flavour == "seism-nms"  # the default
         m.update(pred, gt)
         scores.append(m.compute()["odsF"])
-    assert scores == [pytest.approx(100.0), pytest.approx(0.0)]
+    # NYUD: the NMS's border suppression zeroes rows 0 and 199 of the predicted line (and scales
+    # rows 1-4, 195-198 down), so at best 198 of the 200 gt pixels are found: P 1, R 0.99.
+    assert scores == [pytest.approx(100 * 2 * 0.99 / 1.99), pytest.approx(0.0)]
+    without_nms = BoundaryMetric(nyud, flavour="mtl")
+    without_nms.update(pred, gt)
+    assert without_nms.compute()["odsF"] == pytest.approx(100.0)
 
 
 def test_task_set_from_old_dict_recovers_boundary_tolerance() -> None:
@@ -256,11 +263,12 @@ def test_seism_pools_counts_and_ois_picks_each_images_threshold() -> None:
     b = np.zeros((100, 100))
     b[50, 10:90] = 0.9
     b[20, 10:90] = 0.3  # weak spurious line
-    m = BoundaryMetric(BOUNDARY)
+    m = BoundaryMetric(BOUNDARY, flavour="mtl")
     m.update(np.stack([a, b])[:, None], np.stack([gt, gt])[:, None])
     out = m.compute()
-    # ODS: t < 0.2 → P 160/240, R 1 → F 0.8; 0.2 <= t < 0.3 → P 80/160, R ½ → ½;
-    # 0.3 <= t < 0.9 → P 1, R ½ → ⅔. OIS: A at t < 0.2, B at 0.3 <= t → P 1, R 1.
+    # 8-bit values: 0.2 → 51/255 = 0.2, 0.3 → 76/255 ≈ 0.298, 0.9 → 229/255 ≈ 0.898; MTL
+    # counts q >= t. ODS: t <= 0.2 → P 160/240, R 1 → F 0.8; 0.2 < t <= 0.29 → P 80/160, R ½
+    # → ½; 0.3 <= t <= 0.89 → P 1, R ½ → ⅔. OIS: A at t <= 0.2, B at 0.3 <= t → P 1, R 1.
     assert out["odsF"] == pytest.approx(80.0)
     assert out["oisF"] == pytest.approx(100.0)
 
@@ -276,13 +284,212 @@ def test_match_count_is_a_maximum_matching() -> None:
     assert metrics.match_count(gt, pred, 1.0) == 2
 
 
-def test_boundary_speed_on_a_smooth_240x320_map() -> None:
+# --- boundary: the two SEISM flavours (NMS of read_one_cont_png vs MTL's read_one_png) -----------
+
+
+def _flavours(**kw) -> dict[str, BoundaryMetric]:
+    return {f: BoundaryMetric(BOUNDARY, flavour=f, **kw) for f in ("seism-nms", "mtl")}
+
+
+def _at(m: BoundaryMetric, counts: np.ndarray, t: float) -> np.ndarray:
+    """(matched pred, pred, matched gt, gt) of one image's counts at threshold ``t``."""
+    return counts[:, int(np.flatnonzero(np.isclose(m.thresholds, t))[0])]
+
+
+def test_boundary_flavour_is_recorded_and_selectable() -> None:
+    m = BoundaryMetric(BOUNDARY)
+    assert m.flavour == "seism-nms" and task_metric(BOUNDARY).flavour == "seism-nms"
+    assert m.protocol() == {
+        "flavour": "seism-nms",
+        "nms": {"r": 1, "s": 5, "m": 1.01, "orient_radius": 4},
+        "threshold": ">",
+        "n_thresholds": 101,
+        "max_dist": 0.011,
+        "source": metrics.BOUNDARY_FLAVOURS["seism-nms"][3],
+    }
+    assert "flavour='seism-nms'" in repr(m) and "101 thresholds" in repr(m)
+    # SEISM's parameters/HED.txt: 0.001, 0.01 … 0.99, 0.999
+    assert m.thresholds[:3].tolist() == [0.001, 0.01, 0.02]
+    assert m.thresholds[-2:].tolist() == [0.99, 0.999]
+    mtl = BoundaryMetric(BOUNDARY, flavour="mtl")
+    assert (mtl.protocol()["nms"], mtl.protocol()["threshold"]) == (None, ">=")
+    assert mtl.thresholds.tolist() == [k / 100 for k in range(1, 100)]
+    assert "flavour='mtl'" in repr(mtl)
+    assert len(BoundaryMetric(BOUNDARY, n_thresholds=25).thresholds) == 25
+    with pytest.raises(ValueError, match="flavour"):
+        BoundaryMetric(BOUNDARY, flavour="seism")
+
+
+def test_edges_nms_suppresses_along_the_orientation_with_interpolation() -> None:
+    e = np.zeros((20, 20), np.float32)
+    e[10, 10], e[10, 11] = 0.5, 1.0  # (row, col): the stronger neighbour is at x + 1
+    along_x = metrics.edges_nms(e, np.zeros_like(e), r=1, s=0, m=1.01)
+    assert along_x[10, 10] == 0.0 and along_x[10, 11] == 1.0
+    along_y = metrics.edges_nms(e, np.full_like(e, np.pi / 2), r=1, s=0, m=1.01)
+    assert along_y[10, 10] == 0.5  # its neighbours along y are 0
+    # 30°: the sample at (x + cos, y + sin) = (10.866, 10.5) interpolates to
+    # 1.0·0.866·0.5 + 0.5·0.134·0.5 = 0.467 < 1.01·0.5, so the pixel stays
+    assert metrics.edges_nms(e, np.full_like(e, np.pi / 6), s=0)[10, 10] == 0.5
+    # the conservative multiplier m = 1.01 keeps near-ties
+    e[10, 10] = 0.995
+    assert metrics.edges_nms(e, np.zeros_like(e), s=0)[10, 10] == np.float32(0.995)
+    e[10, 10] = 0.98
+    assert metrics.edges_nms(e, np.zeros_like(e), s=0)[10, 10] == 0.0
+
+
+def test_edges_nms_border_suppression() -> None:
+    v = np.float32(5) / np.float32(255)  # a value for which float32 products depend on order
+    e = np.full((20, 30), v, np.float32)  # flat: NMS (m = 1.01) suppresses nothing
+    out = metrics.edges_nms(e, np.zeros_like(e), r=1, s=5, m=1.01)
+    assert not out[0].any() and not out[-1].any() and not out[:, 0].any() and not out[:, -1].any()
+    assert out[2, 10] == v * np.float32(0.4) and out[-3, 10] == v * np.float32(0.4)
+    assert out[10, 3] == v * np.float32(0.6) and out[10, -4] == v * np.float32(0.6)
+    assert out[2, 3] == v * np.float32(0.6) * np.float32(0.4)  # columns first, then rows
+    assert (out[5:-5, 5:-5] == v).all()
+    small = metrics.edges_nms(np.full((6, 8), v, np.float32), np.zeros((6, 8), np.float32))
+    assert small[1, 4] == v * (np.float32(1) / np.float32(3))  # s capped at h/2 = 3
+
+
+def test_edge_orientation_vertical_diagonal_and_horizontal_edges() -> None:
+    yy, xx = np.mgrid[:60, :60]
+    inner = (slice(6, -6), slice(6, -6))
+    # vertical edge (profile along x only): O = 0, the normal is along x
+    vert = np.zeros((60, 60), np.float32)
+    vert[:, 29:32] = [0.5, 1.0, 0.5]
+    assert (metrics.edge_orientation(vert) == 0).all()
+    # diagonal 3-px band [0.5, 1, 0.5] across the line x = y: normal at 135°
+    diag = np.where(xx == yy, 1.0, np.where(np.abs(xx - yy) == 1, 0.5, 0.0)).astype(np.float32)
+    o = metrics.edge_orientation(diag)
+    np.testing.assert_allclose(o[xx == yy][6:-6], 3 * np.pi / 4, atol=1e-3)
+    out = metrics.seism_nms(diag)[inner]
+    ky, kx = np.nonzero(out)
+    assert len(ky) == 48 and (ky == kx).all()  # only the ridge survives, unchanged
+    assert (out[ky, kx] == 1.0).all()
+    # anti-diagonal: normal at 45°
+    anti = np.where(xx + yy == 59, 1.0, np.where(np.abs(xx + yy - 59) == 1, 0.5, 0.0))
+    anti = anti.astype(np.float32)
+    np.testing.assert_allclose(metrics.edge_orientation(anti)[xx + yy == 59][6:-6], np.pi / 4,
+                               atol=1e-3)
+    ky, kx = np.nonzero(metrics.seism_nms(anti)[inner])
+    assert len(ky) == 48 and (ky + kx == 59 - 12).all()
+    # The toolbox's estimate has a blind spot: a profile constant along x gives Oxy = 0, hence
+    # O = 0 (along the edge), so a horizontal band is not thinned by the NMS (only by the
+    # thinning after the threshold). Kept, because SEISM's numbers include it.
+    horiz = vert.T.copy()
+    assert (metrics.edge_orientation(horiz) == 0).all()
+    assert (metrics.seism_nms(horiz)[inner] == horiz[inner]).all()
+
+
+def test_seism_nms_leaves_one_pixel_lines_unchanged() -> None:
+    # Any map of one value is a fixed point of the NMS (an interpolated neighbour is at most
+    # that value, and m = 1.01), away from the 5-px border: one-pixel lines of any orientation.
+    img = np.zeros((80, 80), np.float32)
+    img[8:72, 12] = 0.75  # vertical
+    img[40, 20:70] = 0.75  # horizontal
+    idx = np.arange(15, 65)
+    img[idx, idx] = 0.75  # diagonal
+    t = np.linspace(0, 2 * np.pi, 400)
+    img[np.round(40 + 25 * np.sin(t)).astype(int), np.round(40 + 25 * np.cos(t)).astype(int)] = 0.75
+    q = np.floor(img.astype(np.float64) * 255) / 255
+    out = metrics.seism_nms(q.astype(np.float32))
+    np.testing.assert_array_equal(out, q.astype(np.float32))
+    # so both flavours count the same at their common thresholds 0.01 … 0.99
+    # (0.75 → 191/255, on no threshold, so > and >= agree)
+    m = _flavours()
+    counts = {f: m[f].image_counts(img, (img > 0).astype(float)) for f in m}
+    np.testing.assert_array_equal(counts["seism-nms"][:, 1:100], counts["mtl"])
+
+
+def test_seism_nms_thins_a_three_pixel_ramp_to_its_ridge() -> None:
+    # gt: column 50 of a 100×100 image. Prediction: a 3-px one-sided ramp 0.9 | 0.6 | 0.3 over
+    # columns 50-52, full height. Tolerance 0.005 × 141.4 = 0.71 px: only exact hits match.
+    gt = np.zeros((100, 100))
+    gt[:, 50] = 1
+    pred = np.zeros((100, 100))
+    pred[:, 50:53] = [0.9, 0.6, 0.3]
+    m = _flavours(max_dist=0.005)
+    c = {f: m[f].image_counts(pred, gt) for f in m}
+    # NMS: the profile is constant along y, so O = 0 and columns 51, 52 (each weaker than its
+    # left neighbour) are suppressed; column 50 (229/255) stays, scaled by k/5 on rows k < 5
+    # and 99-k: above t = 0.25 from row 2 (0.36) to row 97 → 96 px, all on the gt.
+    np.testing.assert_array_equal(_at(m["seism-nms"], c["seism-nms"], 0.25), [96, 96, 96, 100])
+    np.testing.assert_array_equal(_at(m["seism-nms"], c["seism-nms"], 0.5), [94, 94, 94, 100])
+    # Without NMS the 3-px band q >= 0.25 is thinned to its middle, column 51: precision 0.
+    np.testing.assert_array_equal(_at(m["mtl"], c["mtl"], 0.25), [0, 98, 0, 100])
+    # Above 0.3 only the 2-px band remains and the thinning happens to keep column 50.
+    np.testing.assert_array_equal(_at(m["mtl"], c["mtl"], 0.5), [99, 99, 99, 100])
+    for f in m:
+        m[f].update(pred, gt)
+    _, p_nms, _, _ = m["seism-nms"].curve()
+    _, p_mtl, _, _ = m["mtl"].curve()
+    assert p_nms[1:26].min() == 1.0 and p_mtl[:25].max() == 0.0  # t = 0.01 … 0.25
+
+
+def test_seism_nms_border_suppression_in_the_metric() -> None:
+    # A line on column 2 (weight 2/5 after the NMS) is found without NMS at every threshold
+    # below its value, with NMS only below 0.4 × 229/255 = 0.359 (rows 5-94 at full weight).
+    gt = np.zeros((100, 100))
+    gt[:, 2] = 1
+    pred = 0.9 * gt
+    m = _flavours()
+    c = {f: m[f].image_counts(pred, gt) for f in m}
+    np.testing.assert_array_equal(_at(m["mtl"], c["mtl"], 0.5), [100, 100, 100, 100])
+    np.testing.assert_array_equal(_at(m["seism-nms"], c["seism-nms"], 0.5), [0, 0, 0, 100])
+    # t = 0.3: rows 5-94 (0.359) pass, rows 1-4 (at most 0.8 × 0.359) do not → R 0.9
+    np.testing.assert_array_equal(_at(m["seism-nms"], c["seism-nms"], 0.3), [90, 90, 90, 100])
+
+
+def test_threshold_rules_of_the_two_readers() -> None:
+    gt = np.zeros((100, 100))
+    gt[10:90, 50] = 1
+    # p = 0.2 is stored as 51/255. MTL's read_one_png counts double(51)/255 >= 0.2 (equal);
+    # read_one_cont_png compares the single 51/255 = 0.2000000030 with the double 0.2: above.
+    m = _flavours()
+    for f in m:
+        c = m[f].image_counts(0.2 * gt, gt)
+        np.testing.assert_array_equal(_at(m[f], c, 0.2), [80, 80, 80, 80])
+        np.testing.assert_array_equal(_at(m[f], c, 0.21), [0, 0, 0, 80])
+    # A faint line (2/255) is only seen at HED's extra threshold 0.001.
+    m = _flavours()
+    for f in m:
+        m[f].update((2 / 255 + 1e-6) * gt, gt)
+    assert m["seism-nms"].compute()["odsF"] == pytest.approx(100.0)
+    assert m["mtl"].compute()["odsF"] == 0.0
+
+
+def test_conv_tri_and_gradient2_follow_the_toolbox() -> None:
+    from scipy.ndimage import convolve1d
+
+    rng = np.random.default_rng(0)
+    x = rng.random((23, 31)).astype(np.float32)
+    f = np.array([1, 2, 3, 4, 5, 4, 3, 2, 1], np.float64) / 25
+    # convTri(I, 4): separable triangle filter with symmetric padding (scipy's "reflect")
+    ref = convolve1d(convolve1d(x.astype(np.float64), f, axis=1, mode="reflect"), f, axis=0,
+                     mode="reflect")
+    np.testing.assert_allclose(metrics.conv_tri(x, 4), ref, atol=2e-6)
+    delta = np.zeros((9, 9), np.float32)
+    delta[4, 4] = 1
+    assert metrics.conv_tri(delta, 4)[4, 4] == pytest.approx(0.04)
+    p = 12 / 1 / 3 - 2  # convTri(I, 1): [1 p 1] / (2 + p)
+    f1 = np.array([1, p, 1]) / (2 + p)
+    ref1 = convolve1d(convolve1d(x.astype(np.float64), f1, axis=1, mode="reflect"), f1, axis=0,
+                      mode="reflect")
+    np.testing.assert_allclose(metrics.conv_tri(x, 1), ref1, atol=2e-6)
+    gx, gy = metrics.gradient2(x)
+    assert gx[3, 0] == x[3, 1] - x[3, 0] and gx[3, -1] == x[3, -1] - x[3, -2]  # one-sided
+    assert gx[3, 5] == pytest.approx((x[3, 6] - x[3, 4]) / 2) and gy[5, 3] == pytest.approx(
+        (x[6, 3] - x[4, 3]) / 2)
+
+
+@pytest.mark.parametrize("flavour", ["seism-nms", "mtl"])
+def test_boundary_speed_on_a_smooth_240x320_map(flavour: str) -> None:
     rng = np.random.default_rng(4)
     gt = np.zeros((240, 320))
     gt[::40] = 1
     gt[:, ::40] = 1
     pred = np.clip(gt * 0.8 + rng.normal(0, 0.1, gt.shape), 0, 1)
-    m = BoundaryMetric(BOUNDARY)
+    # (with NMS the lines on row 0 and column 0 are zeroed by the border suppression: 91.3)
+    m = BoundaryMetric(BOUNDARY, flavour=flavour)
     start = time.perf_counter()
     m.update(pred, gt)
     assert time.perf_counter() - start < 5.0

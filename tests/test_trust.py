@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from mtlsi_edge.backends.onnxruntime import ONNXRuntimeBackend
 from mtlsi_edge.bundle import LEGACY_SCHEMAS, MANIFEST, load_bundle, write_manifest
 from mtlsi_edge.cli import app
 from mtlsi_edge.compiler import compile_bundle
 from mtlsi_edge.fileio import sha256
 from mtlsi_edge.targets import CompileOptions
-from mtlsi_edge.targets.onnxruntime import ONNXRuntimeTarget
 from mtlsi_edge.verify import REFERENCE_FILE, VerificationError, gate, measure, thresholds_for
 
 STARTER = Path(__file__).parent.parent / "mtlsi_edge" / "weights" / "starter.json"
@@ -56,7 +56,7 @@ def perturb(monkeypatch):
     """``perturb("normals")``: ONNX Runtime runners now return that output altered."""
 
     def install(task: str, how=lambda a: a[:, ::-1].copy()):
-        real = ONNXRuntimeTarget.load
+        real = ONNXRuntimeBackend.load
 
         def load(self, *a, **k):
             runner = real(self, *a, **k)
@@ -71,7 +71,7 @@ def perturb(monkeypatch):
             runner.__class__ = Faulty
             return runner
 
-        monkeypatch.setattr(ONNXRuntimeTarget, "load", load)
+        monkeypatch.setattr(ONNXRuntimeBackend, "load", load)
 
     return install
 
