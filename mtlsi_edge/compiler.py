@@ -7,6 +7,7 @@ atomically (staged next to the destination, then renamed).  The format it writes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -201,8 +202,9 @@ def compile_bundle(
     src = None if onnx_path is None else Path(onnx_path)
     if src is not None and not src.is_file():
         raise BundleError(f"{src}: file not found")
-    opts = opts or CompileOptions(precision=precision)
-    opts.precision = precision
+    # a copy: the caller's options are never changed (the build knobs below are this call's)
+    opts = dataclasses.replace(opts or CompileOptions(), precision=precision,
+                               extra=dict((opts or CompileOptions()).extra))
     out = Path(out)
     check_destination(out)
     check_precision_label(src, precision)
@@ -244,7 +246,8 @@ def compile_bundle(
             opts.extra["frame_io"] = {"mean": IMAGENET.mean, "std": IMAGENET.std,
                                       "label_outputs": [t.name for t in seg],
                                       "label_size": label_size}
-        files = tgt.compile(src, stage, opts, outputs)
+        built = tgt.compile(src, stage, opts, outputs)
+        files = built.files
         manifest = {
             "schema": SCHEMA,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -268,7 +271,7 @@ def compile_bundle(
             "runtime_versions": {target: tgt.runtime_version()},
             "files": {},
         }
-        manifest.update(opts.extra.pop("manifest", {}))  # the target's build record
+        manifest.update(built.record)  # the target's build record
         manifest.update(extra_manifest or {})
         # Gate and parity on held-out frames, through the Predictor's own preprocessing.
         frames = gate_frames(size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mtlsi_edge.targets.base import (
+    Compiled,
     CompileOptions,
     LayerTime,
     ModelMismatch,
@@ -30,5 +31,5 @@ def get_target(name: str) -> Target:
     return TARGETS[name]
 
 
-__all__ = ["TARGETS", "CompileOptions", "LayerTime", "ModelMismatch", "Runner", "Target",
+__all__ = ["TARGETS", "Compiled", "CompileOptions", "LayerTime", "ModelMismatch", "Runner", "Target",
            "TargetUnavailable", "UnsupportedByTarget", "get_target"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,15 @@ from mtlsi_edge.backends.base import (  # noqa: F401 - the targets' shared vocab
     UnsupportedByTarget,
     require_outputs,
 )
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What :meth:`Target.compile` built: the model files it wrote into the bundle folder and
+    its build record (manifest fields, e.g. ``{"tensorrt": {...}}``)."""
+
+    files: list[str]
+    record: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -60,8 +69,9 @@ class Target(Backend):
 
     @abc.abstractmethod
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
-                outputs: list[str]) -> list[str]:
-        """Build artifacts from ``onnx_path`` into ``out_dir``; return their file names."""
+                outputs: list[str]) -> Compiled:
+        """Build artifacts from ``onnx_path`` into ``out_dir``; return their file names and
+        the build record (never written into ``opts``: nothing mutates what it was given)."""
 
     def native_infer(self, model: object, outputs: list[str]
                      ) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:

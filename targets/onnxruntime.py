@@ -14,7 +14,13 @@ import numpy as np
 
 from mtlsi_edge.backends.onnxruntime import ONNXRuntimeBackend
 from mtlsi_edge.export import with_frame_io
-from mtlsi_edge.targets.base import CompileOptions, Target, TargetUnavailable, require_outputs
+from mtlsi_edge.targets.base import (
+    Compiled,
+    CompileOptions,
+    Target,
+    TargetUnavailable,
+    require_outputs,
+)
 
 
 class ONNXRuntimeTarget(ONNXRuntimeBackend, Target):
@@ -24,14 +30,14 @@ class ONNXRuntimeTarget(ONNXRuntimeBackend, Target):
     int8_format = "onnx"
 
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
-                outputs: list[str]) -> list[str]:
+                outputs: list[str]) -> Compiled:
         ok, why = self.available()
         if not ok:
             raise TargetUnavailable(why)
         fio = opts.extra.get("frame_io")
         if not fio:
             shutil.copyfile(onnx_path, out_dir / "model.onnx")
-            return ["model.onnx"]
+            return Compiled(["model.onnx"])
         import onnx
 
         proto = onnx.load(str(onnx_path))
@@ -39,7 +45,7 @@ class ONNXRuntimeTarget(ONNXRuntimeBackend, Target):
         proto = with_frame_io(proto, fio["mean"], fio["std"], fio["label_outputs"],
                               fio["label_size"])
         onnx.save(proto, str(out_dir / "model.onnx"))
-        return ["model.onnx"]
+        return Compiled(["model.onnx"])
 
     def native_infer(self, model: object, outputs: list[str]
                      ) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:

@@ -16,7 +16,13 @@ import numpy as np
 
 from mtlsi_edge.backends.openvino import OpenVINOBackend
 from mtlsi_edge.native import quiet_native
-from mtlsi_edge.targets.base import CompileOptions, Target, TargetUnavailable, require_outputs
+from mtlsi_edge.targets.base import (
+    Compiled,
+    CompileOptions,
+    Target,
+    TargetUnavailable,
+    require_outputs,
+)
 
 
 def with_frame_io(model, mean, std, label_outputs: list[str],
@@ -69,7 +75,7 @@ class OpenVINOTarget(OpenVINOBackend, Target):
     int8_format = "openvino"
 
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
-                outputs: list[str]) -> list[str]:
+                outputs: list[str]) -> Compiled:
         ok, why = self.available()
         if not ok:
             raise TargetUnavailable(why)
@@ -88,7 +94,7 @@ class OpenVINOTarget(OpenVINOBackend, Target):
                                   fio["label_size"])
         ov.save_model(model, str(out_dir / "model.xml"),
                       compress_to_fp16=opts.precision == "fp16")
-        return ["model.xml", "model.bin"]
+        return Compiled(["model.xml", "model.bin"])
 
     def native_infer(self, model: object, outputs: list[str]
                      ) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:

@@ -25,7 +25,7 @@ from mtlsi_edge.backends.tensorrt import (  # noqa: F401 - re-exported for the b
 )
 from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.fileio import atomic_write_bytes
-from mtlsi_edge.targets.base import CompileOptions, ModelMismatch, Target
+from mtlsi_edge.targets.base import Compiled, CompileOptions, ModelMismatch, Target
 
 DEFAULT_WORKSPACE_MB = 1024
 
@@ -224,7 +224,7 @@ class TensorRTTarget(TensorRTBackend, Target):
             raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
 
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
-                outputs: list[str]) -> list[str]:
+                outputs: list[str]) -> Compiled:
         onnx_path, out_dir = Path(onnx_path), Path(out_dir)
         self._check_options(onnx_path, opts)
         trt = self._require()
@@ -241,8 +241,7 @@ class TensorRTTarget(TensorRTBackend, Target):
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out_dir / ENGINE_FILE, bytes(serialized))
         record.update(version=version, precision=opts.precision, dla_core=dla, **plan)
-        opts.extra.setdefault("manifest", {})["tensorrt"] = record
-        return [ENGINE_FILE]
+        return Compiled([ENGINE_FILE], {"tensorrt": record})
 
     def _build(self, trt, src: Path, plan: dict, opts: CompileOptions, outputs: list[str],
                dla: int | None):

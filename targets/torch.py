@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from mtlsi_edge.export import DeployModel
 from mtlsi_edge.model.restore import model_from_state_dict
-from mtlsi_edge.targets.base import CompileOptions, Runner, Target, TargetUnavailable
+from mtlsi_edge.targets.base import Compiled, CompileOptions, Runner, Target, TargetUnavailable
 
 
 class TorchRunner:
@@ -54,13 +54,13 @@ class TorchTarget(Target):
         return torch.__version__
 
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
-                outputs: list[str]) -> list[str]:
+                outputs: list[str]) -> Compiled:
         ckpt = opts.extra.get("checkpoint_weights")
         if ckpt is None:
             raise TargetUnavailable("the torch target needs a checkpoint (--checkpoint), "
                                     "not an ONNX file")
         shutil.copyfile(ckpt, out_dir / "model.safetensors")
-        return ["model.safetensors"]
+        return Compiled(["model.safetensors"])
 
     def load(self, bundle_dir: Path, manifest: dict, opts: CompileOptions) -> TorchRunner:
         model = model_from_weights(manifest["model"]["config"], bundle_dir / "model.safetensors",

@@ -23,7 +23,13 @@ import numpy as np
 
 from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.export import DeployModel
-from mtlsi_edge.targets.base import CompileOptions, ModelMismatch, Target, TargetUnavailable
+from mtlsi_edge.targets.base import (
+    Compiled,
+    CompileOptions,
+    ModelMismatch,
+    Target,
+    TargetUnavailable,
+)
 from mtlsi_edge.targets.torch import model_from_weights
 
 PROGRAM_FILE = "model.ep"
@@ -104,7 +110,7 @@ class TorchTensorRTTarget(Target):
         return torch_tensorrt
 
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
-                outputs: list[str]) -> list[str]:
+                outputs: list[str]) -> Compiled:
         if opts.precision not in self.precisions:
             raise ConfigError(f"torch-tensorrt: precision {opts.precision!r} not offered (fp32 | "
                               "fp16); for INT8 use --target tensorrt with a Q/DQ ONNX")
@@ -136,10 +142,9 @@ class TorchTensorRTTarget(Target):
         # compile_bundle renames into place only when complete, which keeps this atomic.
         tt.save(trt_gm, str(out_dir / PROGRAM_FILE), output_format="exported_program",
                 arg_inputs=[x])
-        opts.extra.setdefault("manifest", {})["torch_tensorrt"] = {
+        return Compiled([PROGRAM_FILE], {"torch_tensorrt": {
             "version": tt.__version__, "torch": torch.__version__,
-            "precision_settings": sorted(kwargs), "input_shape": [1, 3, int(h), int(w)]}
-        return [PROGRAM_FILE]
+            "precision_settings": sorted(kwargs), "input_shape": [1, 3, int(h), int(w)]}})
 
     def load(self, bundle_dir: Path, manifest: dict, opts: CompileOptions):
         tt = self._require()

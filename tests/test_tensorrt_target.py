@@ -470,8 +470,9 @@ def test_every_name_used_exists_in_every_supported_version(fake_trt, tiny_qdq, t
     opts = CompileOptions(precision=precision, extra={
         "input_size": (32, 48), "timing_cache": tmp_path / "trt.cache"})
     t = TensorRTTarget()
-    assert t.compile(src, tmp_path, opts, ["y"]) == [ENGINE_FILE]
-    rec = opts.extra["manifest"]["tensorrt"]
+    built = t.compile(src, tmp_path, opts, ["y"])
+    assert built.files == [ENGINE_FILE] and "manifest" not in opts.extra  # opts untouched
+    rec = built.record["tensorrt"]
     assert rec["version"] == version and rec["precision"] == precision
     net_flags = [c[1] for c in trt.calls if c[0] == "create_network"]
     strongly = precision != "fp16" or version.startswith("11.")
@@ -501,8 +502,7 @@ def test_dla_build_records_placement_and_load_reapplies_core(fake_trt, tiny_dyn_
     trt = fake_trt("10.3.0", can_run_on_dla=lambda layer: layer.name != "layer1")
     opts = CompileOptions(precision="fp16", extra={"dla_core": 1, "workspace_mb": 256,
                                                    "input_size": (32, 48)})
-    TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
-    rec = opts.extra["manifest"]["tensorrt"]
+    rec = TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"]).record["tensorrt"]
     assert rec["dla_core"] == 1 and rec["workspace_mb"] == 256 and rec["gpu_fallback"]
     assert rec["layer_placement"] == {"dla_layers": 2, "gpu_fallback_layers": 1,
                                       "gpu_fallback": ["layer1"]}
@@ -549,9 +549,8 @@ def test_timing_cache_is_read_and_written(fake_trt, tiny_dyn_onnx, tmp_path):
 def _built(tiny_dyn_onnx, tmp_path) -> dict:
     """Compile ``tiny_dyn_onnx`` on the stand-in; the manifest ``load`` takes."""
     opts = CompileOptions(extra={"input_size": (32, 48)})
-    TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
-    return {"files": {ENGINE_FILE: ""}, "outputs": ["y"],
-            "tensorrt": opts.extra["manifest"]["tensorrt"]}
+    built = TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
+    return {"files": {ENGINE_FILE: ""}, "outputs": ["y"], "tensorrt": built.record["tensorrt"]}
 
 
 def test_runner_buffers_follow_the_input_shape(fake_trt, tiny_dyn_onnx, tmp_path):
@@ -911,9 +910,9 @@ def test_real_engine_matches_onnxruntime(tiny_dyn_onnx, tmp_path, precision, tol
 
     t = TensorRTTarget()
     opts = CompileOptions(precision=precision, device="cuda:0", extra={"input_size": (32, 48)})
-    files = t.compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
-    runner = t.load(tmp_path, {"files": files, "outputs": ["y"], "precision": precision,
-                               "tensorrt": opts.extra["manifest"]["tensorrt"]}, opts)
+    built = t.compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
+    runner = t.load(tmp_path, {"files": built.files, "outputs": ["y"], "precision": precision,
+                               "tensorrt": built.record["tensorrt"]}, opts)
     ref = ort.InferenceSession(str(tiny_dyn_onnx), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 48)).astype(np.float32)
     np.testing.assert_allclose(runner(x)["y"], ref.run(["y"], {"image": x})[0], atol=tol,

@@ -174,9 +174,10 @@ def test_old_bundle_without_references_gets_a_clear_message(copy):
 
 def test_old_bundle_can_be_replaced(copy):
     _make_legacy(copy)
-    compile_bundle(copy, "onnxruntime", "fp32", checkpoint=STARTER,
-                   opts=CompileOptions(device="cpu", threads=1))
+    opts = CompileOptions(device="cpu", threads=1)
+    compile_bundle(copy, "onnxruntime", "fp32", checkpoint=STARTER, opts=opts)
     assert load_bundle(copy)[0]["reference"]
+    assert opts == CompileOptions(device="cpu", threads=1)  # the caller's options unchanged
 
 
 def test_edited_normalisation_fails_check(tmp_path):
