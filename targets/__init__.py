@@ -31,5 +31,5 @@ def get_target(name: str) -> Target:
     return TARGETS[name]
 
 
-__all__ = ["TARGETS", "Compiled", "CompileOptions", "LayerTime", "ModelMismatch", "Runner", "Target",
-           "TargetUnavailable", "UnsupportedByTarget", "get_target"]
+__all__ = ["TARGETS", "Compiled", "CompileOptions", "LayerTime", "ModelMismatch", "Runner",
+           "Target", "TargetUnavailable", "UnsupportedByTarget", "get_target"]
