@@ -2,8 +2,11 @@
 
     python benchmarks/boundary_protocols.py --data data/synth --split val --limit 200
 
-Prints one JSON line: the SEISM-protocol odsF / oisF / AP, the fast approximation
-``odsF_approx`` on the same predictions, the tolerance used, and the wall time.
+Prints one JSON line: the SEISM-protocol odsF / oisF / AP (``mtlsi-edge eval``'s metric, i.e.
+``BoundaryMetric``'s default flavour, recorded as ``flavour``: ``seism-nms``, SEISM's NMS before
+the threshold), the fast approximation ``odsF_approx`` on the same predictions, the tolerance
+used, and the wall time. ``benchmarks/boundary_flavours.py table`` shows both SEISM flavours
+(with and without NMS) side by side.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from mtlsi_edge.metrics import DEFAULT_BOUNDARY_FLAVOUR
 from mtlsi_edge.train.checkpoint import build_from_checkpoint
 from mtlsi_edge.train.engine import evaluate
 
@@ -36,7 +40,8 @@ def main() -> None:
     res = evaluate(model, args.data, args.split, limit=args.limit, boundary_monitor=True)
     task = next(t for t in model.task_set if t.kind == "boundary")
     print(json.dumps({"split": args.split, "limit": args.limit, "max_dist": task.max_dist,
-                      **res[task.name], "seconds": round(time.perf_counter() - start, 1)}))
+                      "flavour": DEFAULT_BOUNDARY_FLAVOUR, **res[task.name],
+                      "seconds": round(time.perf_counter() - start, 1)}))
 
 
 if __name__ == "__main__":
