@@ -293,7 +293,7 @@ def test_cli_profile_onnxruntime_bundle(in_tmp, bundle):
     run_dir = in_tmp / "runs" / "profile" / "t"
     for f in ("profile.csv", "profile.md", "plots/latency_distribution.png"):
         assert (run_dir / f).is_file(), f
-    assert "json:" in res.stdout and "median" in res.stdout
+    assert "json:" in res.stdout and "median" in res.stdout, res.stdout
 
 
 def test_profile_bundle_throughput_onnxruntime(bundle):
