@@ -2,6 +2,11 @@
 current renderer vs the NumPy renderer it replaced (frozen in tests/test_overlay.py), on
 Predictor-like outputs.  Single-threaded OpenCV, as in the live loop's render stage.
 
+The last table is the cost of the annotations (panel names, depth colour bar, class legend:
+``Renderer(annotate=True)``, what the demo, its recordings and ``predict --overlay`` draw):
+the grid with and without them, timed in alternating rounds of the same run, on a sequence of
+frames whose classes and depth range change (so legend and colour-bar labels change too).
+
     python -m benchmarks.overlay [--size 480 640] [--runs 100]
 """
 
@@ -13,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from benchmarks.common import machine, median_ms
+from benchmarks.common import machine, median_ms, timed_rounds
 from mtlsi_edge.runtime.overlay import Renderer, draw_hud
 from mtlsi_edge.tasks import get_task_set
 
@@ -56,6 +61,23 @@ def main() -> None:
              "wait  0.1  pre  1.0  infer  12.0  post  5.0  render  3.0 ms"]
     print(f"{'HUD on the grid':18s} {'':10s} "
           f"{median_ms(lambda: draw_hud(grid, lines), args.runs, warmup_s=0.2):8.2f}")
+
+    # Annotations: alternating rounds over a moving sequence (labels and depth change).
+    seq = [(f, ref.outputs(i, h, w)) for i, f in enumerate(ref.frames(8, h, w))]
+    plain, ann = Renderer(ts), Renderer(ts, annotate=True)
+    k = {"plain": 0, "annotated": 0}
+
+    def step(r, key):
+        f, o = seq[k[key] % len(seq)]
+        k[key] += 1
+        r.render(f, o)
+
+    t = timed_rounds({"plain": lambda: step(plain, "plain"),
+                      "annotated": lambda: step(ann, "annotated")}, args.runs, rounds=5)
+    print(f"\n{'grid':18s} {'plain ms':>10s} {'labelled':>8s} {'cost':>9s}")
+    cost = t["annotated"] - t["plain"]
+    print(f"{'(8 moving frames)':18s} {t['plain']:10.2f} {t['annotated']:8.2f} "
+          f"{cost:+8.2f} ms ({100 * cost / t['plain']:+.1f} %)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ windowed demo under Xvfb (screenshot with four distinct non-blank panels)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -376,3 +377,64 @@ def test_next_free_path_never_overwrites(tmp_path):
     assert second == tmp_path / "demo-1-2.mp4"
     second.write_bytes(b"x")
     assert next_free_path(tmp_path, "demo-1", ".mp4") == tmp_path / "demo-1-3.mp4"
+
+
+# -- source options and streams that drop (one parser with predict: tests/test_sources.py) -----
+def test_demo_camera_options_on_a_video_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    video = _video(tmp_path / "v.mp4", n=3)
+    r = CliRunner().invoke(app, ["demo", "--source", str(video), "--headless", "--camera-fps",
+                                 "60", "--fourcc", "MJPG"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "--camera-fps, --fourcc apply to cameras" in r.output
+    assert not (tmp_path / "runs").exists()  # refused before compiling anything
+
+
+def test_demo_gstreamer_without_gstreamer_names_the_fix(tmp_path, monkeypatch):
+    from mtlsi_edge.runtime.sources import gstreamer_available
+
+    if gstreamer_available():
+        pytest.skip("this OpenCV has GStreamer")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["demo", "--source", "videotestsrc ! videoconvert ! appsink",
+                                 "--headless"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "built without it" in r.output and "Jetson" in r.output
+
+
+def test_demo_loop_goes_on_through_a_stream_restart_and_counts_the_gap(bundle, tmp_path,
+                                                                         monkeypatch):
+    from test_predict import _drop_after
+    from test_sources import MJPEGServer
+
+    monkeypatch.chdir(tmp_path)
+    srv = MJPEGServer().start()
+    t = _drop_after(srv, 15, 1.0)
+    try:
+        r = CliRunner().invoke(app, ["demo", "--source", srv.url, "--headless", "--no-verify",
+                                     "--bundle", str(bundle("onnxruntime")), "--max-frames",
+                                     "40", "--record", str(tmp_path / "rec.mp4")])
+    finally:
+        t.join(timeout=30)
+        srv.stop()
+    assert r.exit_code == 0, r.output
+    assert "40 frames in" in r.output
+    gaps = re.search(r"source gaps: 1 \(([\d.]+) s lost\), 1 reconnects", r.output)
+    assert gaps and float(gaps[1]) >= 0.8, r.output
+    cap = cv2.VideoCapture(str(tmp_path / "rec.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 40
+
+
+def test_demo_hud_counts_the_gap(tmp_path, monkeypatch):
+    import mtlsi_edge.runtime.loop as loop_mod
+
+    hud = []
+    monkeypatch.setattr(loop_mod, "draw_hud", lambda img, lines: hud.append(lines) or img)
+    src = Source(str(_video(tmp_path / "v.mp4", n=4)))
+    src.gaps, src.gap_s = 1, 2.5  # as after one outage of a live source
+    stats = run_loop(_StubPredictor(), src, "grid", None, headless=True, pace=False)
+    assert "dropped 0  gaps 1 (2.5 s lost)" in hud[-1][0]
+    assert (stats.gaps, stats.gap_s) == (1, 2.5)

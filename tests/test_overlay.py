@@ -134,3 +134,64 @@ def test_hud_dims_like_before():
     np.testing.assert_array_equal(img[h - 3:h, :5], ref[h - 3:h, :5])
     assert (img[:h, :5] != frames(1)[0][:h, :5]).any()  # dimmed
     np.testing.assert_array_equal(img[h:], frames(1)[0][h:])  # rest untouched
+
+
+# -- annotations: panel names, depth colour bar, class legend -------------------------------------
+def test_annotations_are_small_labels_over_the_same_maps():
+    ts = get_task_set("nyud")
+    plain, ann = Renderer(ts), Renderer(ts, annotate=True)
+    f, out = frames(1)[0], outputs(0)
+    a, b = plain.render(f, out), ann.render(f, out)
+    changed = (a != b).any(-1)
+    assert 0.005 < changed.mean() < 0.12  # labels, not a repaint
+    h, w = 480, 640
+    for qy, qx in ((0, 0), (0, 1), (1, 0), (1, 1)):  # each panel named, bottom left
+        q = changed[qy * h:(qy + 1) * h, qx * w:(qx + 1) * w]
+        assert q[h - 30:, :80].any(), (qy, qx)
+        assert not q[h // 3:h // 2, w // 3:w // 2].any()  # the middle of the map untouched
+    # the depth colour bar: the TURBO ramp along the right edge of the depth panel
+    col = b[:h, 2 * w - 8]
+    ramp = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_TURBO)[:, 0]
+    on_bar = [y for y in range(h) if (np.abs(ramp.astype(int) - col[y]).sum(1) == 0).any()]
+    assert len(on_bar) > h // 3
+    assert np.abs(col[on_bar[0]].astype(int) - ramp[-1]).sum() < 40  # far (red) on top
+
+
+def test_legend_lists_the_most_frequent_classes():
+    ts = get_task_set("nyud")
+    r = Renderer(ts, annotate=True, legend_classes=3)
+    labels = np.zeros((120, 160), np.uint8)
+    labels[:, :90] = 7  # the largest
+    labels[:, 90:140] = 2
+    labels[:, 140:] = 30
+    labels[0, 0] = 11  # a stray pixel is not listed
+    assert r.top_classes(labels) == [7, 2, 30]
+    out = {**outputs(0, 120, 160), "semseg": labels}
+    img = r.render(frames(1, 120, 160)[0], out, "seg")
+    lut = palette_array(ts["semseg"])
+    for c in (7, 2, 30):  # each listed class's colour swatch is drawn in the legend area
+        area = img[:, 80:]
+        assert (area == lut[c]).all(-1).sum() >= 16
+
+
+def test_annotated_views_and_small_frames():
+    ts = get_task_set("nyud")
+    r = Renderer(ts, annotate=True)
+    for layout in LAYOUTS:
+        img = r.render(frames(1, 240, 320)[0], outputs(1, 240, 320), layout)
+        assert img.dtype == np.uint8
+    # too small for text: the maps only (a fresh renderer: the depth range is a running average)
+    tiny = Renderer(ts, annotate=True).render(frames(1, 30, 40)[0], outputs(1, 30, 40))
+    np.testing.assert_array_equal(tiny, Renderer(ts).render(frames(1, 30, 40)[0],
+                                                            outputs(1, 30, 40)))
+
+
+def test_label_text_is_rendered_once(monkeypatch):
+    r = Renderer(get_task_set("nyud"), annotate=True, depth_range=(0.5, 7.0))
+    f, out = frames(1)[0], outputs(0)
+    r.render(f, out)
+    calls = []
+    real = cv2.putText
+    monkeypatch.setattr(cv2, "putText", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    r.render(f, out)  # same classes, same depth range: every tile cached
+    assert calls == []

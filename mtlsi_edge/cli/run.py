@@ -1,4 +1,4 @@
-"""Running bundles: the live ``demo`` and the latency ``profile``."""
+"""Running bundles: the live ``demo``, ``predict`` to files and the latency ``profile``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,56 @@ from mtlsi_edge.fileio import (
     sweep_stale_stages,
 )
 from mtlsi_edge.weights import starter_checkpoint
+
+# -- source options shared by demo and predict (one parser: runtime/sources.py) -------------
+_CAMERA_SIZE = typer.Option(None, "--camera-size", metavar="WxH",
+                            help="Camera mode to ask for, width x height (e.g. 1280x720); "
+                                 "applied, then read back.")
+_CAMERA_FPS = typer.Option(None, "--camera-fps", help="Camera frame rate to ask for.")
+_FOURCC = typer.Option(None, "--fourcc", help="Camera pixel format to ask for: MJPG, YUYV, …")
+_CAMERA_STRICT = typer.Option(False, "--camera-strict",
+                              help="Refuse a camera that gives another size, rate or format "
+                                   "than asked (default: say what it gave in one line).")
+_RECONNECT_S = typer.Option(30.0, "--reconnect-s",
+                            help="Longest outage of a camera or stream, in seconds of "
+                                 "reconnecting with backoff, before the run ends.")
+
+
+def _source_options(camera_size, camera_fps, fourcc, camera_strict, reconnect_s,
+                    loop: bool = False):
+    from mtlsi_edge.runtime.sources import SourceOptions
+
+    return SourceOptions.parse(camera_size, camera_fps, fourcc, camera_strict, reconnect_s,
+                               loop)
+
+
+def _print_notes(notes) -> None:
+    for n in notes:
+        console.print(f"[yellow]warning:[/] {escape(n)}", highlight=False, soft_wrap=True)
+
+
+def _embedded_bundle(what: str, checkpoint, target: str, precision: str) -> Path:
+    from mtlsi_edge.cli.app import require_build_half
+
+    require_build_half(what)
+    from mtlsi_edge.compiler import cached_bundle
+
+    return cached_bundle(checkpoint or starter_checkpoint(), target, precision, console=console)
+
+
+def _load_predictor(bundle, threads, verify, trust):
+    from mtlsi_edge.runtime.predictor import Predictor
+
+    # A bundle that fails its self-check here is refused, not used: plausible-looking wrong
+    # outputs are worse than none, and silently swapping in another precision would hide
+    # that this device breaks the one asked for.
+    predictor = Predictor.from_bundle(bundle, threads=threads, verify=verify, trust=trust)
+    if predictor.check is not None:
+        c = predictor.check
+        console.print(escape(f"self-check: pass on this machine ({c.target} "
+                             f"{c.runtime_version}, computes in {c.device_precision}, "
+                             f"{c.seconds * 1e3:.0f} ms)"))
+    return predictor
 
 
 @app.command()
@@ -43,25 +93,35 @@ def demo(
     trust: list[Path] = typer.Option([], "--trust", help="Trusted public key (PEM, or a "
                                      "folder of them; repeatable; default: $MTLSI_EDGE_TRUST):"
                                      " refuse bundles not signed by one."),
+    camera_size: str = _CAMERA_SIZE,
+    camera_fps: float = _CAMERA_FPS,
+    fourcc: str = _FOURCC,
+    camera_strict: bool = _CAMERA_STRICT,
+    reconnect_s: float = _RECONNECT_S,
 ) -> None:
     """Live demo: all four task outputs overlaid on a camera or video, with a HUD.
 
     Keys: q/Esc quit, space pause, 1-6 layouts, s snapshot (runs/demo/).  Without a display
     it runs headless and records the rendered view under runs/demo/ (never overwriting).
+    Sources and their options are those of `mtlsi-edge predict` (docs/predict.md).
 
     Examples:
       mtlsi-edge demo
       mtlsi-edge demo --source video.mp4 --record runs/demo/out.mp4 --headless
       mtlsi-edge demo --bundle runs/compile/openvino-fp32 --source 0 --layout blend
+      mtlsi-edge demo --source /dev/video0 --camera-size 1280x720 --fourcc MJPG
+      mtlsi-edge demo --source rtsp://192.168.1.20/stream --reconnect-s 60
     """
     from mtlsi_edge.backends import build_half_installed
-    from mtlsi_edge.cli.app import require_build_half
     from mtlsi_edge.runtime.capture import Source, default_source
     from mtlsi_edge.runtime.loop import LAYOUTS, display_available, run_loop
-    from mtlsi_edge.runtime.predictor import Predictor
+    from mtlsi_edge.runtime.sources import parse_source
 
     if layout not in LAYOUTS:
         fail(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    opts = _source_options(camera_size, camera_fps, fourcc, camera_strict, reconnect_s, loop)
+    if source is not None:
+        parse_source(source, opts)  # a missing file, device or GStreamer: before any work
     if record is not None:
         check_output_file(record, (".mp4", ".avi"), "--record file")
         refuse_existing([record], overwrite)
@@ -76,20 +136,9 @@ def demo(
                                  f"{record}"), style="yellow", highlight=False, soft_wrap=True)
         headless = True
     if bundle is None:
-        require_build_half("demo without --bundle (it compiles the embedded model)")
-        from mtlsi_edge.compiler import cached_bundle
-
-        bundle = cached_bundle(checkpoint or starter_checkpoint(), target, precision,
-                               console=console)
-    # A bundle that fails its self-check here is refused, not shown: plausible-looking wrong
-    # overlays are worse than none, and silently swapping in another precision would hide
-    # that this device breaks the one asked for.
-    predictor = Predictor.from_bundle(bundle, threads=threads, verify=verify, trust=trust)
-    if predictor.check is not None:
-        c = predictor.check
-        console.print(escape(f"self-check: pass on this machine ({c.target} "
-                             f"{c.runtime_version}, computes in {c.device_precision}, "
-                             f"{c.seconds * 1e3:.0f} ms)"))
+        bundle = _embedded_bundle("demo without --bundle (it compiles the embedded model)",
+                                  checkpoint, target, precision)
+    predictor = _load_predictor(bundle, threads, verify, trust)
     if source is None:
         render = None
         if build_half_installed():
@@ -100,7 +149,8 @@ def demo(
 
         source, why = default_source(console=console, render=render)
         console.print(escape(f"source: {why}"), highlight=False, soft_wrap=True)
-    src = Source(source, loop=loop)
+    src = Source(source, options=opts)
+    _print_notes(src.notes)
     console.print(f"model: {bundle} ({predictor.target} {predictor.precision}); "
                   f"source: {src.info.name}; layout {layout}")
     stats = run_loop(predictor, src, layout, record, headless, max_frames, pipeline=pipeline,
@@ -112,6 +162,9 @@ def demo(
     console.print(f"{stats.frames} frames in {stats.wall_s:.1f} s = [bold]{stats.fps:.1f} FPS[/]"
                   f", dropped {stats.dropped}; stopped by {stats.stopped_by}")
     console.print("median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in med.items()))
+    if stats.gaps:
+        console.print(f"[yellow]source gaps:[/] {stats.gaps} ({stats.gap_s:.1f} s lost), "
+                      f"{stats.reconnects} reconnects")
     if src.skipped:
         console.print(f"[yellow]skipped {len(src.skipped)} unreadable images[/], e.g. "
                       f"{src.skipped[0]}")
@@ -123,6 +176,147 @@ def demo(
                                  f"run; this recording is {stats.recording}"), style="yellow",
                           highlight=False)
         console.print(f"recording: [bold]{escape(stats.recording)}[/]", soft_wrap=True)
+
+
+@app.command()
+def predict(
+    source: str = typer.Argument(..., help="An image, a folder, a glob (quoted), a video, a "
+                                          "camera (0, /dev/video0, csi://0), a URL (rtsp://, "
+                                          "http://) or a GStreamer pipeline (with '!')."),
+    bundle: Path = typer.Option(None, help="Compiled bundle; default: the embedded model "
+                                          "compiled for --target/--precision (cached)."),
+    out: Path = typer.Option(None, help="Output folder (default: runs/predict/DATE-TIME)."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write the annotated 2x2 grid "
+                                                         "(overlay/STEM.jpg)."),
+    depth_npy: bool = typer.Option(False, "--depth-npy", help="Also write depth as float32 "
+                                                             "metres (depth/STEM.npy)."),
+    exist_ok: bool = typer.Option(False, "--exist-ok", help="Write into a folder holding an "
+                                                           "earlier run, replacing its files."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed or stopped run in "
+                                                       "--out: frames already written are "
+                                                       "not predicted again."),
+    max_frames: int = typer.Option(None, min=1, help="Stop after N frames."),
+    target: str = typer.Option("openvino", help="Target for the embedded model."),
+    precision: str = typer.Option("fp32", help="Precision for the embedded model."),
+    checkpoint: Path = typer.Option(None, help="Checkpoint to use instead of the embedded one."),
+    threads: int = typer.Option(None, min=1, help="Inference threads."),
+    pipeline: bool = typer.Option(True, help="Infer frame N while frame N-1 is written."),
+    verify: bool = typer.Option(True, help="Self-check the bundle on this machine first "
+                                           "(refuse it when it fails)."),
+    trust: list[Path] = typer.Option([], "--trust", help="Trusted public key (PEM, or a "
+                                     "folder of them; repeatable; default: $MTLSI_EDGE_TRUST):"
+                                     " refuse bundles not signed by one."),
+    camera_size: str = _CAMERA_SIZE,
+    camera_fps: float = _CAMERA_FPS,
+    fourcc: str = _FOURCC,
+    camera_strict: bool = _CAMERA_STRICT,
+    reconnect_s: float = _RECONNECT_S,
+) -> None:
+    """Predict every frame of a source and write the outputs as files.
+
+    Per frame: labels as an indexed PNG (pixel = class index, palette = class
+    colours), depth as 16-bit PNG in millimetres, normals as RGB PNG ((n+1)/2,
+    RGB = xyz), boundary probability as 8-bit PNG; optionally the overlay and
+    float depth.  predictions.jsonl lists each frame written (source name, time,
+    files, latency); unreadable frames are listed and skipped.  Nothing is
+    replaced without --exist-ok; --resume continues a killed run.  Formats and
+    a reader: docs/predict.md.
+
+    Examples:
+      mtlsi-edge predict photos/ --out runs/predict/photos
+      mtlsi-edge predict "shots/**/*.jpg" --bundle runs/compile/openvino-fp32 --overlay
+      mtlsi-edge predict walk.mp4 --out runs/predict/walk --depth-npy
+      mtlsi-edge predict walk.mp4 --out runs/predict/walk --resume
+      mtlsi-edge predict /dev/video0 --camera-size 1280x720 --fourcc MJPG --max-frames 300
+      mtlsi-edge predict csi://0 --camera-size 1920x1080 --camera-fps 30
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    from mtlsi_edge.runtime.predict import OutputFormats, check_out_dir, run_predict
+    from mtlsi_edge.runtime.sources import parse_source
+    from mtlsi_edge.tasks import TASK_SETS
+
+    opts = _source_options(camera_size, camera_fps, fourcc, camera_strict, reconnect_s)
+    parsed = parse_source(source, opts)  # a missing file, device or GStreamer: before any work
+    if out is None:
+        out = next_free_path("runs/predict", time.strftime("%Y%m%d-%H%M%S"), "")
+    known = sorted({t.name for ts in TASK_SETS.values() for t in ts})
+    check_out_dir(out, known, exist_ok, resume)
+    if bundle is None:
+        bundle = _embedded_bundle("predict without --bundle (it compiles the embedded model)",
+                                  checkpoint, target, precision)
+    predictor = _load_predictor(bundle, threads, verify, trust)
+
+    class FPSColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            if not speed and task.elapsed:  # too few samples for rich's estimate yet
+                speed = (task.completed - task.fields.get("start_n", 0)) / task.elapsed
+            return Text(f"{speed:5.1f} FPS" if speed else "  –   FPS", style="cyan")
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        FPSColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=console, transient=False)
+    bar = {}
+
+    def on_start(src, stats) -> None:
+        _print_notes(src.notes)
+        console.print(escape(f"model: {bundle} ({predictor.target} {predictor.precision}); "
+                             f"source: {src.info.name} ({parsed.kind})"), highlight=False,
+                      soft_wrap=True)
+        if stats.resumed:
+            console.print(f"resuming: {stats.resumed} frames already written")
+        total = stats.total if max_frames is None else min(stats.total or max_frames,
+                                                           stats.resumed + max_frames)
+        progress.start()
+        bar["id"] = progress.add_task("predict", total=total, completed=stats.resumed,
+                                      start_n=stats.resumed)
+
+    def on_written(_rec) -> None:
+        progress.advance(bar["id"])
+
+    formats = OutputFormats(depth_npy=depth_npy, overlay=overlay)
+    try:
+        stats = run_predict(predictor, source, out, options=opts, formats=formats,
+                            exist_ok=exist_ok, resume=resume, max_frames=max_frames,
+                            pipeline=pipeline, bundle=bundle, on_start=on_start,
+                            on_written=on_written)
+        if "id" in bar and stats.stopped_by == "end of source":  # unreadable frames: no gap
+            progress.update(bar["id"], total=stats.frames + stats.resumed)
+    finally:
+        if "id" in bar:  # a Progress that never started would still print a newline
+            progress.stop()
+    med = stats.medians()
+    console.print(f"{stats.frames} frames written in {stats.wall_s:.1f} s = "
+                  f"[bold]{stats.fps:.1f} FPS[/] ({stats.bytes / 1e6:.1f} MB)"
+                  + (f", {stats.resumed} already done" if stats.resumed else "")
+                  + (f", dropped {stats.dropped}" if stats.dropped else "")
+                  + f"; stopped by {stats.stopped_by}", highlight=False)
+    if med:
+        console.print("median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in med.items()),
+                      highlight=False)
+    if stats.gaps:
+        console.print(f"[yellow]source gaps:[/] {stats.gaps} ({stats.gap_s:.1f} s lost), "
+                      f"{stats.reconnects} reconnects")
+    if stats.unreadable:
+        console.print(f"[yellow]skipped {len(stats.unreadable)} unreadable images:[/] "
+                      + escape(", ".join(stats.unreadable[:5]))
+                      + (" …" if len(stats.unreadable) > 5 else "")
+                      + " (listed in summary.json)", soft_wrap=True)
+    print_path("index", out / "predictions.jsonl")
+    if stats.stopped_by in ("SIGINT", "SIGTERM"):
+        console.print(escape(f"interrupted: continue with --resume --out {out}"),
+                      style="yellow", highlight=False, soft_wrap=True)
+        raise typer.Exit(130 if stats.stopped_by == "SIGINT" else 143)
 
 
 @app.command()

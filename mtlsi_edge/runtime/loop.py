@@ -7,7 +7,6 @@ the video writer (so the recording is finalised and plays back) and the source.
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import time
 from collections import deque
@@ -20,6 +19,7 @@ import cv2
 from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.runtime.capture import LatestFrameGrabber, Source
 from mtlsi_edge.runtime.overlay import LAYOUTS, Renderer, draw_hud
+from mtlsi_edge.runtime.predict import StopSignals
 from mtlsi_edge.runtime.predictor import Timings
 
 KEY_LAYOUTS = {ord(str(i + 1)): name for i, name in enumerate(LAYOUTS)}
@@ -48,6 +48,9 @@ class LoopStats:
     recording: str | None = None
     snapshots: list[str] = field(default_factory=list)
     stopped_by: str = "end of source"
+    gaps: int = 0  # outages of a live source it came back from (or the last one, if not)
+    gap_s: float = 0.0  # seconds lost in them
+    reconnects: int = 0
 
     @property
     def fps(self) -> float:
@@ -57,27 +60,7 @@ class LoopStats:
         return {k: statistics.median(v) for k, v in self.stages_ms.items() if v}
 
 
-class _Stop:
-    """SIGINT/SIGTERM → a flag (restored on exit)."""
-
-    def __init__(self):
-        self.reason: str | None = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not in the main thread: rely on the caller
-                pass
-        return self
-
-    def _handle(self, signum, _frame):
-        self.reason = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, h in self._old.items():
-            signal.signal(sig, h)
+_Stop = StopSignals  # SIGINT/SIGTERM → a flag (restored on exit)
 
 
 class RecordingError(MtlsiError, OSError):
@@ -109,7 +92,8 @@ def _infer(predictor, frame):
 def run_loop(predictor, source: Source, layout: str = "grid", record: Path | None = None,
              headless: bool = True, max_frames: int | None = None, pace: bool = True,
              snapshot_dir: Path = Path("runs/demo"), window: str = "mtlsi-edge",
-             on_frame=None, pipeline: bool = True, overwrite: bool = False) -> LoopStats:
+             on_frame=None, pipeline: bool = True, overwrite: bool = False,
+             annotate: bool = True) -> LoopStats:
     """Run until the source ends, ``max_frames``, q/Esc, or SIGINT/SIGTERM.
 
     ``record``: written as a hidden partial file and moved into place when finished; an
@@ -118,10 +102,14 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
 
     ``pipeline``: inference of frame N runs in a worker thread while frame N−1 is rendered,
     shown and written (runtimes release the GIL), at the cost of one frame of latency.
+
+    ``annotate``: panel names, the depth colour bar and the class legend on the views
+    (:class:`~mtlsi_edge.runtime.overlay.Renderer`).  A live source that drops is reconnected
+    by the capture thread; the HUD and the stats count the gaps and the seconds lost.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
-    renderer = Renderer(predictor.task_set)
+    renderer = Renderer(predictor.task_set, annotate=annotate)
     grabber = LatestFrameGrabber(source, pace=pace)
     stats = LoopStats(stages_ms={k: [] for k in
                                  ("capture", "preprocess", "inference", "postprocess", "render")})
@@ -142,9 +130,10 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
         view = renderer.render(frame, out, state["layout"])
         recent.append(time.perf_counter())
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0
+        gaps = (f"  gaps {source.gaps} ({source.gap_s:.1f} s lost)" if source.gaps else "")
         draw_hud(view, [
             f"{fps:5.1f} FPS  {predictor.target} {predictor.precision}  "
-            f"dropped {grabber.dropped}",
+            f"dropped {grabber.dropped}{gaps}",
             f"wait {wait_ms:4.1f}  pre {tm.preprocess:4.1f}  infer {tm.inference:5.1f}  "
             f"post {tm.postprocess:4.1f}  render "
             f"{statistics.median(recent_render) if recent_render else 0:4.1f} ms",
@@ -187,10 +176,11 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
                     break
                 if not paused:
                     t0 = time.perf_counter()
-                    frame = grabber.get()
+                    item = grabber.get_item(stop=stop)  # Ctrl-C ends a reconnect wait too
                     wait_ms = 1e3 * (time.perf_counter() - t0)
-                    if frame is None:
+                    if item is None:
                         break
+                    frame = item.frame
                     if pool is None:
                         emit(frame, *_infer(predictor, frame), wait_ms)
                     else:
@@ -223,6 +213,8 @@ def run_loop(predictor, source: Source, layout: str = "grid", record: Path | Non
         finally:
             stats.wall_s = time.perf_counter() - t_start
             stats.dropped = grabber.dropped
+            stats.gaps, stats.gap_s = source.gaps, source.gap_s
+            stats.reconnects = source.reconnects
             if pool is not None:
                 pool.shutdown(wait=True)
             grabber.stop()

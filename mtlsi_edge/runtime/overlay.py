@@ -11,6 +11,12 @@ float64 0.7 ms), boolean-mask assignment by ``cv2.copyTo`` (3.2 ms → 0.1 ms), 
 are converted in reused scratch buffers, and the grid views are written straight into their
 quadrant of the output (OpenCV writes into strided views) instead of stacked afterwards.  The
 pixels are the same as the straightforward NumPy formulation (tests/test_overlay.py).
+
+``annotate=True`` (the demo, its recordings, ``predict --overlay``) names each panel, adds a
+depth colour bar in metres and the colours and names of the segmentation panel's most frequent
+classes.  Each text is rendered once into a small tile and cached; per frame a label costs a
+dimming table lookup and a ``cv2.max`` over the tile's few hundred pixels, and the class count
+is a ``bincount`` over every 8th pixel of every 8th row (``benchmarks/overlay.py`` measures it).
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from mtlsi_edge.tasks import TaskSet, palette_array
 
 LAYOUTS = ("grid", "blend", "seg", "depth", "normals", "edges")
 EDGE_COLOR = (0, 255, 255)
+#: Panel names drawn with ``annotate`` (per view).
+TITLES = {"blend": "segmentation", "seg": "segmentation", "depth": "depth",
+          "normals": "normals (RGB = xyz)", "edges": "boundaries"}
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def _into(img: np.ndarray, dst: np.ndarray | None) -> np.ndarray:
@@ -46,11 +56,16 @@ class Renderer:
     """
 
     def __init__(self, task_set: TaskSet, depth_range: tuple[float, float] | None = None,
-                 alpha: float = 0.55, edge_threshold: float = 0.5):
+                 alpha: float = 0.55, edge_threshold: float = 0.5, annotate: bool = False,
+                 legend_classes: int = 4):
         self.task_set = task_set
+        self.annotate = annotate
+        self.legend_classes = legend_classes
+        self._tiles: dict[tuple[str, float], np.ndarray] = {}
         seg = next((t for t in task_set if t.spec.view == "seg"), None)
         self.seg_task = seg.name if seg else None
         self.lut = palette_array(seg) if seg else None
+        self.class_names = seg.class_names if seg else ()
         if self.lut is not None:  # cv2.LUT wants 256 entries, one per uint8 label
             self._lut = np.zeros((256, 1, 3), np.uint8)
             self._lut[:len(self.lut), 0] = self.lut[:256]
@@ -130,6 +145,10 @@ class Renderer:
             self.depth(out, grid[:h, w:])
             self.normals(out, grid[h:, :w])
             self.edges(frame, out, grid[h:, w:])
+            if self.annotate:
+                for view, roi in (("blend", grid[:h, :w]), ("depth", grid[:h, w:]),
+                                  ("normals", grid[h:, :w]), ("edges", grid[h:, w:])):
+                    self.label_panel(roi, view, out)
             return grid
         views = {
             "blend": lambda: self.blend(frame, out),
@@ -140,7 +159,99 @@ class Renderer:
         }
         if layout not in views:
             raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
-        return views[layout]()
+        img = views[layout]()
+        if self.annotate:
+            self.label_panel(img, layout, out)
+        return img
+
+    # -- annotations ----------------------------------------------------------------------
+    def _tile(self, text: str, scale: float) -> np.ndarray:
+        """White anti-aliased ``text`` on black, rendered once per (text, scale)."""
+        key = (text, scale)
+        t = self._tiles.get(key)
+        if t is None:
+            (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+            pad = 3
+            t = np.zeros((th + base + 2 * pad, tw + 2 * pad, 3), np.uint8)
+            cv2.putText(t, text, (pad, pad + th), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+            if len(self._tiles) > 1024:  # depth labels drift with the scene: bounded cache
+                self._tiles.clear()
+            self._tiles[key] = t
+        return t
+
+    @staticmethod
+    def _blit(dst: np.ndarray, tile: np.ndarray, y: int, x: int) -> tuple[int, int]:
+        """Dim ``dst`` under the tile and lay the text over it (clipped to ``dst``); returns
+        the tile's (height, width)."""
+        th, tw = tile.shape[:2]
+        y, x = max(0, min(y, dst.shape[0] - th)), max(0, min(x, dst.shape[1] - tw))
+        roi = dst[y:y + th, x:x + tw]
+        t = tile[:roi.shape[0], :roi.shape[1]]
+        for res in (cv2.LUT(roi, _HUD_DIM, dst=roi), cv2.max(roi, t, dst=roi)):
+            if res is not roi:  # OpenCV could not write in place (it returns dst when it did)
+                roi[:] = res
+        return th, tw
+
+    def _scale(self, w: int) -> float:
+        return round(max(0.33, min(w / 900.0, 0.55)), 2)
+
+    def label_panel(self, roi: np.ndarray, view: str, out: dict) -> np.ndarray:
+        """Name the panel ``roi`` shows (bottom left) and add its key: the top classes'
+        colours and names (segmentation views, bottom right), a colour bar in metres (depth,
+        right edge).  In place."""
+        h, w = roi.shape[:2]
+        if h < 48 or w < 64:  # too small to carry text
+            return roi
+        s = self._scale(w)
+        title = self._tile(TITLES[view], s)
+        self._blit(roi, title, h - title.shape[0] - 2, 2)
+        if view in ("blend", "seg") and self.seg_task is not None:
+            self._legend(roi, out[self.seg_task], s, h - title.shape[0] - 4)
+        elif view == "depth" and self._range is not None:
+            self._depth_bar(roi, s, h - title.shape[0] - 4)
+        return roi
+
+    def top_classes(self, labels: np.ndarray, k: int | None = None) -> list[int]:
+        """The ``k`` most frequent classes of ``labels`` (every 8th pixel of every 8th row;
+        at least 1 % of them)."""
+        k = self.legend_classes if k is None else k
+        sub = labels[::8, ::8].ravel()
+        counts = np.bincount(sub, minlength=len(self.class_names))[:len(self.class_names)]
+        order = np.argsort(counts)[::-1][:k]
+        return [int(c) for c in order if counts[c] >= max(1, sub.size // 100)]
+
+    def _legend(self, roi: np.ndarray, labels: np.ndarray, s: float, bottom: int) -> None:
+        w = roi.shape[1]
+        y = bottom
+        for c in self.top_classes(labels)[::-1]:  # most frequent on top
+            tile = self._tile(self.class_names[c], s)
+            th, tw = tile.shape[:2]
+            y -= th
+            if y < 0:
+                break
+            x = w - tw - 2
+            self._blit(roi, tile, y, x)
+            sw = th - 4  # the class's colour, a square left of its name
+            roi[y + 2:y + 2 + sw, max(0, x - sw - 2):x - 2] = self.lut[c]
+            y -= 1
+
+    def _depth_bar(self, roi: np.ndarray, s: float, bottom: int) -> None:
+        h, w = roi.shape[:2]
+        lo, hi = self._range
+        bw = max(6, w // 45)
+        y0, y1 = int(0.3 * h), max(int(0.3 * h) + 16, bottom - 6)
+        x0 = w - bw - 4
+        key = f"bar{y1 - y0}x{bw}"
+        bar = self._scratch.get(key)
+        if bar is None:  # far (hi) on top, near (lo) at the bottom, as the colours run
+            ramp = np.linspace(255, 0, y1 - y0).astype(np.uint8)[:, None].repeat(bw, 1)
+            bar = self._scratch[key] = cv2.applyColorMap(ramp, cv2.COLORMAP_TURBO)
+        roi[y0:y1, x0:x0 + bw] = bar
+        fmt = "{:.2f} m" if hi - lo < 1.0 else "{:.1f} m"
+        for v, y in ((hi, y0), ((lo + hi) / 2, (y0 + y1) // 2), (lo, y1)):
+            tile = self._tile(fmt.format(v), s)
+            th, tw = tile.shape[:2]
+            self._blit(roi, tile, y - th // 2, x0 - tw - 2)
 
 
 _HUD_DIM = _scale_lut(0.35)

@@ -180,6 +180,15 @@ class Predictor:
             out[t.name] = t.spec.finish(a)
         return out
 
+    def predict(self, source, **kwargs):
+        """``Iterator[Prediction]`` over every frame of ``source`` (an image, folder, glob,
+        video, camera, stream or pipeline; ``options=SourceOptions(...)``), pipelined — the
+        code path of ``mtlsi-edge predict``
+        (:func:`mtlsi_edge.runtime.predict.iter_predictions`, which lists the keywords)."""
+        from mtlsi_edge.runtime.predict import iter_predictions
+
+        return iter_predictions(self, source, **kwargs)
+
     def __call__(self, frame: np.ndarray) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
         x, geom = self.preprocess(frame)
