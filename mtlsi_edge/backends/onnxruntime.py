@@ -104,8 +104,13 @@ class ONNXRuntimeBackend(Backend):
     def available(self) -> tuple[bool, str]:
         try:
             import onnxruntime  # noqa: F401
-        except ImportError:
+        except ModuleNotFoundError as e:
+            if e.name != "onnxruntime":  # installed, but something it needs is missing
+                return False, f"onnxruntime cannot be imported ({e})"
             return False, "onnxruntime is not installed (pip install onnxruntime)"
+        except ImportError as e:  # e.g. built against another NumPy
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return False, f"onnxruntime is installed but cannot be imported: {first}"
         return True, ""
 
     def runtime_version(self) -> str:

@@ -135,8 +135,13 @@ class OpenVINOBackend(Backend):
     def available(self) -> tuple[bool, str]:
         try:
             import openvino  # noqa: F401
-        except ImportError:
+        except ModuleNotFoundError as e:
+            if e.name != "openvino":  # installed, but something it needs is missing
+                return False, f"openvino cannot be imported ({e})"
             return False, "openvino is not installed (pip install openvino)"
+        except ImportError as e:  # e.g. built against another NumPy
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return False, f"openvino is installed but cannot be imported: {first}"
         return True, ""
 
     def runtime_version(self) -> str:
