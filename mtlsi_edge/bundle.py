@@ -109,6 +109,8 @@ def onnx_qdq_count(path: Path) -> int:
     format (``ModelProto.graph`` = field 7) — the device needs no ``onnx`` package for it."""
     try:
         buf = Path(path).read_bytes()
+        if b"QuantizeLinear" not in buf:  # (also covers DequantizeLinear) most files: no walk
+            return 0
         return sum(_graph_qdq(g) for num, _, g in _fields(buf) if num == 7 and g is not None)
     except (ValueError, IndexError) as e:
         raise BundleError(f"{path}: not a readable ONNX file ({e})") from None

@@ -13,6 +13,7 @@ Conversion from ONNX (and frame I/O) is the build half's :mod:`mtlsi_edge.target
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,26 @@ def first_line(e: Exception) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     reasons = [ln for ln in lines if not ln.startswith(("Exception from", "Check "))]
     return (reasons or lines or [type(e).__name__])[0][:300]
+
+
+#: Environment variable: a folder for OpenVINO's compiled-model cache, or ``0`` for none.
+CACHE_ENV = "MTLSI_EDGE_OV_CACHE"
+
+
+def model_cache_dir() -> str | None:
+    """Where OpenVINO caches compiled models (``$MTLSI_EDGE_OV_CACHE``, else
+    ``$XDG_CACHE_HOME/mtlsi-edge/openvino`` or ``~/.cache/…``); None when switched off (``0``)
+    or not writable.  OpenVINO keys each blob by model, device and configuration."""
+    given = os.environ.get(CACHE_ENV)
+    if given is not None and given.strip() in ("", "0"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = given or os.path.join(base, "mtlsi-edge", "openvino")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK | os.X_OK) else None
 
 
 class OpenVINORunner:
@@ -148,6 +169,17 @@ class OpenVINOBackend(Backend):
         import openvino
 
         return openvino.get_version()
+
+    def load_options(self, manifest: dict, device: str | None = None,
+                     threads: int | None = None, hint: str = "latency") -> RunOptions:
+        """:meth:`Backend.load_options` plus OpenVINO's model cache (:func:`model_cache_dir`):
+        the second load of a bundle on a device skips most of the compile (measured 0.34 →
+        0.18 s for the starter on a 2-core EPYC, docs/devices.md)."""
+        opts = super().load_options(manifest, device, threads, hint)
+        cache = model_cache_dir()
+        if cache is not None:
+            opts.extra["cache_dir"] = cache
+        return opts
 
     def load(self, bundle_dir: Path, manifest: dict, opts: RunOptions) -> OpenVINORunner:
         ok, why = self.available()

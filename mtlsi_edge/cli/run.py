@@ -403,9 +403,7 @@ def profile(
     elif plot is not None:
         fail("--plot needs matplotlib, which this runtime-only install lacks: "
              "pip install matplotlib")
-    else:
-        console.print("no PNG plots: matplotlib is not installed (runtime-only install)",
-                      style="dim", highlight=False)
+
     if bundle:
         paths = check_bundles(bundle, trust)
     else:
@@ -438,3 +436,6 @@ def profile(
     for kind, files in written.items():
         for f in files:
             print_path(kind, f)
+    if plotter is None:
+        console.print("no PNG plots: matplotlib is not installed (runtime-only install)",
+                      style="dim", highlight=False)
