@@ -275,6 +275,40 @@ print(f"check imported {len(mods)} modules, none of torch & co.")
 EOF
 }
 
+signing_round_trip() {  # keys in the runtime venv, signature by the full install's compile
+  cd "$WORK"
+  local rc
+  "$RCLI" keys new --out "$TMP/keys" --name ops
+  "$RCLI" keys new --out "$TMP/keys" --name other
+  "$FCLI" compile --target onnxruntime --precision fp32 --out "$B/signed" --sign "$TMP/keys/ops.key" >/dev/null
+  "$RCLI" check "$B/signed" --trust "$TMP/keys/ops.pub" | tail -2
+  expect_refusal() {  # $1: words of the one line; rest: the command
+    local words=$1 out
+    shift
+    rc=0
+    out=$("$@" 2>&1 >/dev/null) || rc=$?
+    printf '%s\n' "$out"
+    [[ $rc == 3 ]] || { echo "exit $rc, expected 3"; return 1; }
+    [[ $(grep -c . <<<"$out") == 1 ]] || { echo "expected one line"; return 1; }
+    grep -qF "$words" <<<"$out" || { echo "the line does not say: $words"; return 1; }
+  }
+  expect_refusal "not trusted here" "$RCLI" check "$B/signed" --trust "$TMP/keys/other.pub"
+  expect_refusal "unsigned bundle refused" "$RCLI" check "$ORT" --trust "$TMP/keys/ops.pub"
+  "$RPY" - "$B/signed" <<'PYEOF'
+import json, sys
+from pathlib import Path
+from mtlsi_edge.bundle import write_manifest
+p = Path(sys.argv[1])
+m = json.loads((p / "manifest.json").read_text())
+m.pop("integrity")
+m["reference"]["thresholds"]["semseg"] = 60.0   # a threshold edit, re-hashed
+write_manifest(p, m)
+PYEOF
+  "$RCLI" check "$B/signed" | tail -1   # the hashes alone accept the re-hashed edit
+  expect_refusal "edited after signing" "$RCLI" check "$B/signed" --trust "$TMP/keys/ops.pub"
+  MTLSI_EDGE_TRUST="$TMP/keys/ops.pub" expect_refusal "edited after signing" "$RCLI" check "$B/signed"
+}
+
 step "build the wheel (from a snapshot of the working tree)" build_wheel; required
 step "fresh venv: pip install WHEEL[onnxruntime,openvino] (runtime only)" make_runtime_venv; required
 step "no build-half package installed (torch, timm, nncf, onnx, scipy, matplotlib, …)" no_build_half_installed
@@ -289,6 +323,7 @@ step "runtime: demo --headless --max-frames 30 --record (30 frames recorded)" de
 step "runtime: profile --bundle openvino --bundle onnxruntime --runs 20" profile_bundles
 step "runtime: mtlsi-edge compile exits 2 with one line naming [build]" build_command_refused
 step "runtime: --help of every command exits 0" help_everywhere
+step "runtime: signed bundle: right key, wrong key, unsigned, re-hashed edit, env trust" signing_round_trip
 step "runtime: modules imported by check (no torch & co.)" check_imports "$RPY" "$RCLI" "$ORT"
 step "full install: modules imported by check (no torch & co.)" check_imports "$FPY" "$FCLI" "$OV"
 summary
