@@ -109,9 +109,12 @@ def onnx_qdq_count(path: Path) -> int:
     format (``ModelProto.graph`` = field 7) — the device needs no ``onnx`` package for it."""
     try:
         buf = Path(path).read_bytes()
+        top = list(_fields(buf))  # a ModelProto at all (cheap: the graph is one field)
+        if not any(num == 7 and g is not None for num, _, g in top):
+            raise ValueError("no graph")
         if b"QuantizeLinear" not in buf:  # (also covers DequantizeLinear) most files: no walk
             return 0
-        return sum(_graph_qdq(g) for num, _, g in _fields(buf) if num == 7 and g is not None)
+        return sum(_graph_qdq(g) for num, _, g in top if num == 7 and g is not None)
     except (ValueError, IndexError) as e:
         raise BundleError(f"{path}: not a readable ONNX file ({e})") from None
 

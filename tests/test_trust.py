@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -195,6 +196,7 @@ def test_edited_normalisation_fails_check(tmp_path):
 
 def test_demo_refuses_a_bundle_that_fails_its_self_check(ort_bundle, perturb, tmp_path):
     perturb("semseg", lambda a: np.roll(a, 3, axis=-1))  # logits or labels: shift 3 columns
+    cv2.imwrite(str(tmp_path / "frame.png"), np.full((64, 96, 3), 90, np.uint8))  # a source
     res = run("demo", "--bundle", ort_bundle, "--headless", "--max-frames", "1",
               "--source", tmp_path)
     assert res.exit_code == 3
