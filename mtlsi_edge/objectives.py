@@ -103,9 +103,14 @@ def task_loss(task, pred: Tensor, gt: Tensor) -> Tensor:
     return objective(task.kind).loss(pred, gt)
 
 
-def task_metric(task) -> Any:
-    """A fresh metric accumulator (``update(pred, gt)``, ``compute() -> dict``)."""
-    return objective(task.kind).make_metric(task)
+def task_metric(task, boundary_flavour: str | None = None) -> Any:
+    """A fresh metric accumulator (``update(pred, gt)``, ``compute() -> dict``);
+    ``boundary_flavour`` picks the SEISM reader of boundary tasks (``metrics.
+    BOUNDARY_FLAVOURS``; default: the metric's own)."""
+    obj = objective(task.kind)
+    if boundary_flavour is not None and obj.metric is metrics.BoundaryMetric:
+        return obj.metric(task, **obj.metric_args(task), flavour=boundary_flavour)
+    return obj.make_metric(task)
 
 
 def task_activate(task, pred: Tensor) -> Tensor:

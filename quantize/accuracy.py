@@ -58,11 +58,12 @@ class _FnRunner:
         return self.infer(batch)
 
 
-def evaluate_predictor(predictor: Predictor, val: ValSet, indices=None) -> dict:
+def evaluate_predictor(predictor: Predictor, val: ValSet, indices=None,
+                       boundary_flavour: str | None = None) -> dict:
     """``{task: {metric: value}}`` of a Predictor on ``val``: its own pre/postprocessing,
     outputs at each image's size, pooled metrics of ``mtlsi_edge.metrics``."""
     task_set = predictor.task_set
-    metrics = {t.name: task_metric(t) for t in task_set}
+    metrics = {t.name: task_metric(t, boundary_flavour) for t in task_set}
     for i in (range(len(val.frames)) if indices is None else indices):
         out = predictor(val.frames[i])
         for t in task_set:

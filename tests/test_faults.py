@@ -412,6 +412,8 @@ def _cases() -> list[Case]:
         Case(use, ("prune", "--ratio", "1.5", "--data", "{data}"), ("--ratio",)),
         Case(use, ("info", "edge-effvit-b0", "--bogus"), ("No such option",)),
         Case(use, ("eval",), ("Missing option '--data'",)),
+        Case(use, ("eval", "--data", "{data}", "--boundary-protocol", "bsds"),
+             ("--boundary-protocol", "seism-nms or mtl")),
     ]
     ow = "overwrite"  # nothing the user made is replaced without --overwrite
     cases += [

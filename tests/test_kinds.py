@@ -78,6 +78,13 @@ def test_a_new_kind_is_one_record(monkeypatch) -> None:
     assert isinstance(task_metric(t), metrics.DepthMetric)
 
 
+def test_boundary_flavour_is_selectable() -> None:
+    t = TASK_SETS["nyud"]["boundary"]
+    assert task_metric(t).flavour == "seism-nms"  # the default: published NYUD tables
+    assert task_metric(t, "mtl").flavour == "mtl"
+    assert task_metric(TASK_SETS["nyud"]["depth"], "mtl").__class__ is metrics.DepthMetric
+
+
 def test_every_kind_has_an_objective() -> None:
     assert set(OBJECTIVES) == set(KINDS)
 

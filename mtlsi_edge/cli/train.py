@@ -85,6 +85,10 @@ def eval_(
     batch_size: int = typer.Option(4, min=1),
     limit: int = typer.Option(None, min=1, help="Evaluate the first N images only."),
     as_json: bool = typer.Option(False, "--json"),
+    boundary_protocol: str = typer.Option(
+        "seism-nms", help="Boundary odsF/oisF/AP reader: seism-nms (SEISM's contour reader with "
+                          "non-maximum suppression, as behind InvPT-lineage NYUD tables) or mtl "
+                          "(Multi-Task-Learning-PyTorch's, no NMS); docs/evaluation.md."),
 ) -> None:
     """Per-task metrics of a checkpoint or a compiled bundle on a dataset split (pooled).
 
@@ -94,17 +98,24 @@ def eval_(
     """
     if bundle is not None and checkpoint is not None:
         fail("give --checkpoint or --bundle, not both")
+    from mtlsi_edge.metrics import BOUNDARY_FLAVOURS
+
+    if boundary_protocol not in BOUNDARY_FLAVOURS:
+        fail(f"unknown --boundary-protocol {boundary_protocol!r}; choose "
+             f"{' or '.join(BOUNDARY_FLAVOURS)}")
     if bundle is not None:
         from mtlsi_edge.evaluation import evaluate_bundle
 
         with console.status("evaluating the bundle…"):
-            res, task_set = evaluate_bundle(bundle, data, split, limit)
+            res, task_set = evaluate_bundle(bundle, data, split, limit,
+                                            boundary_flavour=boundary_protocol)
     else:
         from mtlsi_edge.evaluation import evaluate_checkpoint
         from mtlsi_edge.weights import starter_checkpoint
 
         res, task_set = evaluate_checkpoint(checkpoint or starter_checkpoint(), data, split,
-                                            batch_size, limit=limit, progress=not as_json)
+                                            batch_size, limit=limit, progress=not as_json,
+                                            boundary_flavour=boundary_protocol)
     # A task without any valid pixel in the split scores NaN (undefined), never a score.
     empty = [name for name, m in res.items() if all(math.isnan(v) for v in m.values())]
     if as_json:
@@ -112,6 +123,9 @@ def eval_(
                           for name, m in res.items()}, indent=2))
         return
     console.print(metrics_table(res, task_set))
+    if any(t.spec.needs_max_dist for t in task_set):
+        console.print(f"boundary metrics: SEISM protocol, {boundary_protocol} reader",
+                      highlight=False)
     for name in empty:
         console.print(escape(f"{name}: no valid pixels in split {split!r} (metrics are NaN)"),
                       style="yellow")

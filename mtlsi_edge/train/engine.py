@@ -277,13 +277,14 @@ def _collate_eval(batch: list[dict]) -> dict:
 @torch.no_grad()
 def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4,
              workers: int = 0, limit: int | None = None, progress: bool = False,
-             boundary_monitor: bool = False) -> dict:
+             boundary_monitor: bool = False, boundary_flavour: str | None = None) -> dict:
     """Pooled metrics of every task on a split: ``{task: {metric: value}}``.
 
     Images are padded to a multiple of 32 (labels untouched), predictions are upsampled to
     the padded size and cropped back to each image's own size. Boundary tasks are scored on
     the SEISM protocol at the task's tolerance; ``boundary_monitor`` adds the fast
-    approximation (``odsF_approx``) next to it.
+    approximation (``odsF_approx``) next to it; ``boundary_flavour``: the SEISM reader
+    (``seism-nms`` by default, or ``mtl``).
     """
     model.eval()
     task_set = model.task_set
@@ -295,7 +296,7 @@ def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4
         ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate_eval)
-    metrics = {t.name: task_metric(t) for t in task_set}
+    metrics = {t.name: task_metric(t, boundary_flavour) for t in task_set}
     monitors = {t.name: objective(t.kind).monitor(t) for t in task_set
                 if boundary_monitor and objective(t.kind).monitor is not None}
     device = next(model.parameters()).device
