@@ -19,6 +19,7 @@ derives from :class:`Backend` and adds compilation.
 from __future__ import annotations
 
 import abc
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -54,6 +55,20 @@ def require_outputs(path, have, outputs: list[str]) -> None:
     if missing:
         raise ModelMismatch(f"{path}: model has no output {missing[0]!r} (it has "
                             f"{', '.join(have) or 'none'})")
+
+
+def import_problem(module: str) -> str | None:
+    """Why the inference runtime ``module`` cannot be imported here (one line), or None."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:  # installed, but something it needs is missing
+            return f"{module} cannot be imported ({e})"
+        return f"{module} is not installed (pip install {module})"
+    except ImportError as e:  # e.g. built against another NumPy
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"{module} is installed but cannot be imported: {first}"
+    return None
 
 
 @dataclass

@@ -23,6 +23,7 @@ from mtlsi_edge.backends.base import (
     ModelMismatch,
     RunOptions,
     TargetUnavailable,
+    import_problem,
     require_outputs,
 )
 from mtlsi_edge.timing import DEFAULT_TIME_S, WARMUP_RUNS, clock, warmup
@@ -102,16 +103,8 @@ class ONNXRuntimeBackend(Backend):
     per_layer_source = "onnxruntime profiler (Node kernel_time events)"
 
     def available(self) -> tuple[bool, str]:
-        try:
-            import onnxruntime  # noqa: F401
-        except ModuleNotFoundError as e:
-            if e.name != "onnxruntime":  # installed, but something it needs is missing
-                return False, f"onnxruntime cannot be imported ({e})"
-            return False, "onnxruntime is not installed (pip install onnxruntime)"
-        except ImportError as e:  # e.g. built against another NumPy
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return False, f"onnxruntime is installed but cannot be imported: {first}"
-        return True, ""
+        why = import_problem("onnxruntime")
+        return (False, why) if why else (True, "")
 
     def runtime_version(self) -> str:
         import onnxruntime

@@ -26,6 +26,7 @@ from mtlsi_edge.backends.base import (
     RunOptions,
     RuntimeRefused,
     TargetUnavailable,
+    import_problem,
     require_outputs,
 )
 from mtlsi_edge.native import quiet_native
@@ -154,16 +155,8 @@ class OpenVINOBackend(Backend):
     per_layer_source = "openvino get_profiling_info (real_time)"
 
     def available(self) -> tuple[bool, str]:
-        try:
-            import openvino  # noqa: F401
-        except ModuleNotFoundError as e:
-            if e.name != "openvino":  # installed, but something it needs is missing
-                return False, f"openvino cannot be imported ({e})"
-            return False, "openvino is not installed (pip install openvino)"
-        except ImportError as e:  # e.g. built against another NumPy
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return False, f"openvino is installed but cannot be imported: {first}"
-        return True, ""
+        why = import_problem("openvino")
+        return (False, why) if why else (True, "")
 
     def runtime_version(self) -> str:
         import openvino

@@ -20,6 +20,15 @@ from mtlsi_edge.fileio import (
 from mtlsi_edge.weights import starter_checkpoint
 
 # -- source options shared by demo and predict (one parser: runtime/sources.py) -------------
+_TARGET = typer.Option("openvino", help="Target for the embedded model.")
+_PRECISION = typer.Option("fp32", help="Precision for the embedded model.")
+_CHECKPOINT = typer.Option(None, help="Checkpoint to use instead of the embedded one.")
+_THREADS = typer.Option(None, min=1, help="Inference threads.")
+_VERIFY = typer.Option(True, help="Self-check the bundle on this machine first (refuse it when "
+                                  "it fails).")
+_TRUST = typer.Option([], "--trust", help="Trusted public key (PEM, or a folder of them; "
+                                          "repeatable; default: $MTLSI_EDGE_TRUST): refuse "
+                                          "bundles not signed by one.")
 _CAMERA_SIZE = typer.Option(None, "--camera-size", metavar="WxH",
                             help="Camera mode to ask for, width x height (e.g. 1280x720); "
                                  "applied, then read back.")
@@ -81,18 +90,15 @@ def demo(
                                            "a display: runs/demo/demo-DATE-TIME.mp4."),
     headless: bool = typer.Option(False, help="No window (also chosen when there is no display)."),
     max_frames: int = typer.Option(None, min=1, help="Stop after N frames."),
-    target: str = typer.Option("openvino", help="Target for the embedded model."),
-    precision: str = typer.Option("fp32", help="Precision for the embedded model."),
-    checkpoint: Path = typer.Option(None, help="Checkpoint to use instead of the embedded one."),
-    threads: int = typer.Option(None, min=1, help="Inference threads."),
+    target: str = _TARGET,
+    precision: str = _PRECISION,
+    checkpoint: Path = _CHECKPOINT,
+    threads: int = _THREADS,
     pipeline: bool = typer.Option(True, help="Infer frame N while rendering frame N-1."),
     loop: bool = typer.Option(False, help="Restart a video file or folder at its end."),
     overwrite: bool = typer.Option(False, help="Replace an existing --record file."),
-    verify: bool = typer.Option(True, help="Self-check the bundle on this machine first "
-                                           "(refuse it when it fails)."),
-    trust: list[Path] = typer.Option([], "--trust", help="Trusted public key (PEM, or a "
-                                     "folder of them; repeatable; default: $MTLSI_EDGE_TRUST):"
-                                     " refuse bundles not signed by one."),
+    verify: bool = _VERIFY,
+    trust: list[Path] = _TRUST,
     camera_size: str = _CAMERA_SIZE,
     camera_fps: float = _CAMERA_FPS,
     fourcc: str = _FOURCC,
@@ -196,16 +202,13 @@ def predict(
                                                        "--out: frames already written are "
                                                        "not predicted again."),
     max_frames: int = typer.Option(None, min=1, help="Stop after N frames."),
-    target: str = typer.Option("openvino", help="Target for the embedded model."),
-    precision: str = typer.Option("fp32", help="Precision for the embedded model."),
-    checkpoint: Path = typer.Option(None, help="Checkpoint to use instead of the embedded one."),
-    threads: int = typer.Option(None, min=1, help="Inference threads."),
+    target: str = _TARGET,
+    precision: str = _PRECISION,
+    checkpoint: Path = _CHECKPOINT,
+    threads: int = _THREADS,
     pipeline: bool = typer.Option(True, help="Infer frame N while frame N-1 is written."),
-    verify: bool = typer.Option(True, help="Self-check the bundle on this machine first "
-                                           "(refuse it when it fails)."),
-    trust: list[Path] = typer.Option([], "--trust", help="Trusted public key (PEM, or a "
-                                     "folder of them; repeatable; default: $MTLSI_EDGE_TRUST):"
-                                     " refuse bundles not signed by one."),
+    verify: bool = _VERIFY,
+    trust: list[Path] = _TRUST,
     camera_size: str = _CAMERA_SIZE,
     camera_fps: float = _CAMERA_FPS,
     fourcc: str = _FOURCC,
@@ -348,9 +351,7 @@ def profile(
     plot: Path = typer.Option(None, "--plot", help="Folder for PNG plots (default RUN/plots)."),
     verify: bool = typer.Option(True, help="Self-check each --bundle on this machine first "
                                            "(refuse one that fails)."),
-    trust: list[Path] = typer.Option([], "--trust", help="Trusted public key (PEM, or a "
-                                     "folder of them; repeatable; default: $MTLSI_EDGE_TRUST):"
-                                     " refuse bundles not signed by one."),
+    trust: list[Path] = _TRUST,
 ) -> None:
     """Latency / throughput of bundles: stats, pre/infer/post split, hot spots.
 
