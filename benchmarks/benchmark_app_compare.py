@@ -5,9 +5,9 @@ the ``openvino`` pip package as a console script) with the thread count given th
 ``-load_config`` (``{"CPU": {"INFERENCE_NUM_THREADS": N}}``) — benchmark_app refuses
 ``-nthreads`` unless ``-hint none`` ("a benchmark_app UI rule"), and we want the LATENCY hint
 on both sides — and parses its ``Median:`` latency; then measures the profiler's compute-only
-median (``profile_bundle(..., e2e=False)``) on the same bundle with the same thread count and
-LATENCY hint.  Prints both and their ratio; exits 1 when they differ by more than
-``--tolerance`` (default 10 %).
+median (``profile_bundle(..., ProfileOptions(e2e=False))``) on the same bundle with the same
+thread count and LATENCY hint.  Prints both and their ratio; exits 1 when they differ by more
+than ``--tolerance`` (default 10 %).
 
 Without a path, a random-weight ``edge-effvit-b0`` checkpoint is made and compiled to an
 OpenVINO FP32 bundle in a temporary folder (or ``--keep DIR``).
@@ -38,7 +38,7 @@ def make_bundle(root: Path) -> Path:
     """A random-weight edge-effvit-b0 checkpoint compiled to an OpenVINO FP32 bundle."""
     import torch
 
-    from mtlsi_edge.compiler import compile_bundle
+    from mtlsi_edge.compiler import CompileRequest, compile_bundle
     from mtlsi_edge.model import create_model
     from mtlsi_edge.train.checkpoint import save_checkpoint
 
@@ -47,7 +47,8 @@ def make_bundle(root: Path) -> Path:
     ckpt = save_checkpoint(root / "random-b0", model, {
         "model_config": model.cfg.to_dict(), "task_set": model.task_set.to_dict(),
         "variant": "edge-effvit-b0"})
-    return compile_bundle(root / "openvino-fp32", "openvino", "fp32", checkpoint=ckpt)
+    return compile_bundle(root / "openvino-fp32", CompileRequest("openvino", "fp32",
+                                                                 checkpoint=ckpt))
 
 
 def benchmark_app_median_ms(xml: Path, threads: int, seconds: float,
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from mtlsi_edge.bundle import load_bundle
-    from mtlsi_edge.profiler.bench import profile_bundle
+    from mtlsi_edge.profiler.bench import ProfileOptions, profile_bundle
 
     tmp = None
     try:
@@ -115,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
         ref, _ = benchmark_app_median_ms(folder / "model.xml", args.threads, args.time,
                                          manifest["precision"])
-        row = profile_bundle(folder, threads=args.threads, mode="latency", time_s=args.time,
-                             e2e=False)
+        row = profile_bundle(folder, ProfileOptions(threads=args.threads, mode="latency",
+                                                    time_s=args.time, e2e=False))
         ours = row["compute"]["median_ms"]
         ratio = ours / ref
         print(f"benchmark_app median : {ref:8.3f} ms")

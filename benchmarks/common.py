@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from mtlsi_edge.timing import time_call
+from mtlsi_edge.machine import describe
+from mtlsi_edge.timing import interleaved, time_call
 
 
 def median_ms(fn: Callable[[], object], runs: int = 50, warmup_s: float = 0.5,
@@ -22,22 +20,13 @@ def median_ms(fn: Callable[[], object], runs: int = 50, warmup_s: float = 0.5,
 def timed_rounds(fns: dict[str, Callable[[], object]], runs: int, rounds: int
                  ) -> dict[str, float]:
     """Median ms of each ``fn`` over ``rounds`` alternating rounds of ``runs`` calls (the
-    median of the rounds' medians), so that drift of the machine hits every fn alike."""
-    t: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t[k].append(median_ms(fn, runs, warmup_s=0.3))
-    return {k: float(np.median(v)) for k, v in t.items()}
+    median of the rounds' medians, :func:`mtlsi_edge.timing.interleaved`)."""
+    return {k: s.stats["round_median_ms"] for k, s in interleaved(fns, rounds, runs).items()}
 
 
 def machine() -> str:
-    import os
-
-    from mtlsi_edge.machine import cpu_info
-
-    cpu = cpu_info()[0]
-
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
+    """CPU, cores, OS and architecture (:func:`mtlsi_edge.machine.describe`)."""
+    return describe(flags=False)
 
 
 def checkpoint_or_random(path: str | None, variant: str = "edge-effvit-b0", tmp: Path | None = None

@@ -18,10 +18,10 @@ from pathlib import Path
 import psutil
 
 from benchmarks.common import checkpoint_or_random, machine
-from mtlsi_edge.compiler import compile_bundle
+from mtlsi_edge.compiler import CompileRequest, compile_bundle
 from mtlsi_edge.data.synthindoor import render_walkthrough
 from mtlsi_edge.runtime.capture import Source
-from mtlsi_edge.runtime.loop import run_loop
+from mtlsi_edge.runtime.loop import LoopOptions, run_loop
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.targets import CompileOptions, get_target
 
@@ -41,8 +41,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="demo-fps-"))
     ckpt = checkpoint_or_random(args.checkpoint, tmp=tmp)
     dev = get_target(args.target).default_device
-    bundle = compile_bundle(tmp / "bundle", args.target, args.precision, checkpoint=ckpt,
-                            opts=CompileOptions(precision=args.precision, device=dev))
+    bundle = compile_bundle(tmp / "bundle", CompileRequest(
+        args.target, args.precision, checkpoint=ckpt, options=CompileOptions(device=dev)))
     size = tuple(args.size)
     video = render_walkthrough(tmp / "walk.mp4", seconds=20, fps=15, size=size)
     pred = Predictor.from_bundle(bundle, threads=args.threads)
@@ -57,8 +57,8 @@ def main() -> None:
         while done < n:
             src = Source(str(video))
             rec = tmp / f"rec{done}.mp4" if record else None
-            st = run_loop(pred, src, "grid", rec, headless=True, max_frames=n - done,
-                          pace=False, pipeline=pipeline)
+            st = run_loop(pred, src, LoopOptions(record=rec, max_frames=n - done, pace=False,
+                                                 pipeline=pipeline))
             done += st.frames
             fps_parts.append((st.frames, st.wall_s))
             for k, v in st.stages_ms.items():
@@ -91,8 +91,8 @@ def main() -> None:
             if n[0] % 500 == 0:
                 rss.append((n[0], proc.memory_info().rss / 2**20))
 
-        st = run_loop(pred, Source(str(video), loop=True), "grid", None, headless=True,
-                      max_frames=args.soak, pace=False, on_frame=sample)
+        st = run_loop(pred, Source(str(video), loop=True),
+                      LoopOptions(max_frames=args.soak, pace=False), on_frame=sample)
         base = rss[1][1]  # after 1,000 frames: buffers, caches and arenas are warm
         print(f"\nsoak: {st.frames} frames at {st.fps:.1f} FPS; resident memory "
               f"{rss[0][1]:.0f} MiB at 500 frames, {base:.0f} MiB at 1,000, "

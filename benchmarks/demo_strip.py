@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from benchmarks.common import checkpoint_or_random
-from mtlsi_edge.compiler import compile_bundle
+from mtlsi_edge.compiler import CompileRequest, compile_bundle
 from mtlsi_edge.data.synthindoor import render_walkthrough
 from mtlsi_edge.runtime.overlay import Renderer
 from mtlsi_edge.runtime.predictor import Predictor
@@ -28,9 +28,9 @@ def main() -> None:
     ap.add_argument("--out", default="docs/demo_grid.png")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="strip-"))
-    bundle = args.bundle or compile_bundle(
-        tmp / "b", "onnxruntime", "fp32", checkpoint=checkpoint_or_random(args.checkpoint, tmp=tmp),
-        opts=CompileOptions(device="cpu"))
+    bundle = args.bundle or compile_bundle(tmp / "b", CompileRequest(
+        "onnxruntime", "fp32", checkpoint=checkpoint_or_random(args.checkpoint, tmp=tmp),
+        options=CompileOptions(device="cpu")))
     pred = Predictor.from_bundle(bundle)
     video = render_walkthrough(tmp / "walk.mp4", seconds=6, fps=15, size=(240, 320), seed=5)
     cap = cv2.VideoCapture(str(video))

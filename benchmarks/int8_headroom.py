@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import checkpoint_or_random, timed_rounds
-from mtlsi_edge.compiler import choose_graph
 from mtlsi_edge.data.seeds import gate_frames
+from mtlsi_edge.evaluation import compiled_infer
 from mtlsi_edge.export import export_onnx
 from mtlsi_edge.machine import cpu_flags
-from mtlsi_edge.quantize.accuracy import compiled_infer
-from mtlsi_edge.quantize.ptq import quantize_model
+from mtlsi_edge.quantize.ptq import PtqSettings, quantize_model
 from mtlsi_edge.quantize.run import load_or_build_calibration
 from mtlsi_edge.runtime.predictor import preprocess_frame
+from mtlsi_edge.targets import get_target
 from mtlsi_edge.train.checkpoint import build_from_checkpoint
 
 PARTS = ("attention", "convs", "movement", "rest")
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     from mtlsi_edge import verify
 
     model, _ = build_from_checkpoint(checkpoint_or_random(args.checkpoint, tmp=tmp))
-    graph = choose_graph(model, "openvino")  # the graph an OpenVINO bundle runs
+    graph = model.use_graph(get_target("openvino").default_graph)  # what a bundle runs
     size = tuple(model.cfg.input_size)
     task_set, names = model.task_set, model.task_set.names
     src = export_onnx(model, tmp / "model.onnx")
@@ -92,9 +92,10 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     base = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2}
     f32 = {**base, "INFERENCE_PRECISION_HINT": "f32"}
     fp32 = ov.convert_model(str(src))
-    q_float, _ = quantize_model(ov.convert_model(str(src)), cs.items(), "openvino")
-    q_int8, _ = quantize_model(ov.convert_model(str(src)), cs.items(), "openvino",
-                               act_matmuls="int8")
+    policy = get_target("openvino").int8
+    q_float, _ = quantize_model(ov.convert_model(str(src)), cs.items(), policy)
+    q_int8, _ = quantize_model(ov.convert_model(str(src)), cs.items(), policy,
+                               PtqSettings(act_matmuls="int8"))
     default = core.compile_model(fp32, "CPU", base).get_property(
         "INFERENCE_PRECISION_HINT").to_string()
     variants = {  # name → (model, config)

@@ -53,13 +53,13 @@ def main() -> int:
               "torch-tensorrt bundles; run it on a machine with an NVIDIA GPU or a Jetson)")
         return 0
 
-    from mtlsi_edge.compiler import compile_bundle
+    from mtlsi_edge.compiler import CompileRequest, compile_bundle
     from mtlsi_edge.data.synthindoor import render_sample
     from mtlsi_edge.errors import BundleError
     from mtlsi_edge.fileio import atomic_write_json
-    from mtlsi_edge.quantize.run import QuantizeError, run_quantize
+    from mtlsi_edge.quantize.run import QuantizeError, QuantizeRequest, run_quantize
     from mtlsi_edge.runtime.predictor import Predictor
-    from mtlsi_edge.targets import CompileOptions, TargetUnavailable, get_target
+    from mtlsi_edge.targets import CompileOptions, TargetUnavailable, get_target, target_options
 
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint_or_random(args.checkpoint, tmp=args.out)
@@ -77,22 +77,24 @@ def main() -> int:
         if not ok:
             row["error"] = why
             continue
-        extra = {"timing_cache": args.out / "tensorrt.timing-cache"} if target == "tensorrt" \
-            else {}
-        if target == "tensorrt" and args.dla_core is not None and prec != "fp32":
-            extra["dla_core"] = args.dla_core
+        tgt = get_target(target)
+        knobs = {"timing_cache": args.out / "tensorrt.timing-cache"}
+        if args.dla_core is not None and prec != "fp32":
+            knobs["dla_core"] = args.dla_core
+        own = target_options(target, knobs) if "dla_core" in getattr(
+            tgt.options_type, "__dataclass_fields__", ()) else None
         src = {"checkpoint": ckpt}
         try:
             if prec == "int8":
                 if int8 is None:
-                    q = run_quantize(ckpt, "onnx", "synth", args.calib_n, None, 1, [],
-                                     "performance", "attention-norm", args.out / "int8-trt",
-                                     target="tensorrt")
-                    int8 = (q["path"], q["source_onnx"])
-                src = {"onnx_path": int8[0], "extra_manifest": {"source_onnx": str(int8[1])}}
-            bundle = compile_bundle(args.out / f"{target}-{prec}", target, prec,
-                                    opts=CompileOptions(precision=prec, device="cuda:0",
-                                                        extra=extra), **src)
+                    q = run_quantize(ckpt, QuantizeRequest("onnx", "tensorrt",
+                                                           n_calib=args.calib_n),
+                                     args.out / "int8-trt")
+                    int8 = (q.path, q.source_onnx)
+                src = {"model_file": int8[0], "source_onnx": int8[1]}
+            bundle = compile_bundle(args.out / f"{target}-{prec}", CompileRequest(
+                target, prec, options=CompileOptions(device="cuda:0", target_options=own),
+                **src))
             pred = Predictor.from_bundle(bundle, device="cuda:0")
         except (BundleError, TargetUnavailable, QuantizeError, ValueError, RuntimeError) as e:
             row["error"] = " ".join(str(e).split())

@@ -28,8 +28,9 @@ def main() -> None:
     import openvino as ov
 
     from mtlsi_edge.data.seeds import gate_frames
-    from mtlsi_edge.quantize.ptq import activation_matmuls
-    from mtlsi_edge.quantize.run import run_quantize
+    from mtlsi_edge.quantize.formats import FORMATS
+    from mtlsi_edge.quantize.ptq import PtqSettings
+    from mtlsi_edge.quantize.run import QuantizeRequest, run_quantize
     from mtlsi_edge.runtime.predictor import preprocess_frame
     from mtlsi_edge.weights import starter_checkpoint
 
@@ -40,17 +41,18 @@ def main() -> None:
     x = preprocess_frame(frame, (240, 320))[0]
     core = ov.Core()
     for mode in ("int8", "float"):
-        res = run_quantize(ckpt, "openvino", "synth", args.n_calib, None, 1, [], "performance",
-                           "attention-norm", tmp / f"q-{mode}", act_matmuls=mode, force=True)
-        gate = res["info"]["gate"]
+        res = run_quantize(ckpt, QuantizeRequest(n_calib=args.n_calib, force=True,
+                                                 settings=PtqSettings(act_matmuls=mode)),
+                           tmp / f"q-{mode}")
+        gate = res.info["gate"]
         print(f"\n== activation x activation MatMuls in {mode}: gate "
               f"{'pass' if gate['passed'] else 'FAIL'}: " + ", ".join(
                   f"{r['task']} {r['value']:.4g}{r['unit']}" for r in gate["rows"]))
         fp32 = core.read_model(str(tmp / f"q-{mode}.fp32.onnx"))
-        act = set(activation_matmuls(fp32, "openvino"))
+        act = set(FORMATS["openvino"].activation_matmuls(fp32))
         outs = []
         for _ in range(2):
-            m = core.read_model(str(res["path"]))
+            m = core.read_model(str(res.path))
             mm = [op for op in m.get_ops() if op.get_type_name() == "MatMul"]
             m.add_outputs([op.output(0) for op in mm])
             c = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})

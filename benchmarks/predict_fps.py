@@ -23,10 +23,10 @@ from pathlib import Path
 import cv2
 
 from benchmarks.common import machine
-from mtlsi_edge.compiler import cached_bundle
+from mtlsi_edge.cli.demo_cache import cached_bundle
 from mtlsi_edge.runtime.capture import Source
-from mtlsi_edge.runtime.loop import run_loop
-from mtlsi_edge.runtime.predict import OutputFormats, run_predict
+from mtlsi_edge.runtime.loop import LoopOptions, run_loop
+from mtlsi_edge.runtime.predict import OutputFormats, PredictOptions, run_predict
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.weights import starter_checkpoint
 
@@ -73,7 +73,8 @@ def main() -> None:
     def predict(formats: OutputFormats):
         def run() -> float:
             k[0] += 1
-            st = run_predict(pred, str(video), tmp / f"out{k[0]}", formats=formats)
+            st = run_predict(pred, str(video), tmp / f"out{k[0]}",
+                             PredictOptions(formats=formats))
             shutil.rmtree(tmp / f"out{k[0]}")  # ~65 MB per 120 frames
             assert st.frames == n, st.frames
             return st.fps
@@ -82,8 +83,9 @@ def main() -> None:
     def demo(annotate: bool):
         def run() -> float:
             k[0] += 1
-            st = run_loop(pred, Source(str(video)), "grid", tmp / f"rec{k[0]}.mp4",
-                          headless=True, pace=False, annotate=annotate)
+            st = run_loop(pred, Source(str(video)),
+                          LoopOptions(record=tmp / f"rec{k[0]}.mp4", pace=False,
+                                      annotate=annotate))
             (tmp / f"rec{k[0]}.mp4").unlink()
             assert st.frames == n, st.frames
             return st.fps

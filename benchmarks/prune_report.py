@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from benchmarks.common import checkpoint_or_random, machine
-from mtlsi_edge.quantize.prune import run_prune
+from mtlsi_edge.prune import PruneRequest, run_prune
 
 
 def main() -> None:
@@ -27,8 +27,9 @@ def main() -> None:
     rows = []
     for method in ("channels", "magnitude"):
         for ratio in (float(r) for r in args.ratios.split(",")):
-            res = run_prune(ckpt, method, ratio, args.data, Path("runs/prune") / f"{method}{ratio}",
-                            args.steps, val_limit=args.val_limit)
+            res = run_prune(ckpt, PruneRequest(method, ratio, args.data, args.steps,
+                                               val_limit=args.val_limit),
+                            Path("runs/prune") / f"{method}{ratio}")
             rows.append(res)
             a = res["after"]
             print(f"{method} {ratio:.0%}: params {a['params'] / 1e6:.3f} M, GMACs {a['gmacs']:.3f}"

@@ -34,9 +34,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from mtlsi_edge.bundle import load_bundle
-    from mtlsi_edge.compiler import compile_bundle
-    from mtlsi_edge.quantize.accuracy import evaluate_predictor, load_val_set
-    from mtlsi_edge.quantize.run import run_quantize
+    from mtlsi_edge.compiler import CompileRequest, compile_bundle, export_checkpoint
+    from mtlsi_edge.deploy import build_int8_bundle
+    from mtlsi_edge.evaluation import evaluate_predictor, load_val_set
+    from mtlsi_edge.quantize.run import QuantizeRequest
     from mtlsi_edge.runtime.predictor import Predictor
     from mtlsi_edge.targets import CompileOptions, get_target
 
@@ -45,18 +46,18 @@ def main() -> None:
     ckpt = checkpoint_or_random(args.checkpoint, tmp=out)
     bundles = {}
     for target in ("openvino", "onnxruntime"):
-        dev = get_target(target).default_device
-        bundles[f"{target} fp32"] = compile_bundle(
-            out / f"{target}-fp32", target, "fp32", checkpoint=ckpt,
-            opts=CompileOptions(device=dev))
-        fmt = get_target(target).int8_format
+        tgt = get_target(target)
+        exp = export_checkpoint(ckpt, tgt, out / f"{target}.fp32.onnx")
+        bundles[f"{target} fp32"] = compile_bundle(out / f"{target}-fp32", CompileRequest(
+            target, "fp32", exported=exp, options=CompileOptions(device=tgt.default_device)))
         t = time.perf_counter()
-        q = run_quantize(ckpt, fmt, args.calib, args.n_calib, None, 1, [], "performance",
-                         "attention-norm", out / f"q-{target}", force=True)
-        print(f"{target}: quantised in {time.perf_counter() - t:.0f} s")
-        bundles[f"{target} int8"] = compile_bundle(
-            out / f"{target}-int8", target, "int8", onnx_path=q["path"],
-            opts=CompileOptions(device=dev), force=True)
+        built = build_int8_bundle(exp, tgt, QuantizeRequest(calib=args.calib,
+                                                            n_calib=args.n_calib, force=True),
+                                  out / f"{target}-int8", out)
+        print(f"{target}: quantised and compiled in {time.perf_counter() - t:.0f} s")
+        if built.bundle is None:
+            raise SystemExit(f"{target} INT8: {built.failed}")
+        bundles[f"{target} int8"] = built.bundle
     rows = {}
     val = None
     for name, b in bundles.items():

@@ -20,7 +20,7 @@ from benchmarks.targets import run as targets_section
 from mtlsi_edge.compiler import compile_bundle
 from mtlsi_edge.machine import has_vnni
 from mtlsi_edge.profiler import report
-from mtlsi_edge.profiler.bench import machine_header, profile_bundle
+from mtlsi_edge.profiler.bench import ProfileOptions, machine_header, profile_bundle
 from mtlsi_edge.targets import CompileOptions, get_target
 from mtlsi_edge.train.checkpoint import build_from_checkpoint
 
@@ -34,7 +34,9 @@ def matmul_peak_gflops(threads: int, n: int = 1024) -> float:
 
 
 def build_bundles(ckpt: Path, work: Path, threads: int) -> list[Path]:
-    from mtlsi_edge.quantize.run import run_quantize
+    from mtlsi_edge.compiler import CompileRequest, export_checkpoint
+    from mtlsi_edge.deploy import build_int8_bundle
+    from mtlsi_edge.quantize.run import QuantizeRequest
 
     out = []
     # torch twice: the trained (per-task) model as is, and the batched graph the torch target
@@ -44,17 +46,17 @@ def build_bundles(ckpt: Path, work: Path, threads: int) -> list[Path]:
                                 ("openvino", "fp16", None)]:
         dev = get_target(target).default_device
         name = f"{target}-{prec}" + (f"-{graph}" if graph else "")
-        out.append(compile_bundle(work / name, target, prec, checkpoint=ckpt, graph=graph,
-                                  opts=CompileOptions(precision=prec, device=dev,
-                                                      threads=threads)))
+        out.append(compile_bundle(work / name, CompileRequest(
+            target, prec, checkpoint=ckpt, graph=graph,
+            options=CompileOptions(device=dev, threads=threads))))
     for target in ("openvino", "onnxruntime"):
-        fmt, dev = get_target(target).int8_format, get_target(target).default_device
-        q = run_quantize(ckpt, fmt, "synth", 64, None, 1, [], "performance", "attention-norm",
-                         work / f"q-{fmt}")
-        out.append(compile_bundle(work / f"{target}-int8", target, "int8", onnx_path=q["path"],
-                                  opts=CompileOptions(precision="int8", device=dev,
-                                                      threads=threads),
-                                  extra_manifest={"source_onnx": str(q["source_onnx"])}))
+        tgt = get_target(target)
+        exp = export_checkpoint(ckpt, tgt, work / f"{target}.fp32.onnx")
+        built = build_int8_bundle(exp, tgt, QuantizeRequest(n_calib=64), work / f"{target}-int8",
+                                  work)
+        if built.bundle is None:
+            raise SystemExit(f"{target} INT8: {built.failed}")
+        out.append(built.bundle)
     return out
 
 
@@ -138,8 +140,9 @@ def main() -> None:
            "results": [], "notes": []}
     for b in bundles:
         per_layer = b.name in ("openvino-fp32", "onnxruntime-fp32")
-        doc["results"].append(profile_bundle(b, threads=args.threads, time_s=args.time,
-                                             per_layer=per_layer))
+        doc["results"].append(profile_bundle(b, ProfileOptions(threads=args.threads,
+                                                               time_s=args.time,
+                                                               per_layer=per_layer)))
     report.add_ratios(doc["results"])
     report.write_all(doc, out / "benchmarks" / "profile.json", out / "benchmarks" / "profile.csv",
                      None, out / "benchmarks")

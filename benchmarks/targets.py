@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import checkpoint_or_random, machine, median_ms, timed_rounds
-from mtlsi_edge.compiler import compile_bundle
+from mtlsi_edge.compiler import CompileRequest, compile_bundle
 from mtlsi_edge.data.seeds import TIMING_SEED
 from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.machine import cpu_flags
@@ -53,8 +53,9 @@ def run(ckpt: Path, work: Path, threads: int, runs: int, rounds: int) -> list[st
     preds: dict[tuple[str, str], Predictor] = {}
     for graph in graphs:
         for target, dev, _ in TARGETS:
-            b = compile_bundle(work / f"{target}-{graph}", target, "fp32", checkpoint=ckpt,
-                               graph=graph, opts=CompileOptions(device=dev, threads=threads))
+            b = compile_bundle(work / f"{target}-{graph}", CompileRequest(
+                target, "fp32", checkpoint=ckpt, graph=graph,
+                options=CompileOptions(device=dev, threads=threads)))
             preds[target, graph] = Predictor.from_bundle(b, threads=threads)
     size = preds["torch", "per-task"].input_size
     small, cam = _frame(size), _frame(CAMERA)
@@ -100,8 +101,9 @@ def run(ckpt: Path, work: Path, threads: int, runs: int, rounds: int) -> list[st
                f"per-task on OpenVINO: **{ov['per-task'] / ov['batched']:.2f}×**.", ""]
 
     # Host side: frame I/O vs float input with host pre/postprocessing (OpenVINO, batched).
-    tensor_b = compile_bundle(work / "openvino-tensor", "openvino", "fp32", checkpoint=ckpt,
-                              frame_io=False, opts=CompileOptions(device="CPU", threads=threads))
+    tensor_b = compile_bundle(work / "openvino-tensor", CompileRequest(
+        "openvino", "fp32", checkpoint=ckpt, frame_io=False,
+        options=CompileOptions(device="CPU", threads=threads)))
     host = {"frame I/O (this release)": preds["openvino", "batched"],
             "float input, host pre/post (schema 2)": Predictor.from_bundle(tensor_b,
                                                                            threads=threads)}
@@ -136,8 +138,9 @@ def run(ckpt: Path, work: Path, threads: int, runs: int, rounds: int) -> list[st
            "| label stride | compute ms | label agreement % (mean / min) |", "|---|---|---|"]
     lab_p = {}
     for s in (1, 2, 4):
-        b = compile_bundle(work / f"openvino-label{s}", "openvino", "fp32", checkpoint=ckpt,
-                           label_stride=s, opts=CompileOptions(device="CPU", threads=threads))
+        b = compile_bundle(work / f"openvino-label{s}", CompileRequest(
+            "openvino", "fp32", checkpoint=ckpt, label_stride=s,
+            options=CompileOptions(device="CPU", threads=threads)))
         lab_p[s] = Predictor.from_bundle(b, threads=threads)
     t = timed_rounds({s: (lambda p=p, x=p.sample_input(): p.runner(x))
                        for s, p in lab_p.items()}, runs, rounds)

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from mtlsi_edge.data.datasets import build_dataset
+from mtlsi_edge.data.seeds import CALIBRATION_SEED
 from mtlsi_edge.data.synthindoor import render_sample
 from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.fileio import atomic_write_bytes, atomic_write_json
@@ -112,9 +113,9 @@ def build_calibration_set(source: str, n: int, size: tuple[int, int], seed: int 
     with quiet_native():  # FFmpeg / libpng lines on broken inputs stay out of the output
         if source == "synth":
             for i in range(n):
-                s = render_sample(10_000_000 + seed * 100_003 + i, size=size)  # disjoint from data
+                s = render_sample(CALIBRATION_SEED + seed * 100_003 + i, size=size)
                 frames.append(s.image_rgb[:, :, ::-1])
-                origins.append(f"synth:{10_000_000 + seed * 100_003 + i}")
+                origins.append(f"synth:{CALIBRATION_SEED + seed * 100_003 + i}")
         elif ":" in source and os.path.isdir(source.rsplit(":", 1)[0]):
             root, split = source.rsplit(":", 1)
             ds = build_dataset(root, split, _any_task_set(root))

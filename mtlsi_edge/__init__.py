@@ -2,7 +2,7 @@
 
 The public API (imported on first use, so ``import mtlsi_edge`` stays light)::
 
-    from mtlsi_edge import create_model, compile_bundle, load_bundle, Predictor, get_task_set
+    from mtlsi_edge import create_model, compile_bundle, CompileRequest, load_bundle, Predictor
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ _API = {
     "MTLSIConfig": "mtlsi_edge.model.mtlsi",
     "Predictor": "mtlsi_edge.runtime.predictor",
     "compile_bundle": "mtlsi_edge.compiler",
+    "CompileRequest": "mtlsi_edge.compiler",
     "load_bundle": "mtlsi_edge.bundle",
     "check_bundle": "mtlsi_edge.verify",
     "TaskSet": "mtlsi_edge.tasks",

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlsi_edge.backends import BACKENDS, TARGET_NAMES, precisions_of
-from mtlsi_edge.backends.openvino import first_line
+from mtlsi_edge.backends import TARGET_NAMES, precisions_of
 from mtlsi_edge.errors import BundleError
 from mtlsi_edge.fileio import atomic_write_json, sha256
 from mtlsi_edge.inputs import IMAGENET
-from mtlsi_edge.native import quiet_native
 from mtlsi_edge.signing import SIGNATURE_FILE, check_signature
 from mtlsi_edge.tasks import TaskSet
 
@@ -40,97 +38,6 @@ MANIFEST = "manifest.json"
 #: and their thresholds): a manifest claiming schema 1 while carrying one is a downgrade — it
 #: would be honoured without the integrity check — and is refused.
 _LATER_FIELDS = ("integrity", "reference")
-
-
-_QDQ_OPS = (b"QuantizeLinear", b"DequantizeLinear")
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    """The protobuf varint at ``buf[i]`` and the index after it."""
-    shift = value = 0
-    while True:
-        if i >= len(buf):
-            raise ValueError("truncated varint")
-        b = buf[i]
-        value |= (b & 0x7F) << shift
-        i += 1
-        if not b & 0x80:
-            return value, i
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _fields(buf: bytes):
-    """(field number, wire type, value) of each field of one protobuf message; value is the
-    bytes of a length-delimited field, else None (skipped)."""
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            _, i = _varint(buf, i)
-            yield num, wire, None
-        elif wire == 1:
-            i += 8
-            yield num, wire, None
-        elif wire == 2:
-            n, i = _varint(buf, i)
-            if i + n > len(buf):
-                raise ValueError("truncated field")
-            yield num, wire, buf[i:i + n]
-            i += n
-        elif wire == 5:
-            i += 4
-            yield num, wire, None
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-
-
-def _graph_qdq(graph: bytes) -> int:
-    """Q/DQ nodes of an ONNX ``GraphProto`` (``node`` = field 1, ``NodeProto.op_type`` =
-    field 4), subgraphs of control-flow nodes (``NodeProto.attribute`` = 5,
-    ``AttributeProto.g`` = 6 / ``graphs`` = 11) included."""
-    n = 0
-    for num, _, node in _fields(graph):
-        if num != 1 or node is None:
-            continue
-        for fnum, _, val in _fields(node):
-            if fnum == 4 and val in _QDQ_OPS:
-                n += 1
-            elif fnum == 5 and val is not None:
-                n += sum(_graph_qdq(g) for anum, _, g in _fields(val)
-                         if anum in (6, 11) and g is not None)
-    return n
-
-
-def onnx_qdq_count(path: Path) -> int:
-    """QuantizeLinear/DequantizeLinear nodes of an ONNX file, read from its protobuf wire
-    format (``ModelProto.graph`` = field 7) — the device needs no ``onnx`` package for it."""
-    try:
-        buf = Path(path).read_bytes()
-        top = list(_fields(buf))  # a ModelProto at all (cheap: the graph is one field)
-        if not any(num == 7 and g is not None for num, _, g in top):
-            raise ValueError("no graph")
-        if b"QuantizeLinear" not in buf:  # (also covers DequantizeLinear) most files: no walk
-            return 0
-        return sum(_graph_qdq(g) for num, _, g in top if num == 7 and g is not None)
-    except (ValueError, IndexError) as e:
-        raise BundleError(f"{path}: not a readable ONNX file ({e})") from None
-
-
-def quantization_ops(path: Path) -> int:
-    """How many quantisation nodes a model file holds (ONNX Q/DQ, OpenVINO FakeQuantize)."""
-    if path.suffix == ".xml":
-        import openvino as ov
-
-        try:
-            with quiet_native():  # the frontends' lines on a garbage file stay out
-                model = ov.Core().read_model(str(path))
-        except RuntimeError as e:  # OpenVINO reports unreadable IRs as RuntimeError
-            raise BundleError(f"{path}: OpenVINO cannot read it: {first_line(e)}") from None
-        return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
-    return onnx_qdq_count(path)
 
 
 #: Deploy graphs of a model: its task branches as one op each, or the per-task reference.
@@ -153,46 +60,6 @@ def write_manifest(folder: Path, manifest: dict) -> Path:
     """Write ``manifest.json`` with its own integrity hash (over its canonical JSON)."""
     manifest = {**manifest, "integrity": _canonical_hash(manifest)}
     return atomic_write_json(folder / MANIFEST, manifest)
-
-
-def check_io(runner, manifest: dict, folder: Path) -> None:
-    """The model file must be what the manifest says: its precision label true of it, its
-    real input and outputs the manifest's (names, channels per task)."""
-    model_file = (BACKENDS[manifest["target"]].model_file if manifest["target"] in BACKENDS
-                  else None)
-    if model_file is not None:
-        n = quantization_ops(folder / model_file)
-        if (manifest["precision"] == "int8") != (n > 0):
-            raise BundleError(f"{folder}: manifest says {manifest['precision']} but "
-                              f"{model_file} has {n} quantisation nodes")
-    io = getattr(runner, "io", None)
-    if io is None:
-        return
-    in_shape, out_shapes = io()
-    h, w = manifest["input"]["size"]
-    frame = manifest.get("io") == "frame"
-    want = (h, w, 3) if frame else (3, h, w)
-    if len(in_shape) != 4 or any(isinstance(d, int) and d != e
-                                 for d, e in zip(in_shape[1:], want)):
-        raise BundleError(f"{folder}: model input {list(in_shape)} does not match the "
-                          f"manifest's {'×'.join(map(str, want))}")
-    for t in TaskSet.from_dict(manifest["task_set"]):
-        if t.name not in out_shapes:
-            raise BundleError(f"{folder}: model has no output {t.name!r} (it has "
-                              f"{', '.join(out_shapes) or 'none'})")
-        shape = out_shapes[t.name]
-        layout = manifest.get("output_layouts", runner.layouts).get(t.name, "NCHW")
-        ch = shape[3] if layout == "NHWC" else shape[1]
-        need = 1 if frame and t.spec.output == "labels" else t.out_channels  # labels
-        if len(shape) != 4 or (isinstance(ch, int) and ch != need):
-            raise BundleError(f"{folder}: output {t.name!r} has shape {list(shape)}, the "
-                              f"manifest's task needs {need} channels")
-        hw = shape[1:3] if layout == "NHWC" else shape[2:4]
-        want_hw = manifest.get("label_size") if frame and t.spec.output == "labels" else None
-        if want_hw and all(isinstance(d, int) for d in hw) and list(hw) != list(want_hw):
-            raise BundleError(f"{folder}: output {t.name!r} has labels of "
-                              f"{hw[0]}×{hw[1]}, the manifest's label_size is "
-                              f"{want_hw[0]}×{want_hw[1]}")
 
 
 def check_destination(out: Path) -> None:
@@ -228,12 +95,6 @@ def check_destination(out: Path) -> None:
             why = f"it holds files that are not part of the bundle (e.g. {sorted(others)[0]})"
     raise BundleError(f"{out}: folder exists and is not a bundle ({why}); refusing to replace "
                       f"it: choose a new --out path")
-
-
-def run_each(runner, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Run image by image (batch 1 is what static exports accept) and stack."""
-    outs = [runner(x[i:i + 1]) for i in range(len(x))]
-    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
 def load_bundle(path: str | Path, trust: dict | None = None) -> tuple[dict, Path]:
@@ -337,24 +198,7 @@ def _check_fields(m: dict, mpath: Path) -> None:
     if m.get("io", "tensor") not in ("tensor", "frame"):
         raise bad("'io'", f"must be 'tensor' or 'frame', got {m.get('io')!r}")
     if m.get("io") == "frame":
-        if m.get("label_stride") not in (1, 2, 4):
-            raise bad("'label_stride'", f"must be 1, 2 or 4, got {m.get('label_stride')!r}")
-        ls = m.get("label_size")
-        if ls is not None and not (isinstance(ls, list) and len(ls) == 2 and all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in ls)):
-            raise bad("'label_size'", f"must be null or [H, W] positive integers, got {ls!r}")
-        stride = m["label_stride"]
-        want = None if stride == 4 else [v // stride for v in inp["size"]]
-        if ls != want:
-            raise bad("'label_size'", f"{ls!r} does not match label_stride {stride} of the "
-                                      f"{inp['size'][0]}×{inp['size'][1]} input ({want!r})")
-        # The normalisation is folded into the model file; the manifest only records it.
-        for key, folded in (("mean", IMAGENET.mean), ("std", IMAGENET.std)):
-            if not np.allclose(inp[key], folded, rtol=0, atol=1e-7):
-                raise bad(f"'input.{key}'", f"{inp[key]!r} is not the normalisation folded "
-                                            f"into the model ({list(folded)})")
-        if (inp.get("dtype"), inp.get("layout"), inp.get("color")) != ("uint8", "NHWC", "BGR"):
-            raise bad("'input'", "of a frame-I/O bundle must be uint8 NHWC BGR")
+        _check_frame_fields(m, bad)
     if m.get("graph") not in (None, *GRAPHS):
         raise bad("'graph'", f"must be null or one of {', '.join(GRAPHS)}, got {m.get('graph')!r}")
     if m.get("output_stride", 4) not in (1, 4):
@@ -371,3 +215,27 @@ def _check_fields(m: dict, mpath: Path) -> None:
         why = t.spec.threshold_problem(ref["thresholds"][t.name])
         if why:
             raise bad(f"'reference.thresholds.{t.name}'", why)
+
+
+def _check_frame_fields(m: dict, bad) -> None:
+    """The fields of a frame-I/O bundle: label stride and size, the folded normalisation,
+    the uint8 NHWC BGR input."""
+    inp = m["input"]
+    if m.get("label_stride") not in (1, 2, 4):
+        raise bad("'label_stride'", f"must be 1, 2 or 4, got {m.get('label_stride')!r}")
+    ls = m.get("label_size")
+    if ls is not None and not (isinstance(ls, list) and len(ls) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in ls)):
+        raise bad("'label_size'", f"must be null or [H, W] positive integers, got {ls!r}")
+    stride = m["label_stride"]
+    want = None if stride == 4 else [v // stride for v in inp["size"]]
+    if ls != want:
+        raise bad("'label_size'", f"{ls!r} does not match label_stride {stride} of the "
+                                  f"{inp['size'][0]}×{inp['size'][1]} input ({want!r})")
+    # The normalisation is folded into the model file; the manifest only records it.
+    for key, folded in (("mean", IMAGENET.mean), ("std", IMAGENET.std)):
+        if not np.allclose(inp[key], folded, rtol=0, atol=1e-7):
+            raise bad(f"'input.{key}'", f"{inp[key]!r} is not the normalisation folded "
+                                        f"into the model ({list(folded)})")
+    if (inp.get("dtype"), inp.get("layout"), inp.get("color")) != ("uint8", "NHWC", "BGR"):
+        raise bad("'input'", "of a frame-I/O bundle must be uint8 NHWC BGR")

@@ -34,7 +34,6 @@ from mtlsi_edge.fileio import atomic_write
 from mtlsi_edge.inputs import IMAGENET
 from mtlsi_edge.model.mtlsi import MTLSINet
 from mtlsi_edge.objectives import task_activate
-from mtlsi_edge.verify import to_nchw
 
 if TYPE_CHECKING:
     import onnx
@@ -347,22 +346,39 @@ def with_frame_io(proto, mean: tuple[float, ...], std: tuple[float, ...],
     Works on FP32 and QDQ INT8 graphs alike (the new ops are float ops outside the quantised
     region).
     """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     g = proto.graph
     static = _output_types(proto, label_outputs)  # before the graph is rewired
     opset = _opset(proto)
+    pre = _frame_input_nodes(g, mean, std)
+    post = []
+    for out_name in label_outputs:
+        post += _label_nodes(g, out_name, static.get(out_name, (None, [])), label_size, opset)
+        _retype_label_output(g, out_name, label_size)
+    nodes = pre + list(g.node) + post
+    del g.node[:]
+    g.node.extend(nodes)
+    return proto
+
+
+def _add_initializer(g: onnx.GraphProto, name: str, a: np.ndarray) -> str:
+    """Add ``a`` to ``g`` as initializer ``name``; returns the name."""
+    from onnx import numpy_helper
+
+    g.initializer.append(numpy_helper.from_array(a, name))
+    return name
+
+
+def _frame_input_nodes(g: onnx.GraphProto, mean: tuple[float, ...],
+                       std: tuple[float, ...]) -> list[onnx.NodeProto]:  # fmt: skip
+    """Make ``g``'s input the uint8 BGR NHWC frame; returns the nodes (to go first) that turn
+    it into the normalised NCHW float tensor the rest of the graph reads."""
+    from onnx import TensorProto, helper
+
     old = g.input[0]
     dims = [d.dim_value or d.dim_param for d in old.type.tensor_type.shape.dim]
     name, inner = old.name, old.name + "__nchw"
     for node in g.node:
         node.input[:] = [inner if i == name else i for i in node.input]
-
-    def const(n: str, a: np.ndarray):
-        g.initializer.append(numpy_helper.from_array(a, n))
-        return n
-
     # Channel flip, mean and std as one 1×1 convolution: W[o, i] = [i is BGR of o] / (255·std_o),
     # bias −mean_o/std_o.  ONNX Runtime ran Gather + Sub + Mul in 1.26 ms at 240×320 against
     # 0.47 ms for this (measured); outputs differ by ≤ 3e-7.
@@ -373,58 +389,80 @@ def with_frame_io(proto, mean: tuple[float, ...], std: tuple[float, ...],
     pre = [
         helper.make_node("Cast", [name], [name + "__f"], to=TensorProto.FLOAT),
         helper.make_node("Transpose", [name + "__f"], [name + "__t"], perm=[0, 3, 1, 2]),
-        helper.make_node("Conv", [name + "__t", const(name + "__norm_w", w),
-                                  const(name + "__norm_b", -mean32 / std32)], [inner]),
+        helper.make_node("Conv", [name + "__t", _add_initializer(g, name + "__norm_w", w),
+                                  _add_initializer(g, name + "__norm_b", -mean32 / std32)],
+                         [inner]),
     ]
     g.input.remove(old)
     g.input.insert(0, helper.make_tensor_value_info(
         name, TensorProto.UINT8, [dims[0], dims[2], dims[3], 3]))
-    post = []
-    for out_name in label_outputs:
-        logits = out_name + "__logits"
-        for node in g.node:
-            node.output[:] = [logits if o == out_name else o for o in node.output]
-            node.input[:] = [logits if i == out_name else i for i in node.input]
-        elem, chw = static.get(out_name, (None, []))
-        if (label_size is not None and elem == TensorProto.FLOAT and len(chw) == 3
-                and all(chw) and opset >= 11):  # index_put needs ScatterND (opset 11)
-            # bilinear_argmax as the eager graph runs it: the edge share decides (an If)
-            # between the edge blend and the full resize.
-            share, blend = out_name + "__edge_share", out_name + "__blend"
-            parts = _splice(onnx.load_from_string(_label_parts_onnx(
-                tuple(chw), tuple(label_size), opset)), g, out_name + "__labels/",
-                {"logits": logits, "edge_share": share, "labels": blend})
-            outer = _producers(parts, share)
-            branch = [n for n in parts if all(n is not m for m in outer)]
-            post += outer + [
-                helper.make_node("Greater", [share, const(
-                    out_name + "__dense_above", np.asarray(DENSE_ABOVE, np.float32))],
-                    [out_name + "__dense"]),
-                helper.make_node(
-                    "If", [out_name + "__dense"], [out_name],
-                    then_branch=helper.make_graph(
-                        _resize_argmax_nodes(g, logits, out_name, label_size,
-                                             out_name + "__resized"),
-                        out_name + "__resize", [],
-                        [helper.make_tensor_value_info(out_name + "__resized",
-                                                       TensorProto.UINT8, None)]),
-                    else_branch=helper.make_graph(
-                        branch, out_name + "__edges", [],
-                        [helper.make_tensor_value_info(blend, TensorProto.UINT8, None)]))]
-        else:  # symbolic sizes (a dynamic export), non-float logits, old opsets
-            post += _resize_argmax_nodes(g, logits, out_name, label_size, out_name)
-        for i, o in enumerate(g.output):
-            if o.name == out_name:
-                od = [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim]
-                hw = list(label_size) if label_size is not None else od[2:]
-                g.output.remove(o)
-                g.output.insert(i, helper.make_tensor_value_info(
-                    out_name, TensorProto.UINT8, [od[0] if od else "N", 1, *hw]))
-                break
-    nodes = pre + list(g.node) + post
-    del g.node[:]
-    g.node.extend(nodes)
-    return proto
+    return pre
+
+
+def _label_nodes(g: onnx.GraphProto, out_name: str, static: tuple[int | None, list[int]],
+                 label_size: tuple[int, int] | None, opset: int) -> list[onnx.NodeProto]:
+    """Rename output ``out_name`` of ``g`` (segmentation logits) to ``…__logits``; returns the
+    nodes (to go last) that compute the uint8 labels ``out_name`` from it.  ``static``: the
+    logits' element type and ``C, h, w`` (0 where unknown)."""
+    from onnx import TensorProto
+
+    logits = out_name + "__logits"
+    for node in g.node:
+        node.output[:] = [logits if o == out_name else o for o in node.output]
+        node.input[:] = [logits if i == out_name else i for i in node.input]
+    elem, chw = static
+    if (label_size is not None and elem == TensorProto.FLOAT and len(chw) == 3
+            and all(chw) and opset >= 11):  # index_put needs ScatterND (opset 11)
+        return _bilinear_argmax_nodes(g, out_name, tuple(chw), label_size, opset)
+    # symbolic sizes (a dynamic export), non-float logits, old opsets
+    return _resize_argmax_nodes(g, logits, out_name, label_size, out_name)
+
+
+def _bilinear_argmax_nodes(g: onnx.GraphProto, out_name: str, chw: tuple[int, int, int],
+                           label_size: tuple[int, int], opset: int) -> list[onnx.NodeProto]:
+    """Labels ``out_name`` from ``out_name__logits`` (static ``chw``) by :func:`bilinear_argmax`
+    as the eager graph runs it: the edge share decides (an If) between the edge blend and the
+    full resize.  Initializers go into ``g``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    logits = out_name + "__logits"
+    share, blend = out_name + "__edge_share", out_name + "__blend"
+    parts = _splice(onnx.load_from_string(_label_parts_onnx(chw, tuple(label_size), opset)), g,
+                    out_name + "__labels/", {"logits": logits, "edge_share": share,
+                                              "labels": blend})  # fmt: skip
+    outer = _producers(parts, share)
+    branch = [n for n in parts if all(n is not m for m in outer)]
+    return outer + [
+        helper.make_node("Greater", [share, _add_initializer(
+            g, out_name + "__dense_above", np.asarray(DENSE_ABOVE, np.float32))],
+            [out_name + "__dense"]),
+        helper.make_node(
+            "If", [out_name + "__dense"], [out_name],
+            then_branch=helper.make_graph(
+                _resize_argmax_nodes(g, logits, out_name, label_size, out_name + "__resized"),
+                out_name + "__resize", [],
+                [helper.make_tensor_value_info(out_name + "__resized",
+                                               TensorProto.UINT8, None)]),
+            else_branch=helper.make_graph(
+                branch, out_name + "__edges", [],
+                [helper.make_tensor_value_info(blend, TensorProto.UINT8, None)]))]
+
+
+def _retype_label_output(g: onnx.GraphProto, out_name: str,
+                         label_size: tuple[int, int] | None) -> None:  # fmt: skip
+    """Declare graph output ``out_name`` as uint8 labels ``N×1×h×w`` (``label_size`` when
+    given, else the logits' own size), in place."""
+    from onnx import TensorProto, helper
+
+    for i, o in enumerate(g.output):
+        if o.name == out_name:
+            od = [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim]
+            hw = list(label_size) if label_size is not None else od[2:]
+            g.output.remove(o)
+            g.output.insert(i, helper.make_tensor_value_info(
+                out_name, TensorProto.UINT8, [od[0] if od else "N", 1, *hw]))
+            break
 
 
 def _output_types(proto: onnx.ModelProto, names: list[str]
@@ -510,31 +548,3 @@ def normalize(images_rgb_uint8: np.ndarray) -> np.ndarray:
     x = images_rgb_uint8.astype(np.float32) / 255.0
     x = (x - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
-def parity_report(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_set,
-                  ref_layouts: dict[str, str] | None = None,
-                  got_layouts: dict[str, str] | None = None) -> dict:
-    """Compare two runners' outputs on the same inputs.
-
-    Per output: max and mean abs error; segmentation: argmax agreement (%); normals: mean and
-    max angle (degrees) between the unit vectors.
-    """
-    rep = {}
-    for t in task_set:
-        a, b = to_nchw(ref[t.name], (ref_layouts or {}).get(t.name)), to_nchw(
-            got[t.name], (got_layouts or {}).get(t.name))
-        if a.dtype.kind in "iu" or b.dtype.kind in "iu":  # class labels (frame-I/O graphs)
-            rep[t.name] = {"argmax_agree_pct": float((a == b).mean() * 100)}
-            continue
-        a, b = a.astype(np.float32), b.astype(np.float32)
-        d = {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean())}
-        if t.spec.output == "labels":
-            d["argmax_agree_pct"] = float((a.argmax(1) == b.argmax(1)).mean() * 100)
-        if t.spec.output == "unit_vectors":
-            cos = np.clip((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-                                            + 1e-8), -1, 1)
-            ang = np.degrees(np.arccos(cos))
-            d["angle_mean_deg"], d["angle_max_deg"] = float(ang.mean()), float(ang.max())
-        rep[t.name] = d
-    return rep

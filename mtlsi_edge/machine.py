@@ -39,3 +39,13 @@ def cpu_flags() -> str:
 
 def has_vnni() -> bool:
     return bool(cpu_info()[1] & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def describe(flags: bool = True) -> str:
+    """One line naming this machine for a measurement: CPU model, logical cores, OS and
+    architecture (and the ISA flags, which decide kernel speed and INT8 correctness)."""
+    import os
+
+    line = (f"{cpu_info()[0]}, {os.cpu_count()} logical cores, {platform.system()} "
+            f"{platform.machine()}")
+    return f"{line}; CPU flags: {cpu_flags()}" if flags else line

@@ -736,6 +736,12 @@ class BoundaryMetric:
             self.counts.append(self.image_counts(p, g))
             self.n_valid += int(np.count_nonzero(g != IGNORE_INDEX))
 
+    def add_counts(self, counts: np.ndarray, gt: np.ndarray) -> None:
+        """Pool one image's :meth:`image_counts`, computed elsewhere (e.g. in a worker
+        process), as :meth:`update` would have."""
+        self.counts.append(counts)
+        self.n_valid += int(np.count_nonzero(np.asarray(gt) != IGNORE_INDEX))
+
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(thresholds, precision, recall, f)`` of the pooled counts, as fractions."""
         c = np.sum(self.counts, axis=0) if self.counts else np.zeros((4, len(self.thresholds)))

@@ -14,6 +14,7 @@ one call); with neither, :data:`DEFAULT_TIME_S`.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,3 +114,25 @@ def time_call(fn: Callable[[], object], warmup_s: float = WARMUP_S,
     """:func:`measure` ``fn`` and summarise: the per-call times and their statistics."""
     times = measure(fn, warmup_s=warmup_s, warmup_runs=warmup_runs, time_s=time_s, runs=runs)
     return TimingStats(times, summarize(times))
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, runs: int,
+                warmup_s: float = 0.3) -> dict[str, TimingStats]:
+    """Time each ``fn`` in ``rounds`` alternating rounds of ``runs`` calls (every fn in every
+    round, so drift of the machine — clocks, a neighbour's load — hits all alike); returns
+    each fn's calls of all rounds together, with the median of the round medians in
+    ``stats["round_median_ms"]`` (the statistic the benchmarks' ratios use)."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be ≥ 1, got {rounds}")
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    medians: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time_call(fn, warmup_s=warmup_s, runs=runs)
+            times[k] += t.times_s
+            medians[k].append(t.median_ms)
+    out = {}
+    for k in fns:
+        out[k] = TimingStats(times[k], {**summarize(times[k]),
+                                        "round_median_ms": statistics.median(medians[k])})
+    return out

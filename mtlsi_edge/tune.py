@@ -1,9 +1,12 @@
 """``mtlsi-edge tune``: the most accurate bundle that meets a latency budget on this machine.
 
 The search space is input resolution × precision × runtime knobs (threads, performance hint).
-Every (resolution, precision) is built as a real bundle (:func:`mtlsi_edge.bundle.
-compile_bundle`, INT8 through :func:`mtlsi_edge.quantize.run.run_quantize`) and must pass its
-parity gate or is discarded with the reason.  Each knob setting is timed end to end
+Every (resolution, precision) is built as a real bundle (:func:`mtlsi_edge.compiler.
+compile_bundle`, INT8 through :func:`mtlsi_edge.deploy.build_int8_bundle`) and must pass its
+parity gate or is discarded with the reason; a resolution's checkpoint is built and exported
+once.  A resolution whose fastest gated precision misses the budget is not tried at the
+slower ones (:data:`mtlsi_edge.precisions.SPEED_ORDER`; measured, not assumed: the fastest
+one's latency is what decides).  Each knob setting is timed end to end
 (``Predictor(frame)`` on a frame of ``frame_size``) and scored: without labels by agreement
 with the FP32 bundle at the training size on held-out frames, with ``val`` by the labelled
 metrics relative to that same reference.  Structured pruning is not searched (yet).
@@ -27,27 +30,26 @@ import numpy as np
 from rich.progress import Progress
 
 from mtlsi_edge.bundle import check_destination
-from mtlsi_edge.compiler import compile_bundle
+from mtlsi_edge.compiler import CompileRequest, Exported, compile_bundle, export_checkpoint
 from mtlsi_edge.data.seeds import gate_frames
+from mtlsi_edge.deploy import build_int8_bundle
 from mtlsi_edge.errors import MtlsiError
+from mtlsi_edge.evaluation import evaluate_predictor, load_val_set
 from mtlsi_edge.fileio import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     replace_dir,
 )
-from mtlsi_edge.quantize.accuracy import evaluate_predictor, load_val_set
-from mtlsi_edge.quantize.run import run_quantize
+from mtlsi_edge.precisions import SPEED_ORDER
+from mtlsi_edge.quantize.run import QuantizeRequest
 from mtlsi_edge.runtime.predictor import Predictor
-from mtlsi_edge.targets import TARGETS, CompileOptions, get_target
+from mtlsi_edge.targets import TARGETS, CompileOptions, Target, get_target
 from mtlsi_edge.timing import time_call
 from mtlsi_edge.train.checkpoint import build_from_checkpoint, read_checkpoint_meta
 from mtlsi_edge.verify import VerificationError
 from mtlsi_edge.verify import measure as agreement
 
-#: Fastest first: a resolution whose fastest gated precision misses the budget is not tried at
-#: the slower ones (measured, not assumed: the fastest one's latency is what decides).
-SPEED_ORDER = ("int8", "fp16", "fp32")
 DEFAULT_SCALES = (1.0, 0.8, 0.67, 0.5)
 
 
@@ -173,184 +175,251 @@ def _install(src: Path, dst: Path) -> Path:
     return replace_dir(stage, dst)
 
 
-def tune(checkpoint: str | Path, target: str, budget_ms: float, out: str | Path,
-         frame_size: tuple[int, int] = (480, 640), max_minutes: float = 10.0,
-         scales: Sequence[float] = DEFAULT_SCALES, min_side: int = 64,
-         precisions: Sequence[str] | None = None,
-         threads: Sequence[int | None] = (1, 2), hints: Sequence[str] = ("latency",),
-         time_s: float = 2.0, runs: int | None = None, warmup_runs: int = 5,
-         n_frames: int = 6, val: str | Path | None = None, val_limit: int = 20,
-         n_calib: int = 32, gate_overrides: dict[str, float] | None = None,
-         console=None, progress: bool = True,
-         clock: Callable[[], float] = time.monotonic) -> dict:
+@dataclass(frozen=True)
+class TuneRequest:
+    """One search (the ``tune`` command's options).
+
+    target, budget_ms: where, and the end-to-end median latency to meet.  frame_size: the
+    camera frame timed.  max_minutes: the search's bound.  scales, min_side: candidate
+    resolutions (:func:`candidate_sizes`).  precisions (None: the target's), threads, hints:
+    the rest of the space.  time_s / runs, warmup_runs: timing of each knob setting.  n_frames:
+    held-out frames of the parity score.  val, val_limit: labelled scoring instead.  n_calib:
+    calibration samples of INT8 candidates.  gate: parity-gate threshold overrides.
+    """
+
+    target: str
+    budget_ms: float
+    frame_size: tuple[int, int] = (480, 640)
+    max_minutes: float = 10.0
+    scales: Sequence[float] = DEFAULT_SCALES
+    min_side: int = 64
+    precisions: Sequence[str] | None = None
+    threads: Sequence[int | None] = (1, 2)
+    hints: Sequence[str] = ("latency",)
+    time_s: float = 2.0
+    runs: int | None = None
+    warmup_runs: int = 5
+    n_frames: int = 6
+    val: Path | None = None
+    val_limit: int = 20
+    n_calib: int = 32
+    gate: dict[str, float] | None = None
+
+    def check(self, tgt: Target) -> list[str]:
+        """Every option against the target, before any work; the precisions searched."""
+        tgt.require(error=TuneError)
+        precisions = list(self.precisions or tgt.precisions)
+        bad = [p for p in precisions if p not in tgt.precisions]
+        if bad:
+            raise TuneError(f"target {self.target} supports {', '.join(tgt.precisions)}, "
+                            f"not {bad[0]}")
+        if "int8" in precisions and tgt.int8 is None:
+            routes = ", ".join(n for n, t in TARGETS.items() if t.int8)
+            raise TuneError(f"tune builds INT8 for {routes} only, not {self.target}")
+        bad_hint = [h for h in self.hints if h not in ("latency", "throughput")]
+        if bad_hint:
+            raise TuneError(f"bad hint {bad_hint[0]!r}: latency or throughput")
+        if any(t is not None and t < 1 for t in self.threads):
+            raise TuneError(f"bad threads {min(t for t in self.threads if t is not None)}: "
+                            f"must be ≥ 1")
+        if not (self.max_minutes > 0 and self.budget_ms > 0):
+            raise TuneError("max_minutes and the budget must be > 0")
+        return [p for p in SPEED_ORDER if p in precisions]
+
+
+class _Candidates:
+    """Each (resolution, precision) built as a gated bundle once (the checkpoint resized,
+    built and exported once per resolution), and scored once against the reference."""
+
+    def __init__(self, req: TuneRequest, tgt: Target, jpath: Path, work: Path, folder: Path):
+        self.req, self.tgt, self.jpath, self.work, self.folder = req, tgt, jpath, work, folder
+        self.built: dict[tuple, dict] = {}
+        self.exported: dict[tuple, Exported] = {}
+        self.scored: dict[tuple, dict] = {}
+        self.frames = gate_frames(req.frame_size, req.n_frames)
+        self.ref_outs: list[dict] = []
+        self.ref_val: dict | None = None
+        self.task_set = None
+
+    def _exported(self, size: tuple[int, int]) -> Exported:
+        if size not in self.exported:
+            ck = resized_checkpoint(self.jpath, size, self.work)
+            self.exported[size] = export_checkpoint(
+                ck, self.tgt, self.work / f"{size[0]}x{size[1]}.fp32.onnx")
+        return self.exported[size]
+
+    def build(self, size: tuple[int, int], precision: str) -> dict:
+        """Bundle + gate of one (size, precision), once: {"bundle"} or {"error", "status"}."""
+        key = (size, precision)
+        if key in self.built:
+            return self.built[key]
+        out = self.folder / f"{self.tgt.name}-{size[0]}x{size[1]}-{precision}"
+        exp = self._exported(size)
+        if precision == "int8":
+            q = QuantizeRequest(n_calib=self.req.n_calib, val_limit=self.req.val_limit,
+                                accuracy_control=False, gate=self.req.gate)
+            b = build_int8_bundle(exp, self.tgt, q, out, self.work, log=lambda _m: None)
+            self.built[key] = ({"bundle": b.bundle} if b.bundle is not None else
+                               {"status": "gate failed", "error": b.failed})
+            return self.built[key]
+        try:
+            path = compile_bundle(out, CompileRequest(
+                self.tgt.name, precision, exported=exp, options=CompileOptions(threads=1),
+                gate=self.req.gate))
+            self.built[key] = {"bundle": path}
+        except VerificationError as e:
+            fails = "; ".join(e.result.failures) if e.result is not None else str(e)
+            self.built[key] = {"status": "gate failed", "error": fails}
+        return self.built[key]
+
+    def reference(self, train_size: tuple[int, int]) -> None:
+        """The FP32 bundle at the training size: its outputs (and labelled metrics) are what
+        every candidate is scored against."""
+        ref_built = self.build(train_size, "fp32")
+        if "bundle" not in ref_built:
+            raise VerificationError(f"the FP32 reference bundle failed its parity gate: "
+                                    f"{ref_built['error']}")
+        ref = Predictor.from_bundle(ref_built["bundle"], threads=max(
+            [t for t in self.req.threads if t] or [1]))
+        self.ref_outs = [ref(f) for f in self.frames]
+        self.task_set = ref.task_set
+        if self.req.val is not None:
+            self.ref_val = evaluate_predictor(ref, load_val_set(
+                str(self.req.val), "val", self.task_set, ref.input_size, self.req.val_limit))
+
+    def score(self, key: tuple, bundle: Path) -> dict:
+        if key not in self.scored:
+            pred = Predictor.from_bundle(bundle, threads=1)
+            if self.req.val is not None:
+                vs = load_val_set(str(self.req.val), "val", self.task_set, pred.input_size,
+                                  self.req.val_limit)
+                self.scored[key] = labelled_scores(evaluate_predictor(pred, vs), self.ref_val,
+                                                   self.task_set)
+            else:
+                self.scored[key] = parity_scores(self.ref_outs, [pred(f) for f in self.frames],
+                                                 self.task_set)
+        return self.scored[key]
+
+
+def _time_row(row: Row, cands: _Candidates, req: TuneRequest) -> None:
+    """Build (once), gate, score and time one knob setting into ``row``."""
+    b = cands.build(row.size, row.precision)
+    if "bundle" not in b:
+        row.status, row.reason, row.gate = b["status"], b["error"], "fail"
+        return
+    row.bundle, row.gate = str(b["bundle"]), "pass"
+    row.tasks = cands.score((row.size, row.precision), b["bundle"])
+    row.score = float(np.mean([v["score"] for v in row.tasks.values()]))
+    pred = Predictor.from_bundle(b["bundle"], threads=row.threads, hint=row.hint)
+    timed = time_call(lambda p=pred, f=cands.frames[0]: p(f), warmup_runs=req.warmup_runs,
+                      time_s=None if req.runs else req.time_s, runs=req.runs)
+    del pred
+    row.median_ms, row.p90_ms = timed.median_ms, timed.p90_ms
+    row.status = "ok"
+
+
+def _search(rows: list[Row], cands: _Candidates, req: TuneRequest, say, deadline: float,
+            clock, prog) -> bool:
+    """Try the rows in order until the bound; returns whether the search was stopped."""
+    stopped = False
+    missed: dict[tuple, tuple] = {}  # size → (precision tried, why slower ones are skipped)
+    for row in rows:
+        if prog is not None:
+            prog[0].update(prog[1], advance=1, description=row.label)
+        if stopped:
+            continue
+        if clock() > deadline and any(r.status != "not tried" for r in rows):
+            stopped = True
+            say(f"stopped: --max-minutes {req.max_minutes:g} reached; "
+                f"{sum(r.status == 'not tried' for r in rows)} candidates not tried")
+            continue
+        if row.size in missed and missed[row.size][0] != row.precision:
+            row.status, row.reason = "skipped", missed[row.size][1]
+            continue
+        _time_row(row, cands, req)
+        if row.status != "ok":
+            continue
+        say(f"{row.label}: {row.median_ms:.2f} ms median, score {row.score:.2f}")
+        # Once every knob of this (size, precision) is timed: if even its best misses the
+        # budget, the slower precisions at this size are not tried.
+        same = [r for r in rows if r.size == row.size and r.precision == row.precision]
+        if row is same[-1] and row.size not in missed:
+            best = min(r.median_ms for r in same if r.median_ms is not None)
+            if best > req.budget_ms:
+                missed[row.size] = (row.precision, f"{row.precision} at this size already "
+                                                   f"misses the budget ({best:.2f} ms)")
+    return stopped
+
+
+def tune(checkpoint: str | Path, req: TuneRequest, out: str | Path, console=None,
+         progress: bool = True, clock: Callable[[], float] = time.monotonic) -> dict:
     """Search, write ``pareto.{md,csv,png}`` and ``tune.json`` and the chosen bundle under
     ``out``; returns ``{"rows", "chosen", "bundle", "stopped", ...}``.  Raises
     :class:`BudgetNotMet` (after writing the table) when no gated candidate meets the budget.
     """
     t0 = clock()
-    deadline = t0 + max_minutes * 60.0
     out = Path(out)
-    tgt = get_target(target)
-    tgt.require(error=TuneError)
-    precisions = list(precisions or tgt.precisions)
-    bad = [p for p in precisions if p not in tgt.precisions]
-    if bad:
-        raise TuneError(f"target {target} supports {', '.join(tgt.precisions)}, not {bad[0]}")
-    if "int8" in precisions and tgt.int8_format is None:
-        routes = ", ".join(n for n, t in TARGETS.items() if t.int8_format)
-        raise TuneError(f"tune builds INT8 for {routes} only, not {target}")
-    bad_hint = [h for h in hints if h not in ("latency", "throughput")]
-    if bad_hint:
-        raise TuneError(f"bad hint {bad_hint[0]!r}: latency or throughput")
-    if any(t is not None and t < 1 for t in threads):
-        raise TuneError(f"bad threads {min(t for t in threads if t is not None)}: must be ≥ 1")
-    if not (max_minutes > 0 and budget_ms > 0):
-        raise TuneError("max_minutes and the budget must be > 0")
+    tgt = get_target(req.target)
+    order = req.check(tgt)
     doc, jpath = read_checkpoint_meta(checkpoint)
     train_size = tuple(doc["model_config"]["input_size"])
-    sizes = candidate_sizes(train_size, scales, min_side)
-    order = [p for p in SPEED_ORDER if p in precisions]
-    work = out / "work"
-    cand_dir = out / "candidates"
+    sizes = candidate_sizes(train_size, req.scales, req.min_side)
+    work, cand_dir = out / "work", out / "candidates"
     work.mkdir(parents=True, exist_ok=True)
+
+    def say(msg: str) -> None:
+        if console is not None:
+            console.print(msg, highlight=False, markup=False)
+
     try:
-        rows = [Row(s, p, t, h) for s in sizes for p in order for t in threads for h in hints]
-        frames = gate_frames(frame_size, n_frames)
-
-        def say(msg: str) -> None:
-            if console is not None:
-                console.print(msg, highlight=False, markup=False)
-
-        built: dict[tuple, dict] = {}
-
-        def build(size: tuple[int, int], precision: str) -> dict:
-            """Bundle + gate of one (size, precision), once: {"bundle"} or {"error", "status"}."""
-            key = (size, precision)
-            if key in built:
-                return built[key]
-            name = f"{target}-{size[0]}x{size[1]}-{precision}"
-            ck = resized_checkpoint(jpath, size, work)
-            opts = CompileOptions(precision=precision, threads=1)
-            try:
-                if precision == "int8":
-                    q = run_quantize(ck, tgt.int8_format, "synth",
-                                     n_calib, None, val_limit, [], "performance",
-                                     "attention-norm", work / f"{name}.q", accuracy_control=False,
-                                     gate_overrides=gate_overrides, target=tgt.int8_rules)
-                    path = compile_bundle(cand_dir / name, target, "int8", onnx_path=q["path"],
-                                          opts=opts, gate_overrides=gate_overrides,
-                                          extra_manifest={"source_onnx": str(q["source_onnx"])})
-                else:
-                    path = compile_bundle(cand_dir / name, target, precision, checkpoint=ck,
-                                          opts=opts, gate_overrides=gate_overrides)
-                built[key] = {"bundle": path}
-            except VerificationError as e:
-                fails = "; ".join(e.result.failures) if e.result is not None else str(e)
-                built[key] = {"status": "gate failed", "error": fails}
-            return built[key]
-
-        # The reference: the FP32 bundle at the training size, also a candidate when fp32 is.
-        say(f"reference: {target} fp32 at {train_size[0]}x{train_size[1]} (training size)")
-        ref_built = build(train_size, "fp32")
-        if "bundle" not in ref_built:
-            raise VerificationError(f"the FP32 reference bundle failed its parity gate: "
-                                    f"{ref_built['error']}")
-        ref_pred = Predictor.from_bundle(ref_built["bundle"], threads=max(
-            [t for t in threads if t] or [1]))
-        ref_outs = [ref_pred(f) for f in frames]
-        task_set = ref_pred.task_set
-        ref_val = None
-        if val is not None:
-            ref_val = evaluate_predictor(ref_pred, load_val_set(str(val), "val", task_set,
-                                                                ref_pred.input_size, val_limit))
-        del ref_pred
-        scored: dict[tuple, dict] = {}
-
-        def score(key: tuple, bundle: Path) -> dict:
-            if key not in scored:
-                pred = Predictor.from_bundle(bundle, threads=1)
-                if val is not None:
-                    vs = load_val_set(str(val), "val", task_set, pred.input_size, val_limit)
-                    scored[key] = labelled_scores(evaluate_predictor(pred, vs), ref_val, task_set)
-                else:
-                    scored[key] = parity_scores(ref_outs, [pred(f) for f in frames], task_set)
-            return scored[key]
-
-        stopped = False
-        missed: dict[tuple, str] = {}  # size → why its slower precisions are skipped
+        rows = [Row(s, p, t, h) for s in sizes for p in order for t in req.threads
+                for h in req.hints]
+        cands = _Candidates(req, tgt, jpath, work, cand_dir)
+        say(f"reference: {req.target} fp32 at {train_size[0]}x{train_size[1]} (training size)")
+        cands.reference(train_size)
         prog = None
         if progress and console is not None:
-            prog = Progress(console=console, transient=True)
-            prog.start()
-            task_id = prog.add_task("tune", total=len(rows))
+            bar = Progress(console=console, transient=True)
+            bar.start()
+            prog = (bar, bar.add_task("tune", total=len(rows)))
         try:
-            for row in rows:
-                if prog is not None:
-                    prog.update(task_id, advance=1, description=row.label)
-                if stopped:
-                    continue
-                if clock() > deadline and any(r.status != "not tried" for r in rows):
-                    stopped = True
-                    say(f"stopped: --max-minutes {max_minutes:g} reached; "
-                        f"{sum(r.status == 'not tried' for r in rows)} candidates not tried")
-                    continue
-                if row.size in missed and missed[row.size][0] != row.precision:
-                    row.status, row.reason = "skipped", missed[row.size][1]
-                    continue
-                b = build(row.size, row.precision)
-                if "bundle" not in b:
-                    row.status, row.reason, row.gate = b["status"], b["error"], "fail"
-                    continue
-                row.bundle = str(b["bundle"])
-                row.gate = "pass"
-                row.tasks = score((row.size, row.precision), b["bundle"])
-                row.score = float(np.mean([v["score"] for v in row.tasks.values()]))
-                pred = Predictor.from_bundle(b["bundle"], threads=row.threads, hint=row.hint)
-                timed = time_call(lambda p=pred, f=frames[0]: p(f), warmup_runs=warmup_runs,
-                                  time_s=None if runs else time_s, runs=runs)
-                del pred
-                row.median_ms, row.p90_ms = timed.median_ms, timed.p90_ms
-                row.status = "ok"
-                say(f"{row.label}: {row.median_ms:.2f} ms median, score {row.score:.2f}")
-                # Once every knob of this (size, precision) is timed: if even its best misses
-                # the budget, the slower precisions at this size are not tried.
-                same = [r for r in rows if r.size == row.size and r.precision == row.precision]
-                if row is same[-1] and row.size not in missed:
-                    best = min(r.median_ms for r in same if r.median_ms is not None)
-                    if best > budget_ms:
-                        missed[row.size] = (row.precision, f"{row.precision} at this size "
-                                            f"already misses the budget ({best:.2f} ms)")
+            stopped = _search(rows, cands, req, say, t0 + req.max_minutes * 60.0, clock, prog)
         finally:
             if prog is not None:
-                prog.stop()
-
-        ok_rows = [r for r in rows if r.status == "ok"]
-        fits = [r for r in ok_rows if r.median_ms <= budget_ms]
-        chosen = max(fits, key=lambda r: (r.score, -r.median_ms)) if fits else None
-        result = {"target": target, "budget_ms": budget_ms, "frame_size": list(frame_size),
-                  "training_size": list(train_size), "scoring": "labelled" if val else "parity",
-                  "stopped": stopped, "max_minutes": max_minutes,
-                  "seconds": round(clock() - t0, 1), "rows": rows, "chosen": chosen,
-                  "bundle": None, "pruning": "not searched"}
-        if chosen is not None:
-            result["bundle"] = _install(Path(chosen.bundle), out / "bundle")
-        write_outputs(out, result, task_set)
-        shutil.rmtree(work, ignore_errors=True)
-        if chosen is None:
-            fastest = min(ok_rows, key=lambda r: r.median_ms) if ok_rows else None
-            stop = " (search stopped at --max-minutes)" if stopped else ""
-            if fastest is None:
-                raise BudgetNotMet(f"no candidate passed its gate{stop}; see {out / 'pareto.md'}")
-            raise BudgetNotMet(f"nothing meets {budget_ms:g} ms{stop}: the fastest candidate is "
-                               f"{fastest.label} at {fastest.median_ms:.2f} ms median; see "
-                               f"{out / 'pareto.md'}")
-        return result
+                prog[0].stop()
+        return _conclude(out, req, rows, train_size, stopped, round(clock() - t0, 1),
+                         cands.task_set)
     except BaseException:
         # a failed search leaves its report (when it got that far), not the candidates
         shutil.rmtree(cand_dir, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _conclude(out: Path, req: TuneRequest, rows: list[Row], train_size, stopped: bool,
+              seconds: float, task_set) -> dict:
+    """Choose, install the chosen bundle, write the outputs; :class:`BudgetNotMet` if none."""
+    ok_rows = [r for r in rows if r.status == "ok"]
+    fits = [r for r in ok_rows if r.median_ms <= req.budget_ms]
+    chosen = max(fits, key=lambda r: (r.score, -r.median_ms)) if fits else None
+    result = {"target": req.target, "budget_ms": req.budget_ms,
+              "frame_size": list(req.frame_size), "training_size": list(train_size),
+              "scoring": "labelled" if req.val else "parity", "stopped": stopped,
+              "max_minutes": req.max_minutes, "seconds": seconds, "rows": rows,
+              "chosen": chosen, "bundle": None, "pruning": "not searched"}
+    if chosen is not None:
+        result["bundle"] = _install(Path(chosen.bundle), out / "bundle")
+    write_outputs(out, result, task_set)
+    if chosen is None:
+        fastest = min(ok_rows, key=lambda r: r.median_ms) if ok_rows else None
+        stop = " (search stopped at --max-minutes)" if stopped else ""
+        if fastest is None:
+            raise BudgetNotMet(f"no candidate passed its gate{stop}; see {out / 'pareto.md'}")
+        raise BudgetNotMet(f"nothing meets {req.budget_ms:g} ms{stop}: the fastest candidate "
+                           f"is {fastest.label} at {fastest.median_ms:.2f} ms median; see "
+                           f"{out / 'pareto.md'}")
+    return result
 
 
 def _fmt(v: float | None, nd: int = 2) -> str:

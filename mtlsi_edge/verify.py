@@ -31,11 +31,14 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from mtlsi_edge.backends import BACKENDS
 from mtlsi_edge.errors import BundleError, ConfigError, MtlsiError
 from mtlsi_edge.fileio import atomic_write
 from mtlsi_edge.kinds import KINDS
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.native import quiet_native
+from mtlsi_edge.qdq import quantization_ops
+from mtlsi_edge.tasks import TaskSet
 
 REFERENCE_FILE = "reference.safetensors"
 #: Key of the frame compute latency is timed on, in ``reference.safetensors``.
@@ -257,3 +260,77 @@ def check_bundle(predictor, folder: Path) -> CheckReport:
         device_precision=getattr(predictor.runner, "device_precision", m["precision"]),
         runtime_version=predictor.runtime_version, cpu_flags=cpu_flags(),
         seconds=time.perf_counter() - t0, result=res)
+
+
+def run_each(runner, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Run image by image (batch 1 is what static exports accept) and stack."""
+    outs = [runner(x[i:i + 1]) for i in range(len(x))]
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
+def check_io(runner, manifest: dict, folder: Path) -> None:
+    """The model file must be what the manifest says: its precision label true of it, its
+    real input and outputs the manifest's (names, channels per task)."""
+    model_file = (BACKENDS[manifest["target"]].model_file if manifest["target"] in BACKENDS
+                  else None)
+    if model_file is not None:
+        n = quantization_ops(folder / model_file)
+        if (manifest["precision"] == "int8") != (n > 0):
+            raise BundleError(f"{folder}: manifest says {manifest['precision']} but "
+                              f"{model_file} has {n} quantisation nodes")
+    io = getattr(runner, "io", None)
+    if io is None:
+        return
+    in_shape, out_shapes = io()
+    h, w = manifest["input"]["size"]
+    frame = manifest.get("io") == "frame"
+    want = (h, w, 3) if frame else (3, h, w)
+    if len(in_shape) != 4 or any(isinstance(d, int) and d != e
+                                 for d, e in zip(in_shape[1:], want)):
+        raise BundleError(f"{folder}: model input {list(in_shape)} does not match the "
+                          f"manifest's {'×'.join(map(str, want))}")
+    for t in TaskSet.from_dict(manifest["task_set"]):
+        if t.name not in out_shapes:
+            raise BundleError(f"{folder}: model has no output {t.name!r} (it has "
+                              f"{', '.join(out_shapes) or 'none'})")
+        shape = out_shapes[t.name]
+        layout = manifest.get("output_layouts", runner.layouts).get(t.name, "NCHW")
+        ch = shape[3] if layout == "NHWC" else shape[1]
+        need = 1 if frame and t.spec.output == "labels" else t.out_channels  # labels
+        if len(shape) != 4 or (isinstance(ch, int) and ch != need):
+            raise BundleError(f"{folder}: output {t.name!r} has shape {list(shape)}, the "
+                              f"manifest's task needs {need} channels")
+        hw = shape[1:3] if layout == "NHWC" else shape[2:4]
+        want_hw = manifest.get("label_size") if frame and t.spec.output == "labels" else None
+        if want_hw and all(isinstance(d, int) for d in hw) and list(hw) != list(want_hw):
+            raise BundleError(f"{folder}: output {t.name!r} has labels of "
+                              f"{hw[0]}×{hw[1]}, the manifest's label_size is "
+                              f"{want_hw[0]}×{want_hw[1]}")
+
+
+def parity_report(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], task_set,
+                  ref_layouts: dict[str, str] | None = None,
+                  got_layouts: dict[str, str] | None = None) -> dict:
+    """Compare two runners' outputs on the same inputs.
+
+    Per output: max and mean abs error; segmentation: argmax agreement (%); normals: mean and
+    max angle (degrees) between the unit vectors.
+    """
+    rep = {}
+    for t in task_set:
+        a, b = to_nchw(ref[t.name], (ref_layouts or {}).get(t.name)), to_nchw(
+            got[t.name], (got_layouts or {}).get(t.name))
+        if a.dtype.kind in "iu" or b.dtype.kind in "iu":  # class labels (frame-I/O graphs)
+            rep[t.name] = {"argmax_agree_pct": float((a == b).mean() * 100)}
+            continue
+        a, b = a.astype(np.float32), b.astype(np.float32)
+        d = {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean())}
+        if t.spec.output == "labels":
+            d["argmax_agree_pct"] = float((a.argmax(1) == b.argmax(1)).mean() * 100)
+        if t.spec.output == "unit_vectors":
+            cos = np.clip((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+                                            + 1e-8), -1, 1)
+            ang = np.degrees(np.arccos(cos))
+            d["angle_mean_deg"], d["angle_max_deg"] = float(ang.mean()), float(ang.max())
+        rep[t.name] = d
+    return rep

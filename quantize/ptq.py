@@ -12,6 +12,7 @@ FP32 metrics: 1.0 for the FP32 model, ≥ 0 exactly when every task is within it
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -22,6 +23,8 @@ import numpy as np
 from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.machine import has_vnni
 from mtlsi_edge.quantize import quiet_nncf
+from mtlsi_edge.quantize.formats import FORMATS
+from mtlsi_edge.targets.base import Int8Policy
 
 #: Ignored-scope presets (regexes over node names of the exported graph).  "attention-norm":
 #: the linear-attention normaliser (Q·z + ε and the division) of MT-MQLFB, whose small
@@ -97,8 +100,53 @@ def headroom(budgets: list[Budget], fp32: dict, q: dict) -> float:
     return min(vals)
 
 
-def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
-                 overflow_fix: bool, also_ignore: list[str] = (), target: str | None = None):
+@dataclass(frozen=True)
+class PtqSettings:
+    """NNCF settings of one quantisation (the CLI's ``quantize`` options).
+
+    preset: ``performance`` (symmetric) | ``mixed``.  ignore: an :data:`IGNORE_PRESETS` name.
+    act_matmuls: ``float`` keeps the activation × activation MatMuls in float
+    (:meth:`~mtlsi_edge.quantize.formats.IRFormat.activation_matmuls`), ``int8`` quantises
+    them.  overflow_fix: 7-bit weights (None: on CPUs without VNNI).  subset_size: calibration
+    samples NNCF uses at most.  max_reverts: accuracy control's revert budget.
+    """
+
+    preset: str = "performance"
+    ignore: str = "attention-norm"
+    act_matmuls: str = "float"
+    transformer: bool = True
+    overflow_fix: bool | None = None
+    subset_size: int = 300
+    max_reverts: int = 40
+
+    def check(self, policy: Int8Policy) -> None:
+        """One-line :class:`ConfigError` for a setting NNCF or ``policy`` does not take."""
+        if self.ignore not in IGNORE_PRESETS:
+            raise ConfigError(f"--ignore must be one of {', '.join(IGNORE_PRESETS)}")
+        if self.act_matmuls not in ("float", "int8"):
+            raise ConfigError(f"--act-matmuls must be float or int8, not {self.act_matmuls!r}")
+        if self.preset not in ("performance", "mixed"):
+            raise ConfigError("--preset must be performance or mixed")
+        if policy.symmetric_signed and self.preset != "performance":
+            raise ConfigError(f"--target {policy.rules} needs --preset performance (it takes "
+                              f"symmetric INT8 only; mixed makes activations asymmetric)")
+
+
+@dataclass
+class AccuracyControl:
+    """NNCF accuracy control against per-task budgets: ``evaluate(model, items)`` scores a
+    candidate (what NNCF hands a validation function) on the validation ``items``
+    (``(index, image)`` pairs) as ``{task: {metric: value}}``; ``fp32_metrics`` is the FP32
+    model's score on the same items (computed once, by the caller)."""
+
+    budgets: list[Budget]
+    evaluate: Callable[[object, list], dict]
+    fp32_metrics: dict
+    val_items: list
+
+
+def _nncf_params(settings: PtqSettings, policy: Int8Policy, names: list[str],
+                 also_ignore: list[str]):
     nncf = quiet_nncf()
     from nncf.common.quantization.structs import QuantizationScheme as QS
     from nncf.quantization.advanced_parameters import (
@@ -107,18 +155,18 @@ def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
         QuantizationParameters,
     )
 
-    patterns = IGNORE_PRESETS[ignore]
+    patterns = IGNORE_PRESETS[settings.ignore]
     matched = [n for n in names if any(re.match(p, n) for p in patterns)]
     matched += [n for n in also_ignore if n not in matched]
     ignored = nncf.IgnoredScope(names=matched, validate=False) if matched else None
     kwargs = dict(
-        preset=(nncf.QuantizationPreset.MIXED if preset == "mixed"
+        preset=(nncf.QuantizationPreset.MIXED if settings.preset == "mixed"
                 else nncf.QuantizationPreset.PERFORMANCE),
-        model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+        model_type=nncf.ModelType.TRANSFORMER if settings.transformer else None,
         ignored_scope=ignored,
         target_device=nncf.TargetDevice.CPU,
     )
-    if target == "tensorrt":
+    if policy.symmetric_signed:
         # TensorRT's explicit quantisation: symmetric per-tensor activations, symmetric
         # per-channel weights; no 7-bit overflow fix (that is a CPU-without-VNNI workaround).
         # NNCF cannot force *signed* activations (its hardware configs reject
@@ -133,45 +181,12 @@ def _nncf_params(preset: str, ignore: str, names: list[str], transformer: bool,
         return kwargs, adv, matched
     # Without VNNI, int8 dot products can saturate; overflow_fix uses 7-bit weights
     # (measured here: ~8× lower INT8 error on AVX2).
+    fix = not has_vnni() if settings.overflow_fix is None else settings.overflow_fix
     adv = AdvancedQuantizationParameters(
-        overflow_fix=OverflowFix.ENABLE if overflow_fix else OverflowFix.DISABLE)
+        overflow_fix=OverflowFix.ENABLE if fix else OverflowFix.DISABLE)
     return kwargs, adv, matched
 
 
-#: Ops a MatMul input may pass through and still count as a constant (weights).
-_PASS_THROUGH = {"Convert", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Cast",
-                 "DequantizeLinear", "Identity"}
-
-
-def activation_matmuls(model, fmt: str) -> list[str]:
-    """Names of the MatMuls whose two inputs are both activations (no input traces back to a
-    constant through reshapes/transposes/casts): the attention products.
-
-    OpenVINO's CPU plugin computes these wrongly in INT8 on AVX-512 VNNI/AMX CPUs (u8×u8
-    brgemm; a different result per ``compile_model``): docs/known-issues.md.
-    """
-    if fmt == "openvino":
-        def is_const(node) -> bool:
-            while node.get_type_name() in _PASS_THROUGH:
-                node = node.input_value(0).get_node()
-            return node.get_type_name() == "Constant"
-
-        return [op.get_friendly_name() for op in model.get_ops()
-                if op.get_type_name() == "MatMul"
-                and not any(is_const(op.input_value(i).get_node()) for i in range(2))]
-    g = model.graph
-    consts = {i.name for i in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    consts |= {o for n in g.node if n.op_type == "Constant" for o in n.output}
-
-    def is_const_name(name: str) -> bool:
-        while name not in consts and name in producer \
-                and producer[name].op_type in _PASS_THROUGH:
-            name = producer[name].input[0]
-        return name in consts
-
-    return [n.name for n in g.node if n.op_type == "MatMul"
-            and not any(is_const_name(i) for i in n.input[:2])]
 def to_signed_int8_qdq(model) -> int:
     """Turn NNCF's unsigned (UINT8, zero point 0) activation Q/DQ pairs into signed INT8 ones
     in place; returns how many.  Same covered range [0, 255·s], so the scale becomes
@@ -211,93 +226,65 @@ def to_signed_int8_qdq(model) -> int:
     return count
 
 
-def cpu_has_vnni() -> bool:
-    return has_vnni()
+def quantize_model(model, calib_items: list[np.ndarray], policy: Int8Policy,
+                   settings: PtqSettings = PtqSettings(),
+                   control: AccuracyControl | None = None):
+    """Quantise an ``openvino.Model`` or ``onnx.ModelProto`` (``policy.format``) under the
+    target's INT8 ``policy``; returns (model, info dict).
 
-
-def quantize_model(model, calib_items: list[np.ndarray], fmt: str, preset: str = "performance",
-                   ignore: str = "attention-norm", transformer: bool = True,
-                   overflow_fix: bool | None = None, subset_size: int = 300,
-                   budgets: list[Budget] | None = None,
-                   evaluate: Callable[[object], dict] | None = None,
-                   fp32_metrics: dict | None = None, val_items: list | None = None,
-                   max_reverts: int = 40, act_matmuls: str = "float",
-                   target: str | None = None):
-    """Quantise an ``openvino.Model`` (fmt ``openvino``) or ``onnx.ModelProto`` (``onnx``).
-
-    With ``budgets``, runs accuracy control: ``evaluate(model_for_inference)`` must return
-    ``{task: {metric: value}}`` on the validation set.  ``act_matmuls="float"`` keeps the
-    activation × activation MatMuls in float (:func:`activation_matmuls`).
-    ``target="tensorrt"`` (onnx only) produces a Q/DQ model that follows TensorRT's rules.
-    Returns (model, info dict).
+    With ``control``, runs NNCF's accuracy control until every budget holds (or the revert
+    budget is spent).
     """
-    if act_matmuls not in ("float", "int8"):
-        raise ConfigError(f"act_matmuls must be float or int8, not {act_matmuls!r}")
+    settings.check(policy)
     nncf = quiet_nncf()
-
-    if overflow_fix is None:
-        overflow_fix = not cpu_has_vnni()
-    if fmt == "openvino":
-        names = [op.get_friendly_name() for op in model.get_ops()]
-    else:
-        names = [n.name for n in model.graph.node]
-    if target == "tensorrt" and (fmt != "onnx" or preset != "performance"):
-        raise ConfigError("target tensorrt needs format onnx and preset performance "
-                          "(TensorRT takes signed, symmetric INT8 only)")
-    if target == "tensorrt":
-        overflow_fix = False
-    act = activation_matmuls(model, fmt) if act_matmuls == "float" else []
-    kwargs, adv, matched = _nncf_params(preset, ignore, names, transformer, overflow_fix, act,
-                                        target)
-    # NNCF's ONNX engine feeds sessions with {input name: array}; OpenVINO takes arrays.
-    as_input = (lambda x: {"image": x}) if fmt == "onnx" else (lambda x: x)
-    calib = nncf.Dataset(calib_items, as_input)
-    info = {"preset": preset, "ignore_preset": ignore, "ignored_nodes": matched,
-            "act_matmuls": act_matmuls, "act_matmuls_in_float": len(act),
-            "model_type": "transformer" if transformer else "default",
-            "overflow_fix": overflow_fix, "subset_size": min(subset_size, len(calib_items))}
-    if not budgets:
-        q = nncf.quantize(model, calib, subset_size=min(subset_size, len(calib_items)),
-                          advanced_parameters=adv, **kwargs)
-        return _finish(q, info, target)
-    assert evaluate is not None and fp32_metrics is not None and val_items is not None
+    fmt = FORMATS[policy.format]
+    fix = False if policy.symmetric_signed else (
+        not has_vnni() if settings.overflow_fix is None else settings.overflow_fix)
+    settings = dataclasses.replace(settings, overflow_fix=fix)
+    act = fmt.activation_matmuls(model) if settings.act_matmuls == "float" else []
+    kwargs, adv, matched = _nncf_params(settings, policy, fmt.op_names(model), act)
+    calib = nncf.Dataset(calib_items, fmt.nncf_input)
+    subset = min(settings.subset_size, len(calib_items))
+    info = {"preset": settings.preset, "ignore_preset": settings.ignore,
+            "ignored_nodes": matched, "act_matmuls": settings.act_matmuls,
+            "act_matmuls_in_float": len(act),
+            "model_type": "transformer" if settings.transformer else "default",
+            "overflow_fix": fix, "subset_size": subset}
+    if control is None:
+        q = nncf.quantize(model, calib, subset_size=subset, advanced_parameters=adv, **kwargs)
+        return _finish(q, info, policy)
 
     def validation_fn(compiled, items) -> tuple[float, None]:
         items = list(items)
-        return headroom(budgets, fp32_metrics, evaluate(compiled, items)), None
+        return headroom(control.budgets, control.fp32_metrics,
+                        control.evaluate(compiled, items)), None
 
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-    val = nncf.Dataset(list(enumerate(val_items)), lambda item: as_input(item[1]))
+    val = nncf.Dataset(list(enumerate(control.val_items)),
+                       lambda item: fmt.nncf_input(item[1]))
     # Ranking every quantised op on the whole validation set took > 10 min for 188 ops on
-    # 2 cores; a 16-image ranking subset and at most 40 reverts keep it to minutes.
+    # 2 cores; a 16-image ranking subset and a bounded number of reverts keep it to minutes.
     restorer = AdvancedAccuracyRestorerParameters(
-        ranking_subset_size=min(16, len(val_items)), max_num_iterations=max_reverts)
+        ranking_subset_size=min(16, len(control.val_items)),
+        max_num_iterations=settings.max_reverts)
     q = nncf.quantize_with_accuracy_control(
         model, calib, val, validation_fn, max_drop=1.0,
-        drop_type=nncf.DropType.ABSOLUTE, subset_size=min(subset_size, len(calib_items)),
+        drop_type=nncf.DropType.ABSOLUTE, subset_size=subset,
         advanced_quantization_parameters=adv, advanced_accuracy_restorer_parameters=restorer,
         **kwargs)
-    info["budgets"] = [b.describe() for b in budgets]
-    return _finish(q, info, target)
+    info["budgets"] = [b.describe() for b in control.budgets]
+    return _finish(q, info, policy)
 
 
-def _finish(q, info: dict, target: str | None):
-    if target == "tensorrt":
-        info["target"] = "tensorrt"
+def _finish(q, info: dict, policy: Int8Policy):
+    if policy.symmetric_signed:
+        info["rules"] = policy.rules
         info["signed_activation_qdq"] = to_signed_int8_qdq(q)
+    if policy.problems is not None:
+        problems = policy.problems(q)
+        if problems:  # a bug in our NNCF settings, not a user error: say exactly what broke
+            raise RuntimeError(f"NNCF output breaks the {policy.rules} Q/DQ rules: "
+                               f"{problems[0]}")
+        info[f"{policy.rules}_qdq_check"] = "pass"
     return q, info
-
-
-def reverted_to_float(model, fmt: str) -> list[str]:
-    """Compute-heavy ops (conv / matmul) left in float: none of their inputs is quantised."""
-    if fmt == "openvino":
-        heavy = ("Convolution", "GroupConvolution", "MatMul")
-        return [op.get_friendly_name() for op in model.get_ops()
-                if op.get_type_name() in heavy and not any(
-                    op.input_value(i).get_node().get_type_name() == "FakeQuantize"
-                    for i in range(op.get_input_size()))]
-    producers = {o: n for n in model.graph.node for o in n.output}
-    return [n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")
-            and not any(i in producers and producers[i].op_type == "DequantizeLinear"
-                        for i in n.input)]

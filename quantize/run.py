@@ -1,236 +1,315 @@
-"""The ``quantize`` pipeline: checkpoint → ONNX → calibration → NNCF INT8 (gated) → files."""
+"""The ``quantize`` pipeline: an exported FP32 model → calibration → NNCF INT8 → labelled
+report, under the target's INT8 policy (:class:`~mtlsi_edge.targets.Int8Policy`).
+
+:func:`quantize_exported` is the one quantisation every command runs (``quantize``,
+``deploy``, ``tune``, the benchmarks); :func:`run_quantize` adds what the ``quantize`` command
+needs on its own: the build and export, the parity gate in this machine's runtime (``deploy``
+gates the compiled bundle instead, once) and the files.
+
+Accuracy control is bounded: candidates are ranked with the cheap boundary F
+(:class:`~mtlsi_edge.evaluation.Scoring`), progress and an ETA are printed per validation
+pass, and at ``max_minutes`` the search stops (the FP32 model is kept, exit 3, report
+written); the final report scores FP32 and INT8 once each on the full protocol (SEISM).
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mtlsi_edge import verify
+from mtlsi_edge import evaluation, verify  # module attributes: tests swap compiled_infer
 from mtlsi_edge.calibration.sources import CalibrationError, CalibrationSet, build_calibration_set
-from mtlsi_edge.compiler import choose_graph
+from mtlsi_edge.compiler import Exported, export_checkpoint
 from mtlsi_edge.data.datasets import DatasetError
 from mtlsi_edge.data.seeds import gate_frames
-from mtlsi_edge.errors import MtlsiError
-from mtlsi_edge.export import export_onnx
-from mtlsi_edge.fileio import atomic_write_files, atomic_write_json
-from mtlsi_edge.quantize import accuracy  # module attribute: tests swap compiled_infer
-from mtlsi_edge.quantize.ptq import IGNORE_PRESETS, parse_budgets, quantize_model, reverted_to_float
+from mtlsi_edge.errors import ConfigError, MtlsiError
+from mtlsi_edge.evaluation import Scoring
+from mtlsi_edge.fileio import atomic_write_json
+from mtlsi_edge.quantize.formats import FORMATS, named
+from mtlsi_edge.quantize.ptq import (
+    AccuracyControl,
+    Budget,
+    PtqSettings,
+    headroom,
+    parse_budgets,
+    quantize_model,
+)
 from mtlsi_edge.runtime.predictor import preprocess_frame
-from mtlsi_edge.targets.tensorrt import qdq_problems
-from mtlsi_edge.train.checkpoint import CheckpointError, build_from_checkpoint
+from mtlsi_edge.targets import Int8Policy, Target, int8_policy
+from mtlsi_edge.tasks import get_task_set
+from mtlsi_edge.train.checkpoint import CheckpointError, read_checkpoint_meta
 
 
 class QuantizeError(MtlsiError, ValueError):
     """Bad input to quantisation; one line."""
 
 
-def load_or_build_calibration(calib: str, n: int, size: tuple[int, int]):
-    try:
-        if calib.endswith(".npy") or Path(calib + ".npy").is_file():
-            return CalibrationSet.load(calib.removesuffix(".npy"))
-        return build_calibration_set(calib, n, size)
-    except CalibrationError as e:
-        raise QuantizeError(str(e)) from None
+class SearchStopped(MtlsiError):
+    """Accuracy control reached its time bound without a candidate that meets the budgets."""
 
 
 #: Files ``quantize --out STEM`` writes (by format): none is replaced without --overwrite.
 QUANTIZE_SUFFIXES = (".xml", ".bin", ".onnx", ".fp32.onnx", ".report.json")
 
 
-def run_quantize(checkpoint, fmt: str, calib: str, n: int, val, val_limit: int,
-                 max_drop: list[str], preset: str, ignore: str, out: Path,
-                 console=None, onnx_path: Path | None = None,
-                 accuracy_control: bool = True, act_matmuls: str = "float",
-                 gate_overrides: dict | None = None, force: bool = False,
-                 target: str | None = None, graph: str | None = None) -> dict:
-    """Quantise; returns ``{"path", "info", "report", "fp32", "int8", "failed"}``.
+@dataclass(frozen=True)
+class QuantizeRequest:
+    """One INT8 quantisation (the ``quantize`` command's options; ``deploy`` and ``tune``
+    build one too).
 
-    ``target="tensorrt"``: a Q/DQ ONNX that follows TensorRT's rules, checked by
-    :func:`mtlsi_edge.targets.tensorrt.qdq_problems` before it is written.  The INT8 model
-    passes a parity gate against FP32 on held-out frames before anything is written
-    (``force`` writes it anyway)."""
-    if fmt not in ("openvino", "onnx"):
-        raise QuantizeError(f"--format must be openvino or onnx, not {fmt!r}")
-    if ignore not in IGNORE_PRESETS:
-        raise QuantizeError(f"--ignore must be one of {', '.join(IGNORE_PRESETS)}")
-    if act_matmuls not in ("float", "int8"):
-        raise QuantizeError(f"--act-matmuls must be float or int8, not {act_matmuls!r}")
-    if preset not in ("performance", "mixed"):
-        raise QuantizeError("--preset must be performance or mixed")
-    if target not in (None, "tensorrt"):
-        raise QuantizeError(f"--target must be tensorrt (or omitted), not {target!r}")
-    if target == "tensorrt" and fmt != "onnx":
-        raise QuantizeError("--target tensorrt needs --format onnx (a Q/DQ ONNX)")
-    if target == "tensorrt" and preset != "performance":
-        raise QuantizeError("--target tensorrt needs --preset performance (TensorRT takes "
-                            "symmetric INT8 only; mixed makes activations asymmetric)")
+    format / rules: the INT8 policy (``--format``, ``--target``; see
+    :func:`mtlsi_edge.targets.int8_policy`).  calib, n_calib: calibration source and size.
+    val, val_limit, max_drop: labelled per-task budgets (``KEY=VALUE[%]``) on a val split.
+    settings: NNCF settings.  accuracy_control: let NNCF revert ops to float until the
+    budgets hold (else only report).  gate: parity-gate threshold overrides.  force: write a
+    model that fails its gate.  graph: deploy graph (None: the policy target's default).
+    max_minutes: bound on the accuracy search (None: unbounded).
+    """
+
+    format: str = "openvino"
+    rules: str | None = None
+    calib: str = "synth"
+    n_calib: int = 128
+    val: Path | None = None
+    val_limit: int = 100
+    max_drop: tuple[str, ...] = ()
+    settings: PtqSettings = PtqSettings()
+    accuracy_control: bool = True
+    gate: dict[str, float] | None = None
+    force: bool = False
+    graph: str | None = None
+    max_minutes: float | None = None
+
+    def policy(self) -> tuple[Int8Policy, Target]:
+        """The INT8 policy and its target; a :class:`QuantizeError` names a bad option."""
+        try:
+            policy, tgt = int8_policy(self.format, self.rules)
+            self.settings.check(policy)
+        except ConfigError as e:
+            raise QuantizeError(str(e)) from None
+        return policy, tgt
+
+    def check(self, task_set) -> list[Budget]:
+        """Every option checked against the model's tasks before any work; the budgets."""
+        try:
+            budgets = parse_budgets(list(self.max_drop), task_set)
+        except ValueError as e:
+            raise QuantizeError(str(e)) from None
+        if budgets and self.val is None:
+            raise QuantizeError("--max-drop needs --val (a dataset to measure the drops on)")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise QuantizeError(f"--max-minutes must be > 0, got {self.max_minutes:g}")
+        verify.thresholds_for("int8", task_set, self.gate)  # unknown task names: fail now
+        return budgets
+
+
+@dataclass
+class QuantizeResult:
+    """What a quantisation produced: the INT8 model (the format's native object), NNCF's
+    ``info``, the labelled metrics and per-task report (None without ``val``) and ``failed``
+    (a missed budget, in words).  ``path`` / ``report_path``: the files, once written."""
+
+    model: object
+    info: dict
+    fp32: dict | None = None
+    int8: dict | None = None
+    report: dict | None = None
+    failed: str | None = None
+    path: Path | None = None
+    source_onnx: Path | None = None
+    report_path: Path | None = None
+    search: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"path": self.path and str(self.path), "source_onnx": str(self.source_onnx),
+                "info": self.info, "fp32": self.fp32, "int8": self.int8,
+                "report": self.report, "failed": self.failed}
+
+
+def load_or_build_calibration(calib: str, n: int, size: tuple[int, int]) -> CalibrationSet:
     try:
-        model, _ = build_from_checkpoint(checkpoint)
+        if calib.endswith(".npy") or Path(calib + ".npy").is_file():
+            cs = CalibrationSet.load(calib.removesuffix(".npy"))
+        else:
+            cs = build_calibration_set(calib, n, size)
+    except CalibrationError as e:
+        raise QuantizeError(str(e)) from None
+    if tuple(cs.data.shape[2:]) != tuple(size):
+        raise QuantizeError(f"{calib}: calibration samples are {cs.data.shape[2]}×"
+                            f"{cs.data.shape[3]}, the model takes {size[0]}×{size[1]} "
+                            f"(rebuild it with mtlsi-edge calibrate --size {size[0]}x{size[1]})")
+    return cs
+
+
+class _Search:
+    """Accuracy control's clock and progress: each NNCF validation pass is timed and
+    printed with the time left to the bound; past the bound, the next pass raises
+    :class:`SearchStopped` (NNCF returns only once a candidate passes, so what is stopped
+    never met the budgets)."""
+
+    def __init__(self, max_minutes: float | None, log) -> None:
+        self.t0 = time.monotonic()
+        self.deadline = None if max_minutes is None else self.t0 + 60.0 * max_minutes
+        self.log, self.passes, self.last = log, 0, self.t0
+
+    def tick(self, n_items: int, value: float) -> None:
+        now = time.monotonic()
+        self.passes += 1
+        left = "" if self.deadline is None else \
+            f", ≤ {max(0.0, self.deadline - now):.0f} s to the --max-minutes bound"
+        self.log(f"  accuracy control: pass {self.passes} ({n_items} images, "
+                 f"{now - self.last:.1f} s): budget headroom {value:+.3f}; "
+                 f"{now - self.t0:.0f} s elapsed{left}")
+        self.last = now
+
+    def check(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise SearchStopped(f"accuracy search stopped at --max-minutes after "
+                                f"{self.passes} passes without meeting the budgets")
+
+
+def _control(fmt, fp32_native, valset, task_set, budgets, search: _Search) -> AccuracyControl:
+    """NNCF's accuracy control scored with the cheap boundary F (FP32 scored once, here)."""
+    outputs = task_set.names
+    fast = Scoring(fast=True)
+    fp32 = evaluation.evaluate_fn(evaluation.compiled_infer(
+        fmt.inference_model(fp32_native, True), outputs), valset, task_set, scoring=fast)
+
+    def evaluate(compiled, items) -> dict:
+        search.check()
+        res = evaluation.evaluate_fn(evaluation.compiled_infer(compiled, outputs), valset,
+                                     task_set, indices=[i for i, _ in items], scoring=fast)
+        search.tick(len(items), headroom(budgets, fp32, res))
+        return res
+
+    return AccuracyControl(budgets, evaluate, fp32, valset.items)
+
+
+def _labelled_report(fmt, fp32_native, q, valset, task_set, budgets) -> tuple:
+    """FP32 and INT8 on the full protocol (SEISM boundaries, matching spread over the CPUs),
+    the per-task drops against ``budgets`` and the misses in words (None: all met)."""
+    outputs = task_set.names
+    scoring = Scoring(workers=evaluation.default_workers())
+    fp32 = evaluation.evaluate_fn(evaluation.compiled_infer(
+        fmt.inference_model(fp32_native, True), outputs), valset, task_set, scoring=scoring)
+    int8 = evaluation.evaluate_fn(evaluation.compiled_infer(
+        fmt.inference_model(q, False), outputs), valset, task_set, scoring=scoring)
+    report = evaluation.drops_table(fp32, int8, task_set)
+    misses = []
+    for b in budgets:
+        d = b.drop(fp32[b.task][b.metric], int8[b.task][b.metric])
+        report[b.task].update(budget=b.describe().split("≤ ")[1], ok=d <= b.value,
+                              relative=b.relative, drop=d)
+        if d > b.value:
+            unit = "%" if b.relative else ""
+            misses.append(f"{b.task} {b.metric} dropped {d:.3g}{unit} (budget {b.value:g}"
+                          f"{unit}, missed by {d - b.value:.3g})")
+    failed = "accuracy gate failed: " + "; ".join(misses) if misses else None
+    return fp32, int8, report, failed
+
+
+def quantize_exported(onnx_path: Path, task_set, size: tuple[int, int], req: QuantizeRequest,
+                      log=print) -> QuantizeResult:
+    """Quantise the exported FP32 model at ``onnx_path`` (input ``size``) under ``req``'s
+    policy; returns the INT8 model in memory with its labelled report (nothing written)."""
+    policy, _ = req.policy()
+    budgets = req.check(task_set)
+    fmt = FORMATS[policy.format]
+    fp32_native = fmt.read(onnx_path)
+    cs = load_or_build_calibration(req.calib, req.n_calib, size)
+    valset = None
+    if req.val is not None:
+        try:
+            valset = evaluation.load_val_set(str(req.val), "val", task_set, size, req.val_limit)
+        except DatasetError as e:
+            raise QuantizeError(str(e)) from None
+    t0 = time.perf_counter()
+    search = _Search(req.max_minutes, log)
+    control = None
+    if budgets and req.accuracy_control:
+        control = _control(fmt, fp32_native, valset, task_set, budgets, search)
+    try:
+        q, info = quantize_model(fp32_native, cs.items(), policy, req.settings, control)
+    except SearchStopped as e:
+        return QuantizeResult(None, {"seconds": round(time.perf_counter() - t0, 1)},
+                              failed=str(e), search={"passes": search.passes, "stopped": True})
+    info.update(seconds=round(time.perf_counter() - t0, 1), accuracy_control=control is not None,
+                calibration={"source": cs.source, "n": len(cs.origins), "skipped": cs.skipped},
+                float_ops=fmt.float_heavy_ops(q))
+    res = QuantizeResult(q, info, search={"passes": search.passes, "stopped": False})
+    if valset is not None:
+        res.fp32, res.int8, res.report, res.failed = _labelled_report(
+            fmt, fp32_native, q, valset, task_set, budgets)
+    return res
+
+
+def gate_in_runtime(onnx_path: Path, res: QuantizeResult, task_set, size, req: QuantizeRequest,
+                    policy: Int8Policy) -> verify.GateResult:
+    """The label-free parity gate of the INT8 model against FP32 on held-out frames, in this
+    machine's runtime (what ``quantize`` checks before writing; a bundle gates itself)."""
+    fmt = FORMATS[policy.format]
+    xs = [preprocess_frame(f, size)[0] for f in gate_frames(size)]
+    outputs = task_set.names
+
+    def finished(native, fp32: bool) -> dict:
+        run = evaluation.compiled_infer(fmt.inference_model(native, fp32), outputs)
+        raw = [run(x) for x in xs]
+        return verify.finish_raw({k: np.concatenate([r[k] for r in raw]) for k in outputs},
+                                 task_set)
+
+    return verify.gate(finished(fmt.read(onnx_path), True), finished(res.model, False),
+                       task_set, "int8", verify.thresholds_for("int8", task_set, req.gate))
+
+
+def run_quantize(checkpoint: str | Path, req: QuantizeRequest, out: Path,
+                 log=print) -> QuantizeResult:
+    """The ``quantize`` command: build and export ``checkpoint`` (in the policy target's
+    deploy graph), quantise, gate in this machine's runtime, then write ``OUT.xml|.onnx``
+    beside ``OUT.fp32.onnx`` and ``OUT.report.json``.  A model that fails its gate is not
+    written (``req.force`` writes it); one that misses a budget is not either."""
+    policy, tgt = req.policy()
+    try:
+        doc, _ = read_checkpoint_meta(checkpoint)
     except CheckpointError as e:
         raise QuantizeError(str(e)) from None
-    # The graph the bundle target of this format runs (its measured default) unless chosen.
-    choose_graph(model, "openvino" if fmt == "openvino" else target or "onnxruntime", graph)
-    task_set = model.task_set
-    try:
-        budgets = parse_budgets(max_drop, task_set)
-    except ValueError as e:
-        raise QuantizeError(str(e)) from None
-    if budgets and val is None:
-        raise QuantizeError("--max-drop needs --val (a dataset to measure the drops on)")
-    verify.thresholds_for("int8", task_set, gate_overrides)  # unknown task names: fail now
+    req.check(get_task_set(doc["model_config"]["task_set"]))  # before the export
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # The FP32 export is staged and moved beside the INT8 model only when that is written:
     # a refused run leaves the user's previous NAME.fp32.onnx / NAME.xml pair as it was.
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        return _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset,
-                         ignore, out, stage, onnx_path, accuracy_control, act_matmuls,
-                         gate_overrides, force, target, budgets)
+        try:
+            exp = export_checkpoint(checkpoint, tgt, stage / "model.fp32.onnx", req.graph)
+        except CheckpointError as e:
+            raise QuantizeError(str(e)) from None
+        return _quantize_and_write(exp, req, policy, out, log)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _named(out: Path, suffix: str) -> Path:
-    """``out`` + suffix (``out.with_suffix`` would eat a dot in the user's stem)."""
-    return out.with_name(out.name + suffix)
-
-
-def _quantize(model, checkpoint, fmt, calib, n, val, val_limit, max_drop, preset, ignore,
-              out: Path, stage: Path, onnx_path, accuracy_control, act_matmuls,
-              gate_overrides, force, target, budgets) -> dict:
-    import onnx
-
-    task_set = model.task_set
-    size = tuple(model.cfg.input_size)
-    src = onnx_path or export_onnx(model, stage / "model.fp32.onnx")
-    outputs = task_set.names
-    cs = load_or_build_calibration(calib, n, size)
-    if tuple(cs.data.shape[2:]) != size:
-        raise QuantizeError(f"{calib}: calibration samples are {cs.data.shape[2]}×"
-                            f"{cs.data.shape[3]}, the model takes {size[0]}×{size[1]} "
-                            f"(rebuild it with mtlsi-edge calibrate --size {size[0]}x{size[1]})")
-    t0 = time.perf_counter()
-    if fmt == "openvino":
-        import openvino as ov
-
-        core = ov.Core()
-        fp32_model = ov.convert_model(str(src))
-
-        def compile_(m):
-            # Each model as its bundle runs it: FP32 in f32; an INT8 model with its float
-            # parts at the CPU's default precision (BF16 on BF16 CPUs), like OpenVINORunner.
-            # (That choice decides accuracy here: the batched INT8 IR is wrong with the f32
-            # hint on this AVX-512/AMX CPU and right without it; docs/known-issues.md.)
-            cfg = {} if m is not fp32_model else {"INFERENCE_PRECISION_HINT": "f32"}
-            try:
-                return core.compile_model(m, "CPU", cfg)
-            except RuntimeError as e:  # this CPU plugin refuses the model: say why, once
-                from mtlsi_edge.backends.openvino import first_line
-                from mtlsi_edge.targets.base import RuntimeRefused
-
-                which = "FP32" if m is fp32_model else "INT8"
-                raise RuntimeRefused(f"OpenVINO cannot compile the {which} model on this "
-                                     f"CPU: {first_line(e)}") from None
-    else:
-        fp32_model = onnx.load(str(src))
-
-        def compile_(m):
-            return m
-    report = fp32_metrics = q_metrics = None
-    valset = None
-    if val is not None:
-        try:
-            valset = accuracy.load_val_set(str(val), "val", task_set, size, val_limit)
-        except DatasetError as e:
-            raise QuantizeError(str(e)) from None
-        fp32_metrics = accuracy.evaluate_fn(
-            accuracy.compiled_infer(compile_(fp32_model), outputs), valset, task_set)
-
-    def evaluate(compiled, items):
-        # Validation items are (index, image) pairs: the index finds the ground truth.
-        return accuracy.evaluate_fn(accuracy.compiled_infer(compiled, outputs), valset,
-                                    task_set, indices=[i for i, _ in items])
-
-    control = bool(budgets) and accuracy_control
-    q, info = quantize_model(
-        fp32_model, cs.items(), fmt, preset, ignore, budgets=budgets if control else None,
-        evaluate=evaluate if control else None, fp32_metrics=fp32_metrics,
-        val_items=valset.items if valset is not None else None, act_matmuls=act_matmuls,
-        target=target)
-    if target == "tensorrt":
-        problems = qdq_problems(q)
-        if problems:  # a bug in our NNCF settings, not a user error: say exactly what broke
-            raise RuntimeError(f"NNCF output breaks TensorRT's Q/DQ rules: {problems[0]}")
-        info["tensorrt_qdq_check"] = "pass"
-    info["seconds"] = round(time.perf_counter() - t0, 1)
-    info["accuracy_control"] = control
-    info["calibration"] = {"source": cs.source, "n": len(cs.origins), "skipped": cs.skipped}
-    info["float_ops"] = reverted_to_float(q, fmt)
-    # Label-free parity gate on held-out frames, in this machine's runtime, before anything
-    # is written: an INT8 model this device computes wrongly is never handed over.
-    frames = gate_frames(size)
-    xs = [preprocess_frame(f, size)[0] for f in frames]
-
-    def finished(m) -> dict:
-        run = accuracy.compiled_infer(compile_(m), outputs)
-        raw = [run(x) for x in xs]
-        return verify.finish_raw({k: np.concatenate([r[k] for r in raw]) for k in outputs},
-                                 task_set)
-
-    gate = verify.gate(finished(fp32_model), finished(q), task_set, "int8",
-                       verify.thresholds_for("int8", task_set, gate_overrides))
-    info["gate"] = gate.to_dict()
-    if not gate.passed and not force:
+def _quantize_and_write(exp: Exported, req: QuantizeRequest, policy: Int8Policy, out: Path,
+                        log) -> QuantizeResult:
+    task_set, size = exp.model.task_set, tuple(exp.model.cfg.input_size)
+    res = quantize_exported(exp.onnx, task_set, size, req, log)
+    if res.model is None:  # the search was stopped: nothing to gate or write
+        atomic_write_json(named(out, ".report.json"), res.to_json())
+        return res
+    gate = gate_in_runtime(exp.onnx, res, task_set, size, req, policy)
+    res.info["gate"] = gate.to_dict()
+    if not gate.passed and not req.force:
         raise verify.VerificationError(
             f"INT8 model failed its parity gate against FP32 on this machine: "
             f"{'; '.join(gate.failures)} (nothing written; --force keeps it)", gate)
-    failed = None
-    if valset is not None:
-        q_metrics = accuracy.evaluate_fn(accuracy.compiled_infer(compile_(q), outputs), valset,
-                                         task_set)
-        report = accuracy.drops_table(fp32_metrics, q_metrics, task_set)
-        misses = []
-        for b in budgets:
-            d = b.drop(fp32_metrics[b.task][b.metric], q_metrics[b.task][b.metric])
-            r = report[b.task]
-            r.update(budget=b.describe().split("≤ ")[1], ok=d <= b.value, relative=b.relative,
-                     drop=d)
-            if d > b.value:
-                misses.append(f"{b.task} {b.metric} dropped {d:.3g}{'%' if b.relative else ''}"
-                              f" (budget {b.value:g}{'%' if b.relative else ''}, missed by "
-                              f"{d - b.value:.3g})")
-        if misses:
-            failed = "accuracy gate failed: " + "; ".join(misses)
-    path = None
-    if failed is None or force:
-        path = _write_model(q, fmt, src, out)
-        if not onnx_path:
-            src = Path(shutil.move(str(src), _named(out, ".fp32.onnx")))
-    atomic_write_json(_named(out, ".report.json"), {
-        "format": fmt, "path": path and str(path), "source_onnx": str(src), "info": info,
-        "fp32": fp32_metrics, "int8": q_metrics, "report": report, "failed": failed})
-    return {"path": path, "source_onnx": src, "info": info, "report": report,
-            "fp32": fp32_metrics, "int8": q_metrics, "failed": failed,
-            "report_path": _named(out, ".report.json")}
-
-
-def _write_model(q, fmt: str, src: Path, out: Path) -> Path:
-    """The INT8 model beside ``out`` (atomically; an IR's .bin first, then its .xml)."""
-    import onnx
-
-    if fmt == "openvino":
-        import openvino as ov
-
-        return atomic_write_files(
-            _named(out, ".xml"),
-            lambda tmp: ov.save_model(q, tmp, compress_to_fp16=False), companions=(".bin",))
-    src_meta = [p for p in onnx.load(str(src), load_external_data=False).metadata_props
-                if p.key == "mtlsi_edge"]
-    del q.metadata_props[:]
-    q.metadata_props.extend(src_meta)
-    return atomic_write_files(_named(out, ".onnx"), lambda tmp: onnx.save(q, tmp))
+    if res.failed is None or req.force:
+        res.path = FORMATS[policy.format].write(res.model, exp.onnx, out)
+        res.source_onnx = Path(shutil.move(str(exp.onnx), named(out, ".fp32.onnx")))
+    else:
+        res.source_onnx = exp.onnx
+    res.report_path = atomic_write_json(named(out, ".report.json"), res.to_json())
+    return res

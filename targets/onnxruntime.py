@@ -17,6 +17,7 @@ from mtlsi_edge.export import with_frame_io
 from mtlsi_edge.targets.base import (
     Compiled,
     CompileOptions,
+    Int8Policy,
     Target,
     TargetUnavailable,
     require_outputs,
@@ -27,14 +28,14 @@ class ONNXRuntimeTarget(ONNXRuntimeBackend, Target):
     """ONNX (FP32 or QDQ INT8) → a bundle's ``model.onnx``."""
 
     task_batched = True  # 1.14-1.24x the per-task graph (benchmarks/targets.py)
-    int8_format = "onnx"
+    int8 = Int8Policy("onnx")  # a Q/DQ ONNX (NNCF's ONNX backend)
 
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
                 outputs: list[str]) -> Compiled:
         ok, why = self.available()
         if not ok:
             raise TargetUnavailable(why)
-        fio = opts.extra.get("frame_io")
+        fio = opts.frame_io
         if not fio:
             shutil.copyfile(onnx_path, out_dir / "model.onnx")
             return Compiled(["model.onnx"])
@@ -42,8 +43,8 @@ class ONNXRuntimeTarget(ONNXRuntimeBackend, Target):
 
         proto = onnx.load(str(onnx_path))
         require_outputs(onnx_path, [o.name for o in proto.graph.output], outputs)
-        proto = with_frame_io(proto, fio["mean"], fio["std"], fio["label_outputs"],
-                              fio["label_size"])
+        proto = with_frame_io(proto, fio.mean, fio.std, list(fio.label_outputs),
+                              fio.label_size)
         onnx.save(proto, str(out_dir / "model.onnx"))
         return Compiled(["model.onnx"])
 

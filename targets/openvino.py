@@ -19,6 +19,7 @@ from mtlsi_edge.native import quiet_native
 from mtlsi_edge.targets.base import (
     Compiled,
     CompileOptions,
+    Int8Policy,
     Target,
     TargetUnavailable,
     require_outputs,
@@ -72,7 +73,7 @@ class OpenVINOTarget(OpenVINOBackend, Target):
     """ONNX (or an NNCF INT8 IR) → OpenVINO IR."""
 
     task_batched = True  # 1.28-1.44x the per-task graph (benchmarks/targets.py)
-    int8_format = "openvino"
+    int8 = Int8Policy("openvino")  # NNCF on the IR (runs the CPU plugin's own INT8 kernels)
 
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
                 outputs: list[str]) -> Compiled:
@@ -86,12 +87,12 @@ class OpenVINOTarget(OpenVINOBackend, Target):
                 model = ov.Core().read_model(str(onnx_path))
             else:
                 model = ov.convert_model(str(onnx_path))
-        fio = opts.extra.get("frame_io")
+        fio = opts.frame_io
         if fio:
             require_outputs(onnx_path, {n for o in model.outputs for n in o.get_names()},
                             outputs)
-            model = with_frame_io(model, fio["mean"], fio["std"], fio["label_outputs"],
-                                  fio["label_size"])
+            model = with_frame_io(model, fio.mean, fio.std, list(fio.label_outputs),
+                                  fio.label_size)
         ov.save_model(model, str(out_dir / "model.xml"),
                       compress_to_fp16=opts.precision == "fp16")
         return Compiled(["model.xml", "model.bin"])

@@ -12,6 +12,7 @@ DLA, Q/DQ rules and what is verified: docs/nvidia.md.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,13 @@ from mtlsi_edge.backends.tensorrt import (  # noqa: F401 - re-exported for the b
 )
 from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.fileio import atomic_write_bytes
-from mtlsi_edge.targets.base import Compiled, CompileOptions, ModelMismatch, Target
+from mtlsi_edge.targets.base import (
+    Compiled,
+    CompileOptions,
+    Int8Policy,
+    ModelMismatch,
+    Target,
+)
 
 DEFAULT_WORKSPACE_MB = 1024
 
@@ -71,46 +78,54 @@ def _load_onnx(path: Path):
     return onnx.load(str(path), load_external_data=False)
 
 
+class _QDQGraph:
+    """What the Q/DQ rules look up in a graph: constants (initializers and Constant nodes), the
+    tensors computed from constants only, tensor ranks, and the consumers of each tensor."""
+
+    def __init__(self, model):
+        import onnx
+
+        g = model.graph
+        self.consts = {i.name: i for i in g.initializer}
+        for n in g.node:
+            if n.op_type == "Constant" and n.attribute and \
+                    n.attribute[0].type == onnx.AttributeProto.TENSOR:
+                self.consts[n.output[0]] = n.attribute[0].t
+        self.producer = {o: n for n in g.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in g.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        # Tensors computed from constants only (e.g. a Gather of a relative-bias table):
+        # TensorRT folds them into build-time weights, so they may be quantised per channel
+        # like weights.
+        self.const_derived = set(self.consts)
+        for n in g.node:  # ONNX graphs are topologically sorted
+            if all(i in self.const_derived for i in n.input if i):
+                self.const_derived.update(n.output)
+        inferred = onnx.shape_inference.infer_shapes(model)
+        self.ranks = {vi.name: len(vi.type.tensor_type.shape.dim)
+                      for vi in [*inferred.graph.value_info, *inferred.graph.input]}
+        self.ranks.update({name: len(t.dims) for name, t in self.consts.items()})
+
+    def weight_rank(self, name: str) -> int | None:
+        """Rank of the constant (or constant-derived) weight behind ``name`` (itself, or the
+        input of its producing Q); None for an activation."""
+        p = self.producer.get(name)
+        if name not in self.const_derived and p is not None and p.op_type == "QuantizeLinear":
+            name = p.input[0]
+        return self.ranks.get(name, 0) if name in self.const_derived else None
+
+
 def qdq_problems(model) -> list[str]:
     """Every way ``model`` (an ``onnx.ModelProto``) breaks TensorRT's explicit-quantisation
     rules; an empty list means it conforms.  Checks: Q/DQ present; zero points INT8 and all 0
     (signed, symmetric); scales constant and positive; activations per tensor; per-channel
     scales only on a weight, along its output-channel axis."""
     import onnx
-    from onnx import numpy_helper
 
-    g = model.graph
-    consts = {i.name: i for i in g.initializer}
-    for n in g.node:
-        if n.op_type == "Constant" and n.attribute and \
-                n.attribute[0].type == onnx.AttributeProto.TENSOR:
-            consts[n.output[0]] = n.attribute[0].t
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-
-    # Tensors computed from constants only (e.g. a Gather of a relative-bias table): TensorRT
-    # folds them into build-time weights, so they may be quantised per channel like weights.
-    const_derived = set(consts)
-    for n in g.node:  # ONNX graphs are topologically sorted
-        if all(i in const_derived for i in n.input if i):
-            const_derived.update(n.output)
-    inferred = onnx.shape_inference.infer_shapes(model)
-    ranks = {vi.name: len(vi.type.tensor_type.shape.dim)
-             for vi in [*inferred.graph.value_info, *inferred.graph.input]}
-    ranks.update({name: len(t.dims) for name, t in consts.items()})
-
-    def weight_rank(name: str) -> int | None:
-        """Rank of the constant (or constant-derived) weight behind ``name`` (itself, or the
-        input of its producing Q); None for an activation."""
-        p = producer.get(name)
-        if name not in const_derived and p is not None and p.op_type == "QuantizeLinear":
-            name = p.input[0]
-        return ranks.get(name, 0) if name in const_derived else None
-
-    qdq = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+    graph = _QDQGraph(model)
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
            and n.domain in ("", "ai.onnx")]
     if not any(n.op_type == "QuantizeLinear" for n in qdq):
         return ["no QuantizeLinear nodes (not an explicitly quantised Q/DQ model)"]
@@ -118,48 +133,64 @@ def qdq_problems(model) -> list[str]:
     for n in qdq:
         where = f"{n.op_type} {n.name or n.output[0]!r}"
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-        zp_name = n.input[2] if len(n.input) > 2 else ""
-        if zp_name and zp_name not in consts:
-            problems.append(f"{where}: zero point is not a constant")
-        elif zp_name:
-            zp = consts[zp_name]
-            if zp.data_type != onnx.TensorProto.INT8:
-                kind = onnx.TensorProto.DataType.Name(zp.data_type)
-                problems.append(f"{where}: zero point is {kind}; TensorRT needs signed INT8")
-            elif np.any(numpy_helper.to_array(zp) != 0):
-                problems.append(f"{where}: zero point is not 0 (asymmetric); TensorRT needs "
-                                "symmetric quantisation")
-        elif n.op_type == "QuantizeLinear" and \
-                attrs.get("output_dtype", onnx.TensorProto.UINT8) != onnx.TensorProto.INT8:
-            problems.append(f"{where}: no INT8 zero point, so the output is UINT8 (the ONNX "
-                            "default); TensorRT needs signed INT8")
-        if n.input[1] not in consts:
-            problems.append(f"{where}: scale is not a constant")
+        problems += [f"{where}: {p}" for p in _zero_point_problems(n, attrs, graph.consts)]
+        problems += [f"{where}: {p}" for p in _scale_problems(n, attrs, graph)]
+    return problems
+
+
+def _zero_point_problems(n, attrs: dict, consts: dict) -> list[str]:
+    """What is wrong with the zero point of Q/DQ node ``n`` (at most one problem)."""
+    import onnx
+    from onnx import numpy_helper
+
+    zp_name = n.input[2] if len(n.input) > 2 else ""
+    if zp_name and zp_name not in consts:
+        return ["zero point is not a constant"]
+    if zp_name:
+        zp = consts[zp_name]
+        if zp.data_type != onnx.TensorProto.INT8:
+            kind = onnx.TensorProto.DataType.Name(zp.data_type)
+            return [f"zero point is {kind}; TensorRT needs signed INT8"]
+        if np.any(numpy_helper.to_array(zp) != 0):
+            return ["zero point is not 0 (asymmetric); TensorRT needs symmetric quantisation"]
+    elif n.op_type == "QuantizeLinear" and \
+            attrs.get("output_dtype", onnx.TensorProto.UINT8) != onnx.TensorProto.INT8:
+        return ["no INT8 zero point, so the output is UINT8 (the ONNX default); TensorRT needs "
+                "signed INT8"]
+    return []
+
+
+def _scale_problems(n, attrs: dict, graph: _QDQGraph) -> list[str]:
+    """What is wrong with the scale of Q/DQ node ``n``: not a positive constant, per channel
+    on an activation, or on a weight along another axis than its output channels."""
+    from onnx import numpy_helper
+
+    if n.input[1] not in graph.consts:
+        return ["scale is not a constant"]
+    problems = []
+    s = numpy_helper.to_array(graph.consts[n.input[1]])
+    if np.any(~np.isfinite(s)) or np.any(s <= 0):
+        problems.append("scale has non-positive or non-finite values")
+    if s.size <= 1:
+        return problems
+    rank = graph.weight_rank(n.input[0])
+    if rank is None:
+        return problems + ["per-channel scale on an activation; TensorRT quantises activations "
+                           "per tensor"]
+    axis = attrs.get("axis", 1)
+    axis = axis + rank if axis < 0 else axis
+    if n.op_type != "DequantizeLinear":
+        return problems  # the DQ that feeds the consumer carries the same axis
+    for c in graph.consumers.get(n.output[0], []):
+        if c.op_type not in _WEIGHT_AXIS:
             continue
-        s = numpy_helper.to_array(consts[n.input[1]])
-        if np.any(~np.isfinite(s)) or np.any(s <= 0):
-            problems.append(f"{where}: scale has non-positive or non-finite values")
-        if s.size <= 1:
-            continue
-        rank = weight_rank(n.input[0])
-        if rank is None:
-            problems.append(f"{where}: per-channel scale on an activation; TensorRT quantises "
-                            "activations per tensor")
-            continue
-        axis = attrs.get("axis", 1)
-        axis = axis + rank if axis < 0 else axis
-        if n.op_type != "DequantizeLinear":
-            continue  # the DQ that feeds the consumer carries the same axis
-        for c in consumers.get(n.output[0], []):
-            if c.op_type not in _WEIGHT_AXIS:
-                continue
-            idx, want = _WEIGHT_AXIS[c.op_type]
-            if c.op_type == "Gemm":
-                want = 0 if next((a.i for a in c.attribute if a.name == "transB"), 0) else 1
-            want = want + rank if want < 0 else want
-            if list(c.input).index(n.output[0]) == idx and axis != want:
-                problems.append(f"{where}: per-channel axis {axis} on the {c.op_type} weight; "
-                                f"TensorRT needs the output-channel axis {want}")
+        idx, want = _WEIGHT_AXIS[c.op_type]
+        if c.op_type == "Gemm":
+            want = 0 if next((a.i for a in c.attribute if a.name == "transB"), 0) else 1
+        want = want + rank if want < 0 else want
+        if list(c.input).index(n.output[0]) == idx and axis != want:
+            problems.append(f"per-channel axis {axis} on the {c.op_type} weight; TensorRT needs "
+                            f"the output-channel axis {want}")
     return problems
 
 
@@ -193,15 +224,38 @@ def _size_hw(value, what: str) -> tuple[int, int]:
     return h, w
 
 
-class TensorRTTarget(TensorRTBackend, Target):
-    """ONNX → TensorRT engine.  ``opts.extra`` knobs: ``workspace_mb`` (1024), ``dla_core``
-    (Jetson DLA core; GPU fallback on), ``timing_cache`` (file read before and written after
-    the build), ``input_size`` (H, W: the optimisation-profile *opt* shape, required when H/W
-    are symbolic), ``min_size`` / ``max_size`` (default half / double of ``input_size``),
-    ``max_batch`` (profile max N when N is symbolic; default 1)."""
+def _own(opts: CompileOptions) -> TensorRTOptions:
+    """The TensorRT knobs of ``opts`` (the defaults when none were given)."""
+    return opts.target_options or TensorRTOptions()
 
-    int8_format = "onnx"
-    int8_rules = "tensorrt"  # quantize --target tensorrt: Q/DQ that passes check_qdq
+
+@dataclass(frozen=True)
+class TensorRTOptions:
+    """``compile --target tensorrt`` knobs (the CLI option of each is its name in kebab
+    case; the last three are library-only).
+
+    workspace_mb: the builder's workspace (MiB).  dla_core: Jetson DLA core (GPU fallback on).
+    timing_cache: a file read before and written after the build.  input_size: (H, W), the
+    optimisation-profile *opt* shape, required when H/W are symbolic.  min_size / max_size:
+    default half / double of ``input_size``.  max_batch: profile max N when N is symbolic.
+    """
+
+    workspace_mb: int = DEFAULT_WORKSPACE_MB
+    dla_core: int | None = None
+    timing_cache: Path | None = None
+    input_size: tuple[int, int] | None = None
+    min_size: tuple[int, int] | None = None
+    max_size: tuple[int, int] | None = None
+    max_batch: int = 1
+
+
+class TensorRTTarget(TensorRTBackend, Target):
+    """ONNX → TensorRT engine, with :class:`TensorRTOptions` (``opts.target_options``)."""
+
+    # quantize --target tensorrt: signed symmetric Q/DQ that passes qdq_problems
+    int8 = Int8Policy("onnx", symmetric_signed=True, problems=lambda m: qdq_problems(m),
+                      rules="tensorrt")
+    options_type = TensorRTOptions
 
     # -- compile --------------------------------------------------------------------------
     def _check_options(self, onnx_path: Path, opts: CompileOptions) -> None:
@@ -209,14 +263,15 @@ class TensorRTTarget(TensorRTBackend, Target):
         if opts.precision not in self.precisions:
             raise ConfigError(f"TensorRT: unknown precision {opts.precision!r}; "
                               f"choose from {', '.join(self.precisions)}")
-        dla = opts.extra.get("dla_core")
+        own = _own(opts)
+        dla = own.dla_core
         if dla is not None:
             if int(dla) < 0:
                 raise ConfigError(f"TensorRT: --dla-core must be >= 0, got {dla}")
             if opts.precision == "fp32":
                 raise ConfigError("TensorRT: DLA runs FP16 or INT8 networks only; "
                                   "use --precision fp16 or int8 with --dla-core")
-        if int(opts.extra.get("workspace_mb", DEFAULT_WORKSPACE_MB)) <= 0:
+        if int(own.workspace_mb) <= 0:
             raise ConfigError("TensorRT: --workspace-mb must be > 0")
         if opts.precision == "int8":
             check_qdq(onnx_path)
@@ -229,7 +284,7 @@ class TensorRTTarget(TensorRTBackend, Target):
         self._check_options(onnx_path, opts)
         trt = self._require()
         version = str(trt.__version__)
-        dla = opts.extra.get("dla_core")
+        dla = _own(opts).dla_core
         dla = None if dla is None else int(dla)
         if dla is not None and dla_problem(version):
             raise ConfigError(dla_problem(version))
@@ -263,7 +318,8 @@ class TensorRTTarget(TensorRTBackend, Target):
                                 f"(graph outputs: {net_outputs})")
 
         config = builder.create_builder_config()
-        workspace_mb = int(opts.extra.get("workspace_mb", DEFAULT_WORKSPACE_MB))
+        own = _own(opts)
+        workspace_mb = int(own.workspace_mb)
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
         for name in plan["builder_flags"]:
             config.set_flag(getattr(trt.BuilderFlag, name))
@@ -276,7 +332,7 @@ class TensorRTTarget(TensorRTBackend, Target):
         if profile is not None:
             config.add_optimization_profile(profile)
 
-        cache_path = opts.extra.get("timing_cache")
+        cache_path = own.timing_cache
         if cache_path:
             cache_path = Path(cache_path)
             blob = cache_path.read_bytes() if cache_path.is_file() else b""
@@ -314,7 +370,7 @@ class TensorRTTarget(TensorRTBackend, Target):
         dynamic = [t for t in inputs if any(int(d) < 0 for d in t.shape)]
         if not dynamic:
             return None, None
-        extra = opts.extra
+        own = _own(opts)
         profile = builder.create_optimization_profile()
         record = {}
         for t in dynamic:
@@ -324,21 +380,20 @@ class TensorRTTarget(TensorRTBackend, Target):
                                     "only N×C×H×W inputs are supported")
             if shape[1] < 0:
                 raise ModelMismatch(f"TensorRT: input {t.name!r} has a symbolic channel dim")
-            if "input_size" not in extra and (shape[2] < 0 or shape[3] < 0):
+            if own.input_size is None and (shape[2] < 0 or shape[3] < 0):
                 raise ConfigError(
                     f"TensorRT: input {t.name!r} has symbolic H/W; pass --input-size HxW "
-                    "(opts.extra['input_size']) for the optimisation profile")
-            if "input_size" in extra:
-                oh, ow = _size_hw(extra["input_size"], "input_size")
+                    "(TensorRTOptions.input_size) for the optimisation profile")
+            if own.input_size is not None:
+                oh, ow = _size_hw(own.input_size, "input_size")
             else:
                 oh, ow = shape[2], shape[3]
-            lh, lw = _size_hw(extra.get("min_size", (max(1, oh // 2), max(1, ow // 2))),
-                              "min_size")
-            hh, hw = _size_hw(extra.get("max_size", (oh * 2, ow * 2)), "max_size")
+            lh, lw = _size_hw(own.min_size or (max(1, oh // 2), max(1, ow // 2)), "min_size")
+            hh, hw = _size_hw(own.max_size or (oh * 2, ow * 2), "max_size")
             if not (lh <= oh <= hh and lw <= ow <= hw):
                 raise ConfigError(f"TensorRT: need min_size <= input_size <= max_size, got "
                                   f"{(lh, lw)}, {(oh, ow)}, {(hh, hw)}")
-            max_n = max(1, int(extra.get("max_batch", 1)))
+            max_n = max(1, int(own.max_batch))
             dims = {0: (1, 1, max_n), 2: (lh, oh, hh), 3: (lw, ow, hw)}
             mins, opts_, maxs = zip(*[(d, d, d) if d >= 0 else dims[ax]
                                       for ax, d in enumerate(shape)])

@@ -55,7 +55,7 @@ class TorchTarget(Target):
 
     def compile(self, onnx_path: Path, out_dir: Path, opts: CompileOptions,
                 outputs: list[str]) -> Compiled:
-        ckpt = opts.extra.get("checkpoint_weights")
+        ckpt = opts.weights
         if ckpt is None:
             raise TargetUnavailable("the torch target needs a checkpoint (--checkpoint), "
                                     "not an ONNX file")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +72,20 @@ def _onnx_meta(onnx_path: Path) -> dict:
     raise ModelMismatch(f"{onnx_path}: ONNX lacks mtlsi_edge metadata")
 
 
+@dataclass(frozen=True)
+class TorchTensorRTOptions:
+    """``compile --target torch-tensorrt`` knobs: ``workspace_mb`` (the TensorRT builder's
+    workspace, MiB; None = torch-tensorrt's default)."""
+
+    workspace_mb: int | None = None
+
+
 class TorchTensorRTTarget(Target):
-    """Checkpoint → torch-tensorrt ExportedProgram.  ``opts.extra``: ``checkpoint_weights``
-    (set by ``compile_bundle``), ``workspace_mb`` (optional)."""
+    """Checkpoint → torch-tensorrt ExportedProgram, from the checkpoint's weights
+    (``opts.weights``, set by ``compile_bundle``)."""
 
     name = "torch-tensorrt"
+    options_type = TorchTensorRTOptions
     precisions = ("fp32", "fp16")
     default_device = "cuda:0"
 
@@ -114,7 +124,7 @@ class TorchTensorRTTarget(Target):
         if opts.precision not in self.precisions:
             raise ConfigError(f"torch-tensorrt: precision {opts.precision!r} not offered (fp32 | "
                               "fp16); for INT8 use --target tensorrt with a Q/DQ ONNX")
-        weights = opts.extra.get("checkpoint_weights")
+        weights = opts.weights
         if weights is None:
             raise TargetUnavailable("the torch-tensorrt target needs a checkpoint "
                                     "(--checkpoint), not an ONNX file")
@@ -132,8 +142,9 @@ class TorchTensorRTTarget(Target):
         h, w = cfg["input_size"]
         x = torch.zeros(1, 3, int(h), int(w), device=device)
         kwargs = fp16_kwargs(tt.dynamo.compile) if opts.precision == "fp16" else {}
-        if "workspace_mb" in opts.extra:
-            kwargs["workspace_size"] = int(opts.extra["workspace_mb"]) << 20
+        own = opts.target_options or TorchTensorRTOptions()
+        if own.workspace_mb is not None:
+            kwargs["workspace_size"] = int(own.workspace_mb) << 20
         with torch.no_grad():
             trt_gm = tt.compile(deploy.to(device), ir="dynamo", arg_inputs=[x], **kwargs)
         out_dir = Path(out_dir)

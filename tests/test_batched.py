@@ -3,11 +3,10 @@ reference for every variant, the same checkpoints, pruned widths, export and MAC
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from conftest import STARTER, needs_starter
 from torch import nn
 
 from mtlsi_edge.model import VARIANTS, create_model
@@ -15,7 +14,6 @@ from mtlsi_edge.model.blocks import same_shapes
 from mtlsi_edge.model.complexity import model_report
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-STARTER = Path(__file__).resolve().parents[1] / "mtlsi_edge" / "weights" / "starter.json"
 EDGE = [n for n, v in VARIANTS.items() if v.edge]
 PAPER = [n for n, v in VARIANTS.items() if not v.edge]
 
@@ -125,7 +123,7 @@ def test_training_runs_the_per_task_reference():
     assert calls["batched"] == 3
 
 
-@pytest.mark.skipif(not STARTER.is_file(), reason="no embedded starter checkpoint")
+@needs_starter
 def test_starter_checkpoint_runs_batched_unchanged(tmp_path):
     """Same state dict keys and shapes: the starter loads into either form, and a checkpoint
     saved from a batched model round-trips its flag."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mtlsi_edge.bundle import MANIFEST, SCHEMA, load_bundle, write_manifest
-from mtlsi_edge.compiler import compile_bundle
+from mtlsi_edge.compiler import CompileRequest, compile_bundle
 from mtlsi_edge.data.seeds import GATE_FRAMES
 from mtlsi_edge.errors import BundleError
 from mtlsi_edge.export import MEAN, STD
@@ -99,10 +99,10 @@ def test_compile_from_onnx_replaces_existing_bundle(bundle, tiny_onnx, tmp_path)
     old = _copy(bundle("onnxruntime"), tmp_path / "b")  # compiled from the checkpoint
     (old / "notes.txt").write_text("the user's, not the bundle's")
     with pytest.raises(BundleError, match="not a bundle .*notes.txt"):
-        compile_bundle(old, "onnxruntime", onnx_path=tiny_onnx)
+        compile_bundle(old, CompileRequest("onnxruntime", model_file=tiny_onnx))
     assert (old / "notes.txt").read_text() == "the user's, not the bundle's"
     (old / "notes.txt").unlink()
-    out = compile_bundle(old, "onnxruntime", onnx_path=tiny_onnx)
+    out = compile_bundle(old, CompileRequest("onnxruntime", model_file=tiny_onnx))
     m, _ = load_bundle(out)
     assert out == old
     assert m["model"]["variant"] is None
@@ -207,7 +207,7 @@ def test_unknown_target_is_a_clear_error(tiny_onnx, tmp_path):
     with pytest.raises(TargetUnavailable, match=r"unknown target 'nope'; known: .*onnxruntime"):
         get_target("nope")
     with pytest.raises(TargetUnavailable, match="unknown target 'nope'"):
-        compile_bundle(tmp_path / "b", "nope", onnx_path=tiny_onnx)
+        compile_bundle(tmp_path / "b", CompileRequest("nope", model_file=tiny_onnx))
     assert not (tmp_path / "b").exists()
 
 
@@ -219,7 +219,7 @@ def test_registry_names_match():
 @pytest.mark.skipif(TRT_OK, reason="tensorrt is importable here")
 def test_tensorrt_unavailable_says_why(tiny_onnx, tmp_path):
     with pytest.raises((BundleError, TargetUnavailable)) as e:
-        compile_bundle(tmp_path / "trt", "tensorrt", onnx_path=tiny_onnx)
+        compile_bundle(tmp_path / "trt", CompileRequest("tensorrt", model_file=tiny_onnx))
     msg = str(e.value)
     assert "tensorrt" in msg and "not installed" in msg and "\n" not in msg
     assert list(tmp_path.iterdir()) == []  # nothing staged
@@ -227,20 +227,22 @@ def test_tensorrt_unavailable_says_why(tiny_onnx, tmp_path):
 
 def test_unsupported_precision_refused(tiny_onnx, tmp_path):
     with pytest.raises(BundleError, match="onnxruntime supports fp32, int8, not fp16"):
-        compile_bundle(tmp_path / "b", "onnxruntime", "fp16", onnx_path=tiny_onnx)
+        compile_bundle(tmp_path / "b", CompileRequest("onnxruntime", "fp16",
+                                                      model_file=tiny_onnx))
 
 
 def test_torch_target_needs_checkpoint(tiny_onnx, tmp_path):
     with pytest.raises(TargetUnavailable, match="needs a checkpoint"):
-        compile_bundle(tmp_path / "b", "torch", onnx_path=tiny_onnx)
+        compile_bundle(tmp_path / "b", CompileRequest("torch", model_file=tiny_onnx))
     assert list(tmp_path.iterdir()) == []  # staging and work folders cleaned up
 
 
 def test_missing_sources_refused(tmp_path):
     with pytest.raises(BundleError, match="file not found"):
-        compile_bundle(tmp_path / "b", "onnxruntime", onnx_path=tmp_path / "none.onnx")
+        compile_bundle(tmp_path / "b", CompileRequest("onnxruntime",
+                                                      model_file=tmp_path / "none.onnx"))
     with pytest.raises(BundleError, match="checkpoint or an ONNX"):
-        compile_bundle(tmp_path / "b", "onnxruntime")
+        compile_bundle(tmp_path / "b", CompileRequest("onnxruntime"))
 
 
 def test_onnx_without_metadata_refused(tiny_onnx, tmp_path):
@@ -251,7 +253,7 @@ def test_onnx_without_metadata_refused(tiny_onnx, tmp_path):
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, str(bare))
     with pytest.raises(BundleError, match="lacks mtlsi_edge metadata"):
-        compile_bundle(tmp_path / "b", "onnxruntime", onnx_path=bare)
+        compile_bundle(tmp_path / "b", CompileRequest("onnxruntime", model_file=bare))
     assert sorted(f.name for f in tmp_path.iterdir()) == ["bare.onnx"]
 
 
@@ -260,11 +262,12 @@ def test_openvino_fp16_is_deterministic_across_calls(tmp_path, tiny_checkpoint):
     until snippets were disabled for FP16 bundles."""
     import numpy as np
 
-    from mtlsi_edge.compiler import compile_bundle
+    from mtlsi_edge.compiler import CompileRequest, compile_bundle
     from mtlsi_edge.targets import CompileOptions
 
-    b = compile_bundle(tmp_path / "f16", "openvino", "fp16", checkpoint=tiny_checkpoint,
-                       opts=CompileOptions(precision="fp16", device="CPU"), force=True)
+    b = compile_bundle(tmp_path / "f16", CompileRequest(
+        "openvino", "fp16", checkpoint=tiny_checkpoint, options=CompileOptions(device="CPU"),
+        force=True))
     from mtlsi_edge.runtime.predictor import Predictor
 
     p = Predictor.from_bundle(b)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import one_error_line
 from typer.testing import CliRunner
 
 from mtlsi_edge.bundle import load_bundle
@@ -20,17 +21,6 @@ OPEN_GATE = ("--gate", "semseg=50", "--gate", "depth=0.5", "--gate", "normals=45
 
 def run(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(res, *fragments: str) -> None:
-    assert res.exit_code != 0, res.output
-    assert "Traceback" not in res.output
-    assert isinstance(res.exception, SystemExit), repr(res.exception)
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error: ")
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
 
 
 @pytest.fixture(scope="module")
@@ -70,50 +60,50 @@ def test_compile_onnxruntime_from_exported_onnx(exported, tmp_path):
 def test_compile_tensorrt_unavailable_is_one_line(exported, tmp_path):
     _, onnx_path = exported
     res = run("compile", "--target", "tensorrt", "--onnx", onnx_path, "--out", tmp_path / "t")
-    assert_one_line_error(res, "tensorrt", "not installed")
+    one_error_line(res, "tensorrt", "not installed")
     assert not (tmp_path / "t").exists()
 
 
 def test_compile_unknown_target_is_one_line(exported, tmp_path):
     _, onnx_path = exported
     res = run("compile", "--target", "nope", "--onnx", onnx_path, "--out", tmp_path / "n")
-    assert_one_line_error(res, "unknown target 'nope'", "onnxruntime")
+    one_error_line(res, "unknown target 'nope'", "onnxruntime")
 
 
 def test_compile_bad_precision_is_one_line(exported, tmp_path):
     _, onnx_path = exported
     res = run("compile", "--target", "onnxruntime", "--precision", "fp16", "--onnx", onnx_path,
               "--out", tmp_path / "p")
-    assert_one_line_error(res, "fp16")
+    one_error_line(res, "fp16")
 
 
 def test_compile_missing_onnx_is_one_line(tmp_path):
     res = run("compile", "--target", "onnxruntime", "--onnx", tmp_path / "none.onnx",
               "--out", tmp_path / "b")
-    assert_one_line_error(res, "none.onnx", "not found")
+    one_error_line(res, "none.onnx", "not found")
 
 
 def test_compile_bad_checkpoint_is_one_line(tmp_path):
     res = run("compile", "--target", "onnxruntime", "--checkpoint", tmp_path / "nope.json",
               "--out", tmp_path / "b")
-    assert_one_line_error(res, "nope.json")
+    one_error_line(res, "nope.json")
 
 
 def test_export_unknown_variant_is_one_line(tmp_path):
     res = run("export", "--variant", "nope", "--out", tmp_path / "x.onnx")
-    assert_one_line_error(res, "unknown variant 'nope'")
+    one_error_line(res, "unknown variant 'nope'")
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_export_bad_stride_is_one_line(tmp_path):
     res = run("export", "--variant", "edge-effvit-b0", "--stride", "2",
               "--out", tmp_path / "x.onnx")
-    assert_one_line_error(res, "--stride must be 1 or 4")
+    one_error_line(res, "--stride must be 1 or 4")
 
 
 def test_info_unknown_variant_fails():
     res = run("info", "nope")
-    assert_one_line_error(res, "unknown variant 'nope'", "edge-effvit-b0")
+    one_error_line(res, "unknown variant 'nope'", "edge-effvit-b0")
 
 
 def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint):
@@ -168,8 +158,8 @@ def test_quantize_refused_by_the_runtime_is_one_line(int8_refusing_openvino, tmp
                                                      tiny_checkpoint):
     res = run("quantize", "--checkpoint", str(tiny_checkpoint), "--n", "2",
               "--out", str(tmp_path / "q"))
-    assert_one_line_error(res, "OpenVINO cannot compile the INT8 model on this CPU",
-                          "Supported primitive descriptors list is empty")
+    one_error_line(res, "OpenVINO cannot compile the INT8 model on this CPU",
+                   "Supported primitive descriptors list is empty")
     assert res.exit_code == 2
     assert not list(tmp_path.glob("q.*"))  # nothing written
 
@@ -193,15 +183,15 @@ def test_deploy_keeps_fp32_when_the_int8_bundle_cannot_compile(monkeypatch, tmp_
                                                               tiny_checkpoint):
     """The INT8 model is made, but the target's runtime refuses it when the bundle is
     compiled (step 4): same outcome, FP32 kept, exit 3."""
-    import mtlsi_edge.quantize.deploy as dep
+    import mtlsi_edge.deploy as dep
     from mtlsi_edge.targets.base import RuntimeRefused
 
     real = dep.compile_bundle
 
-    def compile_bundle(out, target, precision="fp32", **kw):
-        if precision == "int8":
+    def compile_bundle(out, req):
+        if req.precision == "int8":
             raise RuntimeRefused(f"{out}/model.xml: OpenVINO cannot compile it: no kernel")
-        return real(out, target, precision, **kw)
+        return real(out, req)
 
     monkeypatch.setattr(dep, "compile_bundle", compile_bundle)
     out = tmp_path / "deploy"
@@ -216,9 +206,9 @@ def test_deploy_keeps_fp32_when_the_int8_bundle_cannot_compile(monkeypatch, tmp_
 def test_deploy_says_when_int8_is_not_faster(monkeypatch, tmp_path, tiny_checkpoint):
     """An INT8 bundle that passes its gates ships, but when it measured slower than FP32 on
     this machine, deploy says so and names the FP32 bundle (console and report)."""
-    import mtlsi_edge.quantize.deploy as dep
+    import mtlsi_edge.deploy as dep
 
-    real = dep._latencies
+    real = dep.latencies
 
     def int8_slower(bundles, **kw):
         lat = real(bundles, **kw)
@@ -226,7 +216,7 @@ def test_deploy_says_when_int8_is_not_faster(monkeypatch, tmp_path, tiny_checkpo
         lat["onnxruntime-int8"]["median_ms"] = 2 * lat["onnxruntime-fp32"]["median_ms"]
         return lat
 
-    monkeypatch.setattr(dep, "_latencies", int8_slower)
+    monkeypatch.setattr(dep, "latencies", int8_slower)
     out = tmp_path / "deploy"
     res = run("deploy", "--checkpoint", str(tiny_checkpoint), "--target", "onnxruntime",
               "--precision", "int8", "--n-calib", "2", "--out", str(out),

@@ -18,9 +18,9 @@ from mtlsi_edge.export import (
     DeployModel,
     export_onnx,
     normalize,
-    parity_report,
 )
 from mtlsi_edge.tasks import Task, TaskSet, get_task_set
+from mtlsi_edge.verify import parity_report
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 SIZE = (64, 96)  # the tiny model's input size (tests/conftest.py)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_error_line
 from typer.testing import CliRunner
 
 from mtlsi_edge.bundle import MANIFEST, write_manifest
@@ -535,15 +536,7 @@ def test_fault(case: Case, world, tmp_path, monkeypatch):
         for k, v in subst.items():
             a = a.replace(k, v)
         argv.append(a)
-    res = CliRunner().invoke(app, argv)
-    out = res.output + (res.stderr or "")
-    assert "Traceback" not in out, out
-    assert isinstance(res.exception, SystemExit), (repr(res.exception), out)
-    assert res.exit_code == case.code, out
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    for w in case.words:
-        assert w in lines[0], (w, lines[0])
+    one_error_line(CliRunner().invoke(app, argv), *case.words, code=case.code)
     after = _snapshot(t)
     changed = [k for k, v in before.items() if after.get(k) != v]
     assert not changed, f"modified or removed: {changed}"
@@ -625,7 +618,7 @@ def test_folder_of_mixed_sizes_records_every_image(world, tmp_path):
 
 def test_stale_stage_folders_are_swept(world, tmp_path):
     from mtlsi_edge.bundle import load_bundle
-    from mtlsi_edge.compiler import compile_bundle
+    from mtlsi_edge.compiler import CompileRequest, compile_bundle
 
     b = tmp_path / "b"
     dead = 2**22 + 12345  # above pid_max's default: no such process
@@ -639,7 +632,7 @@ def test_stale_stage_folders_are_swept(world, tmp_path):
     sweep_stale_stages(b)
     load_bundle(b)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
-    compile_bundle(b, "onnxruntime", checkpoint=world["ckpt"])
+    compile_bundle(b, CompileRequest("onnxruntime", checkpoint=world["ckpt"]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
@@ -679,6 +672,4 @@ def test_native_logs_stay_out(name, world, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mtlsi_edge.cli", *args], capture_output=True,
                        text=True, timeout=300, cwd=tmp_path,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.stderr
+    one_error_line(r, words, code=2)

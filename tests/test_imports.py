@@ -170,11 +170,11 @@ def test_no_import_cycles():
 LAYERS = [
     ("base", "runtime", ["mtlsi_edge._version", "mtlsi_edge.errors", "mtlsi_edge.inputs",
                          "mtlsi_edge.machine", "mtlsi_edge.fileio", "mtlsi_edge.stats",
-                         "mtlsi_edge.timing", "mtlsi_edge.native"]),
+                         "mtlsi_edge.timing", "mtlsi_edge.native", "mtlsi_edge.precisions"]),
     ("tasks", "runtime", ["mtlsi_edge.kinds", "mtlsi_edge.tasks", "mtlsi_edge.weights",
                           "mtlsi_edge.signing"]),
     ("backends", "runtime", ["mtlsi_edge.backends"]),
-    ("bundle", "runtime", ["mtlsi_edge.bundle", "mtlsi_edge.verify"]),
+    ("bundle", "runtime", ["mtlsi_edge.qdq", "mtlsi_edge.bundle", "mtlsi_edge.verify"]),
     ("runtime", "runtime", ["mtlsi_edge.runtime"]),
     ("profiler", "runtime", ["mtlsi_edge.profiler.bench", "mtlsi_edge.profiler.report",
                              "mtlsi_edge.profiler.run", "mtlsi_edge.profiler"]),
@@ -184,8 +184,8 @@ LAYERS = [
     ("train", "build", ["mtlsi_edge.export", "mtlsi_edge.train"]),
     ("targets", "build", ["mtlsi_edge.targets"]),
     ("deploy", "build", ["mtlsi_edge.compiler", "mtlsi_edge.calibration", "mtlsi_edge.quantize",
-                         "mtlsi_edge.tune", "mtlsi_edge.evaluation",
-                         "mtlsi_edge.profiler.plots"]),
+                         "mtlsi_edge.deploy", "mtlsi_edge.prune", "mtlsi_edge.tune",
+                         "mtlsi_edge.evaluation", "mtlsi_edge.profiler.plots"]),
     ("app", "app", ["mtlsi_edge.cli", "mtlsi_edge.__main__"]),
 ]
 #: The root package (its lazy public API names both halves) sits above everything.

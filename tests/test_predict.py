@@ -27,6 +27,7 @@ from mtlsi_edge.cli import app
 from mtlsi_edge.runtime.predict import (
     INDEX,
     OutputFormats,
+    PredictOptions,
     encode_indexed_png,
     iter_predictions,
     read_labels,
@@ -179,8 +180,8 @@ def test_live_source_resume_continues_frame_numbers(predictor, tmp_path):
     try:
         p = predictor("onnxruntime")
         o = tmp_path / "o"
-        run_predict(p, srv.url, o, max_frames=3)
-        st = run_predict(p, srv.url, o, max_frames=2, resume=True)
+        run_predict(p, srv.url, o, PredictOptions(max_frames=3))
+        st = run_predict(p, srv.url, o, PredictOptions(max_frames=2, resume=True))
     finally:
         srv.stop()
     assert st.frames == 2 and st.resumed == 0
@@ -357,8 +358,9 @@ def test_predict_goes_on_through_a_stream_restart(predictor, tmp_path):
     srv = MJPEGServer().start()
     t = _drop_after(srv, 15, 1.0)
     try:
-        st = run_predict(predictor("onnxruntime"), srv.url, tmp_path / "o", max_frames=40,
-                         options=SourceOptions(reconnect_s=20))
+        st = run_predict(predictor("onnxruntime"), srv.url, tmp_path / "o",
+                         PredictOptions(source_options=SourceOptions(reconnect_s=20),
+                                        max_frames=40))
     finally:
         t.join(timeout=30)
         srv.stop()

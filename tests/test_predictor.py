@@ -85,11 +85,12 @@ def test_preprocess_of_a_frame_bundle_is_the_frame(ort_predictor, frame):
 
 def test_preprocess_of_a_tensor_bundle_matches_export_normalisation(tiny_checkpoint, tmp_path,
                                                                    frame):
-    from mtlsi_edge.compiler import compile_bundle
+    from mtlsi_edge.compiler import CompileRequest, compile_bundle
     from mtlsi_edge.targets import CompileOptions
 
-    b = compile_bundle(tmp_path / "t", "onnxruntime", "fp32", checkpoint=tiny_checkpoint,
-                       frame_io=False, opts=CompileOptions(device="cpu", threads=1))
+    b = compile_bundle(tmp_path / "t", CompileRequest(
+        "onnxruntime", "fp32", checkpoint=tiny_checkpoint, frame_io=False,
+        options=CompileOptions(device="cpu", threads=1)))
     p = Predictor.from_bundle(b, threads=1)
     f = frame(*SIZE)
     x, _ = p.preprocess(f)

@@ -9,12 +9,13 @@ import statistics
 import time
 
 import pytest
+from conftest import one_error_line
 from typer.testing import CliRunner
 
 from mtlsi_edge.backends.onnxruntime import parse_ort_profile
 from mtlsi_edge.cli import app
 from mtlsi_edge.profiler import report
-from mtlsi_edge.profiler.bench import classify_node, profile_bundle
+from mtlsi_edge.profiler.bench import ProfileOptions, classify_node, profile_bundle
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.stats import nearest_rank, summarize
 from mtlsi_edge.timing import measure
@@ -227,15 +228,6 @@ def run(*args) -> object:
     return CliRunner().invoke(app, ["profile", *[str(a) for a in args]])
 
 
-def assert_clean_error(res, fragment: str) -> None:
-    assert res.exit_code != 0, res.output
-    out = res.output + (res.stderr or "")
-    assert "Traceback" not in out
-    assert isinstance(res.exception, SystemExit), repr(res.exception)
-    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1 and fragment in errors[0], res.stderr
-
-
 @pytest.fixture()
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the CLI writes under ./runs/profile
@@ -243,15 +235,15 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def test_cli_bad_input(in_tmp, tiny_checkpoint, bundle):
-    assert_clean_error(run("--checkpoint", tiny_checkpoint, "--targets", "nope"),
-                       "unknown target 'nope'")
-    assert_clean_error(run("--bundle", bundle("onnxruntime"), "--runs", "0"), "--runs")
-    assert_clean_error(run("--bundle", bundle("onnxruntime"), "--time", "0"), "--time")
-    assert_clean_error(run("--bundle", in_tmp / "missing"), "not found")
-    assert_clean_error(run("--bundle", bundle("onnxruntime"), "--mode", "fast"), "--mode")
+    one_error_line(run("--checkpoint", tiny_checkpoint, "--targets", "nope"),
+                   "unknown target 'nope'")
+    one_error_line(run("--bundle", bundle("onnxruntime"), "--runs", "0"), "--runs")
+    one_error_line(run("--bundle", bundle("onnxruntime"), "--time", "0"), "--time")
+    one_error_line(run("--bundle", in_tmp / "missing"), "not found")
+    one_error_line(run("--bundle", bundle("onnxruntime"), "--mode", "fast"), "--mode")
     # only an unavailable target asked for: a note, then a one-line error
     res = run("--checkpoint", tiny_checkpoint, "--targets", "tensorrt")
-    assert_clean_error(res, "nothing to profile")
+    one_error_line(res, "nothing to profile")
     assert "skipping tensorrt" in res.stdout
 
 
@@ -269,7 +261,7 @@ def test_cli_tensorrt_bundle_refused(in_tmp, bundle):
     m.pop("integrity")
     m["target"] = "tensorrt"
     write_manifest(fake, m)
-    assert_clean_error(run("--bundle", fake), "tensorrt")
+    one_error_line(run("--bundle", fake), "tensorrt")
 
 
 def test_cli_profile_onnxruntime_bundle(in_tmp, bundle):
@@ -297,14 +289,15 @@ def test_cli_profile_onnxruntime_bundle(in_tmp, bundle):
 
 
 def test_profile_bundle_throughput_onnxruntime(bundle):
-    row = profile_bundle(bundle("onnxruntime"), mode="throughput", runs=6, threads=2)
+    row = profile_bundle(bundle("onnxruntime"), ProfileOptions(mode="throughput", runs=6,
+                                                               threads=2))
     t = row["throughput"]
     assert t["frames"] == 6 and t["parallel"] == 2 and t["fps"] > 0
     assert row["fps"] == t["fps"] and row["compute"]["n"] == 6 and row["e2e"] is None
 
 
 def test_profile_bundle_torch_throughput_is_skipped(bundle):
-    row = profile_bundle(bundle("torch"), mode="throughput", runs=3)
+    row = profile_bundle(bundle("torch"), ProfileOptions(mode="throughput", runs=3))
     assert row["skipped"] and row["compute"] is None
 
 
@@ -406,12 +399,13 @@ def test_time_call_is_measure_plus_summary():
 def test_profile_bundle_openvino_hooks(bundle):
     """profile_bundle reaches OpenVINO only through its hooks: per-layer, effective threads,
     throughput."""
-    row = profile_bundle(bundle("openvino", "fp16"), runs=3, threads=1, per_layer=True,
-                         e2e=False)
+    row = profile_bundle(bundle("openvino", "fp16"),
+                         ProfileOptions(runs=3, threads=1, per_layer=True, e2e=False))
     assert row["compute"]["n"] == 3 and row["threads_effective"] == 1
     pl = row["per_layer"]
     assert pl["source"].startswith("openvino") and pl["nodes"] > 0 and pl["iterations"] == 5
-    row = profile_bundle(bundle("openvino", "fp16"), mode="throughput", runs=4, threads=1)
+    row = profile_bundle(bundle("openvino", "fp16"),
+                         ProfileOptions(mode="throughput", runs=4, threads=1))
     t = row["throughput"]
     assert t["frames"] == 4 and t["parallel"] >= 1 and row["compute"]["n"] == 4
 

@@ -8,7 +8,7 @@ import torch
 
 from mtlsi_edge.model import create_model
 from mtlsi_edge.model.complexity import model_report
-from mtlsi_edge.quantize.prune import prune_channels, prune_magnitude, recompute_bn
+from mtlsi_edge.prune import prune_channels, prune_magnitude, recompute_bn
 from mtlsi_edge.quantize.ptq import headroom, parse_budgets
 from mtlsi_edge.tasks import get_task_set
 from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
@@ -82,7 +82,7 @@ def test_prune_report_follows_the_checkpoint_task_set(monkeypatch, tmp_path):
     depth: the report used to look it up by name and fail with KeyError)."""
     from typer.testing import CliRunner
 
-    import mtlsi_edge.quantize.prune as prune_mod
+    import mtlsi_edge.prune as prune_mod
     from mtlsi_edge.cli import app
 
     ts = get_task_set("pascal")

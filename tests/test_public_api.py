@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import STARTER, needs_starter
 
 import mtlsi_edge
 
 ROOT = Path(__file__).parent.parent
-STARTER = ROOT / "mtlsi_edge" / "weights" / "starter.json"
 
 
 def test_lazy_public_names():
@@ -22,7 +22,7 @@ def test_lazy_public_names():
         mtlsi_edge.nope  # noqa: B018
 
 
-@pytest.mark.skipif(not STARTER.is_file(), reason="no embedded starter checkpoint")
+@needs_starter
 def test_readme_example_runs(tmp_path, monkeypatch, scene_bgr):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     code = next(b for b in blocks if "from mtlsi_edge import" in b)

@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import one_error_line
 from onnx import TensorProto, helper
 
 import mtlsi_edge.backends.tensorrt as backend
@@ -39,6 +40,7 @@ from mtlsi_edge.backends.tensorrt import TensorRTRunner, _cudart, _numpy_dtype
 from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
 from mtlsi_edge.targets.tensorrt import (
     ENGINE_FILE,
+    TensorRTOptions,
     TensorRTTarget,
     build_plan,
     cast_fp16,
@@ -467,11 +469,13 @@ def test_every_name_used_exists_in_every_supported_version(fake_trt, tiny_qdq, t
     uses that this version lacks raises AttributeError here."""
     trt = fake_trt(version)
     src = tiny_qdq if precision == "int8" else tiny_dyn_onnx
-    opts = CompileOptions(precision=precision, extra={
-        "input_size": (32, 48), "timing_cache": tmp_path / "trt.cache"})
+    opts = CompileOptions(precision=precision, target_options=TensorRTOptions(
+        input_size=(32, 48), timing_cache=tmp_path / "trt.cache"))
     t = TensorRTTarget()
     built = t.compile(src, tmp_path, opts, ["y"])
-    assert built.files == [ENGINE_FILE] and "manifest" not in opts.extra  # opts untouched
+    assert built.files == [ENGINE_FILE] and opts == CompileOptions(  # opts untouched
+        precision=precision, target_options=TensorRTOptions(
+            input_size=(32, 48), timing_cache=tmp_path / "trt.cache"))
     rec = built.record["tensorrt"]
     assert rec["version"] == version and rec["precision"] == precision
     net_flags = [c[1] for c in trt.calls if c[0] == "create_network"]
@@ -500,8 +504,8 @@ def test_removed_flag_would_fail_on_11(fake_trt, version):
 
 def test_dla_build_records_placement_and_load_reapplies_core(fake_trt, tiny_dyn_onnx, tmp_path):
     trt = fake_trt("10.3.0", can_run_on_dla=lambda layer: layer.name != "layer1")
-    opts = CompileOptions(precision="fp16", extra={"dla_core": 1, "workspace_mb": 256,
-                                                   "input_size": (32, 48)})
+    opts = CompileOptions(precision="fp16", target_options=TensorRTOptions(
+        dla_core=1, workspace_mb=256, input_size=(32, 48)))
     rec = TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"]).record["tensorrt"]
     assert rec["dla_core"] == 1 and rec["workspace_mb"] == 256 and rec["gpu_fallback"]
     assert rec["layer_placement"] == {"dla_layers": 2, "gpu_fallback_layers": 1,
@@ -520,7 +524,8 @@ def test_dla_build_records_placement_and_load_reapplies_core(fake_trt, tiny_dyn_
 
 def test_dla_refused_on_11_before_build(fake_trt, tiny_dyn_onnx, tmp_path):
     trt = fake_trt("11.4.0.106")
-    opts = CompileOptions(precision="fp16", extra={"dla_core": 0, "input_size": (32, 48)})
+    opts = CompileOptions(precision="fp16",
+                          target_options=TensorRTOptions(dla_core=0, input_size=(32, 48)))
     with pytest.raises(ValueError, match="no DLA support") as e:
         TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
     assert "\n" not in str(e.value) and not [c for c in trt.calls if c[0] == "build"]
@@ -539,7 +544,7 @@ def test_timing_cache_is_read_and_written(fake_trt, tiny_dyn_onnx, tmp_path):
     trt = fake_trt("11.4.0.106")
     cache = tmp_path / "trt.cache"
     cache.write_bytes(b"OLD")
-    opts = CompileOptions(extra={"input_size": (32, 48), "timing_cache": cache})
+    opts = CompileOptions(target_options=TensorRTOptions(input_size=(32, 48), timing_cache=cache))
     TensorRTTarget().compile(tiny_dyn_onnx, tmp_path / "b", opts, ["y"])
     assert ("create_timing_cache", b"OLD") in trt.calls
     assert ("set_timing_cache", False) in trt.calls
@@ -548,7 +553,7 @@ def test_timing_cache_is_read_and_written(fake_trt, tiny_dyn_onnx, tmp_path):
 
 def _built(tiny_dyn_onnx, tmp_path) -> dict:
     """Compile ``tiny_dyn_onnx`` on the stand-in; the manifest ``load`` takes."""
-    opts = CompileOptions(extra={"input_size": (32, 48)})
+    opts = CompileOptions(target_options=TensorRTOptions(input_size=(32, 48)))
     built = TensorRTTarget().compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
     return {"files": {ENGINE_FILE: ""}, "outputs": ["y"], "tensorrt": built.record["tensorrt"]}
 
@@ -679,13 +684,13 @@ def test_bundle_round_trip_records_dla_and_workspace(fake_trt, tiny_checkpoint, 
     """compile_bundle → load_bundle → Predictor: the manifest keeps the DLA core / workspace,
     and loading re-applies the core (the stand-in engine runs the real model's ONNX)."""
     from mtlsi_edge.bundle import load_bundle
-    from mtlsi_edge.compiler import compile_bundle
+    from mtlsi_edge.compiler import CompileRequest, compile_bundle
     from mtlsi_edge.runtime.predictor import Predictor
 
     trt = fake_trt("10.3.0")
-    opts = CompileOptions(extra={"dla_core": 0, "workspace_mb": 128})
-    out = compile_bundle(tmp_path / "trt", "tensorrt", "fp16", checkpoint=tiny_checkpoint,
-                         opts=opts)
+    opts = CompileOptions(target_options=TensorRTOptions(dla_core=0, workspace_mb=128))
+    out = compile_bundle(tmp_path / "trt", CompileRequest("tensorrt", "fp16",
+                                                          checkpoint=tiny_checkpoint, options=opts))
     m, _ = load_bundle(out)
     rec = m["tensorrt"]
     assert (rec["dla_core"], rec["workspace_mb"], rec["version"]) == (0, 128, "10.3.0")
@@ -717,7 +722,7 @@ def test_cli_compile_passes_tensorrt_options(fake_trt, tiny_checkpoint, tmp_path
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["--target", "onnxruntime", "--dla-core", "0"], "apply to --target tensorrt only"),
+    (["--target", "onnxruntime", "--dla-core", "0"], "applies to --target tensorrt only"),
     (["--target", "tensorrt", "--input-size", "12x12"], "bad size"),
 ])
 def test_cli_compile_option_errors_are_one_line(tiny_onnx, tmp_path, args, fragment):
@@ -727,9 +732,7 @@ def test_cli_compile_option_errors_are_one_line(tiny_onnx, tmp_path, args, fragm
 
     res = CliRunner().invoke(app, ["compile", "--onnx", str(tiny_onnx), "--out",
                                    str(tmp_path / "b"), *args])
-    assert res.exit_code == 2 and "Traceback" not in res.output
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and fragment in lines[0], res.stderr
+    one_error_line(res, fragment, code=2)
     assert not (tmp_path / "b").exists()
 
 
@@ -789,7 +792,8 @@ def test_option_validation(no_tensorrt, tiny_dyn_onnx, tmp_path):
     with pytest.raises(ValueError, match="precision"):
         t.compile(tiny_dyn_onnx, tmp_path, CompileOptions(precision="int4"), ["y"])
     with pytest.raises(ValueError, match="DLA runs FP16 or INT8"):
-        t.compile(tiny_dyn_onnx, tmp_path, CompileOptions(extra={"dla_core": 0}), ["y"])
+        t.compile(tiny_dyn_onnx, tmp_path,
+                  CompileOptions(target_options=TensorRTOptions(dla_core=0)), ["y"])
     with pytest.raises(FileNotFoundError):
         t.compile(tmp_path / "nope.onnx", tmp_path, CompileOptions(precision="int8"), ["y"])
     with pytest.raises(TargetUnavailable, match="not installed"):
@@ -825,12 +829,14 @@ def _qdq_model(zp_type=TensorProto.INT8, zp_val=0, w_axis=0, act_scale_shape=())
 def test_qdq_rules_on_small_nncf_output(tiny_dyn_onnx, tiny_qdq):
     """Real NNCF on a small graph: the CPU settings break the rules (UINT8 after ReLU), the
     tensorrt settings pass (the full model: test_tensorrt_qdq.py, -m slow)."""
-    from mtlsi_edge.quantize.ptq import quantize_model
+    from mtlsi_edge.quantize.ptq import PtqSettings, quantize_model
+    from mtlsi_edge.targets import get_target
 
     items = [np.random.default_rng(i).standard_normal((1, 3, 32, 48)).astype(np.float32)
              for i in range(4)]
-    q, _ = quantize_model(onnx.load(str(tiny_dyn_onnx)), items, "onnx", ignore="none",
-                          transformer=False)
+    q, _ = quantize_model(onnx.load(str(tiny_dyn_onnx)), items,
+                          get_target("onnxruntime").int8,
+                          PtqSettings(ignore="none", transformer=False))
     problems = qdq_problems(q)
     assert problems and all("UINT8" in p for p in problems), problems
     assert qdq_problems(onnx.load(str(tiny_qdq))) == []
@@ -883,12 +889,13 @@ def tiny_dyn_onnx(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_qdq(tiny_dyn_onnx, tmp_path_factory) -> Path:
     """``tiny_dyn_onnx`` quantised by NNCF for TensorRT (the real quantiser, 4 samples)."""
-    from mtlsi_edge.quantize.ptq import quantize_model
+    from mtlsi_edge.quantize.ptq import PtqSettings, quantize_model
+    from mtlsi_edge.targets import get_target
 
     items = [np.random.default_rng(i).standard_normal((1, 3, 32, 48)).astype(np.float32)
              for i in range(4)]
-    q, _ = quantize_model(onnx.load(str(tiny_dyn_onnx)), items, "onnx", ignore="none",
-                          transformer=False, target="tensorrt")
+    q, _ = quantize_model(onnx.load(str(tiny_dyn_onnx)), items, get_target("tensorrt").int8,
+                          PtqSettings(ignore="none", transformer=False))
     path = tmp_path_factory.mktemp("trt") / "tiny_qdq.onnx"
     onnx.save(q, str(path))
     return path
@@ -909,7 +916,8 @@ def test_real_engine_matches_onnxruntime(tiny_dyn_onnx, tmp_path, precision, tol
     import onnxruntime as ort
 
     t = TensorRTTarget()
-    opts = CompileOptions(precision=precision, device="cuda:0", extra={"input_size": (32, 48)})
+    opts = CompileOptions(precision=precision, device="cuda:0",
+                          target_options=TensorRTOptions(input_size=(32, 48)))
     built = t.compile(tiny_dyn_onnx, tmp_path, opts, ["y"])
     runner = t.load(tmp_path, {"files": built.files, "outputs": ["y"], "precision": precision,
                                "tensorrt": built.record["tensorrt"]}, opts)

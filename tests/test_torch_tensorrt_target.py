@@ -18,6 +18,7 @@ from mtlsi_edge.targets import TARGETS
 from mtlsi_edge.targets.base import CompileOptions, TargetUnavailable
 from mtlsi_edge.targets.torch_tensorrt import (
     PROGRAM_FILE,
+    TorchTensorRTOptions,
     TorchTensorRTTarget,
     fp16_kwargs,
     version_problem,
@@ -101,11 +102,12 @@ def fake_torch_tensorrt(monkeypatch):
 @pytest.mark.slow  # ~20 s: ONNX export, torch.export and parity of the tiny model
 def test_bundle_flow_with_stand_in(fake_torch_tensorrt, tiny_checkpoint, tmp_path):
     from mtlsi_edge.bundle import load_bundle
-    from mtlsi_edge.compiler import compile_bundle
+    from mtlsi_edge.compiler import CompileRequest, compile_bundle
     from mtlsi_edge.runtime.predictor import Predictor
 
-    out = compile_bundle(tmp_path / "tt", "torch-tensorrt", "fp16", checkpoint=tiny_checkpoint,
-                         opts=CompileOptions(extra={"workspace_mb": 64}))
+    out = compile_bundle(tmp_path / "tt", CompileRequest(
+        "torch-tensorrt", "fp16", checkpoint=tiny_checkpoint,
+        options=CompileOptions(target_options=TorchTensorRTOptions(workspace_mb=64))))
     m, folder = load_bundle(out)
     assert set(m["files"]) == {PROGRAM_FILE}
     rec = m["torch_tensorrt"]

@@ -14,67 +14,33 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import STARTER, needs_starter, one_error_line
 from typer.testing import CliRunner
 
 from mtlsi_edge.backends.onnxruntime import ONNXRuntimeBackend
 from mtlsi_edge.bundle import LEGACY_SCHEMAS, MANIFEST, load_bundle, write_manifest
 from mtlsi_edge.cli import app
-from mtlsi_edge.compiler import compile_bundle
+from mtlsi_edge.compiler import CompileRequest, compile_bundle
 from mtlsi_edge.fileio import sha256
 from mtlsi_edge.targets import CompileOptions
 from mtlsi_edge.verify import REFERENCE_FILE, VerificationError, gate, measure, thresholds_for
 
-STARTER = Path(__file__).parent.parent / "mtlsi_edge" / "weights" / "starter.json"
-pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
-              pytest.mark.skipif(not STARTER.is_file(), reason="no embedded starter checkpoint")]
+pytestmark = [pytest.mark.usefixtures("torch_one_thread"), needs_starter]
 
 
 def run(*args) -> object:
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def one_error_line(res) -> str:
-    assert "Traceback" not in res.output + (res.stderr or "")
-    assert isinstance(res.exception, SystemExit), repr(res.exception)
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def ort_bundle(tmp_path_factory) -> Path:
-    return compile_bundle(tmp_path_factory.mktemp("trust") / "ort", "onnxruntime", "fp32",
-                          checkpoint=STARTER, opts=CompileOptions(device="cpu", threads=1))
+    return compile_bundle(tmp_path_factory.mktemp("trust") / "ort", CompileRequest(
+        "onnxruntime", "fp32", checkpoint=STARTER, options=CompileOptions(device="cpu", threads=1)))
 
 
 @pytest.fixture
 def copy(ort_bundle, tmp_path) -> Path:
     return Path(shutil.copytree(ort_bundle, tmp_path / "b"))
-
-
-@pytest.fixture
-def perturb(monkeypatch):
-    """``perturb("normals")``: ONNX Runtime runners now return that output altered."""
-
-    def install(task: str, how=lambda a: a[:, ::-1].copy()):
-        real = ONNXRuntimeBackend.load
-
-        def load(self, *a, **k):
-            runner = real(self, *a, **k)
-            call = type(runner).__call__
-
-            class Faulty(type(runner)):
-                def __call__(self, batch):
-                    out = call(self, batch)
-                    out[task] = how(out[task])
-                    return out
-
-            runner.__class__ = Faulty
-            return runner
-
-        monkeypatch.setattr(ONNXRuntimeBackend, "load", load)
-
-    return install
 
 
 # -- the measures -------------------------------------------------------------------------------
@@ -121,8 +87,8 @@ def test_check_passes_on_a_good_bundle(ort_bundle):
         "semseg", "depth", "normals", "boundary"}
 
 
-def test_perturbed_runner_fails_check_naming_the_task(ort_bundle, perturb):
-    perturb("normals")
+def test_perturbed_runner_fails_check_naming_the_task(ort_bundle, corrupt_outputs):
+    corrupt_outputs(ONNXRuntimeBackend, "normals")
     res = run("check", ort_bundle)
     assert res.exit_code == 3
     line = one_error_line(res)
@@ -176,7 +142,7 @@ def test_old_bundle_without_references_gets_a_clear_message(copy):
 def test_old_bundle_can_be_replaced(copy):
     _make_legacy(copy)
     opts = CompileOptions(device="cpu", threads=1)
-    compile_bundle(copy, "onnxruntime", "fp32", checkpoint=STARTER, opts=opts)
+    compile_bundle(copy, CompileRequest("onnxruntime", "fp32", checkpoint=STARTER, options=opts))
     assert load_bundle(copy)[0]["reference"]
     assert opts == CompileOptions(device="cpu", threads=1)  # the caller's options unchanged
 
@@ -184,8 +150,9 @@ def test_old_bundle_can_be_replaced(copy):
 def test_edited_normalisation_fails_check(tmp_path):
     """manifest input.mean of a float-input bundle edited and re-signed: the Predictor's
     preprocessing changes, and the self-check sees it."""
-    copy = compile_bundle(tmp_path / "t", "onnxruntime", "fp32", checkpoint=STARTER,
-                          frame_io=False, opts=CompileOptions(device="cpu", threads=1))
+    copy = compile_bundle(tmp_path / "t", CompileRequest(
+        "onnxruntime", "fp32", checkpoint=STARTER, frame_io=False,
+        options=CompileOptions(device="cpu", threads=1)))
     m = json.loads((copy / MANIFEST).read_text())
     m.pop("integrity")
     m["input"]["mean"] = [0.3, 0.3, 0.3]
@@ -194,8 +161,10 @@ def test_edited_normalisation_fails_check(tmp_path):
     assert res.exit_code == 3 and "error: " in one_error_line(res)
 
 
-def test_demo_refuses_a_bundle_that_fails_its_self_check(ort_bundle, perturb, tmp_path):
-    perturb("semseg", lambda a: np.roll(a, 3, axis=-1))  # logits or labels: shift 3 columns
+def test_demo_refuses_a_bundle_that_fails_its_self_check(ort_bundle, corrupt_outputs,
+                                                         tmp_path):
+    # logits or labels: shift 3 columns
+    corrupt_outputs(ONNXRuntimeBackend, "semseg", lambda a: np.roll(a, 3, axis=-1))
     cv2.imwrite(str(tmp_path / "frame.png"), np.full((64, 96, 3), 90, np.uint8))  # a source
     res = run("demo", "--bundle", ort_bundle, "--headless", "--max-frames", "1",
               "--source", tmp_path)
@@ -204,16 +173,16 @@ def test_demo_refuses_a_bundle_that_fails_its_self_check(ort_bundle, perturb, tm
     assert "self-check" in line and "semseg" in line
 
 
-def test_profile_self_checks_each_bundle(ort_bundle, perturb, tmp_path, monkeypatch):
+def test_profile_self_checks_each_bundle(ort_bundle, corrupt_outputs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    perturb("boundary", lambda a: 1.0 - a)
+    corrupt_outputs(ONNXRuntimeBackend, "boundary", lambda a: 1.0 - a)
     res = run("profile", "--bundle", ort_bundle, "--runs", "1")
     assert res.exit_code == 3 and "boundary" in one_error_line(res)
 
 
 # -- gates at build time ------------------------------------------------------------------------
-def test_compile_gate_refuses_and_force_keeps(perturb, tmp_path):
-    perturb("depth", lambda a: a * 1.3)
+def test_compile_gate_refuses_and_force_keeps(corrupt_outputs, tmp_path):
+    corrupt_outputs(ONNXRuntimeBackend, "depth", lambda a: a * 1.3)
     out = tmp_path / "b"
     res = run("compile", "--target", "onnxruntime", "--checkpoint", STARTER, "--out", out)
     assert res.exit_code == 3
@@ -226,8 +195,8 @@ def test_compile_gate_refuses_and_force_keeps(perturb, tmp_path):
     assert m["gate"]["passed"] is False and m["gate"]["forced"] is True
 
 
-def test_compile_gate_override(perturb, tmp_path):
-    perturb("depth", lambda a: a * 1.3)
+def test_compile_gate_override(corrupt_outputs, tmp_path):
+    corrupt_outputs(ONNXRuntimeBackend, "depth", lambda a: a * 1.3)
     res = run("compile", "--target", "onnxruntime", "--checkpoint", STARTER,
               "--out", tmp_path / "b", "--gate", "depth=0.5")
     assert res.exit_code == 0, res.output
@@ -236,27 +205,13 @@ def test_compile_gate_override(perturb, tmp_path):
     assert res.exit_code == 2 and "--gate" in one_error_line(res)
 
 
-def test_deploy_with_a_fault_injected_int8_runtime_keeps_fp32(monkeypatch, tmp_path):
-    """No --val: the label-free parity gate alone refuses the INT8 artifact, names the task,
-    keeps the FP32 bundle and exits 3."""
-    import mtlsi_edge.quantize.accuracy as qrun
+def test_deploy_with_a_fault_injected_int8_runtime_keeps_fp32(corrupt_outputs, tmp_path):
+    """No --val: the label-free parity gate alone refuses the INT8 artifact (as its bundle,
+    in this machine's runtime), names the task, keeps the FP32 bundle and exits 3."""
+    def int8(folder, manifest, opts) -> bool:
+        return manifest["precision"] == "int8"
 
-    real, calls = qrun.compiled_infer, []
-
-    def faulty(compiled, outputs):
-        infer = real(compiled, outputs)
-        calls.append(1)
-        if len(calls) == 1:  # the FP32 reference
-            return infer
-
-        def run_(x):
-            out = infer(x)
-            out["normals"] = out["normals"][:, ::-1].copy()
-            return out
-
-        return run_
-
-    monkeypatch.setattr(qrun, "compiled_infer", faulty)
+    corrupt_outputs(ONNXRuntimeBackend, "normals", when=int8)
     out = tmp_path / "deploy"
     res = run("deploy", "--checkpoint", STARTER, "--target", "onnxruntime", "--precision",
               "int8", "--n-calib", "4", "--out", out)

@@ -7,6 +7,7 @@ import csv
 
 import numpy as np
 import pytest
+from conftest import one_error_line
 from typer.testing import CliRunner
 
 from mtlsi_edge.cli import app
@@ -14,6 +15,7 @@ from mtlsi_edge.targets.openvino import OpenVINOTarget
 from mtlsi_edge.tune import (
     BudgetNotMet,
     TuneError,
+    TuneRequest,
     candidate_sizes,
     parity_scores,
     parse_budget,
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 # which fails any threshold.
 LENIENT = {"semseg": 50.0, "depth": 0.5, "normals": 45.0, "boundary": 50.0}  # widest valid
 FAST = dict(frame_size=(64, 96), scales=(1.0, 0.75), min_side=32, precisions=("fp32", "fp16"),
-            threads=(1,), runs=3, warmup_runs=1, n_frames=2, gate_overrides=LENIENT)
+            threads=(1,), runs=3, warmup_runs=1, n_frames=2, gate=LENIENT)
 
 
 def test_parse_budget():
@@ -86,48 +88,25 @@ def test_impossible_budget_exits_3_naming_the_fastest(tiny_checkpoint, tmp_path)
 def test_bad_budget_is_one_line(tiny_checkpoint, tmp_path):
     r = CliRunner().invoke(app, ["tune", "--budget", "soon", "--checkpoint",
                                  str(tiny_checkpoint), "--out", str(tmp_path / "t")])
-    assert r.exit_code == 2
-    assert "bad --budget 'soon'" in r.output and "Traceback" not in r.output
+    one_error_line(r, "bad --budget 'soon'", code=2)
 
 
-@pytest.fixture
-def fail_gate(monkeypatch):
-    """OpenVINO runners of one (size, precision) return NaN depth: that bundle fails its gate."""
-
-    def install(size: tuple[int, int], precision: str):
-        real = OpenVINOTarget.load
-
-        def load(self, folder, manifest, opts):
-            runner = real(self, folder, manifest, opts)
-            if (tuple(manifest["input"]["size"]) != size
-                    or manifest["precision"] != precision):
-                return runner
-            call = type(runner).__call__
-
-            class Faulty(type(runner)):
-                def __call__(self, batch):
-                    out = call(self, batch)
-                    out["depth"] = np.full_like(out["depth"], np.nan)
-                    return out
-
-            runner.__class__ = Faulty
-            return runner
-
-        monkeypatch.setattr(OpenVINOTarget, "load", load)
-
-    return install
-
-
-def test_failed_gate_never_chosen_and_outputs(tiny_checkpoint, tmp_path, fail_gate):
+def test_failed_gate_never_chosen_and_outputs(tiny_checkpoint, tmp_path, corrupt_outputs):
     from mtlsi_edge.bundle import load_bundle
     from mtlsi_edge.runtime.predictor import Predictor
 
     # The full-size FP16 bundle is the most accurate non-reference candidate (same size as
     # the reference); it fails its gate and must be discarded, not chosen.  With fp16 only in
     # the search, the only gated candidate left is the smaller one.
-    fail_gate((64, 96), "fp16")
+    # OpenVINO runners of that (size, precision) return NaN depth: that bundle fails its gate
+    def full_size_fp16(folder, manifest, opts) -> bool:
+        return tuple(manifest["input"]["size"]) == (64, 96) and manifest["precision"] == "fp16"
+
+    corrupt_outputs(OpenVINOTarget, "depth", lambda a: np.full_like(a, np.nan),
+                    when=full_size_fp16)
     out = tmp_path / "t"
-    res = tune(tiny_checkpoint, "openvino", 1e6, out, **{**FAST, "precisions": ("fp16",)})
+    res = tune(tiny_checkpoint, TuneRequest("openvino", 1e6, **{**FAST, "precisions": ("fp16",)}),
+               out)
     rows = {(r.size, r.precision): r for r in res["rows"]}
     bad = rows[((64, 96), "fp16")]
     assert bad.status == "gate failed" and "depth" in bad.reason and bad.median_ms is None
@@ -156,8 +135,8 @@ def test_max_minutes_stops_after_first_candidate(tiny_checkpoint, tmp_path):
     from rich.console import Console
 
     console = Console(record=True, width=200)
-    res = tune(tiny_checkpoint, "openvino", 1e6, tmp_path / "t", max_minutes=1e-9,
-               console=console, progress=False, **FAST)
+    res = tune(tiny_checkpoint, TuneRequest("openvino", 1e6, max_minutes=1e-9, **FAST),
+               tmp_path / "t", console=console, progress=False)
     statuses = [r.status for r in res["rows"]]
     assert statuses == ["ok", "not tried", "not tried", "not tried"]
     assert res["stopped"] and res["chosen"] is res["rows"][0]
@@ -169,7 +148,7 @@ def test_resolution_missing_budget_skips_slower_precision(tiny_checkpoint, tmp_p
     # A budget no candidate can meet: after the fastest precision (fp16) misses at a size,
     # fp32 at that size is skipped with the measured reason.
     with pytest.raises(BudgetNotMet, match="fastest candidate"):
-        tune(tiny_checkpoint, "openvino", 1e-6, tmp_path / "t", **FAST)
+        tune(tiny_checkpoint, TuneRequest("openvino", 1e-6, **FAST), tmp_path / "t")
     table = list(csv.DictReader((tmp_path / "t" / "pareto.csv").open()))
     got = [(t["resolution"], t["precision"], t["status"]) for t in table]
     assert got == [("64x96", "fp16", "ok"), ("64x96", "fp32", "skipped"),

@@ -30,6 +30,7 @@ from mtlsi_edge.backends.base import (
     require_outputs,
 )
 from mtlsi_edge.native import quiet_native
+from mtlsi_edge.precisions import PRECISIONS
 from mtlsi_edge.timing import DEFAULT_TIME_S, WARMUP_RUNS, WARMUP_S, clock
 
 
@@ -151,7 +152,7 @@ class OpenVINOBackend(Backend):
     model_file = "model.xml"  # what the precision label and I/O checks read
     frame_io = True  # bundles take uint8 BGR frames and emit labels (with_frame_io)
     name = "openvino"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = PRECISIONS
     per_layer_source = "openvino get_profiling_info (real_time)"
 
     def available(self) -> tuple[bool, str]:

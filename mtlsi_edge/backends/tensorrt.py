@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlsi_edge.backends.base import Backend, RunOptions, TargetUnavailable
+from mtlsi_edge.precisions import PRECISIONS
 
 ENGINE_FILE = "model.engine"
 SUPPORTED_MAJORS = (10, 11)
@@ -115,7 +116,7 @@ class TensorRTBackend(Backend):
     """A bundle's serialized TensorRT engine → :class:`TensorRTRunner`."""
 
     name = "tensorrt"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = PRECISIONS
     default_device = "cuda:0"
 
     # -- availability ---------------------------------------------------------------------

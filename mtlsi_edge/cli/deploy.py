@@ -68,27 +68,25 @@ def compile_(
       mtlsi-edge compile --target tensorrt --precision fp16 --dla-core 0 --workspace-mb 512
     """
     from mtlsi_edge.bundle import load_bundle
-    from mtlsi_edge.compiler import compile_bundle
+    from mtlsi_edge.compiler import CompileRequest, compile_bundle
     from mtlsi_edge.signing import SIGNATURE_FILE, key_id, load_private_key
-    from mtlsi_edge.targets import CompileOptions, get_target
+    from mtlsi_edge.targets import CompileOptions, get_target, target_options
     from mtlsi_edge.verify import parse_gate_overrides
 
     if checkpoint is None and onnx is None:
         checkpoint = starter_checkpoint()
     out = out or Path("runs/compile") / f"{target}-{precision}"
-    opts = CompileOptions(precision=precision, device=device or get_target(target).default_device)
-    trt_opts = {"dla_core": dla_core, "workspace_mb": workspace_mb,
-                "input_size": parse_size(input_size) if input_size else None,
-                "timing_cache": timing_cache}
-    if any(v is not None for v in trt_opts.values()) and target != "tensorrt":
-        fail("--dla-core, --workspace-mb, --input-size and --timing-cache apply to "
-             "--target tensorrt only")
-    opts.extra.update({k: v for k, v in trt_opts.items() if v is not None})
-    overrides = parse_gate_overrides(gate)
+    tgt = get_target(target)
+    own = target_options(target, {"dla_core": dla_core, "workspace_mb": workspace_mb,
+                                  "input_size": parse_size(input_size) if input_size else None,
+                                  "timing_cache": timing_cache})
+    req = CompileRequest(
+        target, precision, checkpoint=checkpoint, model_file=onnx,
+        options=CompileOptions(device=device or tgt.default_device, target_options=own),
+        label_stride=label_stride, graph=graph, gate=parse_gate_overrides(gate), force=force,
+        sign=sign)
     with console.status(f"compiling for {target} {precision}…"):
-        path = compile_bundle(out, target, precision, checkpoint=checkpoint, onnx_path=onnx,
-                              opts=opts, gate_overrides=overrides, force=force,
-                              label_stride=label_stride, graph=graph, sign=sign)
+        path = compile_bundle(out, req)
     manifest, _ = load_bundle(path)
     console.print(parity_table(manifest["parity"]["per_task"],
                                f"{target} {precision} vs {manifest['parity']['reference']}"))
@@ -187,6 +185,8 @@ def quantize(
     graph: str = typer.Option(None, help="batched | per-task deploy graph (default: the "
                               "target's, see compile --help)."),
     overwrite: bool = typer.Option(False, help="Replace existing output files of that name."),
+    max_minutes: float = typer.Option(None, help="Bound on the accuracy search: at the bound "
+                                      "the search stops and nothing is written (exit 3)."),
 ) -> None:
     """NNCF INT8 post-training quantisation, optionally with per-task accuracy budgets.
 
@@ -196,29 +196,31 @@ def quantize(
           --max-drop normals=0.5 --max-drop boundary=0.5
       mtlsi-edge quantize --format onnx --target tensorrt --out runs/quantize/trt
     """
-    from mtlsi_edge.quantize.run import QUANTIZE_SUFFIXES, run_quantize
+    from mtlsi_edge.quantize.ptq import PtqSettings
+    from mtlsi_edge.quantize.run import QUANTIZE_SUFFIXES, QuantizeRequest, run_quantize
     from mtlsi_edge.verify import VerificationError, parse_gate_overrides
 
     check_output_file(Path(str(out) + ".xml"), (), "--out stem")
     refuse_existing([Path(str(out) + s) for s in QUANTIZE_SUFFIXES], overwrite)
-    overrides = parse_gate_overrides(gate)
+    req = QuantizeRequest(
+        fmt, target, calib, n, val, val_limit, tuple(max_drop),
+        PtqSettings(preset=preset, ignore=ignore, act_matmuls=act_matmuls),
+        gate=parse_gate_overrides(gate), force=force, graph=graph, max_minutes=max_minutes)
     try:
-        res = run_quantize(checkpoint or starter_checkpoint(), fmt, calib, n, val, val_limit,
-                           max_drop, preset, ignore, out, console=console,
-                           act_matmuls=act_matmuls, gate_overrides=overrides, force=force,
-                           target=target, graph=graph)
+        res = run_quantize(checkpoint or starter_checkpoint(), req, out, log=console.print)
     except VerificationError as e:  # show the gate's rows, then the one-line error
         if e.result is not None:
             console.print(gate_table(e.result.rows, INT8_GATE))
         raise
-    console.print(gate_table(res["info"]["gate"]["rows"], INT8_GATE))
-    if res.get("report"):
-        console.print(drops_table(res["report"]))
-    if res.get("failed") and res["path"] is None:
-        fail(f"{res['failed']} (nothing written; --force keeps it)", code=3)
-    console.print(f"quantised model: [bold]{escape(str(res['path']))}[/]")
-    if res.get("failed"):
-        fail(res["failed"], code=3)
+    if "gate" in res.info:
+        console.print(gate_table(res.info["gate"]["rows"], INT8_GATE))
+    if res.report:
+        console.print(drops_table(res.report))
+    if res.failed and res.path is None:
+        fail(f"{res.failed} (nothing written; --force keeps it)", code=3)
+    console.print(f"quantised model: [bold]{escape(str(res.path))}[/]")
+    if res.failed:
+        fail(res.failed, code=3)
 
 
 @app.command()
@@ -242,6 +244,9 @@ def deploy(
     sign: Path = typer.Option(None, help="Sign the bundle with this Ed25519 private key "
                                          "(mtlsi-edge keys new); devices with --trust accept "
                                          "only signed bundles."),
+    max_minutes: float = typer.Option(None, help="Bound on the accuracy search (with "
+                                      "--max-drop): at the bound the FP32 bundle is kept and "
+                                      "the report written (exit 3)."),
 ) -> None:
     """One command: export → calibrate → quantise (gated) → compile → parity → profile.
 
@@ -254,37 +259,41 @@ def deploy(
           --max-drop miou=0.5 --max-drop rmse=1% --max-drop normals=0.5 --max-drop boundary=0.5
     """
     from mtlsi_edge.compiler import sign_written
-    from mtlsi_edge.quantize.deploy import run_deploy
+    from mtlsi_edge.deploy import DeployRequest, run_deploy
+    from mtlsi_edge.quantize.ptq import PtqSettings
+    from mtlsi_edge.quantize.run import QuantizeRequest
     from mtlsi_edge.signing import load_private_key
     from mtlsi_edge.verify import parse_gate_overrides
 
     if precision == "int8" and val is None and max_drop:
         fail("--max-drop needs --val")
     check_output_dir(out)
-    overrides = parse_gate_overrides(gate)
+    qreq = QuantizeRequest(calib=calib, n_calib=n_calib, val=val, val_limit=val_limit,
+                           max_drop=tuple(max_drop),
+                           settings=PtqSettings(act_matmuls=act_matmuls),
+                           accuracy_control=accuracy_control, gate=parse_gate_overrides(gate),
+                           max_minutes=max_minutes)
     if sign is not None:
         load_private_key(sign)  # before any work
     # a VerificationError here is the FP32 bundle itself failing: nothing to ship (exit 3)
-    res = run_deploy(checkpoint or starter_checkpoint(), target, precision, calib, val, out,
-                     max_drop, n_calib, val_limit, console=console,
-                     accuracy_control=accuracy_control, gate_overrides=overrides,
-                     act_matmuls=act_matmuls, graph=graph)
-    if res.get("gate"):
-        console.print(gate_table(res["gate"]["rows"], INT8_GATE))
-    q = res.get("quantize")
-    if q and q.get("report"):
-        console.print(drops_table(q["report"]))
-    for k, v in res["latency"].items():
+    res = run_deploy(checkpoint or starter_checkpoint(),
+                     DeployRequest(target, precision, qreq, graph), out, console=console)
+    if res.int8 is not None and res.int8.gate:
+        console.print(gate_table(res.int8.gate["rows"], INT8_GATE))
+    q = res.int8.quantized if res.int8 is not None else None
+    if q is not None and q.report:
+        console.print(drops_table(q.report))
+    for k, v in res.latency.items():
         console.print(f"{k}: {v['median_ms']:.2f} ms median compute latency")
-    if res.get("note"):
-        console.print(f"[yellow]note:[/] {escape(res['note'])}")
+    if res.note:
+        console.print(f"[yellow]note:[/] {escape(res.note)}")
     if sign is not None:
         for folder in sorted({p.parent for p in Path(out).rglob("manifest.json")}):
             console.print(escape(f"signed {folder} with key {sign_written(folder, sign)}"))
-    console.print(f"bundle: [bold]{escape(str(res['bundle']))}[/]  report: "
-                  f"{escape(str(res['report_md']))}")
-    if res["failed"]:
-        fail(res["failed"], code=3)
+    console.print(f"bundle: [bold]{escape(str(res.bundle))}[/]  report: "
+                  f"{escape(str(res.report_md))}")
+    if res.failed:
+        fail(res.failed, code=3)
 
 
 @app.command()
@@ -302,14 +311,15 @@ def prune(
 
     Example:  mtlsi-edge prune --method channels --ratio 0.5 --data data/synth
     """
-    from mtlsi_edge.quantize.prune import run_prune
+    from mtlsi_edge.prune import PruneRequest, run_prune
     from mtlsi_edge.tasks import TaskSet
     from mtlsi_edge.train.checkpoint import read_checkpoint_meta
 
     check_output_dir(out)
     with console.status(f"pruning ({method}, {ratio:.0%}) and fine-tuning…"):
-        res = run_prune(checkpoint or starter_checkpoint(), method, ratio, str(data), out,
-                        finetune_steps, val_limit=val_limit)
+        res = run_prune(checkpoint or starter_checkpoint(),
+                        PruneRequest(method, ratio, str(data), finetune_steps,
+                                     val_limit=val_limit), out)
     atomic_write_json(Path(out) / "report.json", {**res, "checkpoint": str(res["checkpoint"])})
     tasks = TaskSet.from_dict(read_checkpoint_meta(res["checkpoint"])[0]["task_set"])
     console.print(prune_table(res, method, ratio, tasks))

@@ -81,7 +81,7 @@ def export(
       mtlsi-edge export --out runs/export/edge.onnx
       mtlsi-edge export --variant edge-mbv3 --dynamic --out runs/export/mbv3-dyn.onnx
     """
-    from mtlsi_edge.compiler import export_with_parity, set_graph
+    from mtlsi_edge.compiler import export_with_parity
     from mtlsi_edge.weights import starter_checkpoint
 
     if stride not in (1, 4):
@@ -99,8 +99,7 @@ def export(
         from mtlsi_edge.train.checkpoint import build_from_checkpoint
 
         model, _ = build_from_checkpoint(checkpoint or starter_checkpoint())
-    runs = set_graph(model, graph) if graph is not None else (
-        "batched" if model.cfg.task_batched and model.batchable() else "per-task")
+    runs = model.use_graph(graph) if graph is not None else model.graph
     with console.status("exporting…"):
         path, rep, report = export_with_parity(model, out, dynamic=dynamic, stride=stride)
     console.print(parity_table(rep, "ONNX Runtime vs PyTorch (4 SynthIndoor renders)"))

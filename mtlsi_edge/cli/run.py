@@ -59,7 +59,7 @@ def _embedded_bundle(what: str, checkpoint, target: str, precision: str) -> Path
     from mtlsi_edge.cli.app import require_build_half
 
     require_build_half(what)
-    from mtlsi_edge.compiler import cached_bundle
+    from mtlsi_edge.cli.demo_cache import cached_bundle
 
     return cached_bundle(checkpoint or starter_checkpoint(), target, precision, console=console)
 
@@ -120,7 +120,7 @@ def demo(
     """
     from mtlsi_edge.backends import build_half_installed
     from mtlsi_edge.runtime.capture import Source, default_source
-    from mtlsi_edge.runtime.loop import LAYOUTS, display_available, run_loop
+    from mtlsi_edge.runtime.loop import LAYOUTS, LoopOptions, display_available, run_loop
     from mtlsi_edge.runtime.sources import parse_source
 
     if layout not in LAYOUTS:
@@ -159,8 +159,9 @@ def demo(
     _print_notes(src.notes)
     console.print(f"model: {bundle} ({predictor.target} {predictor.precision}); "
                   f"source: {src.info.name}; layout {layout}")
-    stats = run_loop(predictor, src, layout, record, headless, max_frames, pipeline=pipeline,
-                     overwrite=overwrite)
+    stats = run_loop(predictor, src, LoopOptions(layout=layout, record=record, headless=headless,
+                                                 max_frames=max_frames, pipeline=pipeline,
+                                                 overwrite=overwrite))
     if stats.frames == 0:
         fail(f"{src.info.name}: no frame could be read"
              + (f" ({len(src.skipped)} unreadable images skipped)" if src.skipped else ""))
@@ -244,7 +245,12 @@ def predict(
     )
     from rich.text import Text
 
-    from mtlsi_edge.runtime.predict import OutputFormats, check_out_dir, run_predict
+    from mtlsi_edge.runtime.predict import (
+        OutputFormats,
+        PredictOptions,
+        check_out_dir,
+        run_predict,
+    )
     from mtlsi_edge.runtime.sources import parse_source
     from mtlsi_edge.tasks import TASK_SETS
 
@@ -287,11 +293,11 @@ def predict(
     def on_written(_rec) -> None:
         progress.advance(bar["id"])
 
-    formats = OutputFormats(depth_npy=depth_npy, overlay=overlay)
+    options = PredictOptions(source_options=opts, max_frames=max_frames, pipeline=pipeline,
+                             formats=OutputFormats(depth_npy=depth_npy, overlay=overlay),
+                             exist_ok=exist_ok, resume=resume, bundle=bundle)
     try:
-        stats = run_predict(predictor, source, out, options=opts, formats=formats,
-                            exist_ok=exist_ok, resume=resume, max_frames=max_frames,
-                            pipeline=pipeline, bundle=bundle, on_start=on_start,
+        stats = run_predict(predictor, source, out, options, on_start=on_start,
                             on_written=on_written)
         if "id" in bar and stats.stopped_by == "end of source":  # unreadable frames: no gap
             progress.update(bar["id"], total=stats.frames + stats.resumed)
@@ -368,8 +374,13 @@ def profile(
     from mtlsi_edge.backends import importable
     from mtlsi_edge.cli.app import require_build_half
     from mtlsi_edge.profiler import report
-    from mtlsi_edge.profiler.bench import MODES
-    from mtlsi_edge.profiler.run import check_bundles, profile_bundles, self_check
+    from mtlsi_edge.profiler.bench import MODES, ProfileOptions
+    from mtlsi_edge.profiler.run import (
+        ReportOptions,
+        check_bundles,
+        profile_bundles,
+        self_check,
+    )
 
     if runs is not None and time_s is not None:
         fail("give --time or --runs, not both")
@@ -422,10 +433,11 @@ def profile(
             console.print(escape(f"self-check {folder}: pass ({c.device_precision}, "
                                  f"{c.seconds * 1e3:.0f} ms)"), highlight=False)
     doc, written = profile_bundles(
-        paths, run_dir, mode=mode, threads=threads, time_s=time_s, runs=runs, frame=frame,
-        per_layer=per_layer, notes=notes, note=note, console=console,
-        report_paths={"json": json_path, "csv": csv_path, "md": md_path, "plot": plot},
-        plotter=plotter)
+        paths, run_dir,
+        ProfileOptions(mode=mode, per_layer=per_layer, time_s=time_s, runs=runs, size=frame,
+                       threads=threads),
+        ReportOptions(json=json_path, csv=csv_path, md=md_path, plot=plot, plotter=plotter),
+        notes=notes, note=note, console=console)
     if report.rows(doc):
         for table in report.terminal_tables(doc, console.width):
             console.print(table)

@@ -56,7 +56,7 @@ def tune(
     from mtlsi_edge.bundle import check_destination
     from mtlsi_edge.compiler import sign_written
     from mtlsi_edge.signing import load_private_key
-    from mtlsi_edge.tune import parse_budget, summary_line
+    from mtlsi_edge.tune import DEFAULT_SCALES, TuneRequest, parse_budget, summary_line
     from mtlsi_edge.tune import tune as run_tune
     from mtlsi_edge.verify import parse_gate_overrides
 
@@ -72,13 +72,12 @@ def tune(
     overrides = parse_gate_overrides(gate)
     if sign is not None:
         load_private_key(sign)  # before any work
-    res = run_tune(checkpoint or starter_checkpoint(), target, budget_ms, out,
-                   frame_size=fsize, max_minutes=max_minutes,
-                   scales=scale or (1.0, 0.8, 0.67, 0.5), min_side=min_side,
-                   precisions=precision or None, threads=threads or (1, 2),
-                   hints=hint or ("latency",), time_s=time_per_candidate, val=val,
-                   val_limit=val_limit, n_calib=n_calib, gate_overrides=overrides,
-                   console=console)
+    req = TuneRequest(target, budget_ms, frame_size=fsize, max_minutes=max_minutes,
+                      scales=tuple(scale or DEFAULT_SCALES), min_side=min_side,
+                      precisions=tuple(precision) or None, threads=tuple(threads or (1, 2)),
+                      hints=tuple(hint or ("latency",)), time_s=time_per_candidate, val=val,
+                      val_limit=val_limit, n_calib=n_calib, gate=overrides)
+    res = run_tune(checkpoint or starter_checkpoint(), req, out, console=console)
     if res["stopped"]:
         console.print(f"search stopped at --max-minutes {max_minutes:g}")
     console.print(escape(f"pareto: {out / 'pareto.md'}, {out / 'pareto.csv'}, "

@@ -2,7 +2,8 @@
 
 Each use of rendered frames has its own seed range so that none sees another's pictures:
 training renders start at 0, calibration at :data:`CALIBRATION_SEED`, parity gates at
-:data:`GATE_SEED` and latency timing at :data:`TIMING_SEED`.  The gate frames and the timing
+:data:`GATE_SEED`, latency timing at :data:`TIMING_SEED` and the export parity report at
+:data:`PARITY_SEED`.  The gate frames and the timing
 frame are rendered once, at compile time, and stored in the bundle
 (``reference.safetensors``): the device reads them from there and never renders.
 """
@@ -25,6 +26,8 @@ GATE_FRAMES = 6
 TIMING_SEED = 20_000_700
 #: Calibration renders (never seen by a gate).
 CALIBRATION_SEED = 10_000_000
+#: The renders ``export`` compares ONNX Runtime with PyTorch on.
+PARITY_SEED = 1234
 
 
 def render_bgr(seed: int, size: tuple[int, int]) -> np.ndarray:

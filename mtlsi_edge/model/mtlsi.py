@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtlsi_edge.bundle import check_graph
 from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.model.backbone import Backbone
 from mtlsi_edge.model.blocks import (
@@ -59,6 +60,10 @@ class MTLSIConfig:
     num_tokens: int = 512
     window: int = 8
     cwib_depths: tuple[int, int] = (1, 1)
+    # CWIBs on the 1/16 task features, before the 1/8 merge (0 in the paper's layout).  Window
+    # attention there costs a quarter of the 1/8 one for the same receptive field when the
+    # window halves (edge-effvit-c16: window 5 at 1/16 sees what 10 at 1/8 does).
+    cwib_depth16: int = 0
     ffn_ratio: float = 4.0
     # Swin's shifted windows on every second stacked CWIB (see TaskDecoder).
     shifted_windows: bool = False
@@ -86,7 +91,8 @@ class MTLSIConfig:
 #: Allowed values of the config fields that take a choice.
 CHOICES = {"kernel": ("relu", "elu"), "output_stride": (1, 4)}
 #: Lower bounds of the integer fields.
-MINIMUM = {"dim": 8, "heads": 1, "fusion_blocks": 0, "num_tokens": 1, "window": 1}
+MINIMUM = {"dim": 8, "heads": 1, "fusion_blocks": 0, "num_tokens": 1, "window": 1,
+           "cwib_depth16": 0}
 
 
 def check_config_values(d: dict) -> dict:
@@ -182,32 +188,38 @@ class PreliminaryDecoders(nn.ModuleDict):
 
 
 class TaskDecoder(nn.Module):
-    """Coarse-to-fine refinement of one task with CWIB at 1/8 then 1/4.
+    """Coarse-to-fine refinement of one task with CWIB at 1/16, 1/8 then 1/4 (each depth may
+    be 0).
 
     ``F16 B×C×H/16×W/16, X8, X4 (shared skips), tokens B×M×C → B×C×H/4×W/4``.
     """
 
     def __init__(
         self, dim: int, heads: int, window: int, depths: tuple[int, int], ffn_ratio: float,
-        shifted: bool = False,
+        shifted: bool = False, depth16: int = 0,
     ):
         super().__init__()
         # Swin's alternation over the stacked CWIBs (1/8 then 1/4): every second one shifts
         # its windows by w/2.  The 1/4 grid's borders contain the 1/8 grid's, so without the
         # shift the same borders repeat.
         def shift(i: int) -> int:
-            return window // 2 if shifted and i % 2 else 0
+            return window // 2 if shifted and (i - depth16) % 2 else 0
 
         # Skip merge = add, then a depthwise 3×3: a dense 3×3 over 2C channels at 1/4 resolution
         # cost more than the whole edge backbone (measured).
         self.merge8 = ConvBNAct(dim, dim, 3, groups=dim)
         self.merge4 = ConvBNAct(dim, dim, 3, groups=dim)
-        self.cwib8 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio, shift(i))
+        self.cwib16 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio, shift(i))
+                                     for i in range(depth16)])
+        self.cwib8 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio, shift(depth16 + i))
                                     for i in range(depths[0])])
-        self.cwib4 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio, shift(depths[0] + i))
+        self.cwib4 = nn.ModuleList([CWIB(dim, heads, window, ffn_ratio,
+                                         shift(depth16 + depths[0] + i))
                                     for i in range(depths[1])])
 
     def forward(self, f16, x8, x4, tokens):
+        for blk in self.cwib16:
+            f16 = blk(f16, tokens)
         y = F.interpolate(f16, size=x8.shape[-2:], mode="bilinear", align_corners=False)
         y = self.merge8(y + x8)
         for blk in self.cwib8:
@@ -239,6 +251,8 @@ class TaskDecoders(nn.ModuleDict):
                 :, :, :, None]
             return conv_bn_act_tasks(convs, z.reshape(b, h, w, -1).permute(0, 3, 1, 2))
 
+        for j in range(len(decs[0].cwib16)):
+            f16 = cwib_tasks([d.cwib16[j] for d in decs], f16, tokens)
         y = merge(f16, x8, [d.merge8 for d in decs])
         for j in range(len(decs[0].cwib8)):
             y = cwib_tasks([d.cwib8[j] for d in decs], y, tokens)
@@ -295,7 +309,7 @@ class MTLSINet(nn.Module):
         self.distiller = SemanticTokenDistiller(c, len(names), cfg.num_tokens, cfg.heads)
         self.decoders = TaskDecoders({
             t: TaskDecoder(c, cfg.heads, cfg.window, cfg.cwib_depths, cfg.ffn_ratio,
-                           cfg.shifted_windows)
+                           cfg.shifted_windows, cfg.cwib_depth16)
             for t in names})
         self.heads = TaskHeads({t.name: nn.Conv2d(c, t.out_channels, 1) for t in self.task_set})
 
@@ -311,6 +325,19 @@ class MTLSINet(nn.Module):
         return all(all(strip(m) == strip(g[0]) for m in g[1:]) for g in groups) and all(
             same_shapes([blk.q[t] for t in blk.tasks]) and same_shapes(
                 [blk.proj[t] for t in blk.tasks]) for blk in self.fusion)
+
+    @property
+    def graph(self) -> str:
+        """The deploy graph eval mode runs: ``"batched"`` or ``"per-task"``."""
+        return "batched" if self.cfg.task_batched and self.batchable() else "per-task"
+
+    def use_graph(self, graph: str) -> str:
+        """Run (and export) the ``"batched"`` or ``"per-task"`` deploy graph; returns the graph
+        that will run — ``"per-task"`` also when batched was asked for but the branches differ
+        in shape (:meth:`batchable`).  The config records it (exports and bundles carry it)."""
+        check_graph(graph)
+        self.cfg.task_batched = graph == "batched" and self.batchable()
+        return self.graph
 
     def forward(self, x: torch.Tensor, output_stride: int | None = None) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
@@ -373,6 +400,17 @@ register_variant(Variant(
     "edge-effvit-b0", "EfficientViT-B0 backbone, C=48, M=64 tokens, 240×320 (smallest)",
     MTLSIConfig(backbone="efficientvit_b0", input_size=(240, 320), dim=48, heads=4,
                 num_tokens=64, window=10, cwib_depths=(1, 0), ffn_ratio=2.0, output_stride=4),
+    edge=True))
+# The kernel-shaped edge variant (benchmarks/design_sweep.py, docs/design_sweep.md): the CWIB
+# runs on the 1/16 task features with 5×5 windows (the receptive field of 10×10 at 1/8, a
+# quarter of the pixels) and 2 heads of 24 channels (head dim 12 ran the fused window
+# attention at a few MACs per cycle).
+register_variant(Variant(
+    "edge-effvit-b0-cwib16",
+    "EfficientViT-B0 backbone, C=48, 2 heads, CWIB at 1/16 (window 5), 240×320 (fastest)",
+    MTLSIConfig(backbone="efficientvit_b0", input_size=(240, 320), dim=48, heads=2,
+                num_tokens=64, window=5, cwib_depths=(0, 0), cwib_depth16=1, ffn_ratio=2.0,
+                output_stride=4),
     edge=True))
 register_variant(Variant(
     "edge-mbv3", "MobileNetV3-Large backbone, C=64, M=64 tokens, 240×320",

@@ -20,6 +20,7 @@ import platform
 import re
 import resource
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -161,125 +162,186 @@ def _ms_list(times_s: list[float]) -> list[float]:
     return [round(t * 1e3, 6) for t in times_s]
 
 
-def profile_bundle(path: str | Path, size: tuple[int, int] | None = None,
-                   threads: int | None = None, mode: str = "latency",
-                   time_s: float | None = None, runs: int | None = None,
-                   per_layer: bool = False, progress: Progress | None = None,
-                   e2e: bool = True) -> dict:
-    """Profile one bundle; returns one result row (JSON-ready, with per-iteration times).
+@dataclass(frozen=True)
+class ProfileOptions:
+    """What :func:`profile_bundle` measures, on what input and for how long.
 
-    ``mode="latency"``: compute-only latency (the Runner on its prepared input: the
-    uint8 frame of a frame-I/O bundle, else the normalised ``1×3×H×W`` batch)
-    and end-to-end latency (the Predictor on a BGR uint8 frame of ``size``, default the
-    bundle's input size, with the median pre/infer/post split); each gets ``time_s`` or
-    ``runs``.  ``mode="throughput"``: concurrent inference (OpenVINO THROUGHPUT hint and an
-    ``AsyncInferQueue``; ONNX Runtime N sessions × 1 thread) → frames/s and the per-request
-    latency under load; targets without it return a row with ``skipped`` set.  ``threads``
-    is the per-request thread count, except for ONNX Runtime throughput where it is the number
-    of concurrent single-threaded sessions (default: the logical core count).
-    ``per_layer``: hot spots from the backend's own profiler (OpenVINO, ONNX Runtime), grouped
-    by MTLSI-Net part, measured in a separate short run so it never perturbs the timings.
-    ``e2e=False`` skips the end-to-end measurement (compute-only comparisons).
+    Measurements:
+    mode: ``"latency"``: compute-only latency (the Runner on its prepared input: the uint8
+      frame of a frame-I/O bundle, else the normalised ``1×3×H×W`` batch) and end-to-end
+      latency (the Predictor on a BGR uint8 frame, with the median pre/infer/post split).
+      ``"throughput"``: concurrent inference (OpenVINO THROUGHPUT hint and an
+      ``AsyncInferQueue``; ONNX Runtime N sessions × 1 thread) → frames/s and the per-request
+      latency under load; targets without it give a row with ``skipped`` set.
+    e2e: with ``False`` the end-to-end measurement is skipped (compute-only comparisons).
+    per_layer: hot spots from the backend's own profiler (OpenVINO, ONNX Runtime), grouped by
+      MTLSI-Net part, measured in a separate short run so it never perturbs the timings.
+
+    Budget (one of the two, or neither for the default): ``time_s`` seconds or ``runs``
+    iterations per measurement, after the warm-up.
+
+    Input and threads:
+    size: the end-to-end frame size ``(H, W)`` (``None``: the bundle's input size; compute-only
+      always uses the latter).
+    threads: the per-request thread count, except for ONNX Runtime throughput where it is the
+      number of concurrent single-threaded sessions (``None``: the runtime's default; the
+      logical core count for those sessions).
+    """
+
+    mode: str = "latency"
+    e2e: bool = True
+    per_layer: bool = False
+
+    time_s: float | None = None
+    runs: int | None = None
+
+    size: tuple[int, int] | None = None
+    threads: int | None = None
+
+
+def profile_bundle(path: str | Path, options: ProfileOptions | None = None, *,
+                   progress: Progress | None = None) -> dict:
+    """Profile one bundle as ``options`` say (:class:`ProfileOptions`); returns one result
+    row (JSON-ready, with per-iteration times).  ``progress(message)`` is told each step.
 
     Raises :class:`~mtlsi_edge.bundle.BundleError` (missing / tampered bundle),
     :class:`~mtlsi_edge.targets.TargetUnavailable` and ``ValueError`` (bad mode / budget).
     """
     import psutil
 
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    _check_budget(time_s, runs)
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be ≥ 1, got {threads}")
+    options = options or ProfileOptions()
+    _check_options(options)
     say = progress or (lambda _msg: None)
     manifest, folder = load_bundle(path)
     target = manifest["target"]
     tgt = get_backend(target)
     tgt.require(f"{folder}: bundle needs target {target}")
+    row = _base_row(manifest, folder, options)
+
+    rss_before = psutil.Process().memory_info().rss
+    if options.mode == "throughput":
+        if not _measure_throughput(row, tgt, manifest, folder, options, say):
+            return row
+    else:
+        _measure_latency(row, tgt, folder, options, say)
+    row["memory"] = _memory(rss_before)
+    row.setdefault("gflops_per_s", None)
+
+    if options.per_layer:
+        _profile_layers(row, tgt, manifest, folder, options, say)
+    return row
+
+
+def _check_options(options: ProfileOptions) -> None:
+    """``ValueError`` for an unknown mode, a bad budget or a thread count below 1."""
+    if options.mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {options.mode!r}")
+    _check_budget(options.time_s, options.runs)
+    if options.threads is not None and options.threads < 1:
+        raise ValueError(f"threads must be ≥ 1, got {options.threads}")
+
+
+def _base_row(manifest: dict, folder: Path, options: ProfileOptions) -> dict:
+    """The result row before measuring: what the bundle is, the settings and the budget, its
+    size and complexity; the measurements are ``None`` until filled in."""
+    target = manifest["target"]
     in_size = tuple(manifest["input"]["size"])
-    frame_size = tuple(size) if size else in_size
-    name = f"{target}-{manifest['precision']}"
+    frame_size = tuple(options.size) if options.size else in_size
     row: dict = {
-        "name": name, "target": target, "precision": manifest["precision"],
-        "graph": manifest.get("graph"), "mode": mode,
-        "device": manifest.get("device"), "threads": threads, "bundle": display_path(folder),
+        "name": f"{target}-{manifest['precision']}", "target": target,
+        "precision": manifest["precision"],
+        "graph": manifest.get("graph"), "mode": options.mode,
+        "device": manifest.get("device"), "threads": options.threads,
+        "bundle": display_path(folder),
         "variant": manifest["model"].get("variant"), "input_size": list(in_size),
         "frame_size": list(frame_size),
         "runtime_version": manifest.get("runtime_versions", {}).get(target),
-        "budget": {"time_s": time_s, "runs": runs, "warmup_s": WARMUP_S,
+        "budget": {"time_s": options.time_s, "runs": options.runs, "warmup_s": WARMUP_S,
                    "warmup_runs": WARMUP_RUNS},
         "compute": None, "e2e": None, "throughput": None, "fps": None, "per_layer": None,
         "notes": [], "skipped": None,
         "model_file_mb": sum((folder / f).stat().st_size for f in manifest["files"]) / 2**20,
     }
     cx = manifest.get("complexity") or {}
-    structure = cx.get("structure")
     row["params"], row["gmacs"] = cx.get("params"), cx.get("gmacs")
     if not cx:
         row["notes"].append("params/GMACs unavailable: the bundle predates manifests that "
                             "record them (compile it again)")
-
-    rss_before = psutil.Process().memory_info().rss
-    if mode == "throughput":
-        x = Predictor(_NullRunner(), manifest, folder=folder).sample_input()
-        say(f"{name}: throughput")
-        try:
-            res = tgt.throughput(folder, manifest,
-                                 tgt.load_options(manifest, threads=threads, hint="throughput"),
-                                 x, time_s, runs)
-        except UnsupportedByTarget:
-            row["skipped"] = (f"throughput mode not implemented for {target} "
-                              f"(batch-1 eager has no concurrent-request API here)")
-            return row
-        lat = res.pop("latencies_s")
-        row["compute"] = {**summarize(lat), "times_ms": _ms_list(lat)}
-        row["throughput"] = res
-        row["fps"] = res["fps"]
-        if row.get("gmacs"):
-            row["gflops_per_s"] = 2 * row["gmacs"] * res["fps"]
-    else:
-        say(f"{name}: loading")
-        predictor = Predictor.from_bundle(folder, threads=threads, hint="latency")
-        frame = predictor.timing_frame(frame_size)
-        x = predictor.sample_input()
-        runner = predictor.runner
-        say(f"{name}: compute-only latency")
-        t_compute = time_call(lambda: runner(x), time_s=time_s, runs=runs)
-        row["compute"] = {**t_compute.stats, "times_ms": t_compute.times_ms}
-        row["fps"] = row["compute"]["fps"]
-        if e2e:
-            say(f"{name}: end-to-end latency")
-            split: list = []
-
-            def call() -> None:
-                predictor(frame)
-                split.append(predictor.timings)
-
-            t_e2e = time_call(call, time_s=time_s, runs=runs)
-            split = split[-len(t_e2e.times_s):]
-            med = {k: float(np.median([getattr(s, k) for s in split]))
-                   for k in ("preprocess", "inference", "postprocess")}
-            row["e2e"] = {**t_e2e.stats, "times_ms": t_e2e.times_ms, "split_ms": med}
-        if row.get("gmacs"):
-            row["gflops_per_s"] = 2 * row["gmacs"] / (row["compute"]["median_ms"] / 1e3)
-        eff = tgt.effective_threads(runner)
-        if eff is not None:
-            row["threads_effective"] = eff
-        del predictor, runner
-    row["memory"] = _memory(rss_before)
-    row.setdefault("gflops_per_s", None)
-
-    if per_layer:
-        say(f"{name}: per-layer profile")
-        x = Predictor(_NullRunner(), manifest, folder=folder).sample_input()
-        iters = max(5, min(runs or 20, 50))
-        try:
-            row["per_layer"] = per_layer_profile(tgt, folder, manifest, threads, x, iters,
-                                                 structure)
-        except UnsupportedByTarget:
-            row["notes"].append(f"per-layer profile not available for {target} "
-                                f"(use torch.profiler for eager PyTorch)")
     return row
+
+
+def _measure_throughput(row: dict, tgt, manifest: dict, folder: Path, options: ProfileOptions,
+                        say: Progress) -> bool:
+    """Fill in the throughput measurement; False (and ``skipped`` set) when the target has no
+    concurrent-request API."""
+    x = Predictor(_NullRunner(), manifest, folder=folder).sample_input()
+    say(f"{row['name']}: throughput")
+    try:
+        res = tgt.throughput(folder, manifest,
+                             tgt.load_options(manifest, threads=options.threads,
+                                              hint="throughput"),
+                             x, options.time_s, options.runs)
+    except UnsupportedByTarget:
+        row["skipped"] = (f"throughput mode not implemented for {row['target']} "
+                          f"(batch-1 eager has no concurrent-request API here)")
+        return False
+    lat = res.pop("latencies_s")
+    row["compute"] = {**summarize(lat), "times_ms": _ms_list(lat)}
+    row["throughput"] = res
+    row["fps"] = res["fps"]
+    if row.get("gmacs"):
+        row["gflops_per_s"] = 2 * row["gmacs"] * res["fps"]
+    return True
+
+
+def _measure_latency(row: dict, tgt, folder: Path, options: ProfileOptions,
+                     say: Progress) -> None:
+    """Fill in compute-only latency, end-to-end latency with its pre/infer/post split (unless
+    ``e2e`` is off), GFLOP/s and the threads the runtime really used.  The Predictor is
+    released on return, before the caller reads the memory use."""
+    name, time_s, runs = row["name"], options.time_s, options.runs
+    say(f"{name}: loading")
+    predictor = Predictor.from_bundle(folder, threads=options.threads, hint="latency")
+    frame = predictor.timing_frame(tuple(row["frame_size"]))
+    x = predictor.sample_input()
+    runner = predictor.runner
+    say(f"{name}: compute-only latency")
+    t_compute = time_call(lambda: runner(x), time_s=time_s, runs=runs)
+    row["compute"] = {**t_compute.stats, "times_ms": t_compute.times_ms}
+    row["fps"] = row["compute"]["fps"]
+    if options.e2e:
+        say(f"{name}: end-to-end latency")
+        split: list = []
+
+        def call() -> None:
+            predictor(frame)
+            split.append(predictor.timings)
+
+        t_e2e = time_call(call, time_s=time_s, runs=runs)
+        split = split[-len(t_e2e.times_s):]
+        med = {k: float(np.median([getattr(s, k) for s in split]))
+               for k in ("preprocess", "inference", "postprocess")}
+        row["e2e"] = {**t_e2e.stats, "times_ms": t_e2e.times_ms, "split_ms": med}
+    if row.get("gmacs"):
+        row["gflops_per_s"] = 2 * row["gmacs"] / (row["compute"]["median_ms"] / 1e3)
+    eff = tgt.effective_threads(runner)
+    if eff is not None:
+        row["threads_effective"] = eff
+
+
+def _profile_layers(row: dict, tgt, manifest: dict, folder: Path, options: ProfileOptions,
+                    say: Progress) -> None:
+    """Fill in the per-layer hot spots, or a note when the target has no per-layer hook."""
+    say(f"{row['name']}: per-layer profile")
+    x = Predictor(_NullRunner(), manifest, folder=folder).sample_input()
+    iters = max(5, min(options.runs or 20, 50))
+    structure = (manifest.get("complexity") or {}).get("structure")
+    try:
+        row["per_layer"] = per_layer_profile(tgt, folder, manifest, options.threads, x, iters,
+                                             structure)
+    except UnsupportedByTarget:
+        row["notes"].append(f"per-layer profile not available for {row['target']} "
+                            f"(use torch.profiler for eager PyTorch)")
 
 
 class _NullRunner:

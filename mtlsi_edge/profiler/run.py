@@ -7,17 +7,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from mtlsi_edge.backends import get_backend
 from mtlsi_edge.bundle import load_bundle
 from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.profiler import report
-from mtlsi_edge.profiler.bench import machine_header, profile_bundle
+from mtlsi_edge.profiler.bench import ProfileOptions, machine_header, profile_bundle
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.signing import trusted_keys
-
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class ProfileError(MtlsiError):
@@ -51,43 +50,66 @@ def self_check(folder: Path):
     return Predictor.from_bundle(folder, verify=True).check
 
 
-def profile_bundles(paths: list[Path], run_dir: Path, mode: str = "latency",
-                    threads: int | None = None, time_s: float | None = None,
-                    runs: int | None = None, frame: tuple[int, int] | None = None,
-                    per_layer: bool = False, notes: list[str] | None = None,
-                    report_paths: dict[str, Path | None] | None = None,
-                    note: Callable[[str], None] | None = None, console=None,
-                    plotter: Callable[[dict, Path], list[Path]] | None = None
-                    ) -> tuple[dict, dict[str, list[Path]]]:
-    """Measure every bundle in ``paths`` and write the reports (JSON, CSV, Markdown, and plots
-    with ``plotter``; defaults under ``run_dir``); returns (report document, written files by
-    kind)."""
+@dataclass(frozen=True)
+class ReportOptions:
+    """Where :func:`profile_bundles` writes its reports, and how it draws the plots.
 
+    json, csv, md: the report files (``None``: ``profile.json``, ``profile.csv`` and
+      ``profile.md`` in the run folder).
+    plot: the folder for the PNG plots (``None``: ``plots`` in the run folder).
+    plotter: ``plotter(doc, folder)`` writes the plots and returns their paths (``None``: no
+      plots; matplotlib is not part of the runtime install).
+    """
+
+    json: Path | None = None
+    csv: Path | None = None
+    md: Path | None = None
+    plot: Path | None = None
+    plotter: Callable[[dict, Path], list[Path]] | None = None
+
+
+def profile_bundles(paths: list[Path], run_dir: Path, options: ProfileOptions | None = None,
+                    reports: ReportOptions | None = None, *, notes: list[str] | None = None,
+                    note: Callable[[str], None] | None = None, console=None
+                    ) -> tuple[dict, dict[str, list[Path]]]:
+    """Measure every bundle in ``paths`` as ``options`` say and write the reports
+    (:class:`ReportOptions`; defaults under ``run_dir``); returns (report document, written
+    files by kind).  ``notes`` becomes the document's list of notes, ``note(message)`` adds
+    one (default: appends to ``notes``); ``console`` shows a status line per bundle."""
+
+    options = options or ProfileOptions()
+    reports = reports or ReportOptions()
     notes = notes if notes is not None else []
     note = note or notes.append
     doc = {"schema": report.SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            "machine": machine_header(),
-           "settings": {"mode": mode, "threads": threads, "time_s": time_s, "runs": runs,
-                        "frame_size": list(frame) if frame else None, "per_layer": per_layer},
+           "settings": {"mode": options.mode, "threads": options.threads,
+                        "time_s": options.time_s, "runs": options.runs,
+                        "frame_size": list(options.size) if options.size else None,
+                        "per_layer": options.per_layer},
            "results": [], "notes": notes}
     for p in paths:
-        try:
-            with _status(console, f"profiling {p}…") as status:
-                progress = (lambda msg, st=status: st.update(msg + "…")) if status else None
-                row = profile_bundle(p, size=frame, threads=threads, mode=mode, time_s=time_s,
-                                     runs=runs, per_layer=per_layer, progress=progress)
-        except MtlsiError:
-            raise
-        except RuntimeError as e:  # a runtime refusing the model: one line, not a traceback
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ProfileError(f"{p}: {first}") from e
+        row = _profile_one(p, options, console)
         if row.get("skipped"):
-            note(f"{row['name']} ({mode}) skipped: {row['skipped']}")
+            note(f"{row['name']} ({options.mode}) skipped: {row['skipped']}")
         doc["results"].append(row)
     report.add_ratios(doc["results"])
-    given = report_paths or {}
-    written = report.write_all(doc, given.get("json") or run_dir / "profile.json",
-                               given.get("csv") or run_dir / "profile.csv",
-                               given.get("md") or run_dir / "profile.md",
-                               given.get("plot") or run_dir / "plots", plotter)
+    written = report.write_all(doc, reports.json or run_dir / "profile.json",
+                               reports.csv or run_dir / "profile.csv",
+                               reports.md or run_dir / "profile.md",
+                               reports.plot or run_dir / "plots", reports.plotter)
     return doc, written
+
+
+def _profile_one(path: Path, options: ProfileOptions, console) -> dict:
+    """One bundle's result row, its progress on the console's status line; a runtime that
+    refuses the model is a :class:`ProfileError` of one line."""
+    try:
+        with _status(console, f"profiling {path}…") as status:
+            progress = (lambda msg, st=status: st.update(msg + "…")) if status else None
+            return profile_bundle(path, options, progress=progress)
+    except MtlsiError:
+        raise
+    except RuntimeError as e:  # a runtime refusing the model: one line, not a traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ProfileError(f"{path}: {first}") from e

@@ -10,11 +10,13 @@ import os
 import statistics
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.runtime.capture import LatestFrameGrabber, Source
@@ -89,146 +91,234 @@ def _infer(predictor, frame):
     return raw, geom, Timings(1e3 * (t1 - t0), 1e3 * (t2 - t1))
 
 
-def run_loop(predictor, source: Source, layout: str = "grid", record: Path | None = None,
-             headless: bool = True, max_frames: int | None = None, pace: bool = True,
-             snapshot_dir: Path = Path("runs/demo"), window: str = "mtlsi-edge",
-             on_frame=None, pipeline: bool = True, overwrite: bool = False,
-             annotate: bool = True) -> LoopStats:
-    """Run until the source ends, ``max_frames``, q/Esc, or SIGINT/SIGTERM.
+@dataclass(frozen=True)
+class LoopOptions:
+    """How :func:`run_loop` shows, records and paces the frames, and when it stops.
 
-    ``record``: written as a hidden partial file and moved into place when finished; an
-    existing file there is replaced only with ``overwrite`` — when another program created it
-    meanwhile, this recording keeps the next free name (``stats.recording`` says which).
+    View:
+    layout: the view it starts with (one of :data:`LAYOUTS`; keys 1-6 switch it).
+    annotate: panel names, the depth colour bar and the class legend on the views
+      (:class:`~mtlsi_edge.runtime.overlay.Renderer`).
+    headless: no window (and so no keys); ``window`` is the window's title.
+    snapshot_dir: where the s key saves the view shown.
 
-    ``pipeline``: inference of frame N runs in a worker thread while frame N−1 is rendered,
-    shown and written (runtimes release the GIL), at the cost of one frame of latency.
+    Recording:
+    record: the rendered views as a video (.mp4 or .avi), written as a hidden partial file and
+      moved into place when finished and read back.
+    overwrite: replace an existing ``record`` file; without it, when another program created
+      one meanwhile, this recording keeps the next free name (``stats.recording`` says which).
 
-    ``annotate``: panel names, the depth colour bar and the class legend on the views
-    (:class:`~mtlsi_edge.runtime.overlay.Renderer`).  A live source that drops is reconnected
-    by the capture thread; the HUD and the stats count the gaps and the seconds lost.
+    Pacing and stopping:
+    pace: deliver a video file at its frame rate, as a camera would (frames the loop is too
+      slow for are dropped); ``False`` waits for the loop (maximum throughput).
+    pipeline: inference of frame N runs in a worker thread while frame N−1 is rendered, shown
+      and written (runtimes release the GIL), at the cost of one frame of latency.
+    max_frames: stop after this many frames (``None``: at the end of the source).
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
-    renderer = Renderer(predictor.task_set, annotate=annotate)
-    grabber = LatestFrameGrabber(source, pace=pace)
-    stats = LoopStats(stages_ms={k: [] for k in
-                                 ("capture", "preprocess", "inference", "postprocess", "render")})
-    state = {"writer": None, "layout": layout, "last_view": None, "written": 0}
-    recent = deque(maxlen=30)
-    # The HUD's render time: median of the last 30 frames (the median of the whole history,
-    # recomputed every frame, cost 4 ms per frame after 10k frames).
-    recent_render = deque(maxlen=30)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="infer") if pipeline else None
-    pending = None  # (frame, future, capture wait ms) of the frame being inferred
 
-    def emit(frame, raw, geom, tm, wait_ms: float) -> None:
+    layout: str = "grid"
+    annotate: bool = True
+    headless: bool = True
+    window: str = "mtlsi-edge"
+    snapshot_dir: Path = Path("runs/demo")
+
+    record: Path | None = None
+    overwrite: bool = False
+
+    pace: bool = True
+    pipeline: bool = True
+    max_frames: int | None = None
+
+
+def run_loop(predictor, source: Source, options: LoopOptions | None = None, *,
+             on_frame: Callable[[np.ndarray, dict], None] | None = None) -> LoopStats:
+    """Run until the source ends, ``options.max_frames``, q/Esc, or SIGINT/SIGTERM
+    (:class:`LoopOptions`); ``on_frame(view, outputs)`` is called after each frame.
+
+    A live source that drops is reconnected by the capture thread; the HUD and the stats count
+    the gaps and the seconds lost.
+    """
+    options = options or LoopOptions()
+    if options.layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {options.layout!r}; choose from {', '.join(LAYOUTS)}")
+    loop = _Loop(predictor, source, options, on_frame)
+    t_start = time.perf_counter()
+    with _Stop() as stop:
+        try:
+            loop.run(stop)
+        finally:
+            loop.close(time.perf_counter() - t_start)
+    loop.publish()
+    return loop.stats
+
+
+class _Loop:
+    """The state of one :func:`run_loop`: renderer, capture thread, inference worker, the
+    recording being written and the HUD's recent frame times."""
+
+    def __init__(self, predictor, source: Source, options: LoopOptions, on_frame):
+        self.predictor, self.source, self.options = predictor, source, options
+        self.on_frame = on_frame
+        self.renderer = Renderer(predictor.task_set, annotate=options.annotate)
+        self.grabber = LatestFrameGrabber(source, pace=options.pace)
+        self.stats = LoopStats(stages_ms={k: [] for k in ("capture", "preprocess",
+                                                          "inference", "postprocess",
+                                                          "render")})
+        self.layout = options.layout
+        self.last_view = None
+        self.writer: cv2.VideoWriter | None = None
+        self.partial: Path | None = None  # the recording until it is complete
+        self.size: tuple[int, int] | None = None  # the recording's (width, height)
+        self.written = 0
+        self.recent: deque[float] = deque(maxlen=30)
+        # The HUD's render time: median of the last 30 frames (the median of the whole history,
+        # recomputed every frame, cost 4 ms per frame after 10k frames).
+        self.recent_render: deque[float] = deque(maxlen=30)
+        self.pool = (ThreadPoolExecutor(1, thread_name_prefix="infer") if options.pipeline
+                     else None)
+        self.pending = None  # (frame, future, capture wait ms) of the frame being inferred
+        self.paused = False
+
+    def run(self, stop: StopSignals) -> None:
+        """Read, infer and show frames until a stop condition; the frame still in flight is
+        finished unless a signal ended the run."""
+        max_frames = self.options.max_frames
+        while stop.reason is None:
+            queued = 1 if self.pending is not None else 0
+            if max_frames is not None and self.stats.frames + queued >= max_frames:
+                self.stats.stopped_by = "max frames"
+                break
+            if not self.paused and not self._advance(stop):
+                break
+            if not self.options.headless and self._show_and_read_key():
+                break
+        if self.pending is not None and stop.reason is None:
+            pf, pfut, pwait = self.pending  # the frame still in flight
+            self.emit(pf, *pfut.result(), pwait)
+        if stop.reason is not None:
+            self.stats.stopped_by = stop.reason
+
+    def _advance(self, stop: StopSignals) -> bool:
+        """Take the next frame and start its inference, emitting the frame inferred before it
+        (pipelined) or this one (sequential); False when the source has ended."""
+        t0 = time.perf_counter()
+        item = self.grabber.get_item(stop=stop)  # Ctrl-C ends a reconnect wait too
+        wait_ms = 1e3 * (time.perf_counter() - t0)
+        if item is None:
+            return False
+        frame = item.frame
+        if self.pool is None:
+            self.emit(frame, *_infer(self.predictor, frame), wait_ms)
+        else:
+            fut = self.pool.submit(_infer, self.predictor, frame)
+            if self.pending is not None:
+                pf, pfut, pwait = self.pending
+                self.emit(pf, *pfut.result(), pwait)
+            self.pending = (frame, fut, wait_ms)
+        return True
+
+    def _show_and_read_key(self) -> bool:
+        """Show the newest view and act on a key (pause, layout, snapshot); True for q/Esc."""
+        if self.last_view is not None:
+            cv2.imshow(self.options.window, self.last_view)
+        key = cv2.waitKey(1 if not self.paused else 30) & 0xFF
+        if key in (ord("q"), 27):
+            self.stats.stopped_by = "key"
+            return True
+        if key == ord(" "):
+            self.paused = not self.paused
+        elif key in KEY_LAYOUTS:
+            self.layout = KEY_LAYOUTS[key]
+        elif key == ord("s") and self.last_view is not None:
+            snapshot_dir = self.options.snapshot_dir
+            snapshot_dir.mkdir(parents=True, exist_ok=True)
+            p = snapshot_dir / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}.png"
+            cv2.imwrite(str(p), self.last_view)
+            self.stats.snapshots.append(str(p))
+        return False
+
+    def emit(self, frame, raw, geom, tm: Timings, wait_ms: float) -> None:
         """Postprocess, render, annotate, record and count one inferred frame."""
         t1 = time.perf_counter()
-        out = predictor.postprocess(raw, geom)
+        out = self.predictor.postprocess(raw, geom)
         t2 = time.perf_counter()
         tm.postprocess = 1e3 * (t2 - t1)
-        view = renderer.render(frame, out, state["layout"])
+        view = self.renderer.render(frame, out, self.layout)
+        self._draw_hud(view, tm, wait_ms)
+        t3 = time.perf_counter()
+        for k, v in (("capture", wait_ms), ("preprocess", tm.preprocess),
+                     ("inference", tm.inference), ("postprocess", tm.postprocess),
+                     ("render", 1e3 * (t3 - t2))):
+            self.stats.stages_ms[k].append(v)
+        self.recent_render.append(1e3 * (t3 - t2))
+        if self.options.record is not None:
+            view = self._record(view)
+        self.stats.frames += 1
+        self.last_view = view
+        if self.on_frame is not None:
+            self.on_frame(view, out)
+
+    def _draw_hud(self, view, tm: Timings, wait_ms: float) -> None:
+        """The two HUD lines: frame rate, model, drops and gaps; per-stage milliseconds."""
+        recent, source, predictor = self.recent, self.source, self.predictor
         recent.append(time.perf_counter())
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0
         gaps = (f"  gaps {source.gaps} ({source.gap_s:.1f} s lost)" if source.gaps else "")
         draw_hud(view, [
             f"{fps:5.1f} FPS  {predictor.target} {predictor.precision}  "
-            f"dropped {grabber.dropped}{gaps}",
+            f"dropped {self.grabber.dropped}{gaps}",
             f"wait {wait_ms:4.1f}  pre {tm.preprocess:4.1f}  infer {tm.inference:5.1f}  "
             f"post {tm.postprocess:4.1f}  render "
-            f"{statistics.median(recent_render) if recent_render else 0:4.1f} ms",
+            f"{statistics.median(self.recent_render) if self.recent_render else 0:4.1f} ms",
         ])
-        t3 = time.perf_counter()
-        for k, v in (("capture", wait_ms), ("preprocess", tm.preprocess),
-                     ("inference", tm.inference), ("postprocess", tm.postprocess),
-                     ("render", 1e3 * (t3 - t2))):
-            stats.stages_ms[k].append(v)
-        recent_render.append(1e3 * (t3 - t2))
-        if record is not None:
-            if state["writer"] is None:
-                state["size"] = (view.shape[1], view.shape[0])
-                # Written beside the destination and moved in once complete and checked:
-                # an existing file there stays intact until then (kill, full disk).
-                state["partial"] = record.with_name(
-                    f".{record.stem}.partial-{os.getpid()}{record.suffix}")
-                state["writer"] = open_writer(state["partial"], source.info.fps,
-                                              state["size"])
-                stats.recording = str(record)
-            if (view.shape[1], view.shape[0]) != state["size"]:
-                # A writer takes one size; it silently drops frames of any other (folders
-                # of mixed image sizes).
-                view = cv2.resize(view, state["size"], interpolation=cv2.INTER_AREA)
-            state["writer"].write(view)
-            state["written"] += 1
-        stats.frames += 1
-        state["last_view"] = view
-        if on_frame is not None:
-            on_frame(view, out)
 
-    paused = False
-    t_start = time.perf_counter()
-    with _Stop() as stop:
+    def _record(self, view):
+        """Append ``view`` to the recording (opened at the first frame); returns the view as
+        written."""
+        record = self.options.record
+        if self.writer is None:
+            self.size = (view.shape[1], view.shape[0])
+            # Written beside the destination and moved in once complete and checked: an
+            # existing file there stays intact until then (kill, full disk).
+            self.partial = record.with_name(
+                f".{record.stem}.partial-{os.getpid()}{record.suffix}")
+            self.writer = open_writer(self.partial, self.source.info.fps, self.size)
+            self.stats.recording = str(record)
+        if (view.shape[1], view.shape[0]) != self.size:
+            # A writer takes one size; it silently drops frames of any other (folders of mixed
+            # image sizes).
+            view = cv2.resize(view, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(view)
+        self.written += 1
+        return view
+
+    def close(self, wall_s: float) -> None:
+        """Fill in the run's totals and release the worker, the capture thread, the writer
+        and the window, whatever ended the run."""
+        stats, source = self.stats, self.source
+        stats.wall_s = wall_s
+        stats.dropped = self.grabber.dropped
+        stats.gaps, stats.gap_s = source.gaps, source.gap_s
+        stats.reconnects = source.reconnects
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        self.grabber.stop()
+        if self.writer is not None:
+            self.writer.release()
+        if not self.options.headless:
+            cv2.destroyAllWindows()
+
+    def publish(self) -> None:
+        """Check the finished recording and move it into place (the partial file never
+        stays behind)."""
+        if self.writer is None:
+            return
+        record = self.options.record
         try:
-            while stop.reason is None:
-                queued = 1 if pending is not None else 0
-                if max_frames is not None and stats.frames + queued >= max_frames:
-                    stats.stopped_by = "max frames"
-                    break
-                if not paused:
-                    t0 = time.perf_counter()
-                    item = grabber.get_item(stop=stop)  # Ctrl-C ends a reconnect wait too
-                    wait_ms = 1e3 * (time.perf_counter() - t0)
-                    if item is None:
-                        break
-                    frame = item.frame
-                    if pool is None:
-                        emit(frame, *_infer(predictor, frame), wait_ms)
-                    else:
-                        fut = pool.submit(_infer, predictor, frame)
-                        if pending is not None:
-                            pf, pfut, pwait = pending
-                            emit(pf, *pfut.result(), pwait)
-                        pending = (frame, fut, wait_ms)
-                if not headless:
-                    if state["last_view"] is not None:
-                        cv2.imshow(window, state["last_view"])
-                    key = cv2.waitKey(1 if not paused else 30) & 0xFF
-                    if key in (ord("q"), 27):
-                        stats.stopped_by = "key"
-                        break
-                    if key == ord(" "):
-                        paused = not paused
-                    elif key in KEY_LAYOUTS:
-                        state["layout"] = KEY_LAYOUTS[key]
-                    elif key == ord("s") and state["last_view"] is not None:
-                        snapshot_dir.mkdir(parents=True, exist_ok=True)
-                        p = snapshot_dir / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}.png"
-                        cv2.imwrite(str(p), state["last_view"])
-                        stats.snapshots.append(str(p))
-            if pending is not None and stop.reason is None:
-                pf, pfut, pwait = pending  # the frame still in flight
-                emit(pf, *pfut.result(), pwait)
-            if stop.reason is not None:
-                stats.stopped_by = stop.reason
+            check_recording(self.partial, self.written, record)
+            self.stats.recording = str(_publish(self.partial, record, self.options.overwrite))
         finally:
-            stats.wall_s = time.perf_counter() - t_start
-            stats.dropped = grabber.dropped
-            stats.gaps, stats.gap_s = source.gaps, source.gap_s
-            stats.reconnects = source.reconnects
-            if pool is not None:
-                pool.shutdown(wait=True)
-            grabber.stop()
-            if state["writer"] is not None:
-                state["writer"].release()
-            if not headless:
-                cv2.destroyAllWindows()
-    if state["writer"] is not None:
-        try:
-            check_recording(state["partial"], state["written"], record)
-            stats.recording = str(_publish(state["partial"], record, overwrite))
-        finally:
-            state["partial"].unlink(missing_ok=True)
-    return stats
+            self.partial.unlink(missing_ok=True)
 
 
 def _publish(partial: Path, record: Path, overwrite: bool) -> Path:

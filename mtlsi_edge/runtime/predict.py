@@ -588,81 +588,131 @@ def _norm_spec(spec: str) -> str:
     return os.path.normpath(s) if os.path.exists(s) else s
 
 
-def run_predict(predictor, source: str | int, out: str | Path, *,
-                options: SourceOptions | None = None, formats: OutputFormats | None = None,
-                exist_ok: bool = False, resume: bool = False, max_frames: int | None = None,
-                pipeline: bool = True, bundle: str | Path | None = None,
+@dataclass(frozen=True)
+class PredictOptions:
+    """How :func:`run_predict` reads a source and what it writes into the output folder.
+
+    Reading:
+    source_options: how to open the source (camera mode, reconnecting, looping:
+      :class:`~mtlsi_edge.runtime.sources.SourceOptions`).
+    max_frames: stop after this many frames written by this run (``None``: the whole source).
+    pipeline: frame N is inferred in a worker thread while frame N−1 is postprocessed and
+      written.
+
+    Writing:
+    formats: what is written per frame besides one PNG per task (:class:`OutputFormats`).
+    exist_ok: write into a folder holding an earlier run, replacing its files.
+    resume: continue the run in the folder (same source and bundle): frames already written
+      completely are not predicted again.
+    bundle: the bundle's path, recorded in ``run.json`` (``None``: not known).
+    """
+
+    source_options: SourceOptions = SourceOptions()
+    max_frames: int | None = None
+    pipeline: bool = True
+
+    formats: OutputFormats = OutputFormats()
+    exist_ok: bool = False
+    resume: bool = False
+    bundle: str | Path | None = None
+
+
+def run_predict(predictor, source: str | int, out: str | Path,
+                options: PredictOptions | None = None, *,
                 on_start: Callable[[Source, PredictStats], None] | None = None,
                 on_written: Callable[[dict], None] | None = None) -> PredictStats:
     """Predict every frame of ``source`` into the folder ``out`` (module docstring; the
-    ``mtlsi-edge predict`` command).  ``on_start(source, stats)`` is called once the source is
-    open (``stats.resumed``, ``stats.total`` set); ``on_written(index_record)`` after each
-    frame.  Raises :class:`~mtlsi_edge.fileio.OutputPathError` for an output folder that holds
-    an earlier run (without ``resume``/``exist_ok``) or another run's source/bundle (with
-    ``resume``), and :class:`~mtlsi_edge.runtime.sources.CaptureError` for sources."""
-    options = options or SourceOptions()
-    formats = formats or OutputFormats()
+    ``mtlsi-edge predict`` command) as ``options`` say (:class:`PredictOptions`).
+    ``on_start(source, stats)`` is called once the source is open (``stats.resumed``,
+    ``stats.total`` set); ``on_written(index_record)`` after each frame.  Raises
+    :class:`~mtlsi_edge.fileio.OutputPathError` for an output folder that holds an earlier run
+    (without ``resume``/``exist_ok``) or another run's source/bundle (with ``resume``), and
+    :class:`~mtlsi_edge.runtime.sources.CaptureError` for sources."""
+    options = options or PredictOptions()
     ts = predictor.task_set
-    parsed = parse_source(source, options)  # before anything is written
-    out = check_out_dir(out, ts.names, exist_ok, resume)
-    stats = PredictStats(out)
+    parsed = parse_source(source, options.source_options)  # before anything is written
+    out = check_out_dir(out, ts.names, options.exist_ok, options.resume)
+    run_doc = _run_doc(predictor, parsed, options)
+    done: dict[str, dict] = {}
+    if options.resume and (out / INDEX).exists():
+        done = _resumed_records(out, run_doc, lambda s: options.formats.files(ts, s))
+    # A live source's frames are numbered on from the last one written: its stems never repeat.
+    start_index = (1 + max(int(r.get("frame", -1)) for r in done.values())
+                   if parsed.live and done else 0)
+    # The source opens before anything is written: a camera that is not there leaves no trace.
+    src = Source(parsed.spec, options=options.source_options, start_index=start_index)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with _Lock(out):
+            stats = _start(out, src, parsed, run_doc, done)
+            if on_start is not None:
+                on_start(src, stats)
+            done_stems = frozenset(done) if not parsed.live else frozenset()
+            return _run(predictor, src, stats, done_stems, options, on_written)
+    finally:
+        src.release()
+
+
+def _run_doc(predictor, parsed, options: PredictOptions) -> dict:
+    """The ``run.json`` document: what produced the folder (source, bundle, target) and what
+    it holds."""
+    ts = predictor.task_set
     manifest = getattr(predictor, "manifest", {}) or {}
-    run_doc = {
+    bundle = options.bundle
+    return {
         "schema": SCHEMA, "source": _norm_spec(parsed.spec), "source_kind": parsed.kind,
         "bundle": None if bundle is None else str(bundle),
         "bundle_integrity": manifest.get("integrity"),
         "target": getattr(predictor, "target", None),
         "precision": getattr(predictor, "precision", None),
-        "task_set": ts.name, "outputs": describe_formats(ts, formats),
+        "task_set": ts.name, "outputs": describe_formats(ts, options.formats),
         "index": INDEX,
     }
-    done: dict[str, dict] = {}
-    start_index = 0
-    if resume and (out / INDEX).exists():
-        prev = _read_run(out)
-        for key, what in (("source", "source"), ("bundle_integrity", "bundle")):
-            if prev is not None and prev.get(key) != run_doc[key]:
-                shown = prev.get("bundle") if key == "bundle_integrity" else prev.get(key)
-                raise OutputPathError(
-                    f"{out}: holds predictions of another {what} ({shown}); resume with the "
-                    f"same one, or use another --out (or --exist-ok)")
-        lines = (out / INDEX).read_text(encoding="utf-8", errors="replace").splitlines()
-        done = _done_records(out, lines, lambda s: formats.files(ts, s))
-        if parsed.live and done:
-            start_index = 1 + max(int(r.get("frame", -1)) for r in done.values())
-    # The source opens before anything is written: a camera that is not there leaves no trace.
-    src = Source(parsed.spec, options=options, start_index=start_index)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with _Lock(out):
-            return _run(predictor, src, parsed, out, stats, run_doc, done, formats,
-                        max_frames, pipeline, on_start, on_written)
-    finally:
-        src.release()
 
 
-def _run(predictor, src, parsed, out, stats, run_doc, done, formats, max_frames, pipeline,
-         on_start, on_written) -> PredictStats:
-    ts = predictor.task_set
+def _resumed_records(out: Path, run_doc: dict, expected: Callable[[str], dict[str, str]]
+                     ) -> dict[str, dict]:
+    """The complete frames of the run in ``out`` (stem → index record), after checking that
+    it predicted the same source with the same bundle."""
+    prev = _read_run(out)
+    for key, what in (("source", "source"), ("bundle_integrity", "bundle")):
+        if prev is not None and prev.get(key) != run_doc[key]:
+            shown = prev.get("bundle") if key == "bundle_integrity" else prev.get(key)
+            raise OutputPathError(
+                f"{out}: holds predictions of another {what} ({shown}); resume with the "
+                f"same one, or use another --out (or --exist-ok)")
+    lines = (out / INDEX).read_text(encoding="utf-8", errors="replace").splitlines()
+    return _done_records(out, lines, expected)
+
+
+def _start(out: Path, src: Source, parsed, run_doc: dict, done: dict[str, dict]
+           ) -> PredictStats:
+    """Write the fresh index (the frames done) and ``run.json``; the run's stats so far."""
     sweep_partials(out)
     # The index keeps one complete line per frame: torn, duplicate and incomplete frames'
     # lines go (their frames are predicted again); a new run starts an empty one.
     atomic_write_text(out / INDEX, "".join(json.dumps(r) + "\n" for r in done.values()))
     atomic_write_json(out / RUN, run_doc)
+    stats = PredictStats(out)
     if parsed.images:
         stats.resumed = len(set(done) & set(parsed.stems))
     else:
         stats.resumed = 0 if parsed.live else len(done)
-    done_stems = frozenset(done) if not parsed.live else frozenset()
     stats.notes.extend(src.notes)
     stats.total = src.info.frames
-    if on_start is not None:
-        on_start(src, stats)
-    writer = _Writer(out, ts, formats, stats, on_written)
+    return stats
+
+
+def _run(predictor, src: Source, stats: PredictStats, done_stems: frozenset[str],
+         options: PredictOptions, on_written: Callable[[dict], None] | None) -> PredictStats:
+    """Predict and write every frame not in ``done_stems``, then the summary; an error (or
+    Ctrl-C) is raised once the frames predicted so far are written."""
+    writer = _Writer(stats.out, predictor.task_set, options.formats, stats, on_written)
+    max_frames = options.max_frames
     t0 = time.perf_counter()
     error: BaseException | None = None
     with StopSignals() as stop:
-        gen = iter_predictions(predictor, src, pipeline=pipeline,
+        gen = iter_predictions(predictor, src, pipeline=options.pipeline,
                                skip=(done_stems.__contains__ if done_stems else None),
                                max_frames=max_frames, stop=stop)
         try:
@@ -683,19 +733,25 @@ def _run(predictor, src, parsed, out, stats, run_doc, done, formats, max_frames,
             except BaseException as e:
                 error = error or e
     stats.wall_s = time.perf_counter() - t0
+    _finish(stats, src, error)
+    return stats
+
+
+def _finish(stats: PredictStats, src: Source, error: BaseException | None) -> None:
+    """Fill in what the source counted and write ``summary.json``; re-raise the run's error
+    (which takes precedence over one writing the summary)."""
     stats.unreadable = list(src.skipped)
     stats.dropped = src.dropped
     stats.gaps, stats.gap_s, stats.reconnects = src.gaps, src.gap_s, src.reconnects
     if error is not None:
         stats.stopped_by = f"error: {error}"
     try:
-        atomic_write_json(out / SUMMARY, {"schema": SCHEMA, **stats.to_dict()})
+        atomic_write_json(stats.out / SUMMARY, {"schema": SCHEMA, **stats.to_dict()})
     except OSError:
         if error is None:
             raise
     if error is not None:
         raise error
-    return stats
 
 
 def _read_run(out: Path) -> dict | None:

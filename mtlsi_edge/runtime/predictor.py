@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from mtlsi_edge.backends import get_backend
-from mtlsi_edge.bundle import check_io, load_bundle
+from mtlsi_edge.bundle import load_bundle
 from mtlsi_edge.inputs import InputSpec
 from mtlsi_edge.runtime.frames import FrameError, preprocess_frame, runner_input, to_bgr
 from mtlsi_edge.signing import check_signature, trusted_keys
@@ -26,6 +26,7 @@ from mtlsi_edge.verify import (
     CheckReport,
     VerificationError,
     check_bundle,
+    check_io,
     load_timing_frame,
 )
 

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 from rich.progress import (
     BarColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -72,8 +73,13 @@ class TrainConfig:
     amp: bool = True  # CUDA only: BF16 autocast where supported, else FP16 (see amp_dtype)
 
 
-class _Stream(Dataset):
-    """Global sample position ``p`` → the transformed sample, a pure function of (seed, p)."""
+class Stream(Dataset):
+    """Global sample position ``p`` → the transformed sample, a pure function of (seed, p).
+
+    ``ds[p]``: sample ``p mod len(ds)`` of a fresh permutation per epoch (seeded by ``seed`` and
+    the epoch), through ``transform(sample, rng)`` with an rng seeded by (seed, epoch, index);
+    its ``meta`` is dropped.  Pair it with :class:`Positions`, which picks the positions.
+    """
 
     def __init__(self, ds: MultiTaskDataset, transform, seed: int):
         self.ds, self.transform, self.seed = ds, transform, seed
@@ -83,6 +89,7 @@ class _Stream(Dataset):
         return 1 << 40
 
     def index_of(self, p: int) -> tuple[int, int]:
+        """(epoch, dataset index) of global position ``p``."""
         n = len(self.ds)
         epoch = p // n
         if epoch not in self._perm:
@@ -97,8 +104,12 @@ class _Stream(Dataset):
         return sample
 
 
-class _Positions(torch.utils.data.Sampler):
-    """Yields this rank's sample positions from ``start_step`` on."""
+class Positions(torch.utils.data.Sampler):
+    """Yields this rank's sample positions from ``start_step`` to ``steps`` (exclusive).
+
+    Step ``s`` draws positions ``s·batch·world + rank·batch`` … ``+ batch − 1``: each rank its
+    own slice of the global batch, so a run is the same at any step it is resumed from.
+    """
 
     def __init__(self, start_step: int, steps: int, batch: int, rank: int, world: int):
         self.start, self.steps, self.batch, self.rank, self.world = (
@@ -174,55 +185,137 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
-    """Train; returns the path of the last checkpoint's JSON.  DDP when WORLD_SIZE > 1."""
+def _join() -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process; joins the process group under torchrun
+    (WORLD_SIZE > 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank, world = _dist_info()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
                           if torch.cuda.is_available() else "cpu")
+    return rank, world, device
+
+
+def _restore(stem: Path) -> tuple[TrainConfig, MTLSINet, dict]:
+    """The run checkpointed at ``stem``: its config, model (train mode) and checkpoint doc."""
+    doc, _ = read_checkpoint_meta(stem.with_suffix(".json"))
+    cfg = TrainConfig(**{**doc["train_config"],
+                         "crop": tuple(doc["train_config"]["crop"]),
+                         "scale": tuple(doc["train_config"]["scale"])})
+    model = model_from_state_dict(doc["model_config"],
+                                  load_weights(stem.with_suffix(".json"))[1],
+                                  doc.get("pruned")).train()
+    return cfg, model, doc
+
+
+@dataclass
+class _Stepper:
+    """What one optimisation step needs: the model (``net``: it, or its DDP wrapper), the
+    optimizer, the autocast dtype (None: FP32) and the FP16 loss scaler."""
+
+    cfg: TrainConfig
+    model: MTLSINet
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    amp: torch.dtype | None
+    scaler: torch.amp.GradScaler
+    device: torch.device
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, model: MTLSINet, device: torch.device, world: int,
+              resumed: tuple[dict, Path] | None) -> _Stepper:  # fmt: skip
+        """The optimizer, DDP when ``world`` > 1, autocast and loss scaling per ``cfg.amp``.
+
+        resumed: (checkpoint doc, run folder) to restore the optimizer state and torch RNG from.
+        """
+        opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if resumed is not None:
+            opt_state, rng = load_training_state(*resumed)
+            opt.load_state_dict(opt_state)
+            torch.set_rng_state(rng)
+        net = model
+        if world > 1:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        amp = amp_dtype(device) if cfg.amp else None
+        # Only FP16 needs loss scaling; BF16 has FP32's exponent range.
+        scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+        return cls(cfg, model, net, opt, amp, scaler, device)
+
+    def step(self, batch: dict, step: int) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """Train on ``batch`` at ``step``: (loss, {task: loss}, gradient norm before clipping)."""
+        cfg, opt = self.cfg, self.opt
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * lr_factor(step, cfg)
+        with torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext():
+            out_ = self.net(batch["image"])
+        loss, parts = multitask_loss(out_, batch, self.model.task_set, cfg.deep_supervision)
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(opt)
+        # grad_clip 0 = no clipping (InvPT clips nothing); the norm is logged either way.
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                               cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        self.scaler.step(opt)
+        self.scaler.update()
+        return loss, parts, gnorm
+
+
+@dataclass
+class _Recorder:
+    """Rank 0's bookkeeping: the JSONL log, the progress bar and the checkpoints at ``stem``
+    (``meta``: what every checkpoint records besides the step and config)."""
+
+    cfg: TrainConfig
+    stem: Path
+    meta: dict
+    progress: Progress
+    bar: TaskID
+    t0: float
+
+    def record(self, step: int, stepper: _Stepper, loss: torch.Tensor, parts: dict,
+               gnorm: torch.Tensor) -> Path | None:  # fmt: skip
+        """Log ``step`` and move the bar; checkpoint when due (then the JSON's path)."""
+        cfg = self.cfg
+        rec = {"step": step, "loss": float(loss.detach()),
+               "lr": stepper.opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
+               **{f"loss_{k}": float(v) for k, v in parts.items()},
+               "time_s": round(time.perf_counter() - self.t0, 3)}
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            append_jsonl(self.stem.parent / "log.jsonl", rec)
+        self.progress.update(self.bar, completed=step, info=f"loss {rec['loss']:.3f}")
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            return save_checkpoint(self.stem, stepper.model, {**self.meta, "step": step,
+                                                              "train_config": asdict(cfg)},
+                                   stepper.opt)  # fmt: skip
+        return None
+
+
+def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
+    """Train; returns the path of the last checkpoint's JSON.  DDP when WORLD_SIZE > 1."""
+    rank, world, device = _join()
     out = Path(cfg.out)
     stem = out / "last"
-    start = 0
     torch.manual_seed(cfg.seed)
-    if resume:
-        doc, _ = read_checkpoint_meta(stem.with_suffix(".json"))
-        cfg = TrainConfig(**{**doc["train_config"],
-                             "crop": tuple(doc["train_config"]["crop"]),
-                             "scale": tuple(doc["train_config"]["scale"])})
-        model = model_from_state_dict(doc["model_config"],
-                                      load_weights(stem.with_suffix(".json"))[1],
-                                      doc.get("pruned")).train()
+    doc, start = None, 0
+    if resume:  # config, weights, optimizer state and torch RNG from the last checkpoint
+        cfg, model, doc = _restore(stem)
         start = int(doc["step"])
     else:
         model = _create(cfg)
-    mcfg = model.cfg
-    crop = tuple(cfg.crop or mcfg.input_size)
-    cfg.crop = crop
+    cfg.crop = tuple(cfg.crop or model.cfg.input_size)
     model.to(device).train()
-    task_set = model.task_set
-    ds = build_dataset(cfg.data, "train", task_set)
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if resume:
-        opt_state, rng = load_training_state(doc, out)
-        opt.load_state_dict(opt_state)
-        torch.set_rng_state(rng)
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    stream = _Stream(ds, train_transforms(crop, cfg.scale), cfg.seed)
-    loader = DataLoader(stream, batch_size=cfg.batch_size,
-                        sampler=_Positions(start, cfg.steps, cfg.batch_size, rank, world),
+    ds = build_dataset(cfg.data, "train", model.task_set)
+    stepper = _Stepper.build(cfg, model, device, world, None if doc is None else (doc, out))
+    loader = DataLoader(Stream(ds, train_transforms(cfg.crop, cfg.scale), cfg.seed),
+                        batch_size=cfg.batch_size,
+                        sampler=Positions(start, cfg.steps, cfg.batch_size, rank, world),
                         num_workers=cfg.workers, persistent_workers=False,
                         pin_memory=device.type == "cuda")
-    amp = amp_dtype(device) if cfg.amp else None
-    # Only FP16 needs loss scaling; BF16 has FP32's exponent range.
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    log_path = out / "log.jsonl"
-    meta = {"model_config": mcfg.to_dict(), "task_set": task_set.to_dict(),
+    meta = {"model_config": model.cfg.to_dict(), "task_set": model.task_set.to_dict(),
             "variant": cfg.variant}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -235,33 +328,12 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> Path:
     t0 = time.perf_counter()
     with progress:
         bar = progress.add_task("train", total=cfg.steps, completed=start, info="")
+        recorder = _Recorder(cfg, stem, meta, progress, bar, t0)
         for batch in loader:
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * lr_factor(step, cfg)
-            with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
-                out_ = net(batch["image"])
-            loss, parts = multitask_loss(out_, batch, task_set, cfg.deep_supervision)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            # grad_clip 0 = no clipping (InvPT clips nothing); the norm is logged either way.
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                   cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-            scaler.step(opt)
-            scaler.update()
+            loss, parts, gnorm = stepper.step(batch, step)
             step += 1
             if rank == 0:
-                rec = {"step": step, "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"],
-                       "grad_norm": float(gnorm),
-                       **{f"loss_{k}": float(v) for k, v in parts.items()},
-                       "time_s": round(time.perf_counter() - t0, 3)}
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    append_jsonl(log_path, rec)
-                progress.update(bar, completed=step, info=f"loss {rec['loss']:.3f}")
-                if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                    last = save_checkpoint(stem, model, {**meta, "step": step,
-                                                         "train_config": asdict(cfg)}, opt)
+                last = recorder.record(step, stepper, loss, parts, gnorm) or last
     if world > 1:
         dist.barrier()
     return last
@@ -274,34 +346,50 @@ def _collate_eval(batch: list[dict]) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """How :func:`evaluate` reads and scores a split.
+
+    workers: DataLoader worker processes. limit: only the first ``limit`` images. progress: show
+    a progress bar. boundary_monitor: add the fast approximation (``odsF_approx``) next to the
+    SEISM scores of boundary tasks. boundary_flavour: the SEISM reader (``seism-nms`` by
+    default, or ``mtl``).
+    """
+
+    workers: int = 0
+    limit: int | None = None
+    progress: bool = False
+    boundary_monitor: bool = False
+    boundary_flavour: str | None = None
+
+
 @torch.no_grad()
-def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4,
-             workers: int = 0, limit: int | None = None, progress: bool = False,
-             boundary_monitor: bool = False, boundary_flavour: str | None = None) -> dict:
+def evaluate(model: MTLSINet, data: str, split: str = "val", batch_size: int = 4, *,
+             options: EvalOptions | None = None, **fields) -> dict:
     """Pooled metrics of every task on a split: ``{task: {metric: value}}``.
 
     Images are padded to a multiple of 32 (labels untouched), predictions are upsampled to
     the padded size and cropped back to each image's own size. Boundary tasks are scored on
-    the SEISM protocol at the task's tolerance; ``boundary_monitor`` adds the fast
-    approximation (``odsF_approx``) next to it; ``boundary_flavour``: the SEISM reader
-    (``seism-nms`` by default, or ``mtl``).
+    the SEISM protocol at the task's tolerance. ``options`` (default ``EvalOptions()``), with
+    any of its fields overridden by keyword: ``evaluate(model, data, limit=8)``.
     """
+    opts = replace(options or EvalOptions(), **fields)  # unknown keywords: TypeError
     model.eval()
     task_set = model.task_set
     ds0 = build_dataset(data, split, task_set)
     h, w = ds0.load(0)["image"].shape[:2]
     pad = (-(-h // 32) * 32, -(-w // 32) * 32)
     ds = build_dataset(data, split, task_set, val_transforms(pad))
-    if limit is not None:
-        ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers,
+    if opts.limit is not None:
+        ds = torch.utils.data.Subset(ds, range(min(opts.limit, len(ds))))
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=opts.workers,
                         collate_fn=_collate_eval)
-    metrics = {t.name: task_metric(t, boundary_flavour) for t in task_set}
+    metrics = {t.name: task_metric(t, opts.boundary_flavour) for t in task_set}
     monitors = {t.name: objective(t.kind).monitor(t) for t in task_set
-                if boundary_monitor and objective(t.kind).monitor is not None}
+                if opts.boundary_monitor and objective(t.kind).monitor is not None}
     device = next(model.parameters()).device
     it = loader
-    if progress:
+    if opts.progress:
         it = track(loader, description="eval", total=len(loader))
     for batch in it:
         out = model(batch["image"].to(device))

@@ -8,6 +8,7 @@ draws the room size and its shell (walls, floor, ceiling) and places assemblies 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,12 +27,46 @@ from mtlsi_edge.data.synthindoor.scene import (
 FIRST_OBJECT_INSTANCE = 16  # instance ids 1..6 are the room faces
 
 
+class Box(NamedTuple):
+    """A box part in its assembly's frame: base centred at (x, z) on height ``y0``, size w×h×d."""
+
+    x: float
+    y0: float
+    z: float
+    w: float
+    h: float
+    d: float
+
+
+class Cylinder(NamedTuple):
+    """A vertical cylinder part: base centred at (x, z) on height ``y0``, radius r, height h."""
+
+    x: float
+    y0: float
+    z: float
+    r: float
+    h: float
+
+
+class Finish(NamedTuple):
+    """How a part looks and groups: colour, ``Tex`` texture, texture colour and scale, emission,
+    and ``key`` (parts of one assembly sharing a key form one instance). ``color2`` is the
+    texture's second colour; None: a darker ``color``."""
+
+    color: np.ndarray
+    tex: int = Tex.PLAIN
+    color2: np.ndarray | None = None
+    scale: float = 1.0
+    emis: float = 0.0
+    key: int = 0
+
+
 class Assembly:
     """Object under construction in its local frame (x along the width, y up, back at +z).
 
-    ``box`` and ``cyl`` add a part standing on height ``y0`` with its base centred at (x, z);
-    ``cls`` is a NYUD-40 class name; parts sharing ``key`` form one instance. ``color2`` is the
-    texture's second colour (default: a darker ``color``).
+    ``add_part`` puts a ``Box`` or ``Cylinder`` part with its ``Finish`` into it; ``cls`` is a
+    NYUD-40 class name. ``box`` and ``cyl`` are the recipes' shorthand for the same, with the
+    records' fields flattened into one positional list (the records check the count and names).
     """
 
     def __init__(self, w: float, d: float):
@@ -39,19 +74,27 @@ class Assembly:
         self.parts: list[Part] = []
         self.height = 0.0
 
-    def box(self, cls: str, x, y0, z, w, h, d, color, tex=Tex.PLAIN, color2=None, scale=1.0,
-            emis=0.0, key=0) -> None:  # fmt: skip
-        c2 = color * 0.55 if color2 is None else color2
-        self.parts.append(Part(Shape.BOX, (x, y0 + h / 2, z), (w / 2, h / 2, d / 2),
-                               CLASS_ID[cls], color, c2, tex, scale, emis, key))  # fmt: skip
+    def add_part(self, cls: str, shape: Box | Cylinder, finish: Finish) -> None:
+        """Add one part; the assembly's height grows to its top."""
+        c2 = finish.color * 0.55 if finish.color2 is None else finish.color2
+        x, y0, z, h = shape.x, shape.y0, shape.z, shape.h
+        if isinstance(shape, Box):
+            kind, half = Shape.BOX, (shape.w / 2, h / 2, shape.d / 2)
+        else:
+            kind, half = Shape.CYLINDER, (shape.r, h / 2, shape.r)
+        self.parts.append(Part(kind, (x, y0 + h / 2, z), half, CLASS_ID[cls], finish.color, c2,
+                               finish.tex, finish.scale, finish.emis, finish.key))  # fmt: skip
         self.height = max(self.height, y0 + h)
 
-    def cyl(self, cls: str, x, y0, z, r, h, color, tex=Tex.PLAIN, color2=None, scale=1.0,
-            emis=0.0, key=0) -> None:  # fmt: skip
-        c2 = color * 0.55 if color2 is None else color2
-        self.parts.append(Part(Shape.CYLINDER, (x, y0 + h / 2, z), (r, h / 2, r),
-                               CLASS_ID[cls], color, c2, tex, scale, emis, key))  # fmt: skip
-        self.height = max(self.height, y0 + h)
+    def box(self, cls: str, *spec, **finish) -> None:
+        """``box(cls, x, y0, z, w, h, d, color, tex=PLAIN, color2=None, scale=1, emis=0, key=0)``:
+        ``add_part(cls, Box(x, y0, z, w, h, d), Finish(color, ...))``."""
+        self.add_part(cls, Box(*spec[:6]), Finish(*spec[6:], **finish))
+
+    def cyl(self, cls: str, *spec, **finish) -> None:
+        """``cyl(cls, x, y0, z, r, h, color, tex=PLAIN, color2=None, scale=1, emis=0, key=0)``:
+        ``add_part(cls, Cylinder(x, y0, z, r, h), Finish(color, ...))``."""
+        self.add_part(cls, Cylinder(*spec[:5]), Finish(*spec[5:], **finish))
 
 
 def _aabb_overlap(a, b, margin: float = 0.0) -> bool:

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
-from mtlsi_edge.data.synthindoor.scene import N_ROOM_FACES, RoomFace, Scene, Shape, intrinsics
+from mtlsi_edge.data.synthindoor.scene import (
+    N_ROOM_FACES,
+    Primitive,
+    RoomFace,
+    Scene,
+    Shape,
+    intrinsics,
+)
 
 
 @lru_cache(maxsize=8)
@@ -45,8 +53,22 @@ def _room_hits(dims, o: np.ndarray, inv: np.ndarray, d: np.ndarray):
     return best, face.astype(np.int16)
 
 
-def _hit_box(ox, oy, oz, dx, dy, dz, ix, iy, iz, hx, hy, hz) -> np.ndarray:
-    """Slab test in the box frame (origin relative to the box centre); miss → inf."""
+Vec3 = tuple[np.ndarray, np.ndarray, np.ndarray]  # x, y, z components (arrays or scalars)
+
+
+class Rays(NamedTuple):
+    """A window of rays in a primitive's frame: the origin relative to the primitive's centre
+    (float32 scalars), the directions and their inverses (``h×w`` float32 arrays)."""
+
+    origin: Vec3
+    dirs: Vec3
+    inv: Vec3
+
+
+def _hit_box(rays: Rays, half: Vec3) -> np.ndarray:
+    """Slab test of the box with half extents ``half`` centred at the frame origin; miss → inf."""
+    (ox, oy, oz), (ix, iy, iz) = rays.origin, rays.inv
+    hx, hy, hz = half
     t1 = (-hx - ox) * ix
     t2 = (hx - ox) * ix
     tn = np.minimum(t1, t2)
@@ -63,8 +85,10 @@ def _hit_box(ox, oy, oz, dx, dy, dz, ix, iy, iz, hx, hy, hz) -> np.ndarray:
     return tn
 
 
-def _hit_cyl(ox, oy, oz, dx, dy, dz, iy, r, hh) -> np.ndarray:
-    """Vertical cylinder (axis y, origin relative to its centre): nearest hit, miss → inf."""
+def _hit_cyl(rays: Rays, r: np.float32, hh: np.float32) -> np.ndarray:
+    """Vertical cylinder (axis y, radius ``r``, half height ``hh``, centred at the frame origin):
+    nearest hit, miss → inf."""
+    (ox, oy, oz), (dx, dy, dz), iy = rays.origin, rays.dirs, rays.inv[1]
     a = dx * dx + dz * dz
     bh = ox * dx + oz * dz
     c = ox * ox + oz * oz - r * r
@@ -82,6 +106,31 @@ def _hit_cyl(ox, oy, oz, dx, dy, dz, iy, r, hh) -> np.ndarray:
         cap = (tc > 1e-4) & (xc * xc + zc * zc <= r * r) & ~hit
         out[cap] = tc[cap]
     return out
+
+
+def _hit_primitive(p: Primitive, origin: np.ndarray, d: np.ndarray,
+                   inv: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Hit distances ``h×w`` of primitive ``p`` (miss → inf) for a window of rays: ``d`` and
+    ``inv`` are ``3×h×w`` views of the directions and their inverses, ``origin`` the camera
+    position (float32)."""
+    f32 = np.float32
+    oc = origin - p.center.astype(np.float32)  # origin in the primitive's frame
+    dx, dy, dz = d
+    hx, hy, hz = (f32(x) for x in p.half)
+    if p.kind == Shape.CYLINDER:
+        return _hit_cyl(Rays(tuple(oc), tuple(d), tuple(inv)), hx, hy)
+    if p.sin == 0.0 or p.cos == 0.0:  # axis aligned (possibly quarter-turned)
+        if p.cos == 0.0:
+            hx, hz = hz, hx
+        return _hit_box(Rays(tuple(oc), tuple(d), tuple(inv)), (hx, hy, hz))
+    # rotated about the vertical axis: the rays in the box's frame
+    c, s = f32(p.cos), f32(p.sin)
+    lx = c * dx - s * dz
+    lz = s * dx + c * dz
+    olx = c * oc[0] - s * oc[2]
+    olz = s * oc[0] + c * oc[2]
+    rays = Rays((olx, oc[1], olz), (lx, dy, lz), (1.0 / lx, inv[1], 1.0 / lz))
+    return _hit_box(rays, (hx, hy, hz))
 
 
 def cast_rays(scene: Scene, o: np.ndarray, rot: np.ndarray, d: np.ndarray, inv: np.ndarray,
@@ -108,7 +157,7 @@ def cast_rays(scene: Scene, o: np.ndarray, rot: np.ndarray, d: np.ndarray, inv: 
     near = 0.02
     order = np.argsort(zmin)
     prims = packed["prims"]
-    origin32, f32 = o.astype(np.float32), np.float32
+    origin32 = o.astype(np.float32)
     for m in order:
         if zmax[m] <= near:
             continue
@@ -122,25 +171,8 @@ def cast_rays(scene: Scene, o: np.ndarray, rot: np.ndarray, d: np.ndarray, inv: 
         best_win = best[r0:r1, c0:c1]
         if zmin[m] > near and best_win.max() <= zmin[m]:
             continue  # already covered by nearer surfaces
-        p = prims[N_ROOM_FACES + m]
-        oc = origin32 - p.center.astype(np.float32)  # origin in the primitive's frame
-        dx, dy, dz = d[0, r0:r1, c0:c1], d[1, r0:r1, c0:c1], d[2, r0:r1, c0:c1]
-        hx, hy, hz = (f32(x) for x in p.half)
-        if p.kind == Shape.CYLINDER:
-            t = _hit_cyl(oc[0], oc[1], oc[2], dx, dy, dz, inv[1, r0:r1, c0:c1], hx, hy)
-        elif p.sin == 0.0 or p.cos == 0.0:  # axis aligned (possibly quarter-turned)
-            if p.cos == 0.0:
-                hx, hz = hz, hx
-            t = _hit_box(oc[0], oc[1], oc[2], dx, dy, dz, inv[0, r0:r1, c0:c1],
-                         inv[1, r0:r1, c0:c1], inv[2, r0:r1, c0:c1], hx, hy, hz)  # fmt: skip
-        else:
-            c, s = f32(p.cos), f32(p.sin)
-            lx = c * dx - s * dz
-            lz = s * dx + c * dz
-            olx = c * oc[0] - s * oc[2]
-            olz = s * oc[0] + c * oc[2]
-            t = _hit_box(olx, oc[1], olz, lx, dy, lz, 1.0 / lx, inv[1, r0:r1, c0:c1], 1.0 / lz,
-                         hx, hy, hz)  # fmt: skip
+        t = _hit_primitive(prims[N_ROOM_FACES + m], origin32, d[:, r0:r1, c0:c1],
+                           inv[:, r0:r1, c0:c1])
         closer = t < best_win
         np.copyto(best_win, t, where=closer)
         np.copyto(prim_idx[r0:r1, c0:c1], np.int16(N_ROOM_FACES + m), where=closer)

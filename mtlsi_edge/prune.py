@@ -38,7 +38,7 @@ from mtlsi_edge.model.restore import PRUNE_METHODS
 from mtlsi_edge.targets import CompileOptions
 from mtlsi_edge.timing import measure
 from mtlsi_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
-from mtlsi_edge.train.engine import _Positions, _Stream, evaluate, multitask_loss
+from mtlsi_edge.train.engine import Positions, Stream, evaluate, multitask_loss
 
 
 @dataclass
@@ -136,9 +136,9 @@ def finetune(model: MTLSINet, data: str, steps: int, batch_size: int = 8, lr: fl
     if steps <= 0:
         return []
     ds = build_dataset(data, "train", model.task_set)
-    stream = _Stream(ds, train_transforms(tuple(model.cfg.input_size), (0.75, 1.5)), seed + 99)
+    stream = Stream(ds, train_transforms(tuple(model.cfg.input_size), (0.75, 1.5)), seed + 99)
     loader = DataLoader(stream, batch_size=batch_size,
-                        sampler=_Positions(0, steps, batch_size, 0, 1), num_workers=0)
+                        sampler=Positions(0, steps, batch_size, 0, 1), num_workers=0)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     model.train()
     losses = []
@@ -170,16 +170,37 @@ def _ort_latency_ms(model: MTLSINet, tmp_dir, runs: int = 30) -> float:
     return 1e3 * float(np.median(ts))
 
 
-def run_prune(checkpoint, method: str, ratio: float, data: str, out, finetune_steps: int = 200,
-              bn_images: int = 64, val_limit: int = 100, batch_size: int = 8) -> dict:
+@dataclass(frozen=True)
+class PruneRequest:
+    """One ``prune``: ``method`` (channels | magnitude) removing ``ratio`` of the prunable
+    channels / weights, BatchNorm re-estimated on ``bn_images`` in-distribution images of
+    ``data``, then ``finetune_steps`` of fine-tuning at ``batch_size``; ``val_limit`` val
+    images score before and after."""
+
+    method: str
+    ratio: float
+    data: str
+    finetune_steps: int = 200
+    bn_images: int = 64
+    val_limit: int = 100
+    batch_size: int = 8
+
+    def check(self) -> None:
+        if self.method not in PRUNE_METHODS:
+            raise ConfigError(f"--method must be channels or magnitude, not {self.method!r}")
+        if not 0 < self.ratio < 1:
+            raise ConfigError(f"--ratio must be in (0, 1), got {self.ratio}")
+
+
+def run_prune(checkpoint, req: PruneRequest, out) -> dict:
     """Prune a checkpoint, recompute BN, fine-tune, save; report before/after.
 
     Report: params, GMACs, eager and ONNX Runtime latency, per-task metrics (val split).
     """
-    if method not in PRUNE_METHODS:
-        raise ConfigError(f"--method must be channels or magnitude, not {method!r}")
-    if not 0 < ratio < 1:
-        raise ConfigError(f"--ratio must be in (0, 1), got {ratio}")
+    req.check()
+    method, ratio, data = req.method, req.ratio, req.data
+    finetune_steps, bn_images = req.finetune_steps, req.bn_images
+    val_limit, batch_size = req.val_limit, req.batch_size
     base, doc = build_from_checkpoint(checkpoint)
     size = tuple(base.cfg.input_size)
     tmp = tempfile.mkdtemp(prefix="prune-")
