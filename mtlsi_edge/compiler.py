@@ -41,6 +41,7 @@ from mtlsi_edge.fileio import _umask, atomic_write_json, replace_dir, sha256, sw
 from mtlsi_edge.inputs import IMAGENET, InputSpec
 from mtlsi_edge.machine import cpu_flags
 from mtlsi_edge.model.complexity import bundle_complexity
+from mtlsi_edge.model.mtlsi import MTLSIConfig
 from mtlsi_edge.precisions import PRECISIONS
 from mtlsi_edge.profiler.run import ProfileError
 from mtlsi_edge.qdq import quantization_ops
@@ -102,6 +103,13 @@ def export_checkpoint(checkpoint: str | Path, target: Target, onnx_path: Path,
     _, jpath = read_checkpoint_meta(checkpoint)
     return Exported(model, onnx_path, jpath, jpath.parent / doc["weights"], doc.get("variant"),
                     doc.get("pruned"))
+
+
+def checkpoint_task_set(checkpoint: str | Path):
+    """The task set of ``checkpoint``, read from its JSON with its model config checked (no
+    weights loaded): what options are checked against before any work."""
+    doc, _ = read_checkpoint_meta(checkpoint)
+    return get_task_set(MTLSIConfig.from_dict(doc["model_config"]).task_set)
 
 
 @dataclass(frozen=True)

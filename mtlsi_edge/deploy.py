@@ -18,7 +18,13 @@ from pathlib import Path
 
 from mtlsi_edge.bundle import load_bundle
 from mtlsi_edge.calibration.sources import CalibrationError, check_calibration_source
-from mtlsi_edge.compiler import CompileRequest, Exported, compile_bundle, export_checkpoint
+from mtlsi_edge.compiler import (
+    CompileRequest,
+    Exported,
+    checkpoint_task_set,
+    compile_bundle,
+    export_checkpoint,
+)
 from mtlsi_edge.data.datasets import build_dataset
 from mtlsi_edge.errors import BundleError, ConfigError
 from mtlsi_edge.fileio import atomic_write_bytes, display_path
@@ -28,9 +34,7 @@ from mtlsi_edge.quantize.run import QuantizeRequest, QuantizeResult, quantize_ex
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.targets import CompileOptions, Target, get_target
 from mtlsi_edge.targets.base import RuntimeRefused
-from mtlsi_edge.tasks import get_task_set
 from mtlsi_edge.timing import interleaved
-from mtlsi_edge.train.checkpoint import read_checkpoint_meta
 from mtlsi_edge.verify import VerificationError
 
 
@@ -126,8 +130,7 @@ def check_request(checkpoint: Path, req: DeployRequest) -> Target:
     if req.precision not in tgt.precisions:  # what compile_bundle would say, before quantising
         raise BundleError(f"target {req.target} supports {', '.join(tgt.precisions)}, "
                           f"not {req.precision}")
-    doc, _ = read_checkpoint_meta(checkpoint)
-    task_set = get_task_set(doc["model_config"]["task_set"])
+    task_set = checkpoint_task_set(checkpoint)
     qreq = req.quantize
     if req.precision == "int8":
         if qreq.max_drop and qreq.val is None:
@@ -201,11 +204,16 @@ def _finish(res: DeployResult, req: DeployRequest, out: Path, checkpoint: Path,
     fp32_ms = res.latency[f"{req.target}-fp32"]["median_ms"]
     got_ms = res.latency[f"{req.target}-{manifest['precision']}"]["median_ms"]
     if manifest["precision"] != "fp32" and got_ms >= fp32_ms:
-        # a valid artifact, but not the faster one here: ship it, and say so
+        # a valid artifact, but not the faster one here (INT8 on a CPU without VNNI): the
+        # measurement decides what ships; the gated bundle stays beside it
         res.note = (f"{manifest['precision'].upper()} is not faster than FP32 on this "
-                    f"machine ({got_ms:.2f} vs {fp32_ms:.2f} ms compute median); the "
-                    f"FP32 bundle {display_path(res.fp32_bundle)} is the faster choice here")
+                    f"machine ({got_ms:.2f} vs {fp32_ms:.2f} ms compute median): shipped the "
+                    f"FP32 bundle {display_path(res.fp32_bundle)}, the faster choice here "
+                    f"(the gated {manifest['precision'].upper()} bundle is "
+                    f"{display_path(res.bundle)})")
         res.steps.append(res.note)
+        res.bundle = res.fp32_bundle
+        manifest, _ = load_bundle(res.bundle)
     stale = out / f"{req.target}-int8"
     if res.failed and req.precision == "int8":
         res.steps.append("INT8 refused: " + res.failed)

@@ -24,7 +24,7 @@ import numpy as np
 
 from mtlsi_edge import evaluation, verify  # module attributes: tests swap compiled_infer
 from mtlsi_edge.calibration.sources import CalibrationError, CalibrationSet, build_calibration_set
-from mtlsi_edge.compiler import Exported, export_checkpoint
+from mtlsi_edge.compiler import Exported, checkpoint_task_set, export_checkpoint
 from mtlsi_edge.data.datasets import DatasetError
 from mtlsi_edge.data.seeds import gate_frames
 from mtlsi_edge.errors import ConfigError, MtlsiError
@@ -41,8 +41,7 @@ from mtlsi_edge.quantize.ptq import (
 )
 from mtlsi_edge.runtime.predictor import preprocess_frame
 from mtlsi_edge.targets import Int8Policy, Target, int8_policy
-from mtlsi_edge.tasks import get_task_set
-from mtlsi_edge.train.checkpoint import CheckpointError, read_checkpoint_meta
+from mtlsi_edge.train.checkpoint import CheckpointError
 
 
 class QuantizeError(MtlsiError, ValueError):
@@ -274,10 +273,10 @@ def run_quantize(checkpoint: str | Path, req: QuantizeRequest, out: Path,
     written (``req.force`` writes it); one that misses a budget is not either."""
     policy, tgt = req.policy()
     try:
-        doc, _ = read_checkpoint_meta(checkpoint)
+        task_set = checkpoint_task_set(checkpoint)
     except CheckpointError as e:
         raise QuantizeError(str(e)) from None
-    req.check(get_task_set(doc["model_config"]["task_set"]))  # before the export
+    req.check(task_set)  # before the export
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # The FP32 export is staged and moved beside the INT8 model only when that is written:
