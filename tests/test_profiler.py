@@ -411,13 +411,13 @@ def test_profile_bundle_openvino_hooks(bundle):
 
 
 def test_compiled_infer_goes_through_native_infer(tiny_onnx):
-    """quantize.accuracy.compiled_infer: every NNCF-side model kind is run by its target."""
+    """evaluation.compiled_infer: every NNCF-side model kind is run by its target."""
     import numpy as np
     import onnx
     import onnxruntime as ort
     import openvino as ov
 
-    from mtlsi_edge.quantize.accuracy import compiled_infer
+    from mtlsi_edge.evaluation import compiled_infer
 
     proto = onnx.load(str(tiny_onnx))
     outputs = [o.name for o in proto.graph.output]
