@@ -43,7 +43,8 @@ class DeployRequest:
     """One ``deploy``: the ``target`` and ``precision`` of the shipped bundle, the
     quantisation (``quantize``: calibration, labelled budgets, NNCF settings, gate overrides,
     time bound; its format and rules come from the target's INT8 policy), the deploy
-    ``graph`` (None: the target's measured default) and the ``device`` (None: the target's)."""
+    ``graph`` (None: the target's measured default) and the ``device`` (None: the target's).
+    ``quantize.max_minutes`` bounds the whole deploy (the accuracy search gets what is left)."""
 
     target: str = "openvino"
     precision: str = "int8"
@@ -163,10 +164,18 @@ def run_deploy(checkpoint: Path, req: DeployRequest, out: Path, console=None) ->
     native = FORMATS[tgt.int8.format].native_source(exported.onnx) \
         if req.precision == "int8" else None
     log("[2/5] FP32 bundle (kept as the fallback)")
+    t1 = time.monotonic()
     fp32 = compile_bundle(out / f"{req.target}-fp32", CompileRequest(
         req.target, "fp32", exported=exported, model_file=native, options=options))
     res = DeployResult(fp32, fp32, steps=[f"export → {exported.onnx.name}"])
     if req.precision == "int8":
+        if req.quantize.max_minutes is not None:
+            # --max-minutes bounds the whole deploy: the quantisation gets what is left after
+            # the INT8 bundle's compile (as long as the FP32 one's) and the timing (~10 s)
+            now = time.monotonic()
+            left = req.quantize.max_minutes - ((now - t0) + (now - t1) + 10.0) / 60.0
+            req = dataclasses.replace(req, quantize=dataclasses.replace(
+                req.quantize, max_minutes=max(left, 1e-3)))
         _int8_step(exported, tgt, req, out, res, log, native)
     elif req.precision != "fp32":
         res.bundle = compile_bundle(out / f"{req.target}-{req.precision}", CompileRequest(

@@ -134,6 +134,27 @@ def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint
     assert "Gate failed" in report and "is from an earlier run" in report
 
 
+def test_deploy_accuracy_search_stops_at_max_minutes(tmp_path, tiny_checkpoint):
+    """An impossible budget with accuracy control on and a bound already spent: the search
+    stops at its first candidate, the FP32 bundle is kept, exit 3, the report is written and
+    says why."""
+    from mtlsi_edge.bundle import load_bundle
+    from mtlsi_edge.data.synthindoor import write_dataset
+
+    data = write_dataset(tmp_path / "val", n=6, size=(64, 96), seed=3, workers=1)
+    out = tmp_path / "deploy"
+    r = CliRunner().invoke(app, [
+        "deploy", "--checkpoint", str(tiny_checkpoint), "--target", "openvino",
+        "--precision", "int8", "--n-calib", "8", "--val", str(data), "--val-limit", "3",
+        "--max-drop", "miou=-5", "--max-minutes", "0.001", "--out", str(out), *OPEN_GATE])
+    assert r.exit_code == 3, r.output
+    text = " ".join(r.output.split())
+    assert "accuracy search stopped at --max-minutes" in text and "kept the FP32 bundle" in text
+    assert load_bundle(out / "openvino-fp32")[0]["precision"] == "fp32"
+    assert not (out / "openvino-int8").exists()
+    assert "accuracy search stopped at --max-minutes" in (out / "report.md").read_text()
+
+
 @pytest.fixture
 def int8_refusing_openvino(monkeypatch):
     """OpenVINO's CPU plugin refusing every INT8 model, as it did here for the bf16 Softmax

@@ -244,9 +244,10 @@ def deploy(
     sign: Path = typer.Option(None, help="Sign the bundle with this Ed25519 private key "
                                          "(mtlsi-edge keys new); devices with --trust accept "
                                          "only signed bundles."),
-    max_minutes: float = typer.Option(None, help="Bound on the accuracy search (with "
-                                      "--max-drop): at the bound the FP32 bundle is kept and "
-                                      "the report written (exit 3)."),
+    max_minutes: float = typer.Option(None, help="Bound on the whole deploy: the accuracy "
+                                      "search (with --max-drop) stops in time for the report; "
+                                      "at the bound the FP32 bundle is kept and the report "
+                                      "written (exit 3)."),
 ) -> None:
     """One command: export → calibrate → quantise (gated) → compile → parity → profile.
 
