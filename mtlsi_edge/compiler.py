@@ -83,6 +83,7 @@ class Exported:
     weights: Path
     variant: str | None
     pruned: dict | None
+    stride: int = 4
     #: The model's outputs on gate inputs, by how they were asked for (frame I/O, label size,
     #: output stride): every bundle of one deploy is gated against the same reference run.
     references: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -102,7 +103,7 @@ def export_checkpoint(checkpoint: str | Path, target: Target, onnx_path: Path,
     onnx_path = export_onnx(model, onnx_path, stride=stride)
     _, jpath = read_checkpoint_meta(checkpoint)
     return Exported(model, onnx_path, jpath, jpath.parent / doc["weights"], doc.get("variant"),
-                    doc.get("pruned"))
+                    doc.get("pruned"), stride)
 
 
 def checkpoint_task_set(checkpoint: str | Path):
@@ -212,6 +213,9 @@ def _check_request(req: CompileRequest, tgt: Target) -> bool:
     if req.graph is not None and req.model_file is not None:
         raise BundleError("--graph applies to a checkpoint; an ONNX file keeps the graph it "
                           "was exported with")
+    if req.graph is not None and req.exported is not None:
+        raise BundleError("graph applies to a checkpoint; an exported model keeps the graph "
+                          "it was exported in")
     if req.model_file is not None and not Path(req.model_file).is_file():
         raise BundleError(f"{req.model_file}: file not found")
     return frame_io
@@ -241,7 +245,7 @@ def _resolve_source(req: CompileRequest, tgt: Target, work: Path, ref_onnx: Path
     if exp is None and req.model_file is None:  # a checkpoint: built and exported here
         exp = export_checkpoint(req.checkpoint, tgt, work / "model.onnx", req.graph)
     if exp is not None:
-        meta = {"model_config": exp.model.cfg.to_dict(), "stride": 4}
+        meta = {"model_config": exp.model.cfg.to_dict(), "stride": exp.stride}
         return _Source(Path(req.model_file or exp.onnx), meta, exp.model.task_set, exp.variant,
                        exp.pruned, exp.graph, model=exp.model, weights=exp.weights,
                        references=exp.references)

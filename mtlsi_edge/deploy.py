@@ -81,10 +81,12 @@ class DeployResult:
 
 
 def build_int8_bundle(exported: Exported, target: Target, req: QuantizeRequest, out: Path,
-                      work: Path, log=print, source: Path | None = None) -> Int8Build:
+                      work: Path, log=print, source: Path | None = None,
+                      options: CompileOptions | None = None) -> Int8Build:
     """Quantise ``exported`` under ``target``'s INT8 policy and compile the gated INT8 bundle
     at ``out`` (its gate against ``exported``'s eager model is the only one).  ``source``:
-    the export already in the policy's native form (:meth:`IRFormat.native_source`)."""
+    the export already in the policy's native form (:meth:`IRFormat.native_source`);
+    ``options``: device and threads of the bundle (default: the target's device)."""
     req = dataclasses.replace(req, format=target.int8.format, rules=target.int8.rules)
     model = exported.model
     try:
@@ -99,7 +101,8 @@ def build_int8_bundle(exported: Exported, target: Target, req: QuantizeRequest, 
     accuracy = {"fp32": q.fp32, "int8": q.int8, "per_task": q.report,
                 "budgets": list(req.max_drop)}
     creq = CompileRequest(target.name, "int8", exported=exported, model_file=path,
-                          options=CompileOptions(device=target.default_device), gate=req.gate,
+                          options=options or CompileOptions(device=target.default_device),
+                          gate=req.gate,
                           force=req.force, accuracy=accuracy, source_onnx=exported.onnx)
     try:
         bundle = compile_bundle(out, creq)
@@ -136,7 +139,9 @@ def check_request(checkpoint: Path, req: DeployRequest) -> Target:
     if req.precision == "int8":
         if qreq.max_drop and qreq.val is None:
             raise ConfigError("--max-drop needs --val")
-        dataclasses.replace(qreq, format=tgt.int8.format, rules=tgt.int8.rules).check(task_set)
+        q = dataclasses.replace(qreq, format=tgt.int8.format, rules=tgt.int8.rules)
+        q.policy()  # the NNCF settings against the target's policy
+        q.check(task_set)
         try:
             check_calibration_source(qreq.calib)
         except CalibrationError as e:
@@ -176,7 +181,7 @@ def run_deploy(checkpoint: Path, req: DeployRequest, out: Path, console=None) ->
             left = req.quantize.max_minutes - ((now - t0) + (now - t1) + 20.0) / 60.0
             req = dataclasses.replace(req, quantize=dataclasses.replace(
                 req.quantize, max_minutes=max(left, 1e-3)))
-        _int8_step(exported, tgt, req, out, res, log, native)
+        _int8_step(exported, tgt, req, out, res, log, native, options)
     elif req.precision != "fp32":
         res.bundle = compile_bundle(out / f"{req.target}-{req.precision}", CompileRequest(
             req.target, req.precision, exported=exported, options=options))
@@ -187,14 +192,14 @@ def run_deploy(checkpoint: Path, req: DeployRequest, out: Path, console=None) ->
 
 
 def _int8_step(exported: Exported, tgt: Target, req: DeployRequest, out: Path,
-               res: DeployResult, log, native: Path) -> None:
+               res: DeployResult, log, native: Path, options: CompileOptions) -> None:
     qreq = req.quantize
     bound = f", bounded at {qreq.max_minutes:g} min" if qreq.max_minutes else ""
     log(f"[3/5] calibrate + NNCF INT8 ({tgt.int8.format}); labelled budgets: "
         f"{', '.join(qreq.max_drop) or 'none'}{bound}; parity gate: always")
     log("[4/5] compile INT8 bundle + parity gate (labels or not)")
     built = build_int8_bundle(exported, tgt, qreq, out / f"{req.target}-int8", out / "work",
-                              log, native)
+                              log, native, options)
     res.int8 = built
     q = built.quantized
     if q is not None and q.model is not None:
@@ -257,7 +262,7 @@ def report_md(checkpoint: Path, req: DeployRequest, manifest: dict, res: DeployR
         lines += _accuracy_md(q)
     gate = res.int8.gate if res.int8 else None
     if gate:
-        lines += _gate_md(gate)
+        lines += _gate_md(gate, manifest["precision"])
     lines += _parity_md(manifest)
     lines += ["## Compute latency (batch 1, this machine, 3 interleaved rounds of 20 runs)",
               "", "| bundle | median ms | p90 ms |", "|---|---|---|"]
@@ -288,7 +293,7 @@ def _accuracy_md(q: QuantizeResult) -> list[str]:
     return lines + [""]
 
 
-def _gate_md(gate: dict) -> list[str]:
+def _gate_md(gate: dict, shipped: str) -> list[str]:
     lines = [f"## Parity gate of the {gate['precision'].upper()} artifact (held-out "
              f"frames, against FP32; {'passed' if gate['passed'] else 'FAILED'})", "",
              "| task | measure | value | threshold | ok |", "|---|---|---|---|---|"]
@@ -296,8 +301,13 @@ def _gate_md(gate: dict) -> list[str]:
         op = "≥" if r["higher_is_better"] else "≤"
         lines.append(f"| {r['task']} | {r['measure']} | {r['value']:.4g}{r['unit']} | "
                      f"{op} {r['threshold']:g}{r['unit']} | {'yes' if r['ok'] else 'NO'} |")
-    return lines + ["", "Decision: " + ("INT8 bundle shipped." if gate["passed"] else
-                                        "INT8 refused, the FP32 bundle is the result."), ""]
+    if not gate["passed"]:
+        decision = "INT8 refused, the FP32 bundle is the result."
+    elif shipped == "int8":
+        decision = "INT8 bundle shipped."
+    else:
+        decision = "INT8 passed its gate but is not faster here: the FP32 bundle shipped."
+    return lines + ["", "Decision: " + decision, ""]
 
 
 def _parity_md(manifest: dict) -> list[str]:

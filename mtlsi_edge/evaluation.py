@@ -112,9 +112,12 @@ def evaluate_predictor(predictor: Predictor, val: ValSet, indices=None,
     task_set = predictor.task_set
     metrics = {t.name: _metric(t, scoring) for t in task_set}
     seism = {k: m for k, m in metrics.items() if isinstance(m, BoundaryMetric)}
-    blank = {k: copy.copy(m) for k, m in seism.items()}  # what a worker needs: no counts
+    blank = {}  # what a worker needs: the metric's settings, no counts (arguments are pickled)
+    for k, m in seism.items():
+        blank[k] = copy.copy(m)
+        blank[k].counts = []
     pool = None
-    if seism and scoring.workers > 1:  # fork: the workers share the metric objects
+    if seism and scoring.workers > 1:
         pool = ProcessPoolExecutor(scoring.workers, mp_context=multiprocessing.get_context(
             "fork" if "fork" in multiprocessing.get_all_start_methods() else None))
     pending: list = []

@@ -91,7 +91,7 @@ def headroom(budgets: list[Budget], fp32: dict, q: dict) -> float:
     """min over budgets of (budget − drop) / |budget|: ≥ 0 exactly when all are met.
 
     For positive budgets the FP32 model scores 1.0.  A negative budget ("must improve by")
-    makes even FP32 fail; the final gate in ``run_quantize`` reports it either way.
+    makes even FP32 fail; the labelled report of ``quantize_exported`` reports it either way.
     """
     vals = []
     for b in budgets:

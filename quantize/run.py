@@ -125,8 +125,9 @@ class QuantizeResult:
     search: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"path": self.path and str(self.path), "source_onnx": str(self.source_onnx),
-                "info": self.info, "fp32": self.fp32, "int8": self.int8,
+        return {"path": self.path and str(self.path),
+                "source_onnx": self.source_onnx and str(self.source_onnx), "info": self.info,
+                "fp32": self.fp32, "int8": self.int8,
                 "report": self.report, "failed": self.failed}
 
 
@@ -151,12 +152,14 @@ class _Search:
     :class:`SearchStopped` (NNCF returns only once a candidate passes, so what is stopped
     never met the budgets)."""
 
-    def __init__(self, max_minutes: float | None, log, reserve_s: float = 0.0) -> None:
-        """The search ends ``reserve_s`` before ``max_minutes`` from now: what scoring the
-        INT8 model for the report will take (as long as the FP32 model's, measured)."""
+    def __init__(self, max_minutes: float | None, log, start: float,
+                 reserve_s: float = 0.0) -> None:
+        """The search ends ``reserve_s`` before ``max_minutes`` after ``start`` (a
+        ``time.monotonic()`` reading): ``reserve_s`` is what scoring the INT8 model for the
+        report will take (as long as the FP32 model's, measured)."""
         self.t0 = time.monotonic()
         self.deadline = None if max_minutes is None else \
-            self.t0 + 60.0 * max_minutes - reserve_s
+            start + 60.0 * max_minutes - reserve_s
         self.log, self.passes, self.last = log, 0, self.t0
 
     def tick(self, n_items: int, value: float) -> None:
@@ -222,6 +225,7 @@ def quantize_exported(onnx_path: Path, task_set, size: tuple[int, int], req: Qua
                       log=print) -> QuantizeResult:
     """Quantise the exported FP32 model at ``onnx_path`` (input ``size``) under ``req``'s
     policy; returns the INT8 model in memory with its labelled report (nothing written)."""
+    start = time.monotonic()  # --max-minutes counts from here
     policy, _ = req.policy()
     budgets = req.check(task_set)
     fmt = FORMATS[policy.format]
@@ -239,7 +243,7 @@ def quantize_exported(onnx_path: Path, task_set, size: tuple[int, int], req: Qua
         fp32_full = evaluation.evaluate_fn(evaluation.compiled_infer(
             fmt.inference_model(fp32_native, True), task_set.names), valset, task_set,
             scoring=_full_scoring())
-    search = _Search(req.max_minutes, log, reserve_s=time.perf_counter() - t0)
+    search = _Search(req.max_minutes, log, start, reserve_s=time.perf_counter() - t0)
     control = None
     if budgets and req.accuracy_control:
         control = _control(fmt, fp32_native, valset, task_set, budgets, search)
@@ -308,7 +312,7 @@ def _quantize_and_write(exp: Exported, req: QuantizeRequest, policy: Int8Policy,
     task_set, size = exp.model.task_set, tuple(exp.model.cfg.input_size)
     res = quantize_exported(exp.onnx, task_set, size, req, log)
     if res.model is None:  # the search was stopped: nothing to gate or write
-        atomic_write_json(named(out, ".report.json"), res.to_json())
+        res.report_path = atomic_write_json(named(out, ".report.json"), res.to_json())
         return res
     gate = gate_in_runtime(exp.onnx, res, task_set, size, req, policy)
     res.info["gate"] = gate.to_dict()

@@ -216,6 +216,8 @@ def quantize(
         console.print(gate_table(res.info["gate"]["rows"], INT8_GATE))
     if res.report:
         console.print(drops_table(res.report))
+    if res.model is None:  # the accuracy search was stopped: only the report is written
+        fail(f"{res.failed} (only {res.report_path} written)", code=3)
     if res.failed and res.path is None:
         fail(f"{res.failed} (nothing written; --force keeps it)", code=3)
     console.print(f"quantised model: [bold]{escape(str(res.path))}[/]")
