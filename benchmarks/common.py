@@ -48,3 +48,13 @@ def checkpoint_or_random(path: str | None, variant: str = "edge-effvit-b0", tmp:
     return save_checkpoint(tmp / "random", m, {"model_config": m.cfg.to_dict(),
                                                "task_set": m.task_set.to_dict(),
                                                "variant": variant})
+
+
+def matmul_peak_gflops(threads: int, n: int = 1024) -> float:
+    """FP32 GEMM throughput of this machine (torch.mm, ``n×n``), median of 20."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    ms = median_ms(lambda: torch.mm(a, b), runs=20)
+    return 2 * n**3 / (ms / 1e3) / 1e9

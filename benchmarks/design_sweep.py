@@ -20,10 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.common import machine, timed_rounds
+from benchmarks.common import machine, matmul_peak_gflops, timed_rounds
 from mtlsi_edge.machine import cpu_flags
 
 # Each point: (name, variant, overrides, what it tests).  Pruned by measurement: see
@@ -81,30 +80,11 @@ def _model(variant: str, overrides: dict, size: tuple[int, int]):
     return m
 
 
-def _gemm_gflops(threads: int = 2) -> float:
-    """torch's SGEMM rate on this CPU (best of a few 1024² products), GFLOP/s."""
-    import torch
+def _frames(size: tuple[int, int], n: int) -> list:
+    """``n`` calibration renders at ``size``, preprocessed (the calibration set's items)."""
+    from mtlsi_edge.calibration.sources import build_calibration_set
 
-    torch.set_num_threads(threads)
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(10):
-        t = time.perf_counter()
-        for _ in range(5):
-            a @ b
-        best = min(best, (time.perf_counter() - t) / 5)
-    return 2 * 1024 ** 3 / best / 1e9
-
-
-def _frames(size: tuple[int, int], n: int):
-    from mtlsi_edge.data.seeds import CALIBRATION_SEED
-    from mtlsi_edge.data.synthindoor import render_sample
-    from mtlsi_edge.export import normalize
-
-    return [normalize(render_sample(CALIBRATION_SEED + i, size=size).image_rgb[None])
-            for i in range(n)]
+    return build_calibration_set("synth", n, size).items()
 
 
 def _runners(onnx_path: Path, int8: bool, size, threads: int) -> dict:
@@ -159,7 +139,7 @@ def main() -> None:
         raise SystemExit(f"unknown points: {', '.join(sorted(unknown))}")
     int8 = {p for p in a.int8.split(",") if p}
     sizes = [tuple(int(v) for v in s.split("x")) for s in a.sizes.split(",")]
-    peak = _gemm_gflops(a.threads)
+    peak = matmul_peak_gflops(a.threads)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         fns: dict[str, object] = {}

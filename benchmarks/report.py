@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import checkpoint_or_random, median_ms
+from benchmarks.common import checkpoint_or_random, matmul_peak_gflops, median_ms
 from benchmarks.targets import run as targets_section
 from mtlsi_edge.compiler import compile_bundle
 from mtlsi_edge.machine import has_vnni
@@ -23,14 +23,6 @@ from mtlsi_edge.profiler import report
 from mtlsi_edge.profiler.bench import ProfileOptions, machine_header, profile_bundle
 from mtlsi_edge.targets import CompileOptions, get_target
 from mtlsi_edge.train.checkpoint import build_from_checkpoint
-
-
-def matmul_peak_gflops(threads: int, n: int = 1024) -> float:
-    """FP32 GEMM throughput of this machine (torch.mm, ``n×n``), median of 20."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    ms = median_ms(lambda: torch.mm(a, b), runs=20)
-    return 2 * n**3 / (ms / 1e3) / 1e9
 
 
 def build_bundles(ckpt: Path, work: Path, threads: int) -> list[Path]:

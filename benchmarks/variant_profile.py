@@ -16,8 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import timed_rounds
-from benchmarks.design_sweep import _gemm_gflops
+from benchmarks.common import matmul_peak_gflops, timed_rounds
 from mtlsi_edge.compiler import CompileRequest, compile_bundle, export_checkpoint
 from mtlsi_edge.deploy import build_int8_bundle
 from mtlsi_edge.machine import describe
@@ -55,7 +54,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=30)
     a = ap.parse_args()
-    peak = _gemm_gflops(a.threads)
+    peak = matmul_peak_gflops(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
         preds, gmacs = {}, {}
         for tag, ck in (("old", a.a), ("new", a.b)):

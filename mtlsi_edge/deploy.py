@@ -87,7 +87,7 @@ def build_int8_bundle(exported: Exported, target: Target, req: QuantizeRequest, 
     at ``out`` (its gate against ``exported``'s eager model is the only one).  ``source``:
     the export already in the policy's native form (:meth:`IRFormat.native_source`);
     ``options``: device and threads of the bundle (default: the target's device)."""
-    req = dataclasses.replace(req, format=target.int8.format, rules=target.int8.rules)
+    req = req.for_target(target)
     model = exported.model
     try:
         q = quantize_exported(source or exported.onnx, model.task_set,
@@ -139,7 +139,7 @@ def check_request(checkpoint: Path, req: DeployRequest) -> Target:
     if req.precision == "int8":
         if qreq.max_drop and qreq.val is None:
             raise ConfigError("--max-drop needs --val")
-        q = dataclasses.replace(qreq, format=tgt.int8.format, rules=tgt.int8.rules)
+        q = qreq.for_target(tgt)
         q.policy()  # the NNCF settings against the target's policy
         q.check(task_set)
         try:

@@ -14,6 +14,7 @@ written); the final report scores FP32 and INT8 once each on the full protocol (
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -83,6 +84,10 @@ class QuantizeRequest:
     force: bool = False
     graph: str | None = None
     max_minutes: float | None = None
+
+    def for_target(self, target: Target) -> QuantizeRequest:
+        """This request under ``target``'s INT8 policy (its format and rules)."""
+        return dataclasses.replace(self, format=target.int8.format, rules=target.int8.rules)
 
     def policy(self) -> tuple[Int8Policy, Target]:
         """The INT8 policy and its target; a :class:`QuantizeError` names a bad option."""
