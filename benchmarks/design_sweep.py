@@ -66,6 +66,12 @@ POINTS: list[tuple[str, str, dict, str]] = [
     ("c16mnv4", "edge-effvit-b0", {"backbone": "mobilenetv4_conv_small", "heads": 2, "window": 5,
                                    "cwib_depth16": 1, "cwib_depths": (0, 0)},
      "MobileNetV4-conv-S, C=48, d=24, CWIB at 1/16"),
+    ("c16h2pw1", "edge-effvit-b0", {"heads": 2, "window": 5, "cwib_depth16": 1,
+                                    "cwib_depths": (0, 0), "pointwise_merges": 1},
+     "C=48, d=24, CWIB at 1/16, pointwise 1×1 after the 1/8 merge"),
+    ("c16h2pw2", "edge-effvit-b0", {"heads": 2, "window": 5, "cwib_depth16": 1,
+                                    "cwib_depths": (0, 0), "pointwise_merges": 2},
+     "C=48, d=24, CWIB at 1/16, pointwise 1×1 after the 1/8 and 1/4 merges"),
 ]
 
 

@@ -107,7 +107,9 @@ class PtqSettings:
     preset: ``performance`` (symmetric) | ``mixed``.  ignore: an :data:`IGNORE_PRESETS` name.
     act_matmuls: ``float`` keeps the activation × activation MatMuls in float
     (:meth:`~mtlsi_edge.quantize.formats.IRFormat.activation_matmuls`), ``int8`` quantises
-    them.  overflow_fix: 7-bit weights (None: on CPUs without VNNI).  subset_size: calibration
+    them.  per_channel_weights: one weight scale per output channel (False: one per tensor;
+    TensorRT's rules always use per-channel).  overflow_fix: 7-bit weights (None: on CPUs
+    without VNNI).  subset_size: calibration
     samples NNCF uses at most.  max_reverts: accuracy control's revert budget.
     """
 
@@ -115,6 +117,7 @@ class PtqSettings:
     ignore: str = "attention-norm"
     act_matmuls: str = "float"
     transformer: bool = True
+    per_channel_weights: bool = True
     overflow_fix: bool | None = None
     subset_size: int = 300
     max_reverts: int = 40
@@ -183,7 +186,9 @@ def _nncf_params(settings: PtqSettings, policy: Int8Policy, names: list[str],
     # (measured here: ~8× lower INT8 error on AVX2).
     fix = not has_vnni() if settings.overflow_fix is None else settings.overflow_fix
     adv = AdvancedQuantizationParameters(
-        overflow_fix=OverflowFix.ENABLE if fix else OverflowFix.DISABLE)
+        overflow_fix=OverflowFix.ENABLE if fix else OverflowFix.DISABLE,
+        weights_quantization_params=None if settings.per_channel_weights else
+        QuantizationParameters(per_channel=False))
     return kwargs, adv, matched
 
 
@@ -249,7 +254,8 @@ def quantize_model(model, calib_items: list[np.ndarray], policy: Int8Policy,
             "ignored_nodes": matched, "act_matmuls": settings.act_matmuls,
             "act_matmuls_in_float": len(act),
             "model_type": "transformer" if settings.transformer else "default",
-            "overflow_fix": fix, "subset_size": subset}
+            "overflow_fix": fix, "subset_size": subset,
+            "per_channel_weights": settings.per_channel_weights or policy.symmetric_signed}
     if control is None:
         q = nncf.quantize(model, calib, subset_size=subset, advanced_parameters=adv, **kwargs)
         return _finish(q, info, policy)

@@ -95,6 +95,27 @@ def test_paper_decoder_config_batched_matches_per_task(name):
     assert ref["semseg"].shape == (1, 40, 64, 96)
 
 
+@pytest.mark.parametrize("pointwise", [1, 2])
+def test_pointwise_merges_batched_matches_per_task(pointwise):
+    """Pointwise 1×1s after the 1/8 (and 1/4) merges, before a CWIB at 1/8 (the batched 1/4
+    merge path) and without one (the split path); each adds one C×C conv + BN per task."""
+    from mtlsi_edge.model.mtlsi import ConfigError
+
+    torch.manual_seed(0)
+    for over in ({}, {"cwib_depths": (0, 1)}):
+        base = create_model("edge-effvit-b0", input_size=(64, 96), **over)
+        m = _randomize(create_model("edge-effvit-b0", input_size=(64, 96),
+                                    pointwise_merges=pointwise, **over))
+        extra = sum(p.numel() for p in m.parameters()) - sum(
+            p.numel() for p in base.parameters())
+        c, t = m.cfg.dim, len(m.task_set.names)
+        assert extra == pointwise * t * (c * c + 2 * c)
+        ref, got = _both(m, torch.randn(1, 3, 64, 96))
+        _assert_same(ref, got)
+    with pytest.raises(ConfigError, match="pointwise_merges"):
+        create_model("edge-effvit-b0", pointwise_merges=3)
+
+
 #: Smaller inputs the paper backbones accept (Swin: every stage a multiple of its window 12).
 PAPER_SIZES = {"paper-swin-l": (384, 384), "paper-vit-l": (224, 288)}
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import importlib.machinery
 import importlib.util
@@ -840,6 +841,28 @@ def test_qdq_rules_on_small_nncf_output(tiny_dyn_onnx, tiny_qdq):
     problems = qdq_problems(q)
     assert problems and all("UINT8" in p for p in problems), problems
     assert qdq_problems(onnx.load(str(tiny_qdq))) == []
+
+
+def test_per_tensor_weight_scheme(tiny_dyn_onnx):
+    """``PtqSettings.per_channel_weights=False`` gives each conv weight one scale (the scheme
+    benchmarks/int8_schemes.py measures); the default keeps one per output channel."""
+    from mtlsi_edge.quantize.ptq import PtqSettings, quantize_model
+    from mtlsi_edge.targets import get_target
+
+    items = [np.random.default_rng(i).standard_normal((1, 3, 32, 48)).astype(np.float32)
+             for i in range(4)]
+
+    def weight_scale_sizes(settings: PtqSettings) -> list[int]:
+        q, info = quantize_model(onnx.load(str(tiny_dyn_onnx)), items,
+                                 get_target("onnxruntime").int8, settings)
+        assert info["per_channel_weights"] == settings.per_channel_weights
+        inits = {i.name: i for i in q.graph.initializer}
+        return [int(np.prod(inits[n.input[1]].dims)) for n in q.graph.node
+                if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+
+    base = PtqSettings(ignore="none", transformer=False)
+    assert sorted(weight_scale_sizes(base)) == [4, 8]
+    assert weight_scale_sizes(dataclasses.replace(base, per_channel_weights=False)) == [1, 1]
 
 
 def test_qdq_rules_on_hand_made_graphs():
