@@ -29,7 +29,7 @@ def machine() -> str:
     return describe(flags=False)
 
 
-def checkpoint_or_random(path: str | None, variant: str = "edge-effvit-b0", tmp: Path | None = None
+def checkpoint_or_random(path: str | None, variant: str = "edge-effvit-b0-v2", tmp: Path | None = None
                          ) -> Path:
     """The given checkpoint, else the embedded starter, else random weights saved to ``tmp``."""
     if path:

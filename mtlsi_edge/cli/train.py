@@ -28,7 +28,7 @@ def train(
     show_recipe: bool = typer.Option(False, "--show-recipe",
                                      help="Print the --recipe's settings and exit."),
     variant: str = typer.Option(None, help="Model variant (mtlsi-edge info) "
-                                           "[default: edge-effvit-b0, or the recipe's]."),
+                                           "[default: edge-effvit-b0-v2, or the recipe's]."),
     steps: int = typer.Option(None, min=1, help="[default: 2000]"),
     batch_size: int = typer.Option(None, min=1, help="Per process. [default: 8]"),
     lr: float = typer.Option(None, help="[default: 1e-3]"),

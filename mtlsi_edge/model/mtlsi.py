@@ -447,7 +447,7 @@ register_variant(Variant(
     MTLSIConfig(backbone="vit_large_patch16_384", backbone_out_indices=(5, 11, 17, 23),
                 input_size=(448, 576), shifted_windows=True)))
 
-DEFAULT_VARIANT = "edge-effvit-b0"
+DEFAULT_VARIANT = "edge-effvit-b0-v2"
 
 
 def create_model(name: str = DEFAULT_VARIANT, **overrides) -> MTLSINet:

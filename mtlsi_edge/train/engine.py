@@ -35,7 +35,7 @@ from mtlsi_edge.data.datasets import MultiTaskDataset, build_dataset
 from mtlsi_edge.data.transforms import train_transforms, val_transforms
 from mtlsi_edge.errors import MtlsiError
 from mtlsi_edge.fileio import append_jsonl, atomic_write_json
-from mtlsi_edge.model.mtlsi import VARIANTS, MTLSINet, create_model
+from mtlsi_edge.model.mtlsi import DEFAULT_VARIANT, VARIANTS, MTLSINet, create_model
 from mtlsi_edge.model.restore import model_from_state_dict
 from mtlsi_edge.objectives import objective, task_activate, task_loss, task_metric
 from mtlsi_edge.tasks import TaskSet
@@ -53,7 +53,7 @@ class TrainConfig:
 
     data: str
     out: str = "runs/train/exp"
-    variant: str = "edge-effvit-b0"
+    variant: str = DEFAULT_VARIANT
     model_overrides: dict = field(default_factory=dict)
     steps: int = 2000
     batch_size: int = 8

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.fileio import check_output_dir
-from mtlsi_edge.model.mtlsi import check_config_values
+from mtlsi_edge.model.mtlsi import DEFAULT_VARIANT, check_config_values
 from mtlsi_edge.train.engine import VARIANTS, TrainConfig
 from mtlsi_edge.train.recipes import get_recipe
 
 #: what ``train`` uses when neither a recipe nor an option says otherwise
-DEFAULTS = {"variant": "edge-effvit-b0", "steps": 2000, "batch_size": 8, "lr": 1e-3,
+DEFAULTS = {"variant": DEFAULT_VARIANT, "steps": 2000, "batch_size": 8, "lr": 1e-3,
             "weight_decay": 1e-4, "optimizer": "adamw", "schedule": "poly",
             "warmup_steps": 100, "scale": (0.5, 2.0)}
 
