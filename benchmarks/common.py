@@ -29,8 +29,8 @@ def machine() -> str:
     return describe(flags=False)
 
 
-def checkpoint_or_random(path: str | None, variant: str = "edge-effvit-b0-v2", tmp: Path | None = None
-                         ) -> Path:
+def checkpoint_or_random(path: str | None, variant: str = "edge-effvit-b0-v2",
+                         tmp: Path | None = None) -> Path:
     """The given checkpoint, else the embedded starter, else random weights saved to ``tmp``."""
     if path:
         return Path(path)

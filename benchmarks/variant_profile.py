@@ -2,6 +2,11 @@
 PyTorch, ONNX Runtime FP32, OpenVINO FP32 and OpenVINO INT8 bundles, compute latency at the
 model's input size, 2 threads, batch 1, interleaved rounds (every bundle in every round).
 
+On some virtual machines one loaded model runs at a stable but 1.5–1.8× slower rate than
+another load of the same file (docs/design_sweep.md, "Run-to-run mode"): ``--instances N``
+loads every bundle N times, times each load in the same rounds, and reports the median over
+the loads with their range.
+
 Prints per bundle the median ms, the ratio to the same model's eager FP32, the rate
 (2·MACs / time) and its fraction of torch's SGEMM rate measured in the same run, and for
 each runtime the new/old speed ratio.  The INT8 bundles are built by
@@ -13,6 +18,7 @@ each runtime the new/old speed ratio.  The INT8 bundles are built by
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -53,19 +59,28 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--instances", type=int, default=1, help="loads of each bundle")
     a = ap.parse_args()
     peak = matmul_peak_gflops(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
         preds, gmacs = {}, {}
         for tag, ck in (("old", a.a), ("new", a.b)):
             for name, b in bundles(Path(ck), Path(tmp) / tag, a.threads).items():
-                p = Predictor.from_bundle(b, threads=a.threads)
-                preds[f"{tag} {name}"] = p
-                gmacs[tag] = p.manifest["complexity"]["gmacs"]
-        ms = timed_rounds({k: (lambda p=p, x=p.sample_input(): p.runner(x))
-                           for k, p in preds.items()}, a.runs, a.rounds)
+                for i in range(a.instances):
+                    p = Predictor.from_bundle(b, threads=a.threads)
+                    preds[(f"{tag} {name}", i)] = p
+                    gmacs[tag] = p.manifest["complexity"]["gmacs"]
+        per_load = timed_rounds({k: (lambda p=p, x=p.sample_input(): p.runner(x))
+                                 for k, p in preds.items()}, a.runs, a.rounds)
+    loads: dict[str, list[float]] = {}
+    for (k, _), v in per_load.items():
+        loads.setdefault(k, []).append(v)
+    ms = {k: statistics.median(v) for k, v in loads.items()}
     print(f"\n{describe()}; {a.threads} threads; torch SGEMM {peak:.0f} GFLOP/s; "
-          f"{a.rounds} interleaved rounds of {a.runs} runs; compute median\n")
+          f"{a.rounds} interleaved rounds of {a.runs} runs; compute median"
+          + (f" over {a.instances} loads of each bundle (range: "
+             + "; ".join(f"{k} {min(v):.2f}–{max(v):.2f}" for k, v in loads.items()) + ")"
+             if a.instances > 1 else "") + "\n")
     print("| model | bundle | GMACs | ms | × eager | GFLOP/s | % GEMM peak |")
     print("|---|---|---|---|---|---|---|")
     for k, v in ms.items():

@@ -106,6 +106,17 @@ def test_info_unknown_variant_fails():
     one_error_line(res, "unknown variant 'nope'", "edge-effvit-b0")
 
 
+@pytest.mark.parametrize("target,preset,fragment", [
+    ("openvino", "bogus", "--preset must be performance or mixed"),
+    ("tensorrt", "mixed", "needs --preset performance"),
+])
+def test_deploy_preset_checked_before_work(tmp_path, tiny_checkpoint, target, preset, fragment):
+    res = run("deploy", "--checkpoint", tiny_checkpoint, "--target", target, "--preset", preset,
+              "--out", tmp_path / "d")
+    one_error_line(res, fragment, code=2)
+    assert not (tmp_path / "d").exists()
+
+
 def test_deploy_impossible_budget_fails_and_keeps_fp32(tmp_path, tiny_checkpoint):
     """An INT8 model cannot beat FP32 mIoU by 5 points: exit 3, the task named, FP32 kept."""
     from mtlsi_edge.bundle import load_bundle

@@ -230,7 +230,7 @@ SETS = {  # --set overrides: (value, words)
     "cwib_depths=[1]": ("'cwib_depths' must be a list of 2 integers",),
     "ffn_ratio=-1": ("'ffn_ratio' must be a positive number",),
     "pretrained=3": ("'pretrained' must be true or false",),
-    "dim=102": ("'dim' (102) must be a multiple of 'heads'",),
+    "dim=101": ("'dim' (101) must be a multiple of 'heads'",),
     "noequals": ("bad --set 'noequals'",),
 }
 

@@ -241,6 +241,9 @@ def deploy(
                    "minutes). --no-accuracy-control: plain PTQ, then the gate."),
     gate: list[str] = typer.Option([], "--gate", help=GATE_HELP),
     act_matmuls: str = typer.Option("float", help="float | int8 (see quantize --help)."),
+    preset: str = typer.Option("performance", help="performance (symmetric activations) | "
+                               "mixed (asymmetric: more accurate at the same speed on "
+                               "OpenVINO and ONNX Runtime, docs/design_sweep.md)."),
     graph: str = typer.Option(None, help="batched | per-task deploy graph (default: the "
                               "target's, see compile --help)."),
     sign: Path = typer.Option(None, help="Sign the bundle with this Ed25519 private key "
@@ -273,7 +276,7 @@ def deploy(
     check_output_dir(out)
     qreq = QuantizeRequest(calib=calib, n_calib=n_calib, val=val, val_limit=val_limit,
                            max_drop=tuple(max_drop),
-                           settings=PtqSettings(act_matmuls=act_matmuls),
+                           settings=PtqSettings(preset=preset, act_matmuls=act_matmuls),
                            accuracy_control=accuracy_control, gate=parse_gate_overrides(gate),
                            max_minutes=max_minutes)
     if sign is not None:
