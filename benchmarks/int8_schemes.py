@@ -27,6 +27,7 @@ from pathlib import Path
 from benchmarks.common import timed_rounds
 from mtlsi_edge.compiler import CompileRequest, compile_bundle, export_checkpoint
 from mtlsi_edge.deploy import build_int8_bundle
+from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.machine import describe
 from mtlsi_edge.quantize.ptq import PtqSettings
 from mtlsi_edge.quantize.run import QuantizeRequest
@@ -41,7 +42,7 @@ SCHEMES: dict[str, tuple[PtqSettings, str]] = {
     "norm-int8": (PtqSettings(ignore="none"), "linear-attention normalisation INT8 too"),
     "all-int8": (PtqSettings(ignore="none", act_matmuls="int8"), "every MatMul INT8"),
     "attention-float": (PtqSettings(ignore="attention"),
-                        "every attention MatMul in float (linear layers INT8)"),
+                        "MT-MQLFB entirely and every attention MatMul in float"),
     "per-tensor": (PtqSettings(per_channel_weights=False), "one scale per weight tensor"),
     "no-smoothquant": (PtqSettings(transformer=False), "NNCF's default model type"),
     "asymmetric": (PtqSettings(preset="mixed"), "asymmetric activations (mixed preset)"),
@@ -60,6 +61,11 @@ def build(ckpt: Path, target: str, work: Path, n_calib: int, threads: int, schem
     verdicts = {}
     for name in schemes:
         settings, _ = SCHEMES[name]
+        try:
+            settings.check(tgt.int8)
+        except ConfigError as e:  # e.g. asymmetric activations under TensorRT's rules
+            verdicts[name] = f"not allowed: {e}"
+            continue
         built = build_int8_bundle(exp, tgt, QuantizeRequest(n_calib=n_calib, settings=settings),
                                   work / f"{target}-{name}", work, log=lambda _m: None,
                                   options=opts)

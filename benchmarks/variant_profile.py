@@ -2,7 +2,7 @@
 PyTorch, ONNX Runtime FP32, OpenVINO FP32 and OpenVINO INT8 bundles, compute latency at the
 model's input size, 2 threads, batch 1, interleaved rounds (every bundle in every round).
 
-On some virtual machines one loaded model runs at a stable but 1.5–1.8× slower rate than
+On some virtual machines one loaded model runs at a stable but up to 1.8× slower rate than
 another load of the same file (docs/design_sweep.md, "Run-to-run mode"): ``--instances N``
 loads every bundle N times, times each load in the same rounds, and reports the median over
 the loads with their range.
@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--instances", type=int, default=1, help="loads of each bundle")
     a = ap.parse_args()
+    if a.instances < 1:
+        raise SystemExit("--instances must be ≥ 1")
     peak = matmul_peak_gflops(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
         preds, gmacs = {}, {}

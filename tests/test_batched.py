@@ -97,8 +97,8 @@ def test_paper_decoder_config_batched_matches_per_task(name):
 
 @pytest.mark.parametrize("pointwise", [1, 2])
 def test_pointwise_merges_batched_matches_per_task(pointwise):
-    """Pointwise 1×1s after the 1/8 (and 1/4) merges, before a CWIB at 1/8 (the batched 1/4
-    merge path) and without one (the split path); each adds one C×C conv + BN per task."""
+    """Pointwise 1×1s after the 1/8 (and 1/4) merges, without a CWIB at 1/4 (the split path)
+    and with one (the batched 1/4 merge path); each adds one C×C conv + BN per task."""
     from mtlsi_edge.model.mtlsi import ConfigError
 
     torch.manual_seed(0)
