@@ -29,7 +29,7 @@ def machine() -> str:
     return describe(flags=False)
 
 
-def checkpoint_or_random(path: str | None, variant: str = "edge-effvit-b0-v2",
+def checkpoint_or_random(path: str | None, variant: str | None = None,
                          tmp: Path | None = None) -> Path:
     """The given checkpoint, else the embedded starter, else random weights saved to ``tmp``."""
     if path:
@@ -39,9 +39,10 @@ def checkpoint_or_random(path: str | None, variant: str = "edge-effvit-b0-v2",
         return starter
     import torch
 
-    from mtlsi_edge.model import create_model
+    from mtlsi_edge.model import DEFAULT_VARIANT, create_model
     from mtlsi_edge.train.checkpoint import save_checkpoint
 
+    variant = variant or DEFAULT_VARIANT
     torch.manual_seed(0)
     m = create_model(variant)
     tmp = tmp or Path("runs/bench")

@@ -57,8 +57,7 @@ POINTS: list[tuple[str, str, dict, str]] = [
                                      "window": 5}, "MobileNetV4-conv-S, C=32, d=32, window 5"),
     ("c16h1", "edge-effvit-b0", {"heads": 1, "window": 5, "cwib_depth16": 1, "cwib_depths": (0, 0)},
      "C=48, d=48, CWIB at 1/16 (window 5) instead of 1/8"),
-    ("c16h2", "edge-effvit-b0", {"heads": 2, "window": 5, "cwib_depth16": 1, "cwib_depths": (0, 0)},
-     "C=48, d=24, CWIB at 1/16 (window 5)"),
+    ("c16h2", "edge-effvit-b0-cwib16", {}, "C=48, d=24, CWIB at 1/16 (window 5)"),
     ("c16c64h2", "edge-effvit-b0", {"dim": 64, "heads": 2, "window": 5, "cwib_depth16": 1,
                                     "cwib_depths": (0, 0)}, "C=64, d=32, CWIB at 1/16 (window 5)"),
     ("c16x2", "edge-effvit-b0", {"heads": 2, "window": 5, "cwib_depth16": 2, "cwib_depths": (0, 0)},
@@ -66,11 +65,9 @@ POINTS: list[tuple[str, str, dict, str]] = [
     ("c16mnv4", "edge-effvit-b0", {"backbone": "mobilenetv4_conv_small", "heads": 2, "window": 5,
                                    "cwib_depth16": 1, "cwib_depths": (0, 0)},
      "MobileNetV4-conv-S, C=48, d=24, CWIB at 1/16"),
-    ("c16h2pw1", "edge-effvit-b0", {"heads": 2, "window": 5, "cwib_depth16": 1,
-                                    "cwib_depths": (0, 0), "pointwise_merges": 1},
+    ("c16h2pw1", "edge-effvit-b0-cwib16", {"pointwise_merges": 1},
      "C=48, d=24, CWIB at 1/16, pointwise 1×1 after the 1/8 merge"),
-    ("c16h2pw2", "edge-effvit-b0", {"heads": 2, "window": 5, "cwib_depth16": 1,
-                                    "cwib_depths": (0, 0), "pointwise_merges": 2},
+    ("c16h2pw2", "edge-effvit-b0-v2", {},
      "C=48, d=24, CWIB at 1/16, pointwise 1×1 after the 1/8 and 1/4 merges"),
 ]
 

@@ -27,10 +27,9 @@ from pathlib import Path
 from benchmarks.common import timed_rounds
 from mtlsi_edge.compiler import CompileRequest, compile_bundle, export_checkpoint
 from mtlsi_edge.deploy import build_int8_bundle
-from mtlsi_edge.errors import ConfigError
 from mtlsi_edge.machine import describe
 from mtlsi_edge.quantize.ptq import PtqSettings
-from mtlsi_edge.quantize.run import QuantizeRequest
+from mtlsi_edge.quantize.run import QuantizeError, QuantizeRequest
 from mtlsi_edge.runtime.predictor import Predictor
 from mtlsi_edge.targets import CompileOptions, get_target
 from mtlsi_edge.weights import starter_checkpoint
@@ -62,13 +61,13 @@ def build(ckpt: Path, target: str, work: Path, n_calib: int, threads: int, schem
     for name in schemes:
         settings, _ = SCHEMES[name]
         try:
-            settings.check(tgt.int8)
-        except ConfigError as e:  # e.g. asymmetric activations under TensorRT's rules
+            built = build_int8_bundle(exp, tgt,
+                                      QuantizeRequest(n_calib=n_calib, settings=settings),
+                                      work / f"{target}-{name}", work, log=lambda _m: None,
+                                      options=opts)
+        except QuantizeError as e:  # e.g. asymmetric activations under TensorRT's rules
             verdicts[name] = f"not allowed: {e}"
             continue
-        built = build_int8_bundle(exp, tgt, QuantizeRequest(n_calib=n_calib, settings=settings),
-                                  work / f"{target}-{name}", work, log=lambda _m: None,
-                                  options=opts)
         if built.bundle is None:
             verdicts[name] = built.failed or "no bundle"
             continue

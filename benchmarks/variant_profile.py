@@ -35,15 +35,16 @@ FP32 = ("torch", "onnxruntime", "openvino")
 
 def bundles(ckpt: Path, work: Path, threads: int) -> dict[str, Path]:
     """torch / onnxruntime / openvino FP32 and openvino INT8 bundles of ``ckpt``."""
-    out = {}
-    for target in FP32:
+    out, exported = {}, {}
+    for target in FP32:  # one export per target, shared by its FP32 and INT8 bundles
         tgt = get_target(target)
+        exported[target] = export_checkpoint(ckpt, tgt, work / f"{target}.fp32.onnx")
         out[f"{target} fp32"] = compile_bundle(work / f"{target}-fp32", CompileRequest(
-            target, "fp32", checkpoint=ckpt,
+            target, "fp32", exported=exported[target],
             options=CompileOptions(device=tgt.default_device, threads=threads)))
     ov = get_target("openvino")
-    exp = export_checkpoint(ckpt, ov, work / "ov.fp32.onnx")
-    built = build_int8_bundle(exp, ov, QuantizeRequest(n_calib=128), work / "openvino-int8",
+    built = build_int8_bundle(exported["openvino"], ov, QuantizeRequest(n_calib=128),
+                              work / "openvino-int8",
                               work, log=lambda _m: None)
     if built.bundle is not None:
         out["openvino int8"] = built.bundle
